@@ -1,0 +1,47 @@
+import { Message } from '../core/messages';
+import { SnapshotChunk } from '../core/ready';
+import { Entry, HardState, InitialState, NodeId, RaftLogReader, SnapshotMeta } from '../core/types';
+
+/**
+ * Durable storage for one node: the Raft log, hard state and snapshots. The sync reader view (RaftLogReader)
+ * only shows what is durable. Writes are group-committed: many concurrent `persist` calls share one fsync;
+ * each promise resolves only once its bytes are durable. Calls are handled in call order.
+ */
+export interface NodeStorage extends RaftLogReader {
+  initialState(): InitialState;
+  /** Entries first truncate the stable log from entries[0].index if it is ≤ lastIndex(). */
+  persist(work: { hardState?: HardState; entries: Entry[]; snapshotChunk?: SnapshotChunk }): Promise<void>;
+  /** Publishes a completely received snapshot and discards the log up to (and, if it conflicts, after) it. */
+  installSnapshot(meta: SnapshotMeta): Promise<void>;
+  /** Stores a snapshot the local state machine took; becomes the latest snapshot. */
+  saveSnapshot(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void>;
+  /** The latest snapshot's bytes (null if none). */
+  readSnapshot(): AsyncIterable<Uint8Array> | null;
+  /** Drops whole segments whose entries are all ≤ index. */
+  compact(index: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface PeerTransport {
+  /** Starts listening; every authenticated inbound message is passed to `onMessage`. */
+  start(onMessage: (message: Message) => void): Promise<void>;
+  /** Best effort, never throws, never blocks: a message to an unreachable peer is dropped. */
+  send(messages: Message[]): void;
+  /** Where to reach each peer (raft host:port). Called whenever the configuration changes. */
+  setPeers(peers: Record<NodeId, string>): void;
+  close(): Promise<void>;
+}
+
+/**
+ * The replicated application. Rules: apply is deterministic (same entries → same state and results on
+ * every node); snapshot captures a point in time quickly and may stream the bytes later; restore discards
+ * all previous state.
+ */
+export interface StateMachine {
+  /** Called for every committed entry in index order (Noop and Config too, to keep appliedIndex exact). */
+  apply(entry: Entry): unknown | Promise<unknown>;
+  /** The last index applied (what a restart resumes after). */
+  appliedIndex(): number;
+  snapshot(): Promise<{ index: number; data: AsyncIterable<Uint8Array> }>;
+  restore(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void>;
+}
