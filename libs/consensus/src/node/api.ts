@@ -1,0 +1,85 @@
+import { Observable } from 'rxjs';
+import { MembershipChange, RaftStatus } from '../core/api';
+import { RaftOptions } from '../core/options';
+import { SoftState } from '../core/ready';
+import { ConfigState, Entry, NodeId, SnapshotMeta } from '../core/types';
+import { NodeStorage, PeerTransport, StateMachine } from './ports';
+
+export type ReadConsistency = 'linearizable' | 'lease' | 'local';
+
+export interface RaftNodeOptions {
+  id: NodeId;
+  storage: NodeStorage;
+  transport: PeerTransport;
+  stateMachine: StateMachine;
+  /** Overrides of DEFAULT_RAFT_OPTIONS (id and random are filled in by the node). */
+  raft?: Partial<Omit<RaftOptions, 'id'>>;
+  tickMs: number;
+  /** The first configuration, used only when the storage is empty (INITIAL_CLUSTER). Absent = join mode: wait to be added. */
+  bootstrap?: ConfigState;
+  /** Snapshot policy: take a state-machine snapshot after this many applied entries or log bytes. */
+  snapshotEveryEntries: number;
+  snapshotEveryBytes: number;
+  /** Entries kept in the log behind a snapshot so slow followers can still be served from the log. */
+  snapshotKeepEntries: number;
+  /** A proposal not applied within this time fails with 'timeout' (its fate is unknown). */
+  proposalTimeoutMs: number;
+  logger?: { log(msg: string): void; warn(msg: string): void; error(msg: string): void };
+}
+
+export type NodeErrorCode =
+  /** This node is not the leader; `leaderId` names the leader if known. */
+  | 'not_leader'
+  /** No leader known (election in progress, no quorum). Retry shortly. */
+  | 'unavailable'
+  /** The proposal's fate is unknown (it may still commit). Retry with the same idempotency keys. */
+  | 'timeout'
+  | 'overloaded'
+  | 'invalid_request'
+  | 'conflict'
+  | 'stopped'
+  /** The disk refused a write (ENOSPC, EIO): the node accepts no more writes. */
+  | 'storage_failed';
+
+export class NodeError extends Error {
+  constructor(
+    readonly code: NodeErrorCode,
+    message: string,
+    readonly leaderId: NodeId | null = null,
+  ) {
+    super(message);
+    this.name = 'NodeError';
+  }
+}
+
+export interface AppliedEntry {
+  entry: Entry;
+  result: unknown;
+}
+
+export interface NodeStatus extends RaftStatus {
+  /** Whether this node has applied everything committed that it saw when it started. */
+  caughtUp: boolean;
+  storageFailed: string | null;
+}
+
+export interface RaftNodeApi {
+  start(): Promise<void>;
+  /** Graceful: a leader first hands leadership to another voter (bounded wait). */
+  stop(opts?: { transferLeadership?: boolean }): Promise<void>;
+  /** Resolves with the state machine's result once the command is applied on this (leader) node. */
+  propose(command: Uint8Array): Promise<{ index: number; result: unknown }>;
+  /**
+   * Resolves once this node's state machine may serve a read at the given consistency
+   * (linearizable: ReadIndex confirmed and applied; lease: leader lease; local: at once). Returns the read index.
+   */
+  read(consistency: ReadConsistency): Promise<number>;
+  /** Resolves when the change (and, for joint consensus, the final C_new) is committed. */
+  changeMembership(change: MembershipChange): Promise<void>;
+  transferLeadership(to?: NodeId): Promise<NodeId>;
+  snapshotNow(): Promise<SnapshotMeta>;
+  status(): NodeStatus;
+  /** Every applied entry, in order, with its result. */
+  readonly applied$: Observable<AppliedEntry>;
+  readonly softState$: Observable<SoftState>;
+}
