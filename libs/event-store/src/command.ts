@@ -1,0 +1,196 @@
+import { EventStoreError } from './errors';
+import { EventStoreLimits } from './limits';
+import { AppendCommand, AppendInput, ExpectedRevision, PreparedEvent } from './types';
+import { isUuid, readUuid, UUID_BYTES, writeUuid } from './uuid';
+
+const STREAM_ID_RE = /^[A-Za-z0-9._:@-]+$/;
+const encoder = new TextEncoder();
+const EMPTY_OBJECT_JSON = encoder.encode('{}');
+
+/** Validates a stream id (API.md): 1–256 chars of [A-Za-z0-9._:@-], not starting with `$`. Returns a problem or null. */
+export function streamIdProblem(streamId: unknown, charsMax = 256): string | null {
+  if (typeof streamId !== 'string') return 'must be a string';
+  if (streamId.length === 0) return 'must not be empty';
+  if (streamId.length > charsMax) return `longer than ${charsMax} characters`;
+  if (streamId.startsWith('$')) return "names starting with '$' are reserved";
+  if (!STREAM_ID_RE.test(streamId)) return 'only A-Z a-z 0-9 . _ : @ - are allowed';
+  return null;
+}
+
+export function expectedRevisionProblem(e: unknown): string | null {
+  if (e === 'any' || e === 'no_stream' || e === 'stream_exists') return null;
+  if (typeof e === 'number' && Number.isSafeInteger(e) && e >= 0) return null;
+  return "must be 'any', 'no_stream', 'stream_exists' or an integer revision >= 0";
+}
+
+function invalid(field: string, problem: string): EventStoreError {
+  return new EventStoreError('invalid_request', `${field}: ${problem}`, [{ field, problem }]);
+}
+
+function jsonBytes(value: unknown, field: string): Uint8Array {
+  if (value === undefined) return EMPTY_OBJECT_JSON;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (e) {
+    throw invalid(field, `not a JSON value (${(e as Error).message})`);
+  }
+  if (text === undefined) throw invalid(field, 'not a JSON value');
+  return encoder.encode(text);
+}
+
+/**
+ * Validates a client's append and turns it into the replicated command: ids assigned (`newId` for events
+ * without one), data and metadata serialized once to JSON bytes, the leader's timestamp recorded.
+ * Throws EventStoreError('invalid_request' | 'payload_too_large') naming the field.
+ */
+export function prepareAppend(input: AppendInput, limits: EventStoreLimits, now: Date, newId: () => string): AppendCommand {
+  if (typeof input !== 'object' || input === null) throw invalid('body', 'must be an object');
+  const streamProblem = streamIdProblem(input.streamId, limits.streamIdCharsMax);
+  if (streamProblem) throw invalid('streamId', streamProblem);
+  const expectedRevision: ExpectedRevision = input.expectedRevision ?? 'any';
+  const expectedProblem = expectedRevisionProblem(expectedRevision);
+  if (expectedProblem) throw invalid('expectedRevision', expectedProblem);
+  if (!Array.isArray(input.events)) throw invalid('events', 'must be an array');
+  if (input.events.length === 0) throw invalid('events', 'at least one event is required');
+  if (input.events.length > limits.eventsPerAppendMax) {
+    throw new EventStoreError('payload_too_large', `events: ${input.events.length} events, at most ${limits.eventsPerAppendMax} per append`);
+  }
+  const seen = new Map<string, number>();
+  const events: PreparedEvent[] = [];
+  let totalBytes = 0;
+  for (let i = 0; i < input.events.length; i++) {
+    const prepared = prepareEvent(input.events[i], `events[${i}]`, limits, newId);
+    const earlier = seen.get(prepared.id);
+    if (earlier !== undefined) throw invalid(`events[${i}].id`, `duplicates events[${earlier}].id`);
+    seen.set(prepared.id, i);
+    totalBytes += prepared.data.length + prepared.metadata.length;
+    if (totalBytes > limits.appendBytesMax) {
+      throw new EventStoreError('payload_too_large', `events: data + metadata exceed ${limits.appendBytesMax} bytes per append`);
+    }
+    events.push(prepared);
+  }
+  return { kind: 'append', streamId: input.streamId, expectedRevision, timestamp: now.toISOString(), events };
+}
+
+function prepareEvent(e: unknown, field: string, limits: EventStoreLimits, newId: () => string): PreparedEvent {
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) throw invalid(field, 'must be an object');
+  const ev = e as Record<string, unknown>;
+  let id: string;
+  if (ev.id === undefined || ev.id === null) {
+    id = newId();
+    if (!isUuid(id)) throw new Error(`prepareAppend: newId() returned '${id}', not a UUID`);
+  } else if (!isUuid(ev.id)) {
+    throw invalid(`${field}.id`, 'not a UUID');
+  } else {
+    id = ev.id;
+  }
+  if (typeof ev.type !== 'string' || ev.type.length === 0) throw invalid(`${field}.type`, 'required, a non-empty string');
+  if (ev.type.length > limits.eventTypeCharsMax) throw invalid(`${field}.type`, `longer than ${limits.eventTypeCharsMax} characters`);
+  const data = jsonBytes(ev.data, `${field}.data`);
+  const metadata = jsonBytes(ev.metadata, `${field}.metadata`);
+  if (data.length + metadata.length > limits.eventBytesMax) {
+    throw new EventStoreError('payload_too_large', `${field}: data + metadata are ${data.length + metadata.length} bytes serialized, at most ${limits.eventBytesMax}`);
+  }
+  return { id: id.toLowerCase(), type: ev.type, data, metadata };
+}
+
+// ---- binary encoding of the command (little endian) ----
+// u8 version(1) u8 kind(1=append) f64 expected(-1 any, -2 no_stream, -3 stream_exists, >=0 exact)
+// u8 tsLen ts(ascii) u16 streamLen stream(utf8) u32 count
+// per event: 16B id, u16 typeLen type(utf8), u32 dataLen data, u32 metaLen metadata
+
+const COMMAND_VERSION = 1;
+const KIND_APPEND = 1;
+
+export function encodeExpected(e: ExpectedRevision): number {
+  return e === 'any' ? -1 : e === 'no_stream' ? -2 : e === 'stream_exists' ? -3 : e;
+}
+
+export function decodeExpected(n: number): ExpectedRevision {
+  return n === -1 ? 'any' : n === -2 ? 'no_stream' : n === -3 ? 'stream_exists' : n;
+}
+
+export function encodeCommand(cmd: AppendCommand): Uint8Array {
+  const stream = Buffer.from(cmd.streamId, 'utf8');
+  const ts = Buffer.from(cmd.timestamp, 'latin1');
+  const types = cmd.events.map((e) => Buffer.from(e.type, 'utf8'));
+  let size = 2 + 8 + 1 + ts.length + 2 + stream.length + 4;
+  for (let i = 0; i < cmd.events.length; i++) {
+    size += UUID_BYTES + 2 + types[i].length + 4 + cmd.events[i].data.length + 4 + cmd.events[i].metadata.length;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  out[o++] = COMMAND_VERSION;
+  out[o++] = KIND_APPEND;
+  o = out.writeDoubleLE(encodeExpected(cmd.expectedRevision), o);
+  out[o++] = ts.length;
+  o += ts.copy(out, o);
+  o = out.writeUInt16LE(stream.length, o);
+  o += stream.copy(out, o);
+  o = out.writeUInt32LE(cmd.events.length, o);
+  for (let i = 0; i < cmd.events.length; i++) {
+    const e = cmd.events[i];
+    writeUuid(e.id, out, o);
+    o += UUID_BYTES;
+    o = out.writeUInt16LE(types[i].length, o);
+    o += types[i].copy(out, o);
+    o = out.writeUInt32LE(e.data.length, o);
+    out.set(e.data, o);
+    o += e.data.length;
+    o = out.writeUInt32LE(e.metadata.length, o);
+    out.set(e.metadata, o);
+    o += e.metadata.length;
+  }
+  if (o !== size) throw new Error(`encodeCommand: wrote ${o} bytes, computed ${size}`);
+  return out;
+}
+
+/** Decodes a command; data/metadata are views into `bytes` (no copy). Throws on malformed input. */
+export function decodeCommand(bytes: Uint8Array): AppendCommand {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const need = (o: number, n: number) => {
+    if (o + n > b.length) throw new Error(`decodeCommand: truncated at byte ${o} (need ${n} of ${b.length})`);
+  };
+  need(0, 11);
+  if (b[0] !== COMMAND_VERSION) throw new Error(`decodeCommand: unknown version ${b[0]}`);
+  if (b[1] !== KIND_APPEND) throw new Error(`decodeCommand: unknown kind ${b[1]}`);
+  let o = 2;
+  const expectedRevision = decodeExpected(b.readDoubleLE(o));
+  o += 8;
+  const tsLen = b[o++];
+  need(o, tsLen + 2);
+  const timestamp = b.toString('latin1', o, o + tsLen);
+  o += tsLen;
+  const streamLen = b.readUInt16LE(o);
+  o += 2;
+  need(o, streamLen + 4);
+  const streamId = b.toString('utf8', o, o + streamLen);
+  o += streamLen;
+  const count = b.readUInt32LE(o);
+  o += 4;
+  const events: PreparedEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    need(o, UUID_BYTES + 2);
+    const id = readUuid(b, o);
+    o += UUID_BYTES;
+    const typeLen = b.readUInt16LE(o);
+    o += 2;
+    need(o, typeLen + 4);
+    const type = b.toString('utf8', o, o + typeLen);
+    o += typeLen;
+    const dataLen = b.readUInt32LE(o);
+    o += 4;
+    need(o, dataLen + 4);
+    const data = b.subarray(o, o + dataLen);
+    o += dataLen;
+    const metaLen = b.readUInt32LE(o);
+    o += 4;
+    need(o, metaLen);
+    const metadata = b.subarray(o, o + metaLen);
+    o += metaLen;
+    events.push({ id, type, data, metadata });
+  }
+  if (o !== b.length) throw new Error(`decodeCommand: ${b.length - o} trailing bytes`);
+  return { kind: 'append', streamId, expectedRevision, timestamp, events };
+}

@@ -1,0 +1,17 @@
+export * from './types';
+export { EventStoreError, EventStoreErrorCode, isEventStoreError } from './errors';
+export { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
+export { Logger } from './logger';
+export { prepareAppend, encodeCommand, decodeCommand, streamIdProblem, expectedRevisionProblem } from './command';
+export { isUuid, newEventId } from './uuid';
+export { EventStoreStateMachine, EventStoreOptions, EventSubscription } from './state-machine';
+export {
+  defineProjection,
+  ProjectionDefinition,
+  ProjectionInfo,
+  ProjectionStatus,
+  ProjectionView,
+} from './projections/define';
+export { ProjectionEngine, ProjectionEngineOptions } from './projections/engine';
+export { builtInProjections, streamsProjection, eventTypesProjection, categoriesProjection, categoryOf } from './projections/builtins';
+export { ordersProjection, OrderState } from './examples/orders';
