@@ -1,0 +1,289 @@
+/**
+ * PeerTransport over TCP with the binary codec of codec.ts.
+ *
+ * Decision (bench/transport.ts, `npm run bench:transport`): Nest's built-in TCP transport sends
+ * JSON text (`len#{...}`) on one connection per client: entry bytes must be base64'd into JSON, every
+ * message is stringified and parsed on its own, and a 64 MiB snapshot on the same socket queues every
+ * heartbeat behind it. The custom binary transport moves several times more messages and bytes per
+ * second and keeps heartbeat latency low during a snapshot (figures in the benchmark's table and the
+ * transport report). So the wire is ours; Nest sees it as a CustomTransportStrategy (nest-strategy.ts).
+ *
+ * Per peer there are two outbound connections ("lanes"): control (votes, heartbeats, small appends,
+ * responses) and bulk (SnapshotRequest, AppendRequests over bulkAppendBytesMin), so heartbeats never
+ * wait behind a snapshot. Messages on different lanes may overtake each other; Raft tolerates reordering.
+ * Each node connects out to its peers and receives on its listening socket: replies travel on the
+ * replier's own outbound connections.
+ */
+import * as net from 'node:net';
+import { Message } from '../core/messages';
+import { NodeId } from '../core/types';
+import { PeerTransport } from '../node/ports';
+import { HostPort, formatHostPort, parseHostPort } from './address';
+import { messageBytesUpperBound } from './codec';
+import { InboundConnection } from './inbound-connection';
+import { DEFAULT_TRANSPORT_LIMITS, TransportLimits, checkTransportLimits } from './limits';
+import { LaneContext, OutboundLane } from './outbound-lane';
+import { LogThrottle, PeerCounters, PeerStats, TransportLogger, TransportStats, newPeerCounters } from './stats';
+
+export interface TcpPeerTransportOptions {
+  nodeId: NodeId;
+  /** 'host:port' to listen on (RAFT_ADDR); port 0 picks a free port (see `listenAddress`). */
+  listen: string;
+  /** The shared cluster secret; null only for loopback development (ids are still checked). */
+  secret: string | null;
+  logger?: TransportLogger;
+  limits?: Partial<TransportLimits>;
+  /** Randomness for reconnect jitter (tests may seed it). */
+  random?: () => number;
+}
+
+interface Peer {
+  address: string;
+  control: OutboundLane;
+  bulk: OutboundLane;
+}
+
+const logThrottleMs = 10_000;
+
+function consoleLogger(nodeId: NodeId): TransportLogger {
+  const prefix = `[raft-transport ${nodeId}]`;
+  return {
+    log: (m) => console.log(prefix, m),
+    warn: (m) => console.warn(prefix, m),
+    error: (m) => console.error(prefix, m),
+  };
+}
+
+export class TcpPeerTransport implements PeerTransport {
+  private readonly limits: TransportLimits;
+  private readonly logger: TransportLogger;
+  private readonly listenAt: HostPort;
+  private readonly laneCtx: LaneContext;
+  private readonly throttle = new LogThrottle(logThrottleMs);
+  private readonly peers = new Map<NodeId, Peer>();
+  private readonly counterMap = new Map<NodeId, PeerCounters>();
+  private readonly inbound = new Set<InboundConnection>();
+  /** The newest authenticated inbound connection per `${peer}/${lane}`; an older one is closed. */
+  private readonly inboundByKey = new Map<string, InboundConnection>();
+  private server: net.Server | null = null;
+  private bound: HostPort | null = null;
+  private onMessage: ((m: Message) => void) | null = null;
+  private closing: Promise<void> | null = null;
+  private authFailures = 0;
+  private protocolErrors = 0;
+  private dropsMisrouted = 0;
+
+  constructor(private readonly opts: TcpPeerTransportOptions) {
+    this.limits = { ...DEFAULT_TRANSPORT_LIMITS, ...opts.limits };
+    checkTransportLimits(this.limits);
+    const idBytes = Buffer.byteLength(opts.nodeId, 'utf8');
+    if (idBytes === 0 || idBytes > this.limits.nodeIdBytesMax) {
+      throw new Error(`TcpPeerTransport: node id '${opts.nodeId}' must be 1..${this.limits.nodeIdBytesMax} UTF-8 bytes`);
+    }
+    if (opts.secret !== null && opts.secret.length === 0) throw new Error('TcpPeerTransport: the cluster secret is empty; pass null to run without one');
+    this.listenAt = parseHostPort(opts.listen, `listen address of node ${opts.nodeId}`);
+    this.logger = opts.logger ?? consoleLogger(opts.nodeId);
+    this.laneCtx = {
+      nodeId: opts.nodeId,
+      secret: opts.secret,
+      limits: this.limits,
+      logger: this.logger,
+      throttle: this.throttle,
+      random: opts.random ?? Math.random,
+      counters: (peer) => this.counters(peer),
+    };
+  }
+
+  /** The address actually bound (after start), e.g. with the port chosen for port 0. */
+  get listenAddress(): string {
+    if (!this.bound) throw new Error(`TcpPeerTransport of ${this.opts.nodeId}: not started`);
+    return formatHostPort(this.bound);
+  }
+
+  async start(onMessage: (message: Message) => void): Promise<void> {
+    if (this.server) throw new Error(`TcpPeerTransport of ${this.opts.nodeId}: already started`);
+    if (this.closing) throw new Error(`TcpPeerTransport of ${this.opts.nodeId}: closed; create a new one`);
+    this.onMessage = onMessage;
+    const server = net.createServer((socket) => this.accept(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        reject(new Error(`node ${this.opts.nodeId} cannot listen on ${this.opts.listen} for Raft peers: ${err.code ?? err.message}; choose a free address (RAFT_ADDR)`));
+      };
+      server.once('error', onError);
+      server.listen(this.listenAt.port, this.listenAt.host, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.logger.error(`node ${this.opts.nodeId}: listening socket error: ${err.message}`));
+    const a = server.address() as net.AddressInfo;
+    this.bound = { host: this.listenAt.host, port: a.port };
+    this.logger.log(`node ${this.opts.nodeId} listening for Raft peers on ${this.listenAddress}${this.opts.secret === null ? ' (no cluster secret)' : ''}`);
+  }
+
+  send(messages: Message[]): void {
+    for (const m of messages) {
+      try {
+        this.route(m);
+      } catch (err) {
+        this.logger.error(`node ${this.opts.nodeId}: cannot send a ${m?.type} to ${m?.to}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private route(m: Message): void {
+    const peer = this.closing ? undefined : this.peers.get(m.to);
+    if (!peer) {
+      this.counters(m.to).dropsNoRoute++;
+      if (this.throttle.allow(`noroute/${m.to}`, Date.now())) {
+        this.logger.warn(`node ${this.opts.nodeId}: no address for peer ${m.to}${this.closing ? ' (transport closed)' : ''}; dropping messages to it`);
+      }
+      return;
+    }
+    const bytes = messageBytesUpperBound(m);
+    const bulk = m.type === 'SnapshotRequest' || (m.type === 'AppendRequest' && bytes > this.limits.bulkAppendBytesMin);
+    (bulk ? peer.bulk : peer.control).enqueue(m, bytes);
+  }
+
+  setPeers(peers: Record<NodeId, string>): void {
+    if (this.closing) return;
+    const wanted = new Map<NodeId, HostPort>();
+    for (const [id, address] of Object.entries(peers)) {
+      if (id === this.opts.nodeId) continue;
+      try {
+        const idBytes = Buffer.byteLength(id, 'utf8');
+        if (idBytes === 0 || idBytes > this.limits.nodeIdBytesMax) throw new Error(`node id must be 1..${this.limits.nodeIdBytesMax} UTF-8 bytes`);
+        wanted.set(id, parseHostPort(address, `address of peer ${id}`));
+      } catch (err) {
+        this.logger.error(`node ${this.opts.nodeId}: ignoring peer '${id}': ${(err as Error).message}`);
+      }
+    }
+    for (const [id, peer] of this.peers) {
+      if (wanted.has(id)) continue;
+      peer.control.close();
+      peer.bulk.close();
+      this.peers.delete(id);
+    }
+    for (const [id, hp] of wanted) {
+      const address = formatHostPort(hp);
+      const peer = this.peers.get(id);
+      if (!peer) {
+        this.peers.set(id, { address, control: new OutboundLane(this.laneCtx, id, 'control', hp), bulk: new OutboundLane(this.laneCtx, id, 'bulk', hp) });
+      } else if (peer.address !== address) {
+        peer.address = address;
+        peer.control.setAddress(hp);
+        peer.bulk.setAddress(hp);
+      }
+    }
+  }
+
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    for (const peer of this.peers.values()) {
+      peer.control.close();
+      peer.bulk.close();
+    }
+    this.peers.clear();
+    for (const conn of this.inbound) conn.destroy();
+    this.inbound.clear();
+    this.inboundByKey.clear();
+    const server = this.server;
+    this.closing = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    return this.closing;
+  }
+
+  stats(): TransportStats {
+    const peers: Record<NodeId, PeerStats> = {};
+    for (const [id, c] of this.counterMap) {
+      const p = this.peers.get(id);
+      const qc = p?.control.queued ?? { messages: 0, bytes: 0 };
+      const qb = p?.bulk.queued ?? { messages: 0, bytes: 0 };
+      peers[id] = {
+        ...c,
+        address: p?.address ?? null,
+        controlConnected: p?.control.connected ?? false,
+        bulkConnected: p?.bulk.connected ?? false,
+        queuedMessages: qc.messages + qb.messages,
+        queuedBytes: qc.bytes + qb.bytes,
+      };
+    }
+    return {
+      nodeId: this.opts.nodeId,
+      listen: this.bound ? this.listenAddress : this.opts.listen,
+      peers,
+      authFailures: this.authFailures,
+      protocolErrors: this.protocolErrors,
+      dropsMisrouted: this.dropsMisrouted,
+      inboundConnections: this.inbound.size,
+    };
+  }
+
+  private counters(peer: NodeId): PeerCounters {
+    let c = this.counterMap.get(peer);
+    if (!c) {
+      c = newPeerCounters();
+      this.counterMap.set(peer, c);
+    }
+    return c;
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    if (this.inbound.size >= this.limits.inboundConnectionsMax) {
+      this.authFailures++;
+      if (this.throttle.allow('inbound-full', Date.now())) {
+        this.logger.warn(`node ${this.opts.nodeId} refused connection from ${socket.remoteAddress}:${socket.remotePort}: ${this.inbound.size} inbound connections (inboundConnectionsMax)`);
+      }
+      socket.destroy();
+      return;
+    }
+    const conn = new InboundConnection(
+      {
+        nodeId: this.opts.nodeId,
+        secret: this.opts.secret,
+        limits: this.limits,
+        logger: this.logger,
+        counters: (peer) => this.counters(peer),
+        authenticated: (c) => this.authenticated(c),
+        closed: (c) => this.closed(c),
+        deliver: (_c, messages) => this.deliver(messages),
+        refused: () => this.authFailures++,
+        protocolError: () => this.protocolErrors++,
+        misrouted: (n) => (this.dropsMisrouted += n),
+      },
+      socket,
+    );
+    this.inbound.add(conn);
+  }
+
+  private authenticated(conn: InboundConnection): void {
+    const key = `${conn.peerId}/${conn.lane}`;
+    const older = this.inboundByKey.get(key);
+    this.inboundByKey.set(key, conn);
+    if (older && older !== conn) older.destroy();
+  }
+
+  private closed(conn: InboundConnection): void {
+    this.inbound.delete(conn);
+    const key = `${conn.peerId}/${conn.lane}`;
+    if (this.inboundByKey.get(key) === conn) this.inboundByKey.delete(key);
+  }
+
+  private deliver(messages: Message[]): void {
+    const handler = this.onMessage;
+    if (!handler || this.closing) return;
+    for (const m of messages) {
+      try {
+        handler(m);
+      } catch (err) {
+        if (this.throttle.allow('handler-error', Date.now())) {
+          this.logger.error(`node ${this.opts.nodeId}: the message handler threw on a ${m.type} from ${m.from}: ${(err as Error).stack ?? err}`);
+        }
+      }
+    }
+  }
+}
