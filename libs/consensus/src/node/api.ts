@@ -3,6 +3,7 @@ import { MembershipChange, RaftStatus } from '../core/api';
 import { RaftOptions } from '../core/options';
 import { SoftState } from '../core/ready';
 import { ConfigState, Entry, NodeId, SnapshotMeta } from '../core/types';
+import { RaftNodeMetrics } from './metrics';
 import { NodeStorage, PeerTransport, StateMachine } from './ports';
 
 export type ReadConsistency = 'linearizable' | 'lease' | 'local';
@@ -17,6 +18,11 @@ export interface RaftNodeOptions {
   tickMs: number;
   /** The first configuration, used only when the storage is empty (INITIAL_CLUSTER). Absent = join mode: wait to be added. */
   bootstrap?: ConfigState;
+  /**
+   * Join mode only: Raft addresses of existing members, used until the log brings this node the configuration
+   * (the transport needs an address to answer the leader's first AppendRequests).
+   */
+  joinPeers?: Record<NodeId, string>;
   /** Snapshot policy: take a state-machine snapshot after this many applied entries or log bytes. */
   snapshotEveryEntries: number;
   snapshotEveryBytes: number;
@@ -25,6 +31,8 @@ export interface RaftNodeOptions {
   /** A proposal not applied within this time fails with 'timeout' (its fate is unknown). */
   proposalTimeoutMs: number;
   logger?: { log(msg: string): void; warn(msg: string): void; error(msg: string): void };
+  /** Optional metrics hooks (PromRaftMetrics registers Prometheus metrics in a given registry). */
+  metrics?: RaftNodeMetrics;
 }
 
 export type NodeErrorCode =

@@ -1,0 +1,11 @@
+// Public surface of the consensus library: the core's data types, the node shell, its ports and errors.
+export * from './core/types';
+export * from './core/messages';
+export * from './core/ready';
+export * from './core/options';
+export * from './core/api';
+export * from './node/api';
+export * from './node/ports';
+export { RaftNode } from './node/raft-node';
+export { PromRaftMetrics } from './node/metrics';
+export type { RaftNodeMetrics } from './node/metrics';

@@ -1,0 +1,20 @@
+/** Limits of the node shell, with their units. */
+
+/** Readies taken from the core but not yet advanced (their persists queue up behind the fsync in flight). */
+export const readiesInflightMax = 16;
+
+/** stop({ transferLeadership }) waits at most this long for another voter to take over. */
+export const stopTransferTimeoutMs = 2_000;
+
+/** A leadership transfer that has not produced a new leader by then fails with 'timeout' (the floor). */
+export const transferTimeoutMsMin = 2_000;
+/** ...or this many election timeouts, whichever is longer. */
+export const transferTimeoutElections = 3;
+
+/** addMember: a learner counts as caught up when its match index is within this many entries of the leader's last. */
+export const catchUpSlackEntries = 64;
+/** addMember: how long a learner may take to catch up before promotion is abandoned. */
+export const catchUpTimeoutMsDefault = 60_000;
+
+/** Start-up scans the applied part of the log for configuration entries, this many bytes per read. */
+export const configScanBytesMax = 4 * 1024 * 1024;
