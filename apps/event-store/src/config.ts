@@ -1,0 +1,204 @@
+import { z } from 'zod';
+import type { ConfigState, MemberAddress } from '../../../libs/consensus/src/core/types';
+
+/**
+ * The node's configuration: API.md "Running a node" plus tunables. Read once at start-up from the
+ * environment and `--kebab-case` flags (flags win); nothing else in the app reads process.env.
+ */
+export interface AppConfig {
+  nodeId: string;
+  dataDir: string;
+  httpHost: string;
+  httpPort: number;
+  raftAddr: string;
+  /** This node's advertised REST URL (from INITIAL_CLUSTER when it names this node, else http://HTTP_ADDR). */
+  httpUrl: string;
+  /** The first voters; null = join mode (wait to be added by POST /cluster/members). Used only on an empty DATA_DIR. */
+  initialCluster: ConfigState | null;
+  clusterSecret: string | null;
+  tickMs: number;
+  electionTicks: number;
+  snapshotEveryEntries: number;
+  snapshotEveryBytes: number;
+  snapshotKeepEntries: number;
+  raftSegmentBytes: number;
+  proposalTimeoutMs: number;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** Truncate a torn or corrupt log tail at start-up instead of refusing to start. */
+  repair: boolean;
+  appendBodyBytesMax: number;
+  appendEventsMax: number;
+  eventBytesMax: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const mib = 1024 * 1024;
+const nodeIdPattern = /^[A-Za-z0-9._-]{1,64}$/;
+const hostPortPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+
+const hostPort = z.string().regex(hostPortPattern, 'expected host:port, e.g. 127.0.0.1:2114').refine((v) => {
+  const port = Number(v.slice(v.lastIndexOf(':') + 1));
+  return port >= 1 && port <= 65535;
+}, 'port must be 1-65535');
+
+/** Every variable, its schema and default. Keys are the environment names; flags are their kebab-case forms. */
+const schema = z.object({
+  NODE_ID: z.string().regex(nodeIdPattern, 'expected 1-64 characters from [A-Za-z0-9._-]').default('n1'),
+  DATA_DIR: z.string().min(1).optional(),
+  HTTP_ADDR: hostPort.default('127.0.0.1:2113'),
+  RAFT_ADDR: hostPort.default('127.0.0.1:2114'),
+  INITIAL_CLUSTER: z.string().optional(),
+  CLUSTER_SECRET: z.string().min(1).optional(),
+  TICK_MS: int(1, 10_000).default(50),
+  ELECTION_TICKS: int(2, 10_000).default(10),
+  SNAPSHOT_EVERY_ENTRIES: int(1, Number.MAX_SAFE_INTEGER).default(100_000),
+  SNAPSHOT_EVERY_BYTES: int(1, Number.MAX_SAFE_INTEGER).default(64 * mib),
+  SNAPSHOT_KEEP_ENTRIES: int(0, Number.MAX_SAFE_INTEGER).default(10_000),
+  RAFT_SEGMENT_BYTES: int(64 * 1024, 4096 * mib).default(64 * mib),
+  PROPOSAL_TIMEOUT_MS: int(10, 600_000).default(5000),
+  LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  REPAIR: bool.default(false),
+  APPEND_BODY_BYTES_MAX: int(1024, 1024 * mib).default(4 * mib),
+  APPEND_EVENTS_MAX: int(1, 1_000_000).default(1000),
+  EVENT_BYTES_MAX: int(64, 1024 * mib).default(1 * mib),
+});
+type RawConfig = z.infer<typeof schema>;
+const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
+
+export function kebabFlag(variable: string): string {
+  return '--' + variable.toLowerCase().replace(/_/g, '-');
+}
+
+/** `--node-id n2`, `--node-id=n2`, or a bare `--repair` (true). Unknown flags are an error. */
+export function parseFlags(argv: readonly string[]): Record<string, string> {
+  const byFlag = new Map(variables.map((v) => [kebabFlag(v), v]));
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    const variable = byFlag.get(flag);
+    if (!variable) throw new ConfigError(arg, `unknown argument; known flags: ${[...byFlag.keys()].join(' ')}`);
+    if (eq >= 0) out[variable] = arg.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[variable] = argv[++i];
+    else out[variable] = 'true';
+  }
+  return out;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+function splitHostPort(addr: string): { host: string; port: number } {
+  const colon = addr.lastIndexOf(':');
+  return { host: addr.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(addr.slice(colon + 1)) };
+}
+
+/** `id=raftHost:port/httpUrl,…` → addresses by id, in the given order. */
+export function parseInitialCluster(value: string): { ids: string[]; addresses: Record<string, MemberAddress> } {
+  const ids: string[] = [];
+  const addresses: Record<string, MemberAddress> = {};
+  for (const part of value.split(',').map((s) => s.trim())) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const slash = part.indexOf('/', eq + 1);
+    if (eq <= 0 || slash < 0) throw new ConfigError('INITIAL_CLUSTER', `"${part}" is not id=raftHost:port/httpUrl`);
+    const id = part.slice(0, eq);
+    const raftAddress = part.slice(eq + 1, slash);
+    const httpUrl = part.slice(slash + 1).replace(/\/+$/, '');
+    if (!nodeIdPattern.test(id)) throw new ConfigError('INITIAL_CLUSTER', `node id "${id}" must be 1-64 characters from [A-Za-z0-9._-]`);
+    if (!hostPort.safeParse(raftAddress).success) throw new ConfigError('INITIAL_CLUSTER', `"${raftAddress}" (of ${id}) is not a raft host:port`);
+    if (!/^https?:\/\/[^/\s]+$/.test(httpUrl)) throw new ConfigError('INITIAL_CLUSTER', `"${httpUrl}" (of ${id}) is not an http(s)://host:port URL`);
+    if (addresses[id]) throw new ConfigError('INITIAL_CLUSTER', `node id "${id}" appears twice`);
+    ids.push(id);
+    addresses[id] = { raftAddress, httpUrl };
+  }
+  return { ids, addresses };
+}
+
+/** Validates env + flags once; throws ConfigError naming the variable. */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, argv: readonly string[] = []): AppConfig {
+  const input: Record<string, string | undefined> = {};
+  for (const v of variables) input[v] = env[v];
+  Object.assign(input, parseFlags(argv));
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = String(issue.path[0] ?? 'configuration');
+    throw new ConfigError(variable, `${issue.message} (got ${JSON.stringify(input[variable] ?? null)})`);
+  }
+  const raw = parsed.data;
+  return build(raw, input.INITIAL_CLUSTER !== undefined);
+}
+
+function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
+  const http = splitHostPort(raw.HTTP_ADDR);
+  const raft = splitHostPort(raw.RAFT_ADDR);
+  if (!isLoopbackHost(raft.host) && !raw.CLUSTER_SECRET) {
+    throw new ConfigError('CLUSTER_SECRET', `required because RAFT_ADDR ${raw.RAFT_ADDR} is not a loopback address`);
+  }
+  const ownHttpUrl = `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}`;
+  let initialCluster: ConfigState | null;
+  let httpUrl = ownHttpUrl;
+  if (!initialClusterSet) {
+    initialCluster = {
+      voters: [raw.NODE_ID],
+      outgoing: [],
+      learners: [],
+      addresses: { [raw.NODE_ID]: { raftAddress: raw.RAFT_ADDR, httpUrl: ownHttpUrl } },
+    };
+  } else {
+    const { ids, addresses } = parseInitialCluster(raw.INITIAL_CLUSTER ?? '');
+    if (ids.includes(raw.NODE_ID)) {
+      initialCluster = { voters: ids, outgoing: [], learners: [], addresses };
+      httpUrl = addresses[raw.NODE_ID].httpUrl;
+    } else {
+      initialCluster = null; // join mode: empty, or a cluster this node is not part of yet
+    }
+  }
+  const dataDir = raw.DATA_DIR ?? `./data/${raw.NODE_ID}`;
+  const config: AppConfig = {
+    nodeId: raw.NODE_ID,
+    dataDir,
+    httpHost: http.host,
+    httpPort: http.port,
+    raftAddr: raw.RAFT_ADDR,
+    httpUrl,
+    initialCluster,
+    clusterSecret: raw.CLUSTER_SECRET ?? null,
+    tickMs: raw.TICK_MS,
+    electionTicks: raw.ELECTION_TICKS,
+    snapshotEveryEntries: raw.SNAPSHOT_EVERY_ENTRIES,
+    snapshotEveryBytes: raw.SNAPSHOT_EVERY_BYTES,
+    snapshotKeepEntries: raw.SNAPSHOT_KEEP_ENTRIES,
+    raftSegmentBytes: raw.RAFT_SEGMENT_BYTES,
+    proposalTimeoutMs: raw.PROPOSAL_TIMEOUT_MS,
+    logLevel: raw.LOG_LEVEL,
+    repair: raw.REPAIR,
+    appendBodyBytesMax: raw.APPEND_BODY_BYTES_MAX,
+    appendEventsMax: raw.APPEND_EVENTS_MAX,
+    eventBytesMax: raw.EVENT_BYTES_MAX,
+  };
+  if (config.eventBytesMax > config.appendBodyBytesMax) {
+    throw new ConfigError('EVENT_BYTES_MAX', `must not exceed APPEND_BODY_BYTES_MAX (${config.appendBodyBytesMax})`);
+  }
+  return config;
+}
+
+export const APP_CONFIG = Symbol('APP_CONFIG');

@@ -1,0 +1,122 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Registry } from 'prom-client';
+import { NodeId } from '../../../../libs/consensus/src/core/types';
+import { NodeError, ReadConsistency, RaftNodeApi } from '../../../../libs/consensus/src/node/api';
+import { PromRaftMetrics } from '../../../../libs/consensus/src/node/metrics';
+import { RaftNode } from '../../../../libs/consensus/src/node/raft-node';
+import { DurableStorage } from '../../../../libs/consensus/src/storage';
+import { TcpPeerTransport } from '../../../../libs/consensus/src/transport';
+import { builtInProjections, EventStoreStateMachine, Logger, ordersProjection, ProjectionEngine } from '../../../../libs/event-store/src';
+import { AppConfig } from '../config';
+import { LeaderLocator } from '../http/error-mapping';
+
+/** How long a graceful stop may spend handing leadership over before it just stops. */
+const shutdownMsMax = 10_000;
+
+/**
+ * One node of the cluster: durable Raft storage (DATA_DIR/raft), the event-store state machine
+ * (DATA_DIR/events), the peer transport on RAFT_ADDR and the Raft node driving them. Built before the
+ * HTTP app so the controllers get a ready node; stopped after the HTTP server stops accepting requests.
+ */
+export class NodeRuntime implements LeaderLocator {
+  readonly registry = new Registry();
+  private stopping: Promise<void> | null = null;
+
+  private constructor(
+    readonly config: AppConfig,
+    readonly node: RaftNodeApi,
+    readonly store: EventStoreStateMachine,
+    private readonly storage: { close(): Promise<void> },
+    private readonly transport: { close(): Promise<void> },
+    private readonly logger: Logger,
+  ) {}
+
+  static async open(config: AppConfig, logger: Logger): Promise<NodeRuntime> {
+    const raftDir = path.join(config.dataDir, 'raft');
+    const eventsDir = path.join(config.dataDir, 'events');
+    const fresh = isEmptyDir(config.dataDir);
+    fs.mkdirSync(raftDir, { recursive: true });
+    fs.mkdirSync(eventsDir, { recursive: true });
+    const registry = new Registry();
+    const metrics = new PromRaftMetrics(registry);
+    const storage = await DurableStorage.open(raftDir, { segmentBytes: config.raftSegmentBytes, repair: config.repair, logger });
+    const projections = new ProjectionEngine([...builtInProjections(), ordersProjection], { logger });
+    const store = await EventStoreStateMachine.open(eventsDir, {
+      projections,
+      logger,
+      limits: { appendBytesMax: config.appendBodyBytesMax, eventsPerAppendMax: config.appendEventsMax, eventBytesMax: config.eventBytesMax },
+    });
+    const transport = new TcpPeerTransport({ id: config.nodeId, listen: config.raftAddr, secret: config.clusterSecret ?? undefined, logger });
+    const node = new RaftNode({
+      id: config.nodeId,
+      storage,
+      transport,
+      stateMachine: store,
+      raft: { electionTicks: config.electionTicks },
+      tickMs: config.tickMs,
+      bootstrap: fresh && config.initialCluster ? config.initialCluster : undefined,
+      snapshotEveryEntries: config.snapshotEveryEntries,
+      snapshotEveryBytes: config.snapshotEveryBytes,
+      snapshotKeepEntries: config.snapshotKeepEntries,
+      proposalTimeoutMs: config.proposalTimeoutMs,
+      logger,
+      metrics,
+    });
+    const runtime = new NodeRuntime(config, node, store, storage, transport, logger);
+    (runtime as { registry: Registry }).registry = registry;
+    if (!fresh && config.initialCluster) logger.log(`DATA_DIR ${config.dataDir} is not empty: INITIAL_CLUSTER ignored, membership comes from the log`);
+    if (fresh && !config.initialCluster) logger.log(`node ${config.nodeId} starts in join mode: waiting to be added with POST /cluster/members`);
+    await node.start();
+    return runtime;
+  }
+
+  leaderId(): NodeId | null {
+    return this.node.status().leaderId;
+  }
+
+  httpUrlOf(id: NodeId): string | null {
+    return this.node.status().config.addresses[id]?.httpUrl ?? null;
+  }
+
+  /** Writes and linearizable reads are the leader's: elsewhere this throws not_leader (→ 307) or unavailable (→ 503). */
+  requireLeader(): void {
+    const s = this.node.status();
+    if (s.role === 'leader') return;
+    if (s.leaderId && s.leaderId !== this.config.nodeId) throw new NodeError('not_leader', `node ${this.config.nodeId} is not the leader`, s.leaderId);
+    throw new NodeError('unavailable', `node ${this.config.nodeId} knows no leader (election in progress?); retry shortly`);
+  }
+
+  /** Waits until this node may serve a read at `consistency` (linearizable: ReadIndex on the leader). */
+  async readBarrier(consistency: 'linearizable' | 'local'): Promise<void> {
+    if (consistency === 'local') return;
+    this.requireLeader();
+    await this.node.read(consistency satisfies ReadConsistency);
+  }
+
+  /** SIGTERM: a leader hands leadership over first; then the node, transport and storage close. */
+  shutdown(): Promise<void> {
+    this.stopping ??= this.doShutdown();
+    return this.stopping;
+  }
+
+  private async doShutdown(): Promise<void> {
+    const bounded = <T>(p: Promise<T>, what: string) =>
+      Promise.race([
+        p.catch((err: Error) => this.logger.warn(`${what} failed: ${err.message}`)),
+        new Promise<void>((r) => setTimeout(() => (this.logger.warn(`${what} took over ${shutdownMsMax} ms; going on`), r()), shutdownMsMax).unref()),
+      ]);
+    await bounded(this.node.stop({ transferLeadership: true }), 'stopping the raft node');
+    await bounded(this.transport.close(), 'closing the transport');
+    await bounded(this.store.close(), 'closing the event store');
+    await bounded(this.storage.close(), 'closing the raft storage');
+  }
+}
+
+function isEmptyDir(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).length === 0;
+  } catch {
+    return true;
+  }
+}
