@@ -1,0 +1,156 @@
+import { DEFAULT_RAFT_OPTIONS, RaftOptions, UnsafeSwitches } from '../core/options';
+import { NetworkFaults } from './network';
+import { Prng } from './prng';
+import { ShellProfile } from './sim-node';
+
+export const PROFILES = ['default', 'figure8', 'calm'] as const;
+export type ProfileName = (typeof PROFILES)[number];
+
+/** Deliberate mistakes: the core's unsafe switches plus one of the simulated shell. */
+export const BUGS = ['commitPreviousTermByCount', 'voteWithoutLogCheck', 'ackBeforePersist', 'readWithoutQuorum', 'forgetVoteOnRestart'] as const;
+export type BugName = (typeof BUGS)[number];
+
+/** Everything one seed decides before the run starts. */
+export interface Scenario {
+  seed: number;
+  profile: ProfileName;
+  bug: BugName | null;
+  initialVoters: number;
+  /** Live nodes at most (voters, learners and removed nodes not yet stopped). */
+  nodesMax: number;
+  votersMin: number;
+  votersMax: number;
+  tickMs: number;
+  /** Each node's clock runs (1 ± tickDriftMax) as fast; every tick also jitters by ± tickJitterMs. */
+  tickDriftMax: number;
+  tickJitterMs: number;
+  raft: Omit<RaftOptions, 'id' | 'random' | 'logger'>;
+  shell: ShellProfile;
+  network: NetworkFaults;
+  /** The safety phase: faults happen. */
+  faultPhaseMs: number;
+  /** The liveness phase: no faults; a leader must commit a fresh write everywhere within this. */
+  livenessMsMax: number;
+  /** Mean time between crashes (0 = none); a crashed node restarts after downMs. */
+  crashEveryMs: number;
+  downMsMin: number;
+  downMsMax: number;
+  /** Probability that a crash hits the current leader. */
+  leaderCrashBias: number;
+  partitionEveryMs: number;
+  partitionMsMin: number;
+  partitionMsMax: number;
+  proposeEveryMs: number;
+  readEveryMs: number;
+  membershipEveryMs: number;
+  transferEveryMs: number;
+}
+
+export function makeScenario(seed: number, profile: ProfileName, bug: BugName | null): Scenario {
+  const r = new Prng(seed).derive(`scenario:${profile}`);
+  const base = baseScenario(seed, profile, bug, r);
+  switch (profile) {
+    case 'default':
+      return base;
+    case 'calm':
+      return { ...base, crashEveryMs: 0, partitionEveryMs: 0, network: { ...base.network, dropRate: 0, duplicateRate: 0, longDelayRate: 0 } };
+    case 'figure8':
+      return figure8(base, r);
+  }
+}
+
+function baseScenario(seed: number, profile: ProfileName, bug: BugName | null, r: Prng): Scenario {
+  const unsafe: UnsafeSwitches = {};
+  if (bug !== null && bug !== 'forgetVoteOnRestart') unsafe[bug] = true;
+  const electionTicks = r.int(8, 12);
+  const lossy = r.chance(0.7);
+  return {
+    seed,
+    profile,
+    bug,
+    initialVoters: r.chance(0.6) ? 3 : 5,
+    nodesMax: 7,
+    votersMin: 3,
+    votersMax: 5,
+    tickMs: 10,
+    tickDriftMax: 0.02,
+    tickJitterMs: 0.5,
+    raft: {
+      ...DEFAULT_RAFT_OPTIONS,
+      electionTicks,
+      heartbeatTicks: r.int(1, 3),
+      inflightMsgsMax: r.pick([1, 4, 64]),
+      // Small limits so replication takes several messages and snapshots several chunks.
+      msgBytesMax: r.pick([64, 256, 4096]),
+      uncommittedBytesMax: r.pick([2048, 1024 * 1024]),
+      snapshotChunkBytes: r.pick([48, 128, 100_000]),
+      preVote: r.chance(0.7),
+      checkQuorum: r.chance(0.7),
+      leaseReads: false,
+      clockDriftTicksMax: 2,
+      unsafe,
+    },
+    shell: {
+      pipelineDepth: r.chance(0.4) ? r.int(2, 4) : 1,
+      applyBeforePersist: r.chance(0.3),
+      fsyncMsMin: 0.2,
+      fsyncMsMax: r.pick([2, 6, 15]),
+      slowFsyncRate: 0.02,
+      slowFsyncMsMax: 60,
+      snapshotEveryEntries: r.pick([8, 20, 60]),
+      pendingSnapshotRate: r.pick([0, 0.2, 0.5]),
+      forgetVoteOnRestart: bug === 'forgetVoteOnRestart',
+      checkPersistBeforeAck: true,
+    },
+    network: {
+      dropRate: lossy ? r.pick([0.01, 0.05, 0.1]) : 0,
+      duplicateRate: lossy ? r.pick([0, 0.02, 0.05]) : 0,
+      delayMsMin: 0.5,
+      delayMsMax: r.pick([3, 8, 20]),
+      longDelayRate: lossy ? 0.01 : 0,
+      longDelayMsMax: 200,
+    },
+    faultPhaseMs: 3_000,
+    livenessMsMax: 4_000,
+    crashEveryMs: r.pick([150, 300, 600]),
+    downMsMin: 5,
+    downMsMax: r.pick([50, 300, 800]),
+    leaderCrashBias: r.pick([0.2, 0.5]),
+    partitionEveryMs: r.pick([0, 300, 700]),
+    partitionMsMin: 50,
+    partitionMsMax: 600,
+    proposeEveryMs: r.pick([4, 10, 25]),
+    readEveryMs: r.pick([10, 30]),
+    membershipEveryMs: r.pick([150, 400]),
+    transferEveryMs: r.pick([300, 900]),
+  };
+}
+
+/**
+ * Figure 8 of the Raft paper: 5 voters, leaders crash often right after appending, so entries of old
+ * terms sit on a majority without being committed by their own term's leader.
+ */
+function figure8(base: Scenario, r: Prng): Scenario {
+  return {
+    ...base,
+    initialVoters: 5,
+    membershipEveryMs: 0,
+    partitionEveryMs: r.pick([0, 400]),
+    crashEveryMs: r.pick([60, 120]),
+    downMsMin: 5,
+    downMsMax: r.pick([30, 150]),
+    leaderCrashBias: 0.9,
+    proposeEveryMs: 5,
+    network: { ...base.network, dropRate: r.pick([0, 0.05]), delayMsMax: r.pick([3, 10]) },
+  };
+}
+
+export function describeScenario(s: Scenario): string {
+  const o = s.raft;
+  return [
+    `profile=${s.profile}${s.bug ? ` bug=${s.bug}` : ''} voters=${s.initialVoters}`,
+    `election=${o.electionTicks}t heartbeat=${o.heartbeatTicks}t preVote=${o.preVote} checkQuorum=${o.checkQuorum} inflight=${o.inflightMsgsMax} msgBytes=${o.msgBytesMax} chunk=${o.snapshotChunkBytes}`,
+    `pipeline=${s.shell.pipelineDepth} applyBeforePersist=${s.shell.applyBeforePersist} fsync<=${s.shell.fsyncMsMax}ms snapshotEvery=${s.shell.snapshotEveryEntries} pendingSnap=${s.shell.pendingSnapshotRate}`,
+    `drop=${s.network.dropRate} dup=${s.network.duplicateRate} delay<=${s.network.delayMsMax}ms crashEvery=${s.crashEveryMs}ms down<=${s.downMsMax}ms partitionEvery=${s.partitionEveryMs}ms membershipEvery=${s.membershipEveryMs}ms`,
+  ].join('\n  ');
+}
