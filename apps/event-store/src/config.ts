@@ -15,6 +15,8 @@ export interface AppConfig {
   httpUrl: string;
   /** The first voters; null = join mode (wait to be added by POST /cluster/members). Used only on an empty DATA_DIR. */
   initialCluster: ConfigState | null;
+  /** Join mode: Raft addresses of the members named by INITIAL_CLUSTER, to reach them until the log brings the configuration. */
+  joinPeers: Record<string, string>;
   clusterSecret: string | null;
   tickMs: number;
   electionTicks: number;
@@ -156,6 +158,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
   const ownHttpUrl = `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}`;
   let initialCluster: ConfigState | null;
   let httpUrl = ownHttpUrl;
+  const joinPeers: Record<string, string> = {};
   if (!initialClusterSet) {
     initialCluster = {
       voters: [raw.NODE_ID],
@@ -170,6 +173,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
       httpUrl = addresses[raw.NODE_ID].httpUrl;
     } else {
       initialCluster = null; // join mode: empty, or a cluster this node is not part of yet
+      for (const id of ids) joinPeers[id] = addresses[id].raftAddress;
     }
   }
   const dataDir = raw.DATA_DIR ?? `./data/${raw.NODE_ID}`;
@@ -181,6 +185,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     raftAddr: raw.RAFT_ADDR,
     httpUrl,
     initialCluster,
+    joinPeers,
     clusterSecret: raw.CLUSTER_SECRET ?? null,
     tickMs: raw.TICK_MS,
     electionTicks: raw.ELECTION_TICKS,

@@ -59,6 +59,8 @@ async function bootstrap(): Promise<void> {
   const metrics = app.get(MetricsService);
   countRequests(fastify, (m, r, s) => metrics.countRequest(m, r, s));
   app.useGlobalFilters(new ApiExceptionFilter(runtime));
+  app.connectMicroservice({ strategy: runtime.transportStrategy }, { inheritAppConfig: false });
+  await app.startAllMicroservices();
   const doc = new DocumentBuilder()
     .setTitle('Event store')
     .setDescription('Replicated event store on Raft — HTTP API contract v1 (API.md)')

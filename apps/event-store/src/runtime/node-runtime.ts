@@ -6,7 +6,7 @@ import { NodeError, ReadConsistency, RaftNodeApi } from '../../../../libs/consen
 import { PromRaftMetrics } from '../../../../libs/consensus/src/node/metrics';
 import { RaftNode } from '../../../../libs/consensus/src/node/raft-node';
 import { DurableStorage } from '../../../../libs/consensus/src/storage';
-import { TcpPeerTransport } from '../../../../libs/consensus/src/transport';
+import { RaftTransportStrategy, TcpPeerTransport } from '../../../../libs/consensus/src/transport';
 import { builtInProjections, EventStoreStateMachine, Logger, ordersProjection, ProjectionEngine } from '../../../../libs/event-store/src';
 import { AppConfig } from '../config';
 import { LeaderLocator } from '../http/error-mapping';
@@ -20,15 +20,15 @@ const shutdownMsMax = 10_000;
  * HTTP app so the controllers get a ready node; stopped after the HTTP server stops accepting requests.
  */
 export class NodeRuntime implements LeaderLocator {
-  readonly registry = new Registry();
   private stopping: Promise<void> | null = null;
 
   private constructor(
     readonly config: AppConfig,
     readonly node: RaftNodeApi,
     readonly store: EventStoreStateMachine,
-    private readonly storage: { close(): Promise<void> },
-    private readonly transport: { close(): Promise<void> },
+    /** The Raft transport as a Nest microservice (main.ts connects it; the node starts it if Nest has not yet). */
+    readonly transportStrategy: RaftTransportStrategy,
+    readonly registry: Registry,
     private readonly logger: Logger,
   ) {}
 
@@ -47,15 +47,17 @@ export class NodeRuntime implements LeaderLocator {
       logger,
       limits: { appendBytesMax: config.appendBodyBytesMax, eventsPerAppendMax: config.appendEventsMax, eventBytesMax: config.eventBytesMax },
     });
-    const transport = new TcpPeerTransport({ id: config.nodeId, listen: config.raftAddr, secret: config.clusterSecret ?? undefined, logger });
+    const transportStrategy = new RaftTransportStrategy(new TcpPeerTransport({ nodeId: config.nodeId, listen: config.raftAddr, secret: config.clusterSecret, logger }));
     const node = new RaftNode({
       id: config.nodeId,
       storage,
-      transport,
+      transport: transportStrategy.peerTransport(),
       stateMachine: store,
       raft: { electionTicks: config.electionTicks },
       tickMs: config.tickMs,
-      bootstrap: fresh && config.initialCluster ? config.initialCluster : undefined,
+      // Used by the node only when its storage is empty (a crash between mkdir and the first fsync is covered too).
+      bootstrap: config.initialCluster ?? undefined,
+      joinPeers: config.initialCluster ? undefined : config.joinPeers,
       snapshotEveryEntries: config.snapshotEveryEntries,
       snapshotEveryBytes: config.snapshotEveryBytes,
       snapshotKeepEntries: config.snapshotKeepEntries,
@@ -63,8 +65,7 @@ export class NodeRuntime implements LeaderLocator {
       logger,
       metrics,
     });
-    const runtime = new NodeRuntime(config, node, store, storage, transport, logger);
-    (runtime as { registry: Registry }).registry = registry;
+    const runtime = new NodeRuntime(config, node, store, transportStrategy, registry, logger);
     if (!fresh && config.initialCluster) logger.log(`DATA_DIR ${config.dataDir} is not empty: INITIAL_CLUSTER ignored, membership comes from the log`);
     if (fresh && !config.initialCluster) logger.log(`node ${config.nodeId} starts in join mode: waiting to be added with POST /cluster/members`);
     await node.start();
@@ -94,7 +95,7 @@ export class NodeRuntime implements LeaderLocator {
     await this.node.read(consistency satisfies ReadConsistency);
   }
 
-  /** SIGTERM: a leader hands leadership over first; then the node, transport and storage close. */
+  /** SIGTERM: a leader hands leadership over first; the node closes its transport and storage; then the store closes. */
   shutdown(): Promise<void> {
     this.stopping ??= this.doShutdown();
     return this.stopping;
@@ -107,9 +108,7 @@ export class NodeRuntime implements LeaderLocator {
         new Promise<void>((r) => setTimeout(() => (this.logger.warn(`${what} took over ${shutdownMsMax} ms; going on`), r()), shutdownMsMax).unref()),
       ]);
     await bounded(this.node.stop({ transferLeadership: true }), 'stopping the raft node');
-    await bounded(this.transport.close(), 'closing the transport');
     await bounded(this.store.close(), 'closing the event store');
-    await bounded(this.storage.close(), 'closing the raft storage');
   }
 }
 

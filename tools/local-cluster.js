@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+/**
+ * `npm start`: a local cluster of event-store nodes on 127.0.0.1 (default 3 nodes: HTTP 2113/2123/2133,
+ * Raft 2114/2124/2134, data under ./data/<id>). Each node's log lines are prefixed with its id.
+ * SIGINT/SIGTERM stops every node gracefully (SIGTERM, the leader hands over first), then SIGKILL after a bound.
+ *
+ * Environment: NODES (default 3), BASE_PORT (default 2113; node i uses BASE_PORT + 10i for HTTP and +1 for
+ * Raft), DATA_ROOT (default ./data). Any other variable (TICK_MS, LOG_LEVEL, …) is passed to every node.
+ */
+'use strict';
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+const fs = require('node:fs');
+
+const nodesMax = 9;
+const stopGraceMs = 25_000;
+
+function intFromEnv(name, dflt, min, max) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    process.stderr.write(`local-cluster: ${name} must be an integer in ${min}..${max}, got ${JSON.stringify(raw)}\n`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const repoRoot = path.resolve(__dirname, '..');
+const main = path.join(repoRoot, 'dist', 'apps', 'event-store', 'src', 'main.js');
+const count = intFromEnv('NODES', 3, 1, nodesMax);
+const basePort = intFromEnv('BASE_PORT', 2113, 1024, 65535 - 10 * nodesMax);
+const dataRoot = path.resolve(process.env.DATA_ROOT || path.join(repoRoot, 'data'));
+
+if (!fs.existsSync(main)) {
+  process.stderr.write(`local-cluster: ${main} is missing; run \`npm run build\` first\n`);
+  process.exit(2);
+}
+
+const nodes = Array.from({ length: count }, (_, i) => {
+  const id = `n${i + 1}`;
+  const httpPort = basePort + 10 * i;
+  return { id, httpPort, raftPort: httpPort + 1, dataDir: path.join(dataRoot, id), child: null, exited: false };
+});
+const initialCluster = nodes.map((n) => `${n.id}=127.0.0.1:${n.raftPort}/http://127.0.0.1:${n.httpPort}`).join(',');
+
+function prefixLines(id, stream, out) {
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop();
+    for (const line of lines) out.write(`[${id}] ${line}\n`);
+  });
+  stream.on('end', () => partial && out.write(`[${id}] ${partial}\n`));
+}
+
+let stopping = false;
+
+for (const n of nodes) {
+  fs.mkdirSync(n.dataDir, { recursive: true });
+  const env = {
+    ...process.env,
+    NODE_ID: n.id,
+    DATA_DIR: n.dataDir,
+    HTTP_ADDR: `127.0.0.1:${n.httpPort}`,
+    RAFT_ADDR: `127.0.0.1:${n.raftPort}`,
+    INITIAL_CLUSTER: initialCluster,
+  };
+  delete env.NODES;
+  delete env.BASE_PORT;
+  delete env.DATA_ROOT;
+  const child = spawn(process.execPath, [main], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  n.child = child;
+  prefixLines(n.id, child.stdout, process.stdout);
+  prefixLines(n.id, child.stderr, process.stderr);
+  child.on('exit', (code, signal) => {
+    n.exited = true;
+    process.stdout.write(`[local-cluster] ${n.id} (pid ${child.pid}) exited with ${code ?? signal}\n`);
+    if (nodes.every((m) => m.exited)) process.exit(stopping ? 0 : 1);
+  });
+}
+
+process.stdout.write(
+  `[local-cluster] ${count} nodes: ${nodes.map((n) => `${n.id} http://127.0.0.1:${n.httpPort} (raft ${n.raftPort})`).join(', ')}; data in ${dataRoot}\n`,
+);
+
+function stopAll(signal) {
+  if (stopping) return;
+  stopping = true;
+  process.stdout.write(`[local-cluster] ${signal}: stopping ${count} nodes\n`);
+  for (const n of nodes) if (!n.exited && n.child.pid) n.child.kill('SIGTERM');
+  setTimeout(() => {
+    for (const n of nodes) {
+      if (!n.exited && n.child.pid) {
+        process.stdout.write(`[local-cluster] ${n.id} did not stop within ${stopGraceMs} ms; killing pid ${n.child.pid}\n`);
+        n.child.kill('SIGKILL');
+      }
+    }
+  }, stopGraceMs).unref();
+}
+
+process.on('SIGINT', () => stopAll('SIGINT'));
+process.on('SIGTERM', () => stopAll('SIGTERM'));
