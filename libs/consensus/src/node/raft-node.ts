@@ -125,7 +125,11 @@ export class RaftNode implements RaftNodeApi {
     this.scanAppliedConfigs(snap.index + 1, this.applied);
     this.initialCommit = initial.hardState.commit;
 
-    this.core = this.coreFactory(this.raftOptions, storage, { ...initial, config });
+    this.core = this.coreFactory(this.raftOptions, storage, {
+      ...initial,
+      config,
+      bootstrapConfig: snap.index === 0 && this.opts.bootstrap ? this.opts.bootstrap : undefined,
+    });
     this.softState = { leaderId: null, role: this.core.status().role };
     this.softStateSubject.next(this.softState);
     this.refreshPeers();

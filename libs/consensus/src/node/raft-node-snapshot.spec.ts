@@ -1,0 +1,85 @@
+import { Registry } from 'prom-client';
+import { sumCommand } from '../testing/sum-state-machine';
+import { PromRaftMetrics } from './metrics';
+import { TestCluster, waitUntil } from './node-test-cluster';
+
+jest.setTimeout(120_000);
+
+const snapshotPolicy = { snapshotEveryEntries: 20, snapshotEveryBytes: 1024 * 1024, snapshotKeepEntries: 5 };
+
+describe('RaftNode snapshots', () => {
+  let cluster: TestCluster | null = null;
+
+  afterEach(async () => {
+    await cluster?.stopAll();
+    cluster = null;
+  });
+
+  it('takes a snapshot every N applied entries and compacts the log behind it', async () => {
+    cluster = await TestCluster.start(['n1', 'n2', 'n3'], snapshotPolicy);
+    const leader = await cluster.waitLeader();
+    let last = 0;
+    for (let i = 0; i < 60; i++) last = (await leader.node.propose(sumCommand(1))).index;
+    await cluster.waitApplied(last);
+    for (const m of cluster.members.values()) {
+      await waitUntil(() => m.storage.snapshotMeta().index >= 40, 20_000, `${m.id} to snapshot past 40`);
+      const meta = m.storage.snapshotMeta();
+      expect(meta.config.voters.sort()).toEqual(['n1', 'n2', 'n3']);
+      expect(m.storage.firstIndex()).toBeGreaterThan(1);
+      expect(m.storage.firstIndex()).toBeLessThanOrEqual(meta.index - snapshotPolicy.snapshotKeepEntries + 1);
+    }
+    const meta = await leader.node.snapshotNow();
+    expect(meta.index).toBeGreaterThanOrEqual(last - 1);
+  });
+
+  it('a node cut off while the log was compacted past it catches up by snapshot', async () => {
+    cluster = await TestCluster.start(['n1', 'n2', 'n3'], snapshotPolicy);
+    const leader = await cluster.waitLeader();
+    await leader.node.propose(sumCommand(1));
+    const lagging = [...cluster.members.values()].find((m) => m.id !== leader.id)!;
+    cluster.net.isolate(lagging.id);
+    let last = 0;
+    for (let i = 0; i < 80; i++) last = (await leader.node.propose(sumCommand(1))).index;
+    await waitUntil(() => leader.storage.firstIndex() > lagging.storage.lastIndex() + 1, 20_000, 'the leader to compact past the lagging node');
+    cluster.net.heal();
+    await cluster.waitApplied(last, [lagging.id], 30_000);
+    expect(lagging.sm.restores).toBeGreaterThanOrEqual(1);
+    expect(lagging.sm.value).toBe(81);
+    expect(lagging.sm.value).toBe(leader.sm.value);
+    // The restarted-from-snapshot node keeps working normally.
+    const out = await leader.node.propose(sumCommand(1));
+    await cluster.waitApplied(out.index);
+    expect(lagging.sm.value).toBe(82);
+  });
+
+  it('a restarted node restores its state machine from its snapshot and replays the log after it', async () => {
+    cluster = await TestCluster.start(['n1', 'n2', 'n3'], snapshotPolicy);
+    const leader = await cluster.waitLeader();
+    let last = 0;
+    for (let i = 0; i < 45; i++) last = (await leader.node.propose(sumCommand(2))).index;
+    const follower = [...cluster.members.values()].find((m) => m.id !== leader.id)!;
+    await cluster.waitApplied(last, [follower.id]);
+    await waitUntil(() => follower.storage.snapshotMeta().index > 0, 20_000, 'a follower snapshot');
+    const durable = await cluster.crash(follower.id);
+    const restarted = await cluster.startNode(follower.id, { storage: durable });
+    await cluster.waitApplied(last, [follower.id]);
+    expect(restarted.sm.restores).toBe(1);
+    expect(restarted.sm.value).toBe(90);
+  });
+
+  it('publishes Prometheus metrics: persist latency, batch sizes, term, role and per-peer lag', async () => {
+    const registry = new Registry();
+    cluster = await TestCluster.start(['n1'], { metrics: new PromRaftMetrics(registry) });
+    const leader = await cluster.waitLeader();
+    await leader.node.propose(sumCommand(1));
+    let text = '';
+    for (let i = 0; i < 500 && !/raft_role\{role="leader"\} 1/.test(text); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      text = await registry.metrics();
+    }
+    expect(text).toMatch(/raft_persist_seconds_count [1-9]/);
+    expect(text).toMatch(/raft_ready_entries_bucket/);
+    expect(text).toMatch(/raft_role\{role="leader"\} 1/);
+    expect(text).toMatch(/raft_proposals_total\{outcome="accepted"\} 1/);
+  });
+});
