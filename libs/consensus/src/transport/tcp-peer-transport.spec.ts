@@ -1,0 +1,265 @@
+import * as net from 'node:net';
+import { AppendRequest, Message, SnapshotRequest } from '../core/messages';
+import { FrameDecoder, FrameKind, encodeMessagesFrame, messagesFrameBound } from './frame';
+import { clientMac, decodeHello, encodeAuth, newNonce } from './handshake';
+import { DEFAULT_TRANSPORT_LIMITS } from './limits';
+import { reconnectDelayMs } from './outbound-lane';
+import { TcpPeerTransport } from './tcp-peer-transport';
+import { CapturingLogger, TestNode, appendRequest, closedPort, seededRandom, startNode, waitFor } from './test-helpers';
+
+jest.setTimeout(60_000);
+
+const secret = 'correct horse battery staple';
+const started: TcpPeerTransport[] = [];
+const sockets: net.Socket[] = [];
+
+async function node(id: string, s: string | null = secret, extra = {}): Promise<TestNode> {
+  const n = await startNode(id, s, extra);
+  started.push(n.transport);
+  return n;
+}
+
+function link(a: TestNode, b: TestNode): void {
+  a.transport.setPeers({ [b.transport.stats().nodeId]: b.transport.listenAddress });
+  b.transport.setPeers({ [a.transport.stats().nodeId]: a.transport.listenAddress });
+}
+
+const heartbeat = (from: string, to: string, seq: number): AppendRequest => appendRequest(from, to, seq, 0, 0);
+
+async function rawConnect(address: string): Promise<net.Socket> {
+  const [host, port] = address.split(':');
+  const socket = net.connect({ host, port: Number(port) });
+  sockets.push(socket);
+  socket.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return socket;
+}
+
+/** A hand-driven client that completes the handshake as `clientId` (with the right secret). */
+async function rawAuthenticated(address: string, clientId: string, serverId: string): Promise<net.Socket> {
+  const socket = await rawConnect(address);
+  const decoder = new FrameDecoder(4096);
+  const frames: { kind: FrameKind; payload: Buffer }[] = [];
+  socket.on('data', (chunk: Buffer) => frames.push(...decoder.push(chunk).map((f) => ({ kind: f.kind, payload: Buffer.from(f.payload) }))));
+  await waitFor('Hello', () => frames.length >= 1);
+  const serverNonce = decodeHello(frames[0].payload);
+  socket.write(encodeAuth({ lane: 'control', clientNonce: newNonce(), clientId, expectedServerId: serverId, mac: clientMac(secret, serverNonce, clientId) }));
+  await waitFor('Accept', () => frames.length >= 2);
+  expect(frames[1].kind).toBe(FrameKind.Accept);
+  return socket;
+}
+
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await Promise.all(started.splice(0).map((t) => t.close()));
+});
+
+describe('TcpPeerTransport', () => {
+  it('delivers messages both ways between two nodes on 127.0.0.1', async () => {
+    const a = await node('n1');
+    const b = await node('n2');
+    link(a, b);
+    const vote: Message = { type: 'VoteRequest', from: 'n1', to: 'n2', term: 5, preVote: false, lastLogIndex: 9, lastLogTerm: 4, transfer: false };
+    const reply: Message = { type: 'VoteResponse', from: 'n2', to: 'n1', term: 5, preVote: false, granted: true };
+    a.transport.send([vote]);
+    await waitFor('n2 receives the vote request', () => b.received.length === 1);
+    b.transport.send([reply]);
+    await waitFor('n1 receives the vote response', () => a.received.length === 1);
+    expect(b.received).toEqual([vote]);
+    expect(a.received).toEqual([reply]);
+    const s = a.transport.stats();
+    expect(s.peers.n2).toMatchObject({ messagesSent: 1, messagesReceived: 1, connects: 1, controlConnected: true, bulkConnected: false });
+    expect(s.peers.n2.bytesSent).toBeGreaterThan(0);
+  });
+
+  it('works without a cluster secret (loopback dev), still checking node ids', async () => {
+    const a = await node('n1', null);
+    const b = await node('n2', null);
+    link(a, b);
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('n2 receives', () => b.received.length === 1);
+    // n3's address points at n2: the handshake exposes the mix-up instead of delivering to the wrong node.
+    a.transport.setPeers({ n2: b.transport.listenAddress, n3: b.transport.listenAddress });
+    a.transport.send([heartbeat('n1', 'n3', 2)]);
+    await waitFor('n2 refuses a connection meant for n3', () => b.logger.has('refused connection from 127.0.0.1', 'wants node n3'));
+    expect(b.received).toHaveLength(1);
+  });
+
+  it('coalesces the messages of one tick into one frame', async () => {
+    const a = await node('n1');
+    const b = await node('n2');
+    link(a, b);
+    const burst = (seq0: number) => Array.from({ length: 300 }, (_, i) => appendRequest('n1', 'n2', seq0 + i, 1, 200));
+    a.transport.send(burst(0)); // queued while connecting, flushed as one frame when the handshake completes
+    await waitFor('first burst', () => b.received.length === 300);
+    const framesBefore = a.transport.stats().peers.n2.framesSent;
+    a.transport.send(burst(300).slice(0, 100));
+    a.transport.send(burst(400).slice(0, 200)); // same tick, separate calls
+    await waitFor('second burst', () => b.received.length === 600);
+    expect(framesBefore).toBe(1);
+    expect(a.transport.stats().peers.n2.framesSent).toBe(2);
+    expect(b.transport.stats().peers.n1).toMatchObject({ framesReceived: 2, messagesReceived: 600 });
+    expect(b.received.map((m) => (m as AppendRequest).seq)).toEqual([...Array(600).keys()]);
+  });
+
+  it('reconnects after the peer restarts on the same address', async () => {
+    const a = await node('n1', secret, { random: seededRandom(1) });
+    const b = await node('n2');
+    link(a, b);
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('first delivery', () => b.received.length === 1);
+    const address = b.transport.listenAddress;
+    await b.transport.close();
+    const b2 = await startWithRetry('n2', address);
+    let seq = 2;
+    await waitFor('delivery to the restarted peer', () => {
+      a.transport.send([heartbeat('n1', 'n2', seq++)]); // Raft would keep sending heartbeats meanwhile
+      return b2.received.length > 0;
+    });
+    const s = a.transport.stats().peers.n2;
+    expect(s.connects).toBeGreaterThanOrEqual(2);
+    expect(s.reconnects).toBeGreaterThanOrEqual(1);
+    expect(a.logger.has('n1 → n2 (control)', 'connection lost')).toBe(true);
+    expect(b2.received[0]).toMatchObject({ type: 'AppendRequest', from: 'n1' });
+  });
+
+  it('refuses and logs a peer with the wrong secret, delivering nothing', async () => {
+    const a = await node('n1', 'another secret');
+    const b = await node('n2');
+    link(a, b);
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('n2 logs the refusal', () => b.logger.has('node n2 refused connection from 127.0.0.1:', 'wrong cluster secret'));
+    await waitFor('n1 logs why it cannot connect', () => a.logger.has('n1 → n2 (control)', 'refused by the peer'));
+    expect(b.received).toEqual([]);
+    expect(b.transport.stats().authFailures).toBeGreaterThanOrEqual(1);
+    expect(a.transport.stats().peers.n2.connectFailures).toBeGreaterThanOrEqual(1);
+  });
+
+  it('refuses a peer without a secret when the cluster has one', async () => {
+    const a = await node('n1', null);
+    const b = await node('n2');
+    link(a, b);
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('n2 logs the refusal', () => b.logger.has('refused connection from 127.0.0.1', 'sent no MAC'));
+    expect(b.received).toEqual([]);
+  });
+
+  it('refuses a connection that sends messages without the handshake', async () => {
+    const b = await node('n2');
+    const socket = await rawConnect(b.transport.listenAddress);
+    let closed = false;
+    socket.on('close', () => (closed = true));
+    socket.resume();
+    const list = [heartbeat('n1', 'n2', 1)];
+    socket.write(encodeMessagesFrame(list, messagesFrameBound(list)).frame);
+    await waitFor('n2 logs the refusal', () => b.logger.has('refused connection from 127.0.0.1', 'expected an Auth frame'));
+    await waitFor('n2 closes the socket', () => closed);
+    expect(b.received).toEqual([]);
+  });
+
+  it('closes an authenticated connection that forges `from`, delivering nothing of that frame', async () => {
+    const b = await node('n2');
+    const socket = await rawAuthenticated(b.transport.listenAddress, 'n1', 'n2');
+    const list = [heartbeat('n1', 'n2', 1), heartbeat('n3', 'n2', 2)];
+    socket.write(encodeMessagesFrame(list, messagesFrameBound(list)).frame);
+    await waitFor('n2 logs the forged sender', () => b.logger.has("from 'n3' on a connection authenticated as n1"));
+    expect(b.received).toEqual([]);
+    expect(b.transport.stats().protocolErrors).toBe(1);
+  });
+
+  it('survives garbage bytes before and after the handshake, and keeps serving', async () => {
+    const b = await node('n2');
+    const random = seededRandom(7);
+    const garbage = Buffer.from(Array.from({ length: 4096 }, () => Math.floor(random() * 256)));
+    const s1 = await rawConnect(b.transport.listenAddress);
+    s1.write(garbage);
+    await waitFor('n2 refuses the garbage', () => b.logger.has('refused connection from 127.0.0.1', 'bad bytes before the handshake'));
+    const s2 = await rawAuthenticated(b.transport.listenAddress, 'n1', 'n2');
+    const frameOfGarbage = Buffer.alloc(9 + 64);
+    frameOfGarbage.writeUInt32LE(5 + 64, 0);
+    frameOfGarbage[4] = FrameKind.Messages;
+    frameOfGarbage.writeUInt32LE(3, 5);
+    garbage.copy(frameOfGarbage, 9, 0, 64);
+    s2.write(frameOfGarbage);
+    await waitFor('n2 closes the connection with a log line', () => b.logger.has('closed connection from n1 (control) at 127.0.0.1', 'undecodable messages'));
+    const a = await node('n1');
+    link(a, b);
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('a real peer still gets through', () => b.received.length === 1);
+  });
+
+  it('does not hold heartbeats behind a large snapshot stream (separate lanes)', async () => {
+    const a = await node('n1');
+    const b = await node('n2');
+    link(a, b);
+    const chunkBytes = 1024 * 1024;
+    const chunks = 64;
+    const data = new Uint8Array(chunkBytes).fill(0xab);
+    const chunk = (i: number): SnapshotRequest => ({ type: 'SnapshotRequest', from: 'n1', to: 'n2', term: 3, meta: { index: 1000, term: 3, config: { voters: ['n1', 'n2'], outgoing: [], learners: [], addresses: {} } }, offset: i * chunkBytes, data, done: i === chunks - 1, seq: i });
+    // Warm both lanes up so the race below is between a heartbeat and a stream, not two handshakes.
+    a.transport.send([chunk(0), heartbeat('n1', 'n2', 0)]);
+    await waitFor('both lanes open', () => b.received.length === 2);
+    const order: string[] = [];
+    const snapshotBytes: number[] = [];
+    const orig = b.received.push.bind(b.received);
+    b.received.push = (...ms: Message[]) => {
+      for (const m of ms) {
+        order.push(m.type === 'SnapshotRequest' ? `snap${m.seq}` : `hb${(m as AppendRequest).seq}`);
+        if (m.type === 'SnapshotRequest') snapshotBytes.push(m.data.byteLength);
+      }
+      return orig(...ms);
+    };
+    a.transport.send(Array.from({ length: chunks }, (_, i) => chunk(i)));
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('heartbeat and whole snapshot delivered', () => order.length === chunks + 1);
+    const hb = order.indexOf('hb1');
+    expect(hb).toBeGreaterThanOrEqual(0);
+    expect(hb).toBeLessThan(order.indexOf(`snap${chunks - 1}`));
+    expect(order.filter((o) => o.startsWith('snap'))).toEqual(Array.from({ length: chunks }, (_, i) => `snap${i}`));
+    expect(snapshotBytes.every((n) => n === chunkBytes)).toBe(true);
+    expect(a.transport.stats().peers.n2).toMatchObject({ controlConnected: true, bulkConnected: true, dropsQueueFull: 0 });
+  });
+
+  it('bounds the outbound queue of an unreachable peer, dropping the oldest control messages', async () => {
+    const a = await node('n1', secret, { limits: { controlQueueMessagesMax: 10 } });
+    a.transport.setPeers({ n2: `127.0.0.1:${await closedPort()}` });
+    a.transport.send(Array.from({ length: 25 }, (_, i) => heartbeat('n1', 'n2', i)));
+    a.transport.send([heartbeat('n1', 'n9', 0)]);
+    const s = a.transport.stats();
+    expect(s.peers.n2).toMatchObject({ dropsQueueFull: 15, queuedMessages: 10, messagesSent: 0 });
+    expect(s.peers.n9.dropsNoRoute).toBe(1);
+    await waitFor('a connect failure logged', () => a.logger.has('n1 → n2 (control)', 'cannot connect', 'ECONNREFUSED'));
+  });
+
+  it('refuses to start on an address in use, naming it', async () => {
+    const a = await node('n1');
+    const clash = new TcpPeerTransport({ nodeId: 'n2', listen: a.transport.listenAddress, secret, logger: new CapturingLogger() });
+    await expect(clash.start(() => {})).rejects.toThrow(`cannot listen on ${a.transport.listenAddress}`);
+    await clash.close();
+  });
+});
+
+describe('reconnectDelayMs', () => {
+  it('grows exponentially from the minimum to the maximum, with jitter in [d/2, d]', () => {
+    const l = DEFAULT_TRANSPORT_LIMITS;
+    expect(reconnectDelayMs(1, l, () => 0)).toBe(l.reconnectDelayMsMin / 2);
+    expect(reconnectDelayMs(1, l, () => 0.999999)).toBe(l.reconnectDelayMsMin);
+    expect(reconnectDelayMs(3, l, () => 0.999999)).toBe(l.reconnectDelayMsMin * 4);
+    expect(reconnectDelayMs(100, l, () => 0.999999)).toBe(l.reconnectDelayMsMax);
+    expect(reconnectDelayMs(100, l, () => 0)).toBe(l.reconnectDelayMsMax / 2);
+  });
+});
+
+async function startWithRetry(id: string, address: string): Promise<TestNode> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await node(id, secret, { listen: address });
+    } catch (err) {
+      if (attempt >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
