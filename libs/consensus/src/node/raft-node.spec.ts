@@ -59,8 +59,9 @@ describe('RaftNode', () => {
     expect(persists).toBeLessThan(callers / 4);
   });
 
-  it('never sends a vote or an append acknowledgement before what it promises is durable', async () => {
-    cluster = new TestCluster();
+  /** Runs a cluster on slow disks and checks, at every send, that what a vote or an ack promises is durable. */
+  async function checkPromisesAtSend(ackBeforePersist: boolean): Promise<{ checked: number; violations: string[] }> {
+    cluster = new TestCluster({ raft: { unsafe: { ackBeforePersist } } });
     const storages = new Map<string, MemoryNodeStorage>();
     let checked = 0;
     const violations: string[] = [];
@@ -89,9 +90,20 @@ describe('RaftNode', () => {
       await cluster.startNode(id, { bootstrap, storage });
     }
     const leader = await cluster.waitLeader();
+    for (let i = 0; i < 10; i++) await leader.node.propose(sumCommand(i));
     await Promise.all(Array.from({ length: 50 }, (_, i) => leader.node.propose(sumCommand(i))));
+    return { checked, violations };
+  }
+
+  it('never sends a vote or an append acknowledgement before what it promises is durable', async () => {
+    const { checked, violations } = await checkPromisesAtSend(false);
     expect(violations).toEqual([]);
     expect(checked).toBeGreaterThan(10);
+  });
+
+  it('the durability check above catches acknowledgements sent before persisting (self-test with a deliberate bug)', async () => {
+    const { violations } = await checkPromisesAtSend(true);
+    expect(violations.length).toBeGreaterThan(0);
   });
 
   it('serves a linearizable read after a write that sees the write; lease and local reads resolve too', async () => {

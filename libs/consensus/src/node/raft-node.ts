@@ -222,6 +222,9 @@ export class RaftNode implements RaftNodeApi {
 
   /** Adds `id` as a learner, waits until it has nearly caught up (bounded), then promotes it to voter. */
   async addMember(id: NodeId, address: MemberAddress, opts: { catchUpTimeoutMs?: number } = {}): Promise<void> {
+    const refused = this.refusal(`adding member ${id}`);
+    if (refused) throw refused;
+    if (!this.isLeader()) throw notLeaderError(this.id, this.softState.leaderId, `adding member ${id}`);
     const config = this.core.status().config;
     if (config.voters.includes(id) && config.outgoing.length === 0) return;
     if (!config.learners.includes(id)) await this.changeMembership({ type: 'addLearner', id, address });
@@ -257,8 +260,11 @@ export class RaftNode implements RaftNodeApi {
   status(): NodeStatus {
     if (this.state === 'new') throw new Error(`raft node ${this.id}: status() before start()`);
     const s = this.core.status();
+    // A failed node cannot lead, whatever its core still believes.
+    const failed = this.failure !== null ? { role: this.softState.role, leaderId: null, progress: {} } : {};
     return {
       ...s,
+      ...failed,
       applied: this.applied,
       caughtUp: this.caughtUpTarget !== null && this.applied >= this.caughtUpTarget,
       storageFailed: this.failure,
@@ -404,6 +410,7 @@ export class RaftNode implements RaftNodeApi {
     if (before.role !== ss.role || before.leaderId !== ss.leaderId) {
       this.logger.log(`node ${this.id} is ${ss.role}, leader ${ss.leaderId ?? 'unknown'}`);
     }
+    this.refreshPeers();
     if (this.caughtUpTarget === null && ss.leaderId !== null) {
       this.caughtUpTarget = Math.max(this.initialCommit, this.core.status().commit);
     }
@@ -507,7 +514,9 @@ export class RaftNode implements RaftNodeApi {
   private async takeSnapshot(): Promise<SnapshotMeta> {
     const { storage, stateMachine } = this.opts;
     const startedMs = performance.now();
-    const appliedEntriesBefore = this.sinceSnapshotEntries;
+    // Entries applied from here on count toward the next snapshot (also when this one is deferred or fails).
+    this.sinceSnapshotEntries = 0;
+    this.sinceSnapshotBytes = 0;
     const { index, data } = await stateMachine.snapshot();
     if (index > this.applied) {
       throw new Error(`raft node ${this.id}: state machine snapshot at ${index} is past the applied index ${this.applied}`);
@@ -524,8 +533,6 @@ export class RaftNode implements RaftNodeApi {
     }
     const meta: SnapshotMeta = { index, term, config };
     await storage.saveSnapshot(meta, data);
-    this.sinceSnapshotEntries = Math.max(0, this.sinceSnapshotEntries - appliedEntriesBefore);
-    this.sinceSnapshotBytes = 0;
     if (this.state !== 'running') return meta;
     this.core.snapshotTaken(meta);
     await storage.compact(Math.max(0, index - this.opts.snapshotKeepEntries));
