@@ -175,6 +175,23 @@ describe('RaftNode', () => {
     expect(leader.sm.value).toBe(1);
   });
 
+  it('a proposal that cannot commit fails with timeout after proposalTimeoutMs, and stop() rejects the rest with stopped', async () => {
+    cluster = await TestCluster.start(['n1', 'n2', 'n3'], { proposalTimeoutMs: 1_000 });
+    const leader = await cluster.waitLeader();
+    await leader.node.propose(sumCommand(1));
+    cluster.net.isolate(leader.id);
+    const cutOff = leader.node.propose(sumCommand(1));
+    await expect(cutOff).rejects.toMatchObject({ code: 'timeout' });
+    cluster.net.heal();
+    const second = await cluster.waitLeader(30_000);
+    cluster.net.isolate(second.id);
+    const stranded = second.node.propose(sumCommand(1000));
+    await cluster.stopNode(second.id, false);
+    await expect(stranded).rejects.toMatchObject({ code: 'stopped' });
+    await expect(second.node.propose(sumCommand(1))).rejects.toMatchObject({ code: 'stopped' });
+    expect(second.sm.value).toBeLessThan(1000);
+  });
+
   it('rejects a proposal whose index was taken by another leader’s entry instead of resolving it', async () => {
     cluster = await TestCluster.start(['n1', 'n2', 'n3']);
     const old = await cluster.waitLeader();
