@@ -83,6 +83,11 @@ export interface InitialState {
   config: ConfigState;
   /** Bytes of an incoming snapshot already durable from an interrupted transfer, to resume from. */
   partialSnapshot?: { index: number; term: number; bytes: number };
+  /**
+   * The configuration the cluster was bootstrapped with, when the log has no snapshot. The core reverts to it
+   * if a conflicting append truncates every (uncommitted) config entry. Defaults to `config`.
+   */
+  bootstrapConfig?: ConfigState;
 }
 
 const textEncoder = new TextEncoder();

@@ -1,0 +1,10 @@
+export * from './types';
+export * from './messages';
+export * from './ready';
+export * from './options';
+export * from './api';
+export { RaftCore } from './raft';
+export { RaftLog } from './log';
+export { Progress, Inflights } from './progress';
+export { majorityValue, quorumValue, quorumVote, hasQuorum } from './quorum';
+export { applyChange, leaveJoint, isVoter, isJoint, members, ConfigHistory } from './membership';

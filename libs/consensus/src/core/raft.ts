@@ -1,0 +1,633 @@
+import { MembershipChange, RaftCoreApi, RaftStatus, PeerStatus } from './api';
+import { RaftLog } from './log';
+import { ConfigHistory, applyChange, isJoint, isVoter, members } from './membership';
+import { Message } from './messages';
+import { RaftOptions } from './options';
+import { Progress } from './progress';
+import { hasQuorum, quorumValue, quorumVote } from './quorum';
+import { ReadOnlyQueue } from './read-only';
+import { RaftError, ReadState, Ready, Role, SnapshotChunk, SoftState } from './ready';
+import { stepCandidate } from './roles/candidate';
+import { stepFollower } from './roles/follower';
+import { appendAsLeader, bcastAppend, bcastCommit, maybeCommit, sendAppends, sendHeartbeats, sendTimeoutNow, stepLeader, tickLeader } from './roles/leader';
+import { ConfigState, Entry, EntryType, HardState, InitialState, NodeId, RaftLogReader, SnapshotMeta, decodeConfig, encodeConfig } from './types';
+
+/** Payload bytes of committed entries handed out in one Ready. */
+export const COMMITTED_BYTES_PER_READY_MAX = 64 * 1024 * 1024;
+/** Entries read per step when scanning the log backwards for configuration entries at start-up. */
+const CONFIG_SCAN_ENTRIES = 512;
+
+export type RoleState = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
+
+/**
+ * The Raft core: a synchronous, deterministic state machine. Inputs change state and queue work; ready()
+ * hands the work out, advance() acknowledges it. Fields are read by the per-role step functions in roles/.
+ */
+export class RaftCore implements RaftCoreApi {
+  readonly id: NodeId;
+  readonly opts: RaftOptions;
+  readonly log: RaftLog;
+  readonly configs: ConfigHistory;
+
+  term: number;
+  vote: NodeId | null;
+  state: RoleState = 'follower';
+  leaderId: NodeId | null = null;
+
+  /** Ticks since the election timer was reset (follower/candidate) or since the last check-quorum (leader). */
+  electionElapsed = 0;
+  heartbeatElapsed = 0;
+  randomizedElectionTicks = 0;
+  /** Removed-server guard: starts at 0 so a (re)starting node ignores vote requests for one election timeout. */
+  ticksSinceHeardLeader = 0;
+  /** Ticks since start (lease arithmetic). */
+  now = 0;
+
+  votes = new Map<NodeId, boolean>();
+  progress = new Map<NodeId, Progress>();
+  /** Sequence number of the last message the leader sent; echoed in responses. */
+  seq = 0;
+  /** The tick at which each sequence number range started, for leases (pruned to one election timeout). */
+  private seqTicks: { seq: number; tick: number }[] = [];
+  leadTransferee: NodeId | null = null;
+  transferElapsed = 0;
+  /** Set once TimeoutNow was sent in this term: another node may win an election before our lease ends. */
+  leaseDisabled = false;
+  /** Index of the leader's first entry of its term (its no-op). */
+  termStartIndex = 0;
+  readonly reads = new ReadOnlyQueue();
+  uncommitted: { index: number; bytes: number }[] = [];
+  uncommittedBytes = 0;
+
+  /** Snapshot being received: bytes handed to the shell so far. */
+  incomingSnapshot: { index: number; term: number; bytes: number } | null;
+  pendingChunk: SnapshotChunk | null = null;
+
+  msgs: Message[] = [];
+  persistedMsgs: Message[] = [];
+  readStates: ReadState[] = [];
+  failedReads: { ctx: string; error: RaftError }[] = [];
+  private handedHard: HardState;
+  private handedSoft: SoftState;
+
+  constructor(options: RaftOptions, reader: RaftLogReader, initial: InitialState) {
+    validateOptions(options);
+    this.id = options.id;
+    this.opts = options;
+    this.term = initial.hardState.term;
+    this.vote = initial.hardState.vote;
+    this.log = new RaftLog(reader, initial.hardState.commit);
+    this.configs = loadConfigs(this.log, initial);
+    this.incomingSnapshot = initial.partialSnapshot ? { ...initial.partialSnapshot } : null;
+    this.handedHard = { term: this.term, vote: this.vote, commit: this.log.committed };
+    this.resetElectionTimer();
+    this.handedSoft = this.softState();
+    this.logLine(`started at term ${this.term}, commit ${this.log.committed}, last index ${this.log.lastIndex()}, voters [${this.config().voters.join(',')}]`);
+  }
+
+  // ---- inputs ----
+
+  tick(): void {
+    this.now++;
+    this.pruneSeqTicks();
+    if (this.state === 'leader') {
+      tickLeader(this);
+      return;
+    }
+    this.electionElapsed++;
+    this.ticksSinceHeardLeader++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTicks) {
+      this.electionElapsed = 0;
+      this.startCampaign(false);
+    }
+  }
+
+  step(m: Message): void {
+    if (m.to !== this.id || m.from === this.id) {
+      this.logLine(`ignored a ${m.type} from ${m.from} to ${m.to}`);
+      return;
+    }
+    if (m.term > this.term) {
+      if (m.type === 'VoteRequest') {
+        const inLease = this.state === 'leader' || this.ticksSinceHeardLeader < this.opts.electionTicks;
+        if (inLease && !m.transfer) {
+          this.logLine(`ignored a ${m.preVote ? 'pre-vote' : 'vote'} request from ${m.from} at term ${m.term}: heard from leader ${this.leaderId ?? '-'} within the election timeout`);
+          return;
+        }
+        if (!m.preVote) this.becomeFollower(m.term, null);
+      } else if (m.type === 'VoteResponse' && m.preVote && m.granted) {
+        // A pre-vote is granted at the term we would campaign for; our term does not change.
+      } else {
+        const fromLeader = m.type === 'AppendRequest' || m.type === 'SnapshotRequest';
+        this.becomeFollower(m.term, fromLeader ? m.from : null);
+      }
+    } else if (m.term < this.term) {
+      this.answerStale(m);
+      return;
+    }
+    if (m.type === 'VoteRequest') {
+      this.handleVoteRequest(m);
+      return;
+    }
+    switch (this.state) {
+      case 'leader':
+        stepLeader(this, m);
+        return;
+      case 'candidate':
+      case 'pre-candidate':
+        stepCandidate(this, m);
+        return;
+      case 'follower':
+        stepFollower(this, m);
+        return;
+    }
+  }
+
+  propose(data: Uint8Array): { index: number; term: number } {
+    this.assertLeader('propose');
+    if (this.leadTransferee !== null) {
+      throw new RaftError('transfer_in_progress', `node ${this.id}: leadership is being transferred to ${this.leadTransferee}; retry on the new leader`, this.id);
+    }
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + data.byteLength > this.opts.uncommittedBytesMax) {
+      throw new RaftError('overloaded', `node ${this.id}: ${this.uncommittedBytes} bytes are appended but not committed (max ${this.opts.uncommittedBytesMax}); retry later`, this.id);
+    }
+    const e = appendAsLeader(this, EntryType.Normal, data);
+    return { index: e.index, term: e.term };
+  }
+
+  readIndex(ctx: string, opts?: { lease?: boolean }): void {
+    this.assertLeader('readIndex');
+    if (this.reads.full()) throw new RaftError('overloaded', `node ${this.id}: too many reads pending; retry later`, this.id);
+    if (this.log.committed < this.termStartIndex) {
+      this.reads.waitForCommit(ctx);
+      return;
+    }
+    this.serveRead(ctx, opts?.lease === true);
+  }
+
+  changeMembership(change: MembershipChange): { index: number; term: number } {
+    this.assertLeader('changeMembership');
+    if (this.leadTransferee !== null) {
+      throw new RaftError('transfer_in_progress', `node ${this.id}: leadership is being transferred; retry on the new leader`, this.id);
+    }
+    if (this.configs.currentIndex() > this.log.committed || isJoint(this.config())) {
+      throw new RaftError('config_change_in_progress', `node ${this.id}: the configuration change at ${this.configs.currentIndex()} is not finished; retry when it is committed`, this.id);
+    }
+    const next = applyChange(this.config(), change);
+    const e = appendAsLeader(this, EntryType.Config, encodeConfig(next));
+    this.logLine(`proposed ${change.type} ${change.id} at index ${e.index}`);
+    return { index: e.index, term: e.term };
+  }
+
+  transferLeadership(to: NodeId | null): void {
+    this.assertLeader('transferLeadership');
+    const target = to ?? this.mostCaughtUpVoter();
+    if (target === null) throw new RaftError('invalid_request', `node ${this.id}: no other voter to transfer leadership to`, this.id);
+    if (target === this.id) return;
+    if (!isVoter(this.config(), target) || !this.progress.has(target)) {
+      throw new RaftError('invalid_request', `node ${this.id}: cannot transfer leadership to ${target}, not a voter`, this.id);
+    }
+    if (this.leadTransferee === target) return;
+    this.leadTransferee = target;
+    this.transferElapsed = 0;
+    this.logLine(`transferring leadership to ${target} at term ${this.term}`);
+    const pr = this.progress.get(target) as Progress;
+    if (pr.match === this.log.lastIndex()) sendTimeoutNow(this, target);
+    else sendAppends(this, target);
+  }
+
+  campaign(): void {
+    this.startCampaign(false);
+  }
+
+  snapshotTaken(meta: SnapshotMeta): void {
+    if (meta.index > this.log.applying) {
+      throw new Error(`node ${this.id}: snapshot at ${meta.index} is past the entries handed out for applying (${this.log.applying})`);
+    }
+    this.configs.compactTo(meta.index);
+    this.logLine(`took a snapshot at index ${meta.index} term ${meta.term}`);
+  }
+
+  // ---- Ready ----
+
+  hasReady(): boolean {
+    return (
+      this.msgs.length > 0 ||
+      this.persistedMsgs.length > 0 ||
+      this.log.hasUnstable() ||
+      this.log.hasPendingSnapshot() ||
+      this.pendingChunk !== null ||
+      this.log.hasNextCommitted() ||
+      this.readStates.length > 0 ||
+      this.failedReads.length > 0 ||
+      this.hardStateChanged() ||
+      this.softStateChanged() ||
+      (this.state === 'leader' && this.reads.needsRound())
+    );
+  }
+
+  ready(): Ready {
+    if (this.state === 'leader' && this.reads.needsRound()) {
+      const seq = this.nextSeq();
+      this.reads.startRound(seq);
+      sendHeartbeats(this, seq);
+    }
+    const snapshot = this.log.takeSnapshot();
+    // Entries after a snapshot wait for the next Ready: the shell persists entries before installing.
+    const entries = snapshot ? [] : this.log.takeUnstable();
+    // Responses may promise entries held back for the next Ready: then they wait for it too.
+    const holdPersisted = snapshot !== undefined && this.log.hasUnstable();
+    const rd: Ready = {
+      entries,
+      messages: this.msgs,
+      // A response promising state of an older term is dropped: a newer leader may have replaced that state.
+      persistedMessages: holdPersisted ? [] : this.persistedMsgs.filter((m) => m.term >= this.term || !isResponse(m)),
+      committedEntries: this.log.takeCommitted(COMMITTED_BYTES_PER_READY_MAX),
+      readStates: this.readStates,
+      failedReads: this.failedReads,
+    };
+    if (snapshot) rd.snapshot = snapshot;
+    if (this.pendingChunk) rd.snapshotChunk = this.pendingChunk;
+    if (this.hardStateChanged()) {
+      this.handedHard = { term: this.term, vote: this.vote, commit: this.log.committed };
+      rd.hardState = { ...this.handedHard };
+    }
+    if (this.softStateChanged()) {
+      this.handedSoft = this.softState();
+      rd.softState = { ...this.handedSoft };
+    }
+    this.msgs = [];
+    if (!holdPersisted) this.persistedMsgs = [];
+    this.readStates = [];
+    this.failedReads = [];
+    this.pendingChunk = null;
+    return rd;
+  }
+
+  advance(rd: Ready): void {
+    if (rd.snapshot) this.log.stableSnapshotTo(rd.snapshot.index);
+    if (rd.entries.length > 0) {
+      const last = rd.entries[rd.entries.length - 1];
+      this.log.stableTo(last.index, last.term);
+    }
+    if (rd.committedEntries.length > 0) this.log.appliedTo(rd.committedEntries[rd.committedEntries.length - 1].index);
+    if (this.state === 'leader') {
+      const self = this.progress.get(this.id);
+      if (self) self.maybeUpdate(this.log.stableIndex());
+      if (rd.entries.length > 0 && maybeCommit(this)) bcastCommit(this);
+    }
+  }
+
+  status(): RaftStatus {
+    const progress: Record<NodeId, PeerStatus> = {};
+    if (this.state === 'leader') for (const [id, pr] of this.progress) progress[id] = pr.status();
+    const snap = this.log.snapshotMeta();
+    return {
+      id: this.id,
+      term: this.term,
+      role: this.role(),
+      leaderId: this.leaderId,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      snapshot: { index: snap.index, term: snap.term },
+      config: this.config(),
+      progress,
+    };
+  }
+
+  // ---- role changes (only these change `state`) ----
+
+  becomeFollower(term: number, leader: NodeId | null): void {
+    if (term < this.term) throw new Error(`node ${this.id}: becoming follower at term ${term} below the current term ${this.term}`);
+    const wasLeader = this.state === 'leader';
+    const changed = term !== this.term || this.state !== 'follower';
+    if (term > this.term) {
+      this.term = term;
+      this.vote = null;
+    }
+    this.state = 'follower';
+    this.leaderId = leader;
+    this.resetElectionTimer();
+    if (wasLeader) this.stopLeading();
+    if (changed) this.logLine(`became follower at term ${this.term}${leader ? ` (leader ${leader})` : ''}`);
+  }
+
+  private becomePreCandidate(): void {
+    this.state = 'pre-candidate';
+    this.leaderId = null;
+    this.resetElectionTimer();
+    this.logLine(`became pre-candidate at term ${this.term}`);
+  }
+
+  private becomeCandidate(): void {
+    this.term++;
+    this.vote = this.id;
+    this.state = 'candidate';
+    this.leaderId = null;
+    this.resetElectionTimer();
+    this.logLine(`became candidate at term ${this.term}`);
+  }
+
+  becomeLeader(): void {
+    this.state = 'leader';
+    this.leaderId = this.id;
+    this.resetElectionTimer();
+    this.leadTransferee = null;
+    this.leaseDisabled = false;
+    this.uncommitted = [];
+    this.uncommittedBytes = 0;
+    this.progress = new Map();
+    this.syncProgress();
+    const self = this.progress.get(this.id);
+    if (self) {
+      self.match = this.log.stableIndex();
+      self.becomeReplicate();
+    }
+    for (const pr of this.progress.values()) pr.recentActive = true;
+    this.logLine(`became leader at term ${this.term}`);
+    const noop = appendAsLeader(this, EntryType.Noop, new Uint8Array(0));
+    this.termStartIndex = noop.index;
+  }
+
+  private stopLeading(): void {
+    for (const ctx of this.reads.drain()) {
+      this.failedReads.push({ ctx, error: new RaftError('leadership_lost', `node ${this.id} lost leadership at term ${this.term} before the read was confirmed; retry on the new leader`, this.leaderId) });
+    }
+    this.progress = new Map();
+    this.leadTransferee = null;
+    this.uncommitted = [];
+    this.uncommittedBytes = 0;
+  }
+
+  /** Starts a (pre-)election; `transfer` skips pre-vote and bypasses the voters' lease guard. */
+  startCampaign(transfer: boolean): void {
+    if (this.state === 'leader') return;
+    if (!this.promotable()) {
+      this.logLine(`cannot campaign at term ${this.term}: not a voter`);
+      return;
+    }
+    if (this.opts.preVote && !transfer) this.becomePreCandidate();
+    else this.becomeCandidate();
+    this.pollAndRequestVotes(transfer);
+  }
+
+  /** Counts our own vote, then asks the other voters (or wins at once when alone). */
+  pollAndRequestVotes(transfer: boolean): void {
+    const preVote = this.state === 'pre-candidate';
+    this.votes = new Map([[this.id, true]]);
+    if (this.tallyVotes()) return;
+    const voteTerm = preVote ? this.term + 1 : this.term;
+    const config = this.config();
+    const lastLogIndex = this.log.lastIndex();
+    const lastLogTerm = this.log.lastTerm();
+    for (const to of new Set([...config.voters, ...config.outgoing])) {
+      if (to === this.id) continue;
+      const m: Message = { type: 'VoteRequest', from: this.id, to, term: voteTerm, preVote, lastLogIndex, lastLogTerm, transfer };
+      // A real vote request promises our persisted term and self-vote; a pre-vote promises nothing.
+      this.send(m, !preVote);
+    }
+  }
+
+  /** Acts on the votes counted so far; returns true if the election ended. */
+  tallyVotes(): boolean {
+    const result = quorumVote(this.config(), this.votes);
+    if (result === 'pending') return false;
+    if (result === 'lost') {
+      this.logLine(`lost the ${this.state === 'pre-candidate' ? 'pre-vote' : 'election'} at term ${this.term}`);
+      this.becomeFollower(this.term, null);
+      return true;
+    }
+    if (this.state === 'pre-candidate') {
+      this.becomeCandidate();
+      this.pollAndRequestVotes(false);
+    } else {
+      this.becomeLeader();
+    }
+    return true;
+  }
+
+  // ---- shared helpers for the role modules ----
+
+  config(): ConfigState {
+    return this.configs.current();
+  }
+
+  promotable(): boolean {
+    return isVoter(this.config(), this.id);
+  }
+
+  role(): Role {
+    if (this.state === 'follower' && !this.promotable() && this.config().learners.includes(this.id)) return 'learner';
+    return this.state;
+  }
+
+  send(m: Message, afterPersist: boolean): void {
+    if (afterPersist && !this.opts.unsafe?.ackBeforePersist) this.persistedMsgs.push(m);
+    else this.msgs.push(m);
+  }
+
+  nextSeq(): number {
+    this.seq++;
+    const last = this.seqTicks[this.seqTicks.length - 1];
+    if (!last || last.tick !== this.now) this.seqTicks.push({ seq: this.seq, tick: this.now });
+    return this.seq;
+  }
+
+  /** The tick at which the message with sequence number `seq` was sent (-Infinity if too old to know). */
+  sentTick(seq: number): number {
+    for (let i = this.seqTicks.length - 1; i >= 0; i--) if (this.seqTicks[i].seq <= seq) return this.seqTicks[i].tick;
+    return Number.NEGATIVE_INFINITY;
+  }
+
+  private pruneSeqTicks(): void {
+    const keepFrom = this.now - 2 * this.opts.electionTicks;
+    while (this.seqTicks.length > 1 && this.seqTicks[1].tick < keepFrom) this.seqTicks.shift();
+  }
+
+  heardFromLeader(from: NodeId): void {
+    this.leaderId = from;
+    this.electionElapsed = 0;
+    this.ticksSinceHeardLeader = 0;
+  }
+
+  /** Appends entries to the log (leader or follower), keeping the configuration history in step. */
+  appendToLog(entries: Entry[]): void {
+    if (entries.length === 0) return;
+    let configChanged = false;
+    if (entries[0].index <= this.log.lastIndex()) {
+      configChanged = this.configs.truncateFrom(entries[0].index);
+      if (configChanged) this.logLine(`reverted to the configuration at index ${this.configs.currentIndex()} after a conflicting append`);
+    }
+    this.log.append(entries);
+    for (const e of entries) {
+      if (e.type !== EntryType.Config) continue;
+      this.configs.push(e.index, decodeConfig(e.data));
+      configChanged = true;
+    }
+    if (configChanged && this.state === 'leader') this.syncProgress();
+  }
+
+  /** Leader: one Progress per member (new members start probing at the end of our log), none for others. */
+  syncProgress(): void {
+    const ids = new Set(members(this.config()));
+    ids.add(this.id);
+    for (const id of ids) {
+      if (this.progress.has(id)) continue;
+      const pr = new Progress(this.log.lastIndex() + 1, this.opts.inflightMsgsMax);
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+    }
+    for (const id of [...this.progress.keys()]) if (!ids.has(id)) this.progress.delete(id);
+    if (this.leadTransferee !== null && !isVoter(this.config(), this.leadTransferee)) this.leadTransferee = null;
+  }
+
+  /** Leader: serve a read whose term-commit precondition holds. */
+  serveRead(ctx: string, lease: boolean): void {
+    const alone = hasQuorum(this.config(), (id) => id === this.id);
+    if (this.opts.unsafe?.readWithoutQuorum || alone || (lease && this.leaseValid())) {
+      this.readStates.push({ ctx, index: this.log.committed });
+      return;
+    }
+    this.reads.add(ctx, this.log.committed);
+  }
+
+  /** Leader: release reads whose heartbeat round a quorum acknowledged. */
+  confirmReads(): void {
+    const confirmed = quorumValue(this.config(), (id) => (id === this.id ? Number.POSITIVE_INFINITY : (this.progress.get(id)?.ackedSeq ?? 0)));
+    if (confirmed > 0) this.readStates.push(...this.reads.confirm(confirmed));
+  }
+
+  /** Leader: a quorum acknowledged messages sent recently enough that no other leader can exist yet. */
+  leaseValid(): boolean {
+    if (!this.opts.leaseReads || this.leaseDisabled || this.log.committed < this.termStartIndex) return false;
+    const ackTick = quorumValue(this.config(), (id) => (id === this.id ? this.now : this.sentTick(this.progress.get(id)?.ackedSeq ?? 0)));
+    return this.now - ackTick < this.opts.electionTicks - this.opts.clockDriftTicksMax;
+  }
+
+  logLine(text: string): void {
+    this.opts.logger?.(`node ${this.id} ${text}`);
+  }
+
+  // ---- private ----
+
+  private handleVoteRequest(m: Extract<Message, { type: 'VoteRequest' }>): void {
+    const canVote = this.vote === m.from || (this.vote === null && this.leaderId === null) || (m.preVote && m.term > this.term);
+    const logOk = this.opts.unsafe?.voteWithoutLogCheck === true || this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    const granted = canVote && logOk;
+    if (granted && !m.preVote) {
+      this.vote = m.from;
+      this.electionElapsed = 0;
+    }
+    this.logLine(`${granted ? 'granted' : 'rejected'} ${m.preVote ? 'pre-vote' : 'vote'} for ${m.from} at term ${m.term}`);
+    // A granted vote promises the persisted vote: it goes out after this Ready's hard state is durable.
+    this.send({ type: 'VoteResponse', from: this.id, to: m.from, term: granted ? m.term : this.term, preVote: m.preVote, granted }, true);
+  }
+
+  /** A message from an older term: tell the sender our term so a stale leader or candidate steps down. */
+  private answerStale(m: Message): void {
+    switch (m.type) {
+      case 'AppendRequest':
+        this.send({ type: 'AppendResponse', from: this.id, to: m.from, term: this.term, success: false, matchIndex: 0, conflictTerm: 0, conflictIndex: 0, lastLogIndex: this.log.lastIndex(), seq: m.seq }, true);
+        return;
+      case 'SnapshotRequest':
+        this.send({ type: 'SnapshotResponse', from: this.id, to: m.from, term: this.term, index: m.meta.index, nextOffset: -1, installed: false, seq: m.seq }, true);
+        return;
+      case 'VoteRequest':
+        if (m.preVote) this.send({ type: 'VoteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false }, true);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private assertLeader(what: string): void {
+    if (this.state !== 'leader') {
+      throw new RaftError('not_leader', `node ${this.id}: ${what} needs the leader; the leader is ${this.leaderId ?? 'unknown'}`, this.leaderId);
+    }
+  }
+
+  private mostCaughtUpVoter(): NodeId | null {
+    let best: NodeId | null = null;
+    let bestMatch = -1;
+    for (const [id, pr] of this.progress) {
+      if (id === this.id || !isVoter(this.config(), id)) continue;
+      if (pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    return best;
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    const r = this.opts.random();
+    if (!(r >= 0 && r < 1)) throw new Error(`node ${this.id}: options.random returned ${r}, expected a number in [0, 1)`);
+    this.randomizedElectionTicks = this.opts.electionTicks + Math.floor(r * this.opts.electionTicks);
+    this.votes = new Map();
+  }
+
+  private softState(): SoftState {
+    return { leaderId: this.leaderId, role: this.role() };
+  }
+
+  private hardStateChanged(): boolean {
+    return this.term !== this.handedHard.term || this.vote !== this.handedHard.vote;
+  }
+
+  private softStateChanged(): boolean {
+    return this.leaderId !== this.handedSoft.leaderId || this.role() !== this.handedSoft.role;
+  }
+}
+
+function isResponse(m: Message): boolean {
+  return m.type === 'AppendResponse' || m.type === 'SnapshotResponse' || m.type === 'VoteResponse';
+}
+
+function validateOptions(o: RaftOptions): void {
+  const fail = (what: string) => {
+    throw new Error(`RaftOptions for ${o.id}: ${what}`);
+  };
+  if (!o.id) fail('id is empty');
+  if (!(Number.isInteger(o.heartbeatTicks) && o.heartbeatTicks >= 1)) fail(`heartbeatTicks must be an integer ≥ 1, got ${o.heartbeatTicks}`);
+  if (!(Number.isInteger(o.electionTicks) && o.electionTicks > o.heartbeatTicks)) fail(`electionTicks (${o.electionTicks}) must be an integer > heartbeatTicks (${o.heartbeatTicks})`);
+  if (!(o.inflightMsgsMax >= 1)) fail(`inflightMsgsMax must be ≥ 1, got ${o.inflightMsgsMax}`);
+  if (!(o.msgBytesMax >= 1)) fail(`msgBytesMax must be ≥ 1, got ${o.msgBytesMax}`);
+  if (!(o.snapshotChunkBytes >= 1)) fail(`snapshotChunkBytes must be ≥ 1, got ${o.snapshotChunkBytes}`);
+  if (!(o.clockDriftTicksMax >= 0 && o.clockDriftTicksMax < o.electionTicks)) fail(`clockDriftTicksMax (${o.clockDriftTicksMax}) must be in [0, electionTicks)`);
+}
+
+/**
+ * The configuration history at start-up: the base (snapshot, or bootstrap) plus the config entries of the log
+ * back to the newest committed one (older ones can never become current again).
+ */
+function loadConfigs(log: RaftLog, initial: InitialState): ConfigHistory {
+  const snap = log.snapshotMeta();
+  const found: { index: number; config: ConfigState }[] = [];
+  let hi = log.lastIndex() + 1;
+  const first = log.firstIndex();
+  while (hi > first) {
+    const lo = Math.max(first, hi - CONFIG_SCAN_ENTRIES);
+    let cursor = lo;
+    const chunk: Entry[] = [];
+    while (cursor < hi) {
+      const part = log.entries(cursor, hi, Number.MAX_SAFE_INTEGER);
+      chunk.push(...part);
+      cursor = part[part.length - 1].index + 1;
+    }
+    for (let i = chunk.length - 1; i >= 0; i--) {
+      if (chunk[i].type === EntryType.Config) found.push({ index: chunk[i].index, config: decodeConfig(chunk[i].data) });
+    }
+    if (found.length > 0 && found[found.length - 1].index <= log.committed) break;
+    hi = lo;
+  }
+  found.reverse();
+  let history: ConfigHistory;
+  if (snap.index > 0) history = new ConfigHistory(snap.index, snap.config);
+  else if (found.length === 0 || found[0].index > log.committed) history = new ConfigHistory(0, initial.bootstrapConfig ?? initial.config);
+  else history = new ConfigHistory(found[0].index, found.shift()?.config as ConfigState);
+  for (const f of found) if (f.index > history.currentIndex()) history.push(f.index, f.config);
+  return history;
+}
