@@ -9,3 +9,5 @@ export * from './node/ports';
 export { RaftNode } from './node/raft-node';
 export { PromRaftMetrics } from './node/metrics';
 export type { RaftNodeMetrics } from './node/metrics';
+export { TcpPeerTransport } from './transport/tcp-peer-transport';
+export type { TcpPeerTransportOptions } from './transport/tcp-peer-transport';
