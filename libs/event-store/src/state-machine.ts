@@ -1,103 +1,474 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Observable, Subject } from 'rxjs';
-import { Entry, SnapshotMeta } from '../../consensus/src/core/types';
+import { Entry, EntryType, SnapshotMeta } from '../../consensus/src/core/types';
 import { StateMachine } from '../../consensus/src/node/ports';
-import { EventStoreLimits } from './limits';
+import { decodeCommand, streamIdProblem } from './command';
+import { expectationHolds } from './expected-revision';
+import { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
 import { Logger } from './logger';
-import { ProjectionEngine } from './projections/engine';
+import { builtInProjections } from './projections/builtins';
+import { ProjectionCheckpoint, ProjectionEngine } from './projections/engine';
+import { Reader } from './reader';
+import {
+  archiveCut,
+  cutDirName,
+  extractArchive,
+  installCutFiles,
+  listCuts,
+  readManifest,
+  readSections,
+  removeTemporaryCuts,
+  writeCut,
+} from './storage/cut';
+import { EventFiles, EventFilesOptions } from './storage/event-files';
+import { IdWindow } from './storage/id-window';
+import { StreamIndex } from './storage/stream-index';
+import { EventSubscription, subscribe } from './subscription';
 import {
   AllPage,
+  AppendCommand,
   AppendedBatch,
   AppendResult,
+  AppendSuccess,
   EventEnvelope,
+  IdempotencyConflict,
   ReadAllOptions,
   ReadStreamOptions,
   StreamPage,
   SubscribeOptions,
   SubscriptionTarget,
 } from './types';
+import { UUID_BYTES, writeUuid } from './uuid';
+
+export { EventSubscription } from './subscription';
 
 export interface EventStoreOptions {
-  /** Projections fed on apply (default: the built-ins only). */
+  /** Projections fed on apply (default: a new engine with the built-ins). */
   projections?: ProjectionEngine;
   limits?: Partial<EventStoreLimits>;
   logger?: Logger;
-  /** Storage sizing (see STORAGE_DEFAULTS); idempotencyWindowEvents must be the same on every node. */
+  /** Event files are rolled at this size (≤ 1 GiB). */
   fileBytesMax?: number;
+  /**
+   * Idempotency window: retries are recognized for the ids of the most recent this-many events (by
+   * position). Default 1,048,576. Must be the same on every node (it decides apply results).
+   */
   idempotencyWindowEvents?: number;
   recentCacheEvents?: number;
+  recentCacheBytesMax?: number;
+  readBytesMax?: number;
+  cutsKept?: number;
 }
 
-/** A live subscription: history then live, no gap, no duplicate. `close()` ends it (the iterator returns). */
-export interface EventSubscription extends AsyncIterableIterator<EventEnvelope> {
-  close(): void;
+export interface EventStoreStats {
+  appliedIndex: number;
+  lastPosition: number;
+  streams: number;
+  eventFiles: number;
+  eventBytes: number;
+  idempotencyWindowEvents: number;
 }
 
+const FILE_BYTES_LIMIT = 1024 * 1024 * 1024;
+
+/**
+ * The replicated event store (the Raft state machine). apply() is deterministic: expectation check,
+ * idempotency by event id, gapless revisions and positions, leader timestamps. Events live in the store's
+ * own append-only files (`<dir>/events`), never in the Raft log; snapshots are cuts (`<dir>/cuts`).
+ * Restart = latest cut, event data past it dropped, then the node re-applies its log after appliedIndex().
+ * Event files are not fsynced on apply (the Raft log is the source of truth); cuts are fsynced.
+ */
 export class EventStoreStateMachine implements StateMachine {
-  /** Every applied append (positions), for live notification. */
+  /** Every applied append (not idempotent retries), for live notification. */
   readonly appended$: Observable<AppendedBatch>;
   readonly projections: ProjectionEngine;
+  readonly limits: EventStoreLimits;
   private readonly appendedSubject = new Subject<AppendedBatch>();
+  private readonly eventsDir: string;
+  private readonly cutsDir: string;
+  private readonly fileOpts: EventFilesOptions;
+  private readonly reader: Reader;
+  private readonly logger?: Logger;
+  private readonly cutsKept: number;
+  private files!: EventFiles;
+  private streams = new StreamIndex();
+  private readonly window: IdWindow;
+  private applied = 0;
+  private closed = false;
+  private waiters = new Set<() => void>();
+  private exclusiveTail: Promise<unknown> = Promise.resolve();
+  private readonly cutReaders = new Map<string, number>();
+  private idScratch = Buffer.allocUnsafe(UUID_BYTES * 1024);
 
-  private constructor(projections: ProjectionEngine) {
+  private constructor(dir: string, opts: EventStoreOptions) {
+    this.eventsDir = path.join(dir, 'events');
+    this.cutsDir = path.join(dir, 'cuts');
+    this.logger = opts.logger;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.projections = opts.projections ?? new ProjectionEngine(builtInProjections(), { logger: opts.logger });
+    this.cutsKept = opts.cutsKept ?? STORAGE_DEFAULTS.cutsKept;
+    this.fileOpts = {
+      fileBytesMax: opts.fileBytesMax ?? STORAGE_DEFAULTS.fileBytesMax,
+      writeBufferBytesMax: STORAGE_DEFAULTS.writeBufferBytesMax,
+      recentCacheEvents: opts.recentCacheEvents ?? STORAGE_DEFAULTS.recentCacheEvents,
+      recentCacheBytesMax: opts.recentCacheBytesMax ?? STORAGE_DEFAULTS.recentCacheBytesMax,
+    };
+    if (this.fileOpts.fileBytesMax < 1 || this.fileOpts.fileBytesMax > FILE_BYTES_LIMIT) {
+      throw new Error(`event store: fileBytesMax ${this.fileOpts.fileBytesMax} must be in 1..${FILE_BYTES_LIMIT}`);
+    }
+    if (this.cutsKept < 1) throw new Error(`event store: cutsKept ${this.cutsKept} must be >= 1`);
+    this.window = new IdWindow(opts.idempotencyWindowEvents ?? STORAGE_DEFAULTS.idempotencyWindowEvents);
     this.appended$ = this.appendedSubject.asObservable();
-    this.projections = projections;
+    this.reader = new Reader(
+      () => this.files,
+      () => this.streams,
+      {
+        limits: this.limits,
+        readBytesMax: opts.readBytesMax ?? STORAGE_DEFAULTS.readBytesMax,
+        filteredScanEventsMax: STORAGE_DEFAULTS.filteredScanEventsMax,
+      },
+    );
   }
 
-  /** Opens (or creates) the store in `dir`: loads the latest local cut, drops event data past it. */
+  /** Opens (or creates) the store in `dir`: loads the latest cut, drops event data past it. */
   static async open(dir: string, opts: EventStoreOptions = {}): Promise<EventStoreStateMachine> {
-    void dir;
-    return new EventStoreStateMachine(opts.projections ?? new ProjectionEngine([]));
+    const sm = new EventStoreStateMachine(dir, opts);
+    fs.mkdirSync(sm.eventsDir, { recursive: true });
+    fs.mkdirSync(sm.cutsDir, { recursive: true });
+    removeTemporaryCuts(sm.cutsDir);
+    const cuts = listCuts(sm.cutsDir).reverse();
+    let loaded = false;
+    for (const index of cuts) {
+      try {
+        sm.loadCut(path.join(sm.cutsDir, cutDirName(index)));
+        loaded = true;
+        break;
+      } catch (e) {
+        sm.logger?.error(`event store: cut ${index} in ${sm.cutsDir} is unusable (${(e as Error).message}); trying an older one`);
+      }
+    }
+    if (!loaded) sm.loadEmpty();
+    sm.logger?.log(`event store opened at ${dir}: applied index ${sm.applied}, last position ${sm.files.lastPosition()}, ${sm.streams.size()} streams`);
+    sm.projections.attach(sm.projectionSource());
+    return sm;
   }
+
+  // ---- StateMachine ----
 
   apply(entry: Entry): AppendResult | undefined {
-    void entry;
-    throw new Error('not implemented');
+    this.checkOpen();
+    if (entry.index <= this.applied) return undefined;
+    if (entry.index !== this.applied + 1) {
+      throw new Error(`event store: entry ${entry.index} applied after ${this.applied}; entries must be applied in order without gaps (restore a snapshot first)`);
+    }
+    const result = entry.type === EntryType.Normal ? this.applyCommand(entry.data) : undefined;
+    this.applied = entry.index;
+    return result;
   }
 
   appliedIndex(): number {
-    throw new Error('not implemented');
+    return this.applied;
   }
 
-  /** Position of the last stored event, -1 when empty. */
+  /** Takes a cut at appliedIndex (fsynced, no history copied) and streams it as an archive. */
+  snapshot(): Promise<{ index: number; data: AsyncIterable<Uint8Array> }> {
+    return this.exclusive(async () => {
+      this.checkOpen();
+      const index = this.applied;
+      this.files.flush();
+      const files = this.files.describe();
+      const lastPosition = this.files.lastPosition();
+      const sections = this.encodeState();
+      const cutDir = await writeCut(this.cutsDir, this.eventsDir, index, lastPosition, files, sections);
+      this.pruneCuts();
+      this.logger?.log(`event store: cut at index ${index} (position ${lastPosition}, ${files.length} event files)`);
+      return { index, data: this.streamCut(cutDir) };
+    });
+  }
+
+  /** Discards all state and rebuilds it from a snapshot archive (old state untouched if the archive is bad). */
+  restore(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void> {
+    return this.exclusive(async () => {
+      this.checkOpen();
+      const tmp = path.join(this.cutsDir, `tmp-restore-${cutDirName(meta.index)}-${Date.now()}`);
+      try {
+        const manifest = await extractArchive(data, tmp);
+        if (manifest.index !== meta.index) throw new Error(`snapshot archive is a cut at index ${manifest.index}, expected ${meta.index}`);
+      } catch (e) {
+        fs.rmSync(tmp, { recursive: true, force: true });
+        throw e;
+      }
+      // From here on everything is synchronous: no apply or read sees a half-swapped state.
+      this.projections.detach();
+      this.files.close();
+      const final = path.join(this.cutsDir, cutDirName(meta.index));
+      fs.rmSync(final, { recursive: true, force: true });
+      fs.renameSync(tmp, final);
+      fsyncDir(this.cutsDir);
+      for (const index of listCuts(this.cutsDir)) {
+        const dir = path.join(this.cutsDir, cutDirName(index));
+        if (index !== meta.index && !this.cutReaders.get(dir)) fs.rmSync(dir, { recursive: true, force: true });
+      }
+      this.loadCut(final);
+      this.projections.attach(this.projectionSource());
+      this.logger?.log(`event store restored from snapshot at index ${meta.index}: last position ${this.files.lastPosition()}`);
+      this.wakeAll();
+    });
+  }
+
+  // ---- reads ----
+
   lastPosition(): number {
-    throw new Error('not implemented');
+    return this.files.lastPosition();
   }
 
   /** Last revision of a stream, -1 when it does not exist. */
   streamRevision(streamId: string): number {
-    void streamId;
-    throw new Error('not implemented');
+    return this.streams.lastRevision(streamId);
   }
 
-  async snapshot(): Promise<{ index: number; data: AsyncIterable<Uint8Array> }> {
-    throw new Error('not implemented');
-  }
-
-  async restore(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void> {
-    void meta;
-    void data;
-    throw new Error('not implemented');
-  }
-
-  /** null when the stream does not exist. */
+  /** null when the stream does not exist. Throws EventStoreError('invalid_request') on bad options. */
   readStream(streamId: string, opts: ReadStreamOptions = {}): StreamPage | null {
-    void streamId;
-    void opts;
-    throw new Error('not implemented');
+    this.checkOpen();
+    return this.reader.readStream(streamId, opts);
   }
 
   readAll(opts: ReadAllOptions = {}): AllPage {
-    void opts;
-    throw new Error('not implemented');
+    this.checkOpen();
+    return this.reader.readAll(opts);
   }
 
+  /** History then live from `opts.from` (default: only new events); bounded memory for slow consumers. */
   subscribe(target: SubscriptionTarget, opts: SubscribeOptions = {}): EventSubscription {
-    void target;
-    void opts;
-    throw new Error('not implemented');
+    this.checkOpen();
+    return subscribe(
+      {
+        readStream: (id, o) => (this.closed ? null : this.reader.readStream(id, o)),
+        readAll: (o) => (this.closed ? { events: [], lastPosition: -1, next: null } : this.reader.readAll(o)),
+        streamRevision: (id) => this.streamRevision(id),
+        lastPosition: () => this.lastPosition(),
+        onceChanged: (wake) => {
+          this.waiters.add(wake);
+          return () => this.waiters.delete(wake);
+        },
+        isClosed: () => this.closed,
+      },
+      target,
+      opts,
+    );
+  }
+
+  stats(): EventStoreStats {
+    const files = this.files.describe();
+    return {
+      appliedIndex: this.applied,
+      lastPosition: this.files.lastPosition(),
+      streams: this.streams.size(),
+      eventFiles: files.length,
+      eventBytes: files.reduce((a, f) => a + f.bytes, 0),
+      idempotencyWindowEvents: this.window.capacity,
+    };
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    await this.exclusive(async () => undefined);
+    this.closed = true;
+    this.projections.detach();
+    this.files.close();
     this.appendedSubject.complete();
+    this.wakeAll();
+  }
+
+  // ---- apply ----
+
+  private applyCommand(bytes: Uint8Array): AppendResult {
+    let cmd: AppendCommand;
+    try {
+      cmd = decodeCommand(bytes);
+      const problem = streamIdProblem(cmd.streamId, this.limits.streamIdCharsMax);
+      if (problem) throw new Error(`streamId: ${problem}`);
+      if (cmd.events.length === 0) throw new Error('no events');
+    } catch (e) {
+      this.logger?.error(`event store: undecodable command applied as a no-op: ${(e as Error).message}`);
+      return { ok: false, error: 'invalid_command', message: (e as Error).message };
+    }
+    const ids = this.idBytes(cmd);
+    const retry = this.checkRetry(cmd, ids);
+    if (retry) return retry;
+    const actual = this.streams.lastRevision(cmd.streamId);
+    if (!expectationHolds(cmd.expectedRevision, actual)) {
+      return { ok: false, error: 'wrong_expected_revision', streamId: cmd.streamId, expectedRevision: cmd.expectedRevision, actualRevision: actual };
+    }
+    return this.write(cmd, ids);
+  }
+
+  private idBytes(cmd: AppendCommand): Buffer {
+    const need = cmd.events.length * UUID_BYTES;
+    if (this.idScratch.length < need) this.idScratch = Buffer.allocUnsafe(need);
+    for (let i = 0; i < cmd.events.length; i++) writeUuid(cmd.events[i].id, this.idScratch, i * UUID_BYTES);
+    return this.idScratch;
+  }
+
+  /**
+   * Idempotency: if every id is in the window and the stored events are this very request (same stream,
+   * consecutive positions in order, same types, data and metadata), the original result is returned and
+   * nothing is written; any other use of a known id is a conflict. null: all ids are new.
+   */
+  private checkRetry(cmd: AppendCommand, ids: Buffer): AppendSuccess | IdempotencyConflict | null {
+    const n = cmd.events.length;
+    const found: number[] = [];
+    for (let i = 0; i < n; i++) found.push(this.window.find(ids, i * UUID_BYTES));
+    const firstKnown = found.findIndex((p) => p >= 0);
+    if (firstKnown < 0) return null;
+    const conflict = (i: number, why: string): IdempotencyConflict => ({
+      ok: false,
+      error: 'idempotency_conflict',
+      streamId: cmd.streamId,
+      eventId: cmd.events[i].id,
+      message: `event id ${cmd.events[i].id} (events[${i}]) ${why}; a retry must resend the identical request, new events need new ids`,
+    });
+    for (let i = 0; i < n; i++) {
+      if (found[i] < 0) return conflict(firstKnown, `was already committed at position ${found[firstKnown]} but events[${i}] is new`);
+      if (found[i] !== found[0] + i) return conflict(i, `was committed at position ${found[i]}, not together with the other events of this request`);
+      const stored = this.files.read(found[i]);
+      const e = cmd.events[i];
+      if (stored.streamId !== cmd.streamId) return conflict(i, `was already committed to stream ${stored.streamId}`);
+      if (stored.type !== e.type || !stored.rawData().equals(e.data) || !stored.rawMetadata().equals(e.metadata)) {
+        return conflict(i, `was already committed at position ${found[i]} with a different type, data or metadata`);
+      }
+    }
+    const first = this.files.read(found[0]);
+    return {
+      ok: true,
+      streamId: cmd.streamId,
+      firstRevision: first.revision,
+      lastRevision: first.revision + n - 1,
+      firstPosition: found[0],
+      lastPosition: found[0] + n - 1,
+      duplicate: true,
+    };
+  }
+
+  private write(cmd: AppendCommand, ids: Buffer): AppendSuccess {
+    const firstPosition = this.files.lastPosition() + 1;
+    let firstRevision = -1;
+    for (let i = 0; i < cmd.events.length; i++) {
+      const e = cmd.events[i];
+      const position = firstPosition + i;
+      const revision = this.streams.append(cmd.streamId, position);
+      if (i === 0) firstRevision = revision;
+      this.files.append({ position, revision, id: e.id, timestamp: cmd.timestamp, streamId: cmd.streamId, type: e.type, data: e.data, metadata: e.metadata });
+      this.window.add(position, ids, i * UUID_BYTES);
+    }
+    const lastPosition = firstPosition + cmd.events.length - 1;
+    if (this.projections.hasRunning()) {
+      for (let p = firstPosition; p <= lastPosition; p++) this.projections.feed(this.files.read(p));
+    }
+    const batch: AppendedBatch = { streamId: cmd.streamId, firstRevision, lastRevision: firstRevision + cmd.events.length - 1, firstPosition, lastPosition };
+    this.wakeAll();
+    this.appendedSubject.next(batch);
+    return { ok: true, ...batch };
+  }
+
+  // ---- state load / save ----
+
+  private loadEmpty(): void {
+    for (const n of fs.readdirSync(this.eventsDir)) fs.rmSync(path.join(this.eventsDir, n), { force: true });
+    this.files = new EventFiles(this.eventsDir, this.fileOpts);
+    this.streams = new StreamIndex();
+    this.window.reset(0);
+    this.applied = 0;
+    this.projections.load([], -1);
+  }
+
+  /** Makes the live state exactly the cut's (event files truncated to it, indexes and projections loaded). */
+  private loadCut(cutDir: string): void {
+    const manifest = readManifest(cutDir);
+    const [offsetBytes, streamBytes, windowBytes, projectionBytes] = readSections(cutDir, manifest);
+    const count = manifest.lastPosition + 1;
+    if (offsetBytes.length !== count * 4) throw new Error(`cut ${cutDir}: offsets for ${offsetBytes.length / 4} positions, expected ${count}`);
+    installCutFiles(cutDir, this.eventsDir, manifest);
+    const offsets = new Uint32Array(Math.max(1024, Math.ceil(count * 1.25)));
+    new Uint8Array(offsets.buffer).set(offsetBytes);
+    const files = new EventFiles(this.eventsDir, this.fileOpts, manifest.files, offsets);
+    if (files.lastPosition() !== manifest.lastPosition) {
+      files.close();
+      throw new Error(`cut ${cutDir}: event files end at position ${files.lastPosition()}, manifest says ${manifest.lastPosition}`);
+    }
+    this.files = files;
+    this.streams = StreamIndex.decode(streamBytes);
+    this.window.load(windowBytes);
+    this.applied = manifest.index;
+    const checkpoints = JSON.parse(projectionBytes.toString('utf8')) as ProjectionCheckpoint[];
+    this.projections.load(checkpoints, manifest.lastPosition);
+  }
+
+  /** state.bin sections: offsets, stream index, idempotency window, projection checkpoints (JSON). */
+  private encodeState(): Buffer[] {
+    const offsets = this.files.offsetsView();
+    return [
+      Buffer.from(offsets.slice().buffer),
+      this.streams.encode(),
+      this.window.encode(),
+      Buffer.from(JSON.stringify(this.projections.checkpoints())),
+    ];
+  }
+
+  private async *streamCut(cutDir: string): AsyncGenerator<Uint8Array> {
+    this.cutReaders.set(cutDir, (this.cutReaders.get(cutDir) ?? 0) + 1);
+    try {
+      yield* archiveCut(cutDir);
+    } finally {
+      const n = (this.cutReaders.get(cutDir) ?? 1) - 1;
+      if (n > 0) this.cutReaders.set(cutDir, n);
+      else this.cutReaders.delete(cutDir);
+    }
+  }
+
+  /** Keeps the newest `cutsKept` cuts and any being streamed. */
+  private pruneCuts(): void {
+    const cuts = listCuts(this.cutsDir);
+    for (const index of cuts.slice(0, Math.max(0, cuts.length - this.cutsKept))) {
+      const dir = path.join(this.cutsDir, cutDirName(index));
+      if (!this.cutReaders.get(dir)) fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  private projectionSource() {
+    return {
+      lastPosition: () => this.files.lastPosition(),
+      scan: (from: number, to: number, visit: (e: EventEnvelope) => boolean) => this.files.scan(from, to, visit),
+    };
+  }
+
+  // ---- helpers ----
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.exclusiveTail.then(fn, fn);
+    this.exclusiveTail = run.catch(() => undefined);
+    return run;
+  }
+
+  private wakeAll(): void {
+    if (this.waiters.size === 0) return;
+    const waiters = this.waiters;
+    this.waiters = new Set();
+    for (const w of waiters) w();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error('event store: closed');
   }
 }
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
 export const UUID_BYTES = 16;
@@ -36,5 +38,5 @@ function hexValue(c: number): number {
 
 /** A random (v4) UUID, the default `newId` for prepareAppend. */
 export function newEventId(): string {
-  return require('node:crypto').randomUUID();
+  return randomUUID();
 }

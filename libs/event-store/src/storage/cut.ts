@@ -1,0 +1,256 @@
+import { crc32c } from '@node-rs/crc32';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { EventFileInfo, isEventFileName } from './event-files';
+
+/**
+ * A cut: the state machine's durable state at one applied index, in its own directory
+ * `cuts/<index, 20 digits>/`: manifest.json, state.bin (indexes, idempotency window, projection
+ * checkpoints) and hard links to the event files (closed files are immutable; the open one is linked and
+ * its length at the cut recorded, so later appends past that length are ignored and truncated on restart).
+ * Taking a cut copies no event history.
+ */
+export interface CutManifest {
+  format: typeof CUT_FORMAT;
+  index: number;
+  lastPosition: number;
+  files: EventFileInfo[];
+  /** Byte lengths of the sections of state.bin, in order. */
+  sections: number[];
+}
+
+export const CUT_FORMAT = 'event-store-cut/1';
+const MANIFEST = 'manifest.json';
+const STATE = 'state.bin';
+const CUT_NAME_RE = /^\d{20}$/;
+
+export function cutDirName(index: number): string {
+  return String(index).padStart(20, '0');
+}
+
+/** Indexes of the complete cuts in `cutsDir`, ascending. */
+export function listCuts(cutsDir: string): number[] {
+  return fs
+    .readdirSync(cutsDir)
+    .filter((n) => CUT_NAME_RE.test(n))
+    .map(Number)
+    .sort((a, b) => a - b);
+}
+
+/** Removes leftovers of interrupted cut writes or restores. */
+export function removeTemporaryCuts(cutsDir: string): void {
+  for (const n of fs.readdirSync(cutsDir)) {
+    if (n.startsWith('tmp-')) fs.rmSync(path.join(cutsDir, n), { recursive: true, force: true });
+  }
+}
+
+async function fsyncPath(p: string): Promise<void> {
+  const h = await fsp.open(p, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+/**
+ * Writes a cut durably: links the event files (`files` must be flushed to the OS), writes state.bin and
+ * the manifest, fsyncs everything, then renames the directory into place. Returns its path.
+ */
+export async function writeCut(cutsDir: string, eventsDir: string, index: number, lastPosition: number, files: EventFileInfo[], sections: Buffer[]): Promise<string> {
+  const final = path.join(cutsDir, cutDirName(index));
+  if (fs.existsSync(final)) return final;
+  const tmp = path.join(cutsDir, `tmp-${cutDirName(index)}-${process.pid}-${Date.now()}`);
+  await fsp.mkdir(tmp);
+  for (const f of files) {
+    await fsp.link(path.join(eventsDir, f.name), path.join(tmp, f.name));
+    await fsyncPath(path.join(tmp, f.name));
+  }
+  const manifest: CutManifest = { format: CUT_FORMAT, index, lastPosition, files, sections: sections.map((s) => s.length) };
+  await writeFileSynced(path.join(tmp, STATE), sections);
+  await writeFileSynced(path.join(tmp, MANIFEST), [Buffer.from(JSON.stringify(manifest))]);
+  await fsyncPath(tmp);
+  await fsp.rename(tmp, final);
+  await fsyncPath(cutsDir);
+  return final;
+}
+
+async function writeFileSynced(file: string, parts: Buffer[]): Promise<void> {
+  const h = await fsp.open(file, 'w');
+  try {
+    await h.writev(parts);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+export function readManifest(cutDir: string): CutManifest {
+  const m = JSON.parse(fs.readFileSync(path.join(cutDir, MANIFEST), 'utf8')) as CutManifest;
+  if (m.format !== CUT_FORMAT) throw new Error(`cut ${cutDir}: format '${m.format}', expected '${CUT_FORMAT}'`);
+  return m;
+}
+
+export function readSections(cutDir: string, manifest: CutManifest): Buffer[] {
+  const buf = fs.readFileSync(path.join(cutDir, STATE));
+  const total = manifest.sections.reduce((a, b) => a + b, 0);
+  if (buf.length !== total) throw new Error(`cut ${cutDir}: state.bin has ${buf.length} bytes, manifest says ${total}`);
+  const out: Buffer[] = [];
+  let o = 0;
+  for (const len of manifest.sections) {
+    out.push(buf.subarray(o, o + len));
+    o += len;
+  }
+  return out;
+}
+
+/**
+ * Makes `eventsDir` hold exactly the cut's event files at the cut's lengths: same-inode files are truncated
+ * (dropping data past the cut), missing or foreign ones are replaced by links to the cut's, others removed.
+ */
+export function installCutFiles(cutDir: string, eventsDir: string, manifest: CutManifest): void {
+  const wanted = new Map(manifest.files.map((f) => [f.name, f]));
+  for (const n of fs.readdirSync(eventsDir)) {
+    if (!wanted.has(n)) fs.rmSync(path.join(eventsDir, n), { force: true });
+  }
+  for (const f of manifest.files) {
+    const src = path.join(cutDir, f.name);
+    const dst = path.join(eventsDir, f.name);
+    const srcStat = fs.statSync(src);
+    if (srcStat.size < f.bytes) throw new Error(`cut ${cutDir}: ${f.name} has ${srcStat.size} bytes, manifest says ${f.bytes}`);
+    const dstStat = fs.statSync(dst, { throwIfNoEntry: false });
+    if (!dstStat || dstStat.ino !== srcStat.ino || dstStat.dev !== srcStat.dev) {
+      fs.rmSync(dst, { force: true });
+      fs.linkSync(src, dst);
+    }
+    if (srcStat.size > f.bytes) fs.truncateSync(dst, f.bytes);
+  }
+}
+
+// ---- archive: the cut as one byte stream (snapshot transfer) ----
+// "ESCUT001" then per file: u16 nameLen, name, f64 size, bytes, u32 crc32c(bytes); end: u16 0.
+
+const ARCHIVE_MAGIC = Buffer.from('ESCUT001', 'latin1');
+const ARCHIVE_CHUNK_BYTES = 1024 * 1024;
+
+/** Streams a cut (manifest first, then state.bin, then the event files up to their cut lengths). */
+export async function* archiveCut(cutDir: string): AsyncGenerator<Uint8Array> {
+  const manifest = readManifest(cutDir);
+  yield ARCHIVE_MAGIC;
+  const entries: { name: string; bytes: number }[] = [
+    { name: MANIFEST, bytes: fs.statSync(path.join(cutDir, MANIFEST)).size },
+    { name: STATE, bytes: manifest.sections.reduce((a, b) => a + b, 0) },
+    ...manifest.files.map((f) => ({ name: f.name, bytes: f.bytes })),
+  ];
+  for (const e of entries) {
+    const name = Buffer.from(e.name, 'latin1');
+    const head = Buffer.allocUnsafe(2 + name.length + 8);
+    head.writeUInt16LE(name.length, 0);
+    name.copy(head, 2);
+    head.writeDoubleLE(e.bytes, 2 + name.length);
+    yield head;
+    const h = await fsp.open(path.join(cutDir, e.name), 'r');
+    let crc = 0;
+    try {
+      for (let off = 0; off < e.bytes; ) {
+        const buf = Buffer.allocUnsafe(Math.min(ARCHIVE_CHUNK_BYTES, e.bytes - off));
+        const { bytesRead } = await h.read(buf, 0, buf.length, off);
+        if (bytesRead === 0) throw new Error(`snapshot archive: ${e.name} in ${cutDir} ended at ${off} of ${e.bytes} bytes`);
+        const chunk = buf.subarray(0, bytesRead);
+        crc = crc32c(chunk, crc);
+        off += bytesRead;
+        yield chunk;
+      }
+    } finally {
+      await h.close();
+    }
+    const tail = Buffer.allocUnsafe(4);
+    tail.writeUInt32LE(crc >>> 0, 0);
+    yield tail;
+  }
+  const end = Buffer.alloc(2);
+  yield end;
+}
+
+/** Pulls exact byte counts out of an async chunk stream. */
+class ByteReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private readonly it: AsyncIterator<Uint8Array>;
+
+  constructor(data: AsyncIterable<Uint8Array>) {
+    this.it = data[Symbol.asyncIterator]();
+  }
+
+  /** Up to n bytes (fewer only at the end of the stream); at most n buffered. */
+  async take(n: number): Promise<Buffer> {
+    while (this.buffered < n) {
+      const r = await this.it.next();
+      if (r.done) break;
+      const b = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+      this.chunks.push(b);
+      this.buffered += b.length;
+    }
+    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+    const out = all.subarray(0, Math.min(n, all.length));
+    const rest = all.subarray(out.length);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.buffered = rest.length;
+    return out;
+  }
+
+  async exact(n: number, what: string): Promise<Buffer> {
+    const b = await this.take(n);
+    if (b.length !== n) throw new Error(`snapshot archive: truncated in ${what} (${b.length} of ${n} bytes)`);
+    return b;
+  }
+
+  async drainCheck(): Promise<void> {
+    const extra = await this.take(1);
+    if (extra.length > 0) throw new Error('snapshot archive: bytes after the end marker');
+  }
+}
+
+function isArchiveEntryName(n: string): boolean {
+  return n === MANIFEST || n === STATE || isEventFileName(n);
+}
+
+/** Writes an archive's files into `dir` (created), verifying each file's CRC, fsyncing them. Returns the manifest. */
+export async function extractArchive(data: AsyncIterable<Uint8Array>, dir: string): Promise<CutManifest> {
+  await fsp.mkdir(dir, { recursive: true });
+  const r = new ByteReader(data);
+  const magic = await r.exact(ARCHIVE_MAGIC.length, 'magic');
+  if (!magic.equals(ARCHIVE_MAGIC)) throw new Error(`snapshot archive: bad magic '${magic.toString('latin1')}'`);
+  while (true) {
+    const nameLen = (await r.exact(2, 'entry header')).readUInt16LE(0);
+    if (nameLen === 0) break;
+    const name = (await r.exact(nameLen, 'entry name')).toString('latin1');
+    if (!isArchiveEntryName(name)) throw new Error(`snapshot archive: unexpected entry '${name}'`);
+    const size = (await r.exact(8, `${name} size`)).readDoubleLE(0);
+    if (!Number.isSafeInteger(size) || size < 0) throw new Error(`snapshot archive: ${name} has invalid size ${size}`);
+    const h = await fsp.open(path.join(dir, name), 'w');
+    let crc = 0;
+    try {
+      for (let off = 0; off < size; ) {
+        const chunk = await r.exact(Math.min(ARCHIVE_CHUNK_BYTES, size - off), name);
+        crc = crc32c(chunk, crc);
+        await h.write(chunk, 0, chunk.length, off);
+        off += chunk.length;
+      }
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+    const expected = (await r.exact(4, `${name} crc`)).readUInt32LE(0);
+    if (expected !== crc >>> 0) throw new Error(`snapshot archive: ${name} CRC mismatch (corrupt transfer)`);
+  }
+  await r.drainCheck();
+  await fsyncPath(dir);
+  const manifest = readManifest(dir);
+  for (const f of manifest.files) {
+    const st = fs.statSync(path.join(dir, f.name), { throwIfNoEntry: false });
+    if (!st || st.size !== f.bytes) throw new Error(`snapshot archive: ${f.name} missing or of the wrong size`);
+  }
+  return manifest;
+}

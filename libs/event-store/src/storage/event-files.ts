@@ -1,0 +1,255 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { encodeRecord, RecordFields, recordBytes, StoredEvent } from './record';
+import { RecentRecords } from './recent-records';
+
+export interface EventFileInfo {
+  name: string;
+  /** Position of its first event. */
+  start: number;
+  /** Number of events in it. */
+  count: number;
+  bytes: number;
+}
+
+interface EventFile extends EventFileInfo {
+  fd: number;
+}
+
+export interface EventFilesOptions {
+  fileBytesMax: number;
+  writeBufferBytesMax: number;
+  recentCacheEvents: number;
+  recentCacheBytesMax: number;
+}
+
+const FILE_SUFFIX = '.evt';
+/** Sequential reads (scans, ranges) read the files in blocks of this size. */
+const READ_BLOCK_BYTES = 4 * 1024 * 1024;
+
+export function eventFileName(startPosition: number): string {
+  return String(startPosition).padStart(16, '0') + FILE_SUFFIX;
+}
+
+export function isEventFileName(name: string): boolean {
+  return /^\d{16}\.evt$/.test(name);
+}
+
+/**
+ * The append-only event files of one node, in position order, rolled at `fileBytesMax`, with the
+ * position → offset index. Writes are buffered (`writeBufferBytesMax`) and never fsynced here: the Raft log
+ * is the source of truth; `flush()` + fsync happen when a snapshot cut is taken.
+ */
+export class EventFiles {
+  private readonly files: EventFile[] = [];
+  /** offsets[p] = byte offset of position p inside its file. */
+  private offsets: Uint32Array;
+  private lastPos = -1;
+  private tail: Buffer;
+  private tailLen = 0;
+  /** Bytes of the last file already written to the OS. */
+  private flushedBytes = 0;
+  private readonly recent: RecentRecords;
+
+  /** `dir` must hold exactly the files in `files` (each truncated to its `bytes`); `offsets` covers 0..lastPosition. */
+  constructor(
+    private readonly dir: string,
+    private readonly opts: EventFilesOptions,
+    files: EventFileInfo[] = [],
+    offsets: Uint32Array = new Uint32Array(1024),
+  ) {
+    this.offsets = offsets.length > 0 ? offsets : new Uint32Array(1024);
+    this.tail = Buffer.allocUnsafe(opts.writeBufferBytesMax);
+    this.recent = new RecentRecords(opts.recentCacheEvents, opts.recentCacheBytesMax);
+    let expectedStart = 0;
+    for (const f of files) {
+      if (f.start !== expectedStart) throw new Error(`event files: ${f.name} starts at position ${f.start}, expected ${expectedStart}`);
+      const fd = fs.openSync(path.join(dir, f.name), 'r+');
+      const size = fs.fstatSync(fd).size;
+      if (size !== f.bytes) {
+        fs.closeSync(fd);
+        throw new Error(`event files: ${f.name} has ${size} bytes, the cut says ${f.bytes}`);
+      }
+      this.files.push({ ...f, fd });
+      expectedStart += f.count;
+    }
+    this.lastPos = expectedStart - 1;
+    if (this.offsets.length < expectedStart) throw new Error(`event files: offsets cover ${this.offsets.length} positions, files hold ${expectedStart}`);
+    this.flushedBytes = this.files.length > 0 ? this.files[this.files.length - 1].bytes : 0;
+    this.recent.clear(this.lastPos + 1);
+  }
+
+  lastPosition(): number {
+    return this.lastPos;
+  }
+
+  append(f: RecordFields): void {
+    if (f.position !== this.lastPos + 1) throw new Error(`event files: append at position ${f.position}, expected ${this.lastPos + 1}`);
+    const size = recordBytes(f);
+    let file = this.files[this.files.length - 1];
+    if (!file || (file.count > 0 && file.bytes + size > this.opts.fileBytesMax)) file = this.roll(f.position);
+    if (this.tailLen + size > this.tail.length) {
+      this.flush();
+      if (size > this.tail.length) this.tail = Buffer.allocUnsafe(Math.max(size, this.opts.writeBufferBytesMax));
+    }
+    const end = encodeRecord(f, this.tail, this.tailLen);
+    if (end - this.tailLen !== size) throw new Error(`event files: record of ${end - this.tailLen} bytes, computed ${size}`);
+    this.recent.add(f.position, Buffer.from(this.tail.subarray(this.tailLen, end)));
+    this.tailLen = end;
+    this.setOffset(f.position, file.bytes);
+    file.bytes += size;
+    file.count++;
+    this.lastPos = f.position;
+    if (this.tailLen >= this.opts.writeBufferBytesMax) this.flush();
+  }
+
+  /** Writes buffered bytes to the OS (no fsync). */
+  flush(): void {
+    if (this.tailLen === 0) return;
+    const file = this.files[this.files.length - 1];
+    let done = 0;
+    while (done < this.tailLen) {
+      done += fs.writeSync(file.fd, this.tail, done, this.tailLen - done, this.flushedBytes + done);
+    }
+    this.flushedBytes += this.tailLen;
+    this.tailLen = 0;
+  }
+
+  /** Flushes, then fsyncs every file (cheap for files already synced). */
+  sync(): void {
+    this.flush();
+    for (const f of this.files) fs.fsyncSync(f.fd);
+  }
+
+  /** The files as they are now (call flush() first when their bytes must be on disk). */
+  describe(): EventFileInfo[] {
+    return this.files.map(({ name, start, count, bytes }) => ({ name, start, count, bytes }));
+  }
+
+  /** Positions 0..lastPosition's offsets (a view; copy before keeping it). */
+  offsetsView(): Uint32Array {
+    return this.offsets.subarray(0, this.lastPos + 1);
+  }
+
+  close(): void {
+    this.flush();
+    for (const f of this.files) fs.closeSync(f.fd);
+    this.files.length = 0;
+  }
+
+  /** Size in bytes of the record at `position`. */
+  recordBytes(position: number): number {
+    this.checkPosition(position);
+    const file = this.fileOf(position);
+    const end = position + 1 < file.start + file.count ? this.offsets[position + 1] : file.bytes;
+    return end - this.offsets[position];
+  }
+
+  read(position: number): StoredEvent {
+    this.checkPosition(position);
+    const cached = this.recent.get(position);
+    if (cached) return new StoredEvent(cached, 0);
+    const file = this.fileOf(position);
+    const start = this.offsets[position];
+    const end = position + 1 < file.start + file.count ? this.offsets[position + 1] : file.bytes;
+    return new StoredEvent(this.readBytes(file, start, end), 0);
+  }
+
+  /**
+   * Calls `visit` for positions from..to (inclusive, ascending) until it returns false, reading files in
+   * large blocks. Returns the last position visited (from - 1 if none).
+   */
+  scan(from: number, to: number, visit: (e: StoredEvent) => boolean): number {
+    if (from > to) return from - 1;
+    this.checkPosition(from);
+    this.checkPosition(to);
+    let p = from;
+    while (p <= to) {
+      const cached = this.recent.get(p);
+      if (cached) {
+        if (!visit(new StoredEvent(cached, 0))) return p;
+        p++;
+        continue;
+      }
+      const file = this.fileOf(p);
+      const runEnd = this.blockEnd(file, p, Math.min(to, file.start + file.count - 1));
+      const startByte = this.offsets[p];
+      const endByte = runEnd + 1 < file.start + file.count ? this.offsets[runEnd + 1] : file.bytes;
+      const block = this.readBytes(file, startByte, endByte);
+      let o = 0;
+      for (; p <= runEnd; p++) {
+        const e = new StoredEvent(block, o);
+        if (e.position !== p) throw new Error(`event files: ${file.name} at byte ${startByte + o} holds position ${e.position}, expected ${p}`);
+        if (!visit(e)) return p;
+        o += block.readUInt32LE(o);
+      }
+    }
+    return to;
+  }
+
+  /** The last position q in [p, max] such that p..q fit in one read block (at least p). */
+  private blockEnd(file: EventFile, p: number, max: number): number {
+    const startByte = this.offsets[p];
+    let lo = p;
+    let hi = max;
+    const endOf = (q: number) => (q + 1 < file.start + file.count ? this.offsets[q + 1] : file.bytes);
+    if (endOf(max) - startByte <= READ_BLOCK_BYTES) return max;
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (endOf(mid) - startByte <= READ_BLOCK_BYTES) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  private readBytes(file: EventFile, start: number, end: number): Buffer {
+    const out = Buffer.allocUnsafe(end - start);
+    const isLast = file === this.files[this.files.length - 1];
+    const diskEnd = isLast ? Math.min(end, this.flushedBytes) : end;
+    let done = 0;
+    while (start + done < diskEnd) {
+      const n = fs.readSync(file.fd, out, done, diskEnd - start - done, start + done);
+      if (n === 0) throw new Error(`event files: ${file.name} ends at ${start + done}, expected ${diskEnd} bytes`);
+      done += n;
+    }
+    if (isLast && end > this.flushedBytes) {
+      const from = Math.max(start, this.flushedBytes) - this.flushedBytes;
+      this.tail.copy(out, done, from, end - this.flushedBytes);
+    }
+    return out;
+  }
+
+  private fileOf(position: number): EventFile {
+    let lo = 0;
+    let hi = this.files.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.files[mid].start <= position) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.files[lo];
+  }
+
+  private checkPosition(p: number): void {
+    if (!Number.isSafeInteger(p) || p < 0 || p > this.lastPos) throw new Error(`event files: position ${p} outside 0..${this.lastPos}`);
+  }
+
+  private roll(start: number): EventFile {
+    this.flush();
+    const name = eventFileName(start);
+    const fd = fs.openSync(path.join(this.dir, name), 'w+');
+    const file: EventFile = { name, start, count: 0, bytes: 0, fd };
+    this.files.push(file);
+    this.flushedBytes = 0;
+    return file;
+  }
+
+  private setOffset(position: number, offset: number): void {
+    if (position >= this.offsets.length) {
+      const grown = new Uint32Array(Math.max(1024, this.offsets.length * 2));
+      grown.set(this.offsets);
+      this.offsets = grown;
+    }
+    this.offsets[position] = offset;
+  }
+}

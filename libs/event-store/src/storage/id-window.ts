@@ -1,0 +1,125 @@
+import { UUID_BYTES } from '../uuid';
+
+/**
+ * The idempotency window: the ids of the events at the most recent `capacity` positions, i.e. positions
+ * [max(0, end - capacity), end). Being defined by position only, it is identical on every node.
+ * A ring of 16-byte ids (slot = position % capacity) plus an open-addressing hash table (linear probing,
+ * backward-shift deletion) whose cells hold slot + 1 (0 = empty). Memory: 16 B × capacity + 4 B × table.
+ */
+export class IdWindow {
+  private readonly ring: Uint8Array;
+  private readonly table: Uint32Array;
+  private readonly mask: number;
+  /** Positions [start, end) are in the window. */
+  private start = 0;
+  private end = 0;
+
+  constructor(readonly capacity: number) {
+    if (!Number.isSafeInteger(capacity) || capacity < 1 || capacity > 2 ** 28) {
+      throw new Error(`IdWindow: capacity ${capacity} must be an integer in 1..2^28`);
+    }
+    this.ring = new Uint8Array(capacity * UUID_BYTES);
+    let size = 1;
+    while (size < capacity * 2) size *= 2;
+    this.table = new Uint32Array(size);
+    this.mask = size - 1;
+  }
+
+  /** Starts empty at `nextPosition` (positions before it are outside the window). */
+  reset(nextPosition: number): void {
+    this.table.fill(0);
+    this.start = this.end = nextPosition;
+  }
+
+  /** Adds the id (16 bytes at `src[o]`) of the event at `position`, which must be the next position. */
+  add(position: number, src: Uint8Array, o: number): void {
+    if (position !== this.end) throw new Error(`IdWindow.add: position ${position}, expected ${this.end}`);
+    if (this.end - this.start === this.capacity) this.evictOldest();
+    const slot = position % this.capacity;
+    this.ring.set(src.subarray(o, o + UUID_BYTES), slot * UUID_BYTES);
+    let i = this.hashAt(this.ring, slot * UUID_BYTES) & this.mask;
+    while (this.table[i] !== 0) i = (i + 1) & this.mask;
+    this.table[i] = slot + 1;
+    this.end++;
+  }
+
+  /** The position of the event with this id (16 bytes at `src[o]`), or -1 if not in the window. */
+  find(src: Uint8Array, o: number): number {
+    let i = this.hashAt(src, o) & this.mask;
+    while (this.table[i] !== 0) {
+      const slot = this.table[i] - 1;
+      if (this.equalsAt(slot, src, o)) return this.positionOfSlot(slot);
+      i = (i + 1) & this.mask;
+    }
+    return -1;
+  }
+
+  /** Positions [start, end) and their ids in position order (16 B each). */
+  encode(): Buffer {
+    const n = this.end - this.start;
+    const out = Buffer.allocUnsafe(16 + n * UUID_BYTES);
+    out.writeDoubleLE(this.start, 0);
+    out.writeDoubleLE(this.end, 8);
+    for (let p = this.start, o = 16; p < this.end; p++, o += UUID_BYTES) {
+      const s = (p % this.capacity) * UUID_BYTES;
+      out.set(this.ring.subarray(s, s + UUID_BYTES), o);
+    }
+    return out;
+  }
+
+  /** Loads an encoded window; with a smaller capacity only the most recent ids are kept. */
+  load(buf: Buffer): void {
+    const start = buf.readDoubleLE(0);
+    const end = buf.readDoubleLE(8);
+    if (buf.length !== 16 + (end - start) * UUID_BYTES) throw new Error(`IdWindow.load: ${buf.length} bytes for positions ${start}..${end}`);
+    const from = Math.max(start, end - this.capacity);
+    this.reset(from);
+    for (let p = from; p < end; p++) this.add(p, buf, 16 + (p - start) * UUID_BYTES);
+  }
+
+  private positionOfSlot(slot: number): number {
+    const startSlot = this.start % this.capacity;
+    return this.start + ((slot - startSlot + this.capacity) % this.capacity);
+  }
+
+  private evictOldest(): void {
+    const slot = this.start % this.capacity;
+    let i = this.hashAt(this.ring, slot * UUID_BYTES) & this.mask;
+    while (this.table[i] !== slot + 1) {
+      if (this.table[i] === 0) throw new Error(`IdWindow: id of position ${this.start} missing from the table`);
+      i = (i + 1) & this.mask;
+    }
+    // Backward-shift deletion keeps every probe chain unbroken without tombstones.
+    let j = i;
+    while (true) {
+      j = (j + 1) & this.mask;
+      const cell = this.table[j];
+      if (cell === 0) break;
+      const home = this.hashAt(this.ring, (cell - 1) * UUID_BYTES) & this.mask;
+      const movable = i <= j ? home <= i || home > j : home <= i && home > j;
+      if (movable) {
+        this.table[i] = cell;
+        i = j;
+      }
+    }
+    this.table[i] = 0;
+    this.start++;
+  }
+
+  private equalsAt(slot: number, src: Uint8Array, o: number): boolean {
+    const r = slot * UUID_BYTES;
+    for (let k = 0; k < UUID_BYTES; k++) if (this.ring[r + k] !== src[o + k]) return false;
+    return true;
+  }
+
+  private hashAt(b: Uint8Array, o: number): number {
+    let h = 0x811c9dc5;
+    for (let k = 0; k < UUID_BYTES; k += 4) {
+      const w = b[o + k] | (b[o + k + 1] << 8) | (b[o + k + 2] << 16) | (b[o + k + 3] << 24);
+      h = Math.imul(h ^ w, 0x9e3779b1);
+      h ^= h >>> 15;
+    }
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    return (h ^ (h >>> 13)) >>> 0;
+  }
+}
