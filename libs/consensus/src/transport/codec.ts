@@ -117,6 +117,15 @@ export class Reader {
     this.offset += n;
     return out;
   }
+
+  /** Like bytes(), but a view into `copy`, which holds this reader's bytes from `copyStart` on. */
+  bytesIn(field: string, copy: Uint8Array, copyStart: number): Uint8Array {
+    const n = this.u32(field);
+    this.need(n, field);
+    const at = this.offset - copyStart;
+    this.offset += n;
+    return copy.subarray(at, at + n);
+  }
 }
 
 /** Wire bytes of a string, over-estimated without encoding it (UTF-16 unit → at most 3 UTF-8 bytes). */
@@ -268,17 +277,22 @@ function readFlags(r: Reader, allowed: number): number {
   return f;
 }
 
+/** Entries come last in an AppendRequest: their bytes are copied in one piece and the entries' data are views of it. */
 function readEntries(r: Reader): Entry[] {
   const n = r.u32('entries count');
   // Every entry takes at least 21 bytes: a count larger than what remains is corrupt (and must not allocate).
   if (n * 21 > r.end - r.offset) throw new CodecError(`bad entries count ${n}: only ${r.end - r.offset} bytes left`);
+  if (n === 0) return [];
+  const copyStart = r.offset;
+  const copy = new Uint8Array(r.end - copyStart);
+  copy.set(r.buf.subarray(copyStart, r.end));
   const entries: Entry[] = new Array(n);
   for (let i = 0; i < n; i++) {
     const index = r.int('entry.index');
     const term = r.int('entry.term');
     const type = r.u8('entry.type');
     if (!entryTypes.has(type)) throw new CodecError(`bad entry.type ${type}`);
-    entries[i] = { index, term, type: type as EntryType, data: r.bytes('entry.data') };
+    entries[i] = { index, term, type: type as EntryType, data: r.bytesIn('entry.data', copy, copyStart) };
   }
   return entries;
 }
