@@ -26,6 +26,9 @@ describe('RaftNode', () => {
     expect(seen.find((a) => a.entry.index === out.index)!.result).toBe(5);
     sub.unsubscribe();
     expect(node.status().caughtUp).toBe(true);
+    const roles: string[] = [];
+    node.softState$.subscribe((ss) => roles.push(`${ss.role}/${ss.leaderId}`)).unsubscribe();
+    expect(roles).toEqual(['leader/n1']);
   });
 
   it('three nodes elect a leader, and every proposal is applied on all of them in the same order', async () => {
@@ -119,6 +122,15 @@ describe('RaftNode', () => {
     expect(await leader.node.read('lease')).toBeGreaterThanOrEqual(w.index);
     const follower = [...cluster.members.values()].find((m) => m.id !== leader.id)!;
     await expect(follower.node.read('local')).resolves.toBe(follower.node.status().applied);
+  });
+
+  it('serves lease reads on a leader with leaseReads enabled, after the write', async () => {
+    cluster = await TestCluster.start(['n1', 'n2', 'n3'], { raft: { leaseReads: true } });
+    const leader = await cluster.waitLeader();
+    const w = await leader.node.propose(sumCommand(3));
+    const index = await leader.node.read('lease');
+    expect(index).toBeGreaterThanOrEqual(w.index);
+    expect(leader.sm.value).toBe(3);
   });
 
   it('a follower refuses linearizable reads and proposals with not_leader naming the leader', async () => {

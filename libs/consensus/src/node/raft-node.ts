@@ -327,9 +327,13 @@ export class RaftNode implements RaftNodeApi {
     let persisted: Promise<void> = Promise.resolve();
     if (ready.hardState || ready.entries.length > 0 || ready.snapshotChunk) {
       const startedMs = performance.now();
-      persisted = this.opts.storage
-        .persist({ hardState: ready.hardState, entries: ready.entries, snapshotChunk: ready.snapshotChunk })
-        .then(() => this.opts.metrics?.persisted((performance.now() - startedMs) / 1000, ready.entries.length));
+      try {
+        persisted = this.opts.storage
+          .persist({ hardState: ready.hardState, entries: ready.entries, snapshotChunk: ready.snapshotChunk })
+          .then(() => this.opts.metrics?.persisted((performance.now() - startedMs) / 1000, ready.entries.length));
+      } catch (e) {
+        persisted = Promise.reject(e as Error);
+      }
       persisted.catch(() => {}); // handled in order by complete()
     }
     for (const rs of ready.readStates) this.onReadState(rs.ctx, rs.index);
