@@ -65,7 +65,9 @@ export function decodeHello(payload: Buffer): Buffer {
   if (r.u32('magic') !== handshakeMagic) throw new CodecError('not a Raft peer (bad magic)');
   const version = r.u8('version');
   if (version !== protocolVersion) throw new CodecError(`protocol version ${version}, this node speaks ${protocolVersion}`);
-  return fixedBytes(r, nonceBytes, 'server nonce');
+  const nonce = fixedBytes(r, nonceBytes, 'server nonce');
+  end(r);
+  return nonce;
 }
 
 export function encodeAuth(a: AuthRequest): Buffer {
