@@ -11,3 +11,5 @@ export { PromRaftMetrics } from './node/metrics';
 export type { RaftNodeMetrics } from './node/metrics';
 export { TcpPeerTransport } from './transport/tcp-peer-transport';
 export type { TcpPeerTransportOptions } from './transport/tcp-peer-transport';
+export { DurableStorage } from './storage/durable-storage';
+export type { DurableStorageOptions } from './storage/durable-storage';

@@ -3,6 +3,7 @@ import { SumStateMachine, sumCommand } from '../testing/sum-state-machine';
 import { LoopbackNetwork, LoopbackTransport } from '../testing/loopback-transport';
 import { MemoryNodeStorage } from '../testing/memory-node-storage';
 import { RaftNodeOptions } from './api';
+import { NodeStorage } from './ports';
 import { RaftNode } from './raft-node';
 
 /** Test helper: RaftNodes on a LoopbackNetwork with in-memory storage and counter state machines. */
@@ -50,10 +51,11 @@ export class TestCluster {
 
   async startNode(
     id: NodeId,
-    opts: NodeOverrides & { storage?: MemoryNodeStorage; sm?: SumStateMachine } = {},
+    opts: NodeOverrides & { storage?: NodeStorage; sm?: SumStateMachine } = {},
   ): Promise<TestMember> {
     if (this.members.has(id)) throw new Error(`test cluster: ${id} is already running`);
-    const storage = opts.storage ?? new MemoryNodeStorage({ fsyncDelayMs: 1 });
+    // Members on another storage (DurableStorage) must not use the in-memory instrumentation.
+    const storage = (opts.storage ?? new MemoryNodeStorage({ fsyncDelayMs: 1 })) as MemoryNodeStorage;
     const sm = opts.sm ?? new SumStateMachine();
     const transport = this.net.transport(id);
     const lines = this.logLines;
