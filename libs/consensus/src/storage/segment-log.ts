@@ -1,0 +1,645 @@
+import { Entry, EntryType } from '../core/types';
+import { StorageCorruptionError } from './errors';
+import { FileOps, fsyncDir, promisify, readFully, writeFully } from './file-ops';
+import { assert, entryBytesMax, ioChunkBytes, readFdsOpenMax, stagingBytesInitial } from './limits';
+import { checkRecord, decodeRecord, encodeRecord, recordHeaderBytes, recordIndex } from './record';
+import { Segment, parseSegmentName, segmentName, sidecarName } from './segment';
+import { scanSegment } from './segment-scan';
+
+export interface SegmentLogOptions {
+  segmentBytes: number;
+  cacheEntries: number;
+  /** Fill new segment files with zeros before use, so an fdatasync flushes data only (no block allocation). */
+  preallocate: boolean;
+  ops: FileOps;
+  log: (line: string) => void;
+}
+
+const spareName = 'spare.seg.tmp';
+
+/**
+ * The Raft log as a directory of append-only segment files named by their first index.
+ *
+ * Appends are staged: `stage` encodes entries into one buffer (no per-entry allocation besides the cache
+ * slot); `writeStaged` writes that buffer with one write call; `sync` makes it durable. The caller (the group
+ * commit) decides when. Index ranges, from low to high:
+ *   [first, lastWritten]       in segment files (durable once a later sync completes)
+ *   [stagedFirst, tail]         encoded in the staging buffer, not written yet
+ * A stage that starts at or below `tail` truncates: inside the staging buffer by rewinding it, below it by
+ * truncating the files before the next write (`truncateFrom`).
+ */
+export class SegmentLog {
+  private readonly segments: Segment[] = [];
+  private lastWritten: number;
+  private tail: number;
+
+  private staging = Buffer.allocUnsafe(stagingBytesInitial);
+  private stagedBytes = 0;
+  private stagedFirst: number;
+  private stagedCount = 0;
+  /** stagedRel[k] is the offset of staged record k in `staging`; stagedRel[stagedCount] its end. */
+  private stagedRel = new Uint32Array(4096);
+  private stagedTerms = new Float64Array(4096);
+  private stagedConfigs: number[] = [];
+  private truncateFrom: number | null = null;
+
+  private readonly cache: (Entry | undefined)[];
+  private readonly cacheMask: number;
+  /** Sealed segments with an open read descriptor, least recently used first. */
+  private readonly readFds = new Set<Segment>();
+  private spare: 'none' | 'preparing' | 'ready' = 'none';
+  private sparePrep: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly opts: SegmentLogOptions,
+    base: number,
+  ) {
+    let cap = 1;
+    while (cap < Math.max(1, opts.cacheEntries)) cap *= 2;
+    this.cache = new Array(cap);
+    this.cacheMask = cap - 1;
+    this.lastWritten = base - 1;
+    this.tail = base - 1;
+    this.stagedFirst = base;
+  }
+
+  /**
+   * Opens (or creates) the log in `dir`. Sealed segments are loaded from their sidecar index; only the last
+   * segment is scanned. A torn tail is cut off; damage before it throws StorageCorruptionError.
+   * `snapshotIndex` lets an interrupted compaction be finished instead of reported as a gap.
+   */
+  static open(dir: string, opts: SegmentLogOptions, snapshotIndex: number): SegmentLog {
+    const { ops } = opts;
+    ops.mkdirSync(dir, { recursive: true });
+    const names = ops.readdirSync(dir);
+    if (names.includes(spareName)) ops.unlinkSync(`${dir}/${spareName}`);
+    const firsts = names
+      .map(parseSegmentName)
+      .filter((f): f is number => f !== null)
+      .sort((a, b) => a - b);
+    const segNames = new Set(firsts.map(segmentName));
+    for (const n of names) {
+      if (n.endsWith('.idx') && !segNames.has(n.replace(/\.idx$/, '.seg'))) ops.unlinkSync(`${dir}/${n}`);
+    }
+    const log = new SegmentLog(dir, opts, snapshotIndex + 1);
+    for (let k = 0; k < firsts.length; k++) {
+      const last = k === firsts.length - 1;
+      const seg = last ? log.recoverTail(firsts[k], names) : log.loadSealed(firsts[k], names);
+      log.segments.push(seg);
+    }
+    log.checkContinuity(snapshotIndex);
+    if (log.segments.length > 0) {
+      const lastSeg = log.segments[log.segments.length - 1];
+      log.lastWritten = lastSeg.next - 1;
+      log.tail = log.lastWritten;
+      log.stagedFirst = lastSeg.next;
+    }
+    log.startSparePrep();
+    return log;
+  }
+
+  // ---- reading -------------------------------------------------------------------------------------
+
+  /** First index held in the files, or null when the log is empty. */
+  firstWritten(): number | null {
+    if (this.segments.length === 0) return null;
+    const first = this.segments[0].first;
+    return first <= this.lastWritten ? first : null;
+  }
+
+  lastWrittenIndex(): number {
+    return this.lastWritten;
+  }
+
+  /** Last staged index (what the next append follows). */
+  tailIndex(): number {
+    return this.tail;
+  }
+
+  /** Term of a written entry; undefined outside [firstWritten, lastWritten]. */
+  termAt(index: number): number | undefined {
+    const e = this.cache[index & this.cacheMask];
+    if (e !== undefined && e.index === index && index <= this.lastWritten) return e.term;
+    const seg = this.findSegment(index);
+    if (seg === null || index > this.lastWritten) return undefined;
+    return seg.termAt(index);
+  }
+
+  /** Written entries in [lo, hi): at least one, then stopping before `maxBytes` of payload is exceeded. */
+  read(lo: number, hi: number, maxBytes: number): Entry[] {
+    const out: Entry[] = [];
+    let bytes = 0;
+    let i = lo;
+    while (i < hi) {
+      const e = this.cache[i & this.cacheMask];
+      if (e !== undefined && e.index === i) {
+        if (out.length > 0 && bytes + e.data.length > maxBytes) break;
+        out.push(e);
+        bytes += e.data.length;
+        i++;
+        continue;
+      }
+      const seg = this.findSegment(i);
+      assert(seg !== null, `entry ${i} is in a segment`);
+      const stop = Math.min(hi, seg.next);
+      let j = i;
+      for (; j < stop; j++) {
+        const payload = seg.offsetOf(j + 1) - seg.offsetOf(j) - recordHeaderBytes;
+        if (out.length + (j - i) > 0 && bytes + payload > maxBytes) break;
+        bytes += payload;
+      }
+      if (j === i) break;
+      this.readRecords(seg, i, j, out);
+      i = j;
+      if (j < stop) break;
+    }
+    return out;
+  }
+
+  /** The newest Config entry in (after, upTo], or 0. */
+  lastConfigIndex(after: number, upTo: number): number {
+    for (let k = this.segments.length - 1; k >= 0; k--) {
+      const configs = this.segments[k].configs;
+      for (let c = configs.length - 1; c >= 0; c--) {
+        if (configs[c] <= upTo) return configs[c] > after ? configs[c] : 0;
+      }
+      if (this.segments[k].first <= after) return 0;
+    }
+    return 0;
+  }
+
+  firstSegmentPath(): string {
+    return this.segments.length > 0 ? this.segments[0].path : this.dir;
+  }
+
+  segmentCount(): number {
+    return this.segments.length;
+  }
+
+  // ---- staging and writing -------------------------------------------------------------------------
+
+  /**
+   * Encodes entries for the next write. They must continue the log at `tail + 1`, or start at or below it
+   * (truncating from there), and never at or below `minIndex - 1` (the snapshot).
+   */
+  stage(entries: Entry[], minIndex: number): void {
+    const t = entries[0].index;
+    if (t <= this.tail) {
+      assert(t >= minIndex, `entries from ${t} would overwrite the snapshot (log may change from ${minIndex})`);
+      this.dropCache(t, this.tail);
+      if (this.stagedCount > 0 && t >= this.stagedFirst) {
+        const keep = t - this.stagedFirst;
+        this.stagedCount = keep;
+        this.stagedBytes = this.stagedRel[keep];
+        while (this.stagedConfigs.length > 0 && this.stagedConfigs[this.stagedConfigs.length - 1] >= t) this.stagedConfigs.pop();
+      } else {
+        this.stagedCount = 0;
+        this.stagedBytes = 0;
+        this.stagedConfigs.length = 0;
+        this.stagedFirst = t;
+        this.truncateFrom = this.truncateFrom === null ? t : Math.min(this.truncateFrom, t);
+      }
+      this.tail = t - 1;
+    }
+    assert(t === this.tail + 1, `entries from ${t} must follow the log's last index ${this.tail}`);
+    if (this.stagedCount === 0) this.stagedFirst = t;
+    let bytes = 0;
+    for (let k = 0; k < entries.length; k++) bytes += recordHeaderBytes + entries[k].data.length;
+    this.reserveStaging(this.stagedBytes + bytes, this.stagedCount + entries.length + 1);
+    const buf = this.staging;
+    const rel = this.stagedRel;
+    const terms = this.stagedTerms;
+    const cache = this.cache;
+    const mask = this.cacheMask;
+    let at = this.stagedBytes;
+    let n = this.stagedCount;
+    let expect = t;
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k];
+      assert(e.index === expect, `entry index ${e.index} where ${expect} was expected`);
+      assert(e.data.length <= entryBytesMax, `entry ${e.index} of ${e.data.length} bytes exceeds ${entryBytesMax}`);
+      rel[n] = at;
+      terms[n] = e.term;
+      at = encodeRecord(buf, at, e);
+      if (e.type === EntryType.Config) this.stagedConfigs.push(e.index);
+      cache[e.index & mask] = e;
+      n++;
+      expect++;
+    }
+    rel[n] = at;
+    this.stagedBytes = at;
+    this.stagedCount = n;
+    this.tail = expect - 1;
+  }
+
+  /** Bytes staged and not written. */
+  stagedByteCount(): number {
+    return this.stagedBytes;
+  }
+
+  hasStaged(): boolean {
+    return this.stagedCount > 0 || this.truncateFrom !== null;
+  }
+
+  /** The next write truncates files or rolls to a new segment: it must not overlap an fsync in flight. */
+  writeNeedsQuiescence(): boolean {
+    if (this.truncateFrom !== null) return true;
+    const seg = this.active();
+    return seg === null || (seg.count > 0 && seg.end + this.stagedBytes > this.opts.segmentBytes);
+  }
+
+  /**
+   * Writes the staged records with one write call (truncating or rolling first when needed). Returns true
+   * when everything written before was fsynced on the way (a roll or truncation syncs synchronously).
+   */
+  writeStaged(): boolean {
+    assert(!this.closed, 'log is open');
+    let syncedBefore = false;
+    if (this.truncateFrom !== null) {
+      this.truncateFiles(this.truncateFrom);
+      this.truncateFrom = null;
+      syncedBefore = true;
+    }
+    if (this.stagedCount === 0) return syncedBefore;
+    let seg = this.active();
+    if (seg !== null && seg.count > 0 && seg.end + this.stagedBytes > this.opts.segmentBytes) {
+      this.seal(seg);
+      seg = null;
+      syncedBefore = true;
+    }
+    if (seg === null) seg = this.createSegment(this.stagedFirst);
+    assert(seg.next === this.stagedFirst, `staged records from ${this.stagedFirst} continue segment ending at ${seg.next}`);
+    assert(seg.end + this.stagedBytes < 2 ** 32, 'segment offsets fit 32 bits');
+    writeFully(this.opts.ops, this.fdOf(seg), this.staging, 0, this.stagedBytes, seg.end);
+    seg.pushBatch(seg.end, this.stagedRel, this.stagedCount, this.stagedTerms, this.stagedConfigs);
+    this.lastWritten = this.stagedFirst + this.stagedCount - 1;
+    this.stagedFirst = this.lastWritten + 1;
+    this.stagedCount = 0;
+    this.stagedBytes = 0;
+    this.stagedConfigs.length = 0;
+    if (this.staging.length > 16 * stagingBytesInitial) this.staging = Buffer.allocUnsafe(stagingBytesInitial);
+    return syncedBefore;
+  }
+
+  /** fdatasync of the segment being written; every record written before the call is durable when cb runs. */
+  sync(cb: (err: Error | null) => void): void {
+    const seg = this.active();
+    if (seg === null || seg.fd === null) {
+      queueMicrotask(() => cb(null));
+      return;
+    }
+    this.opts.ops.fdatasync(seg.fd, cb);
+  }
+
+  // ---- truncation, compaction, reset -----------------------------------------------------------------
+
+  /** Deletes whole segments whose entries are all ≤ upTo; the segment being written is always kept. */
+  compact(upTo: number): number {
+    let removed = 0;
+    while (this.segments.length > 1 && this.segments[0].next - 1 <= upTo) {
+      this.deleteSegment(this.segments.shift()!);
+      removed++;
+    }
+    if (removed > 0) fsyncDir(this.opts.ops, this.dir);
+    return removed;
+  }
+
+  /**
+   * After installing a snapshot at (index, term): keep the log after it if the log holds that entry with
+   * that term (dropping whole segments up to it), otherwise drop the whole log and continue at index + 1.
+   * Nothing may be staged.
+   */
+  resetToSnapshot(index: number, term: number): 'kept-suffix' | 'dropped' {
+    assert(!this.hasStaged(), 'nothing staged during a snapshot install');
+    if (index <= this.lastWritten && this.termAt(index) === term) {
+      this.compact(index);
+      return 'kept-suffix';
+    }
+    this.dropAll(index + 1);
+    return 'dropped';
+  }
+
+  /** Drops every segment (newest first, so a crash leaves a prefix) and continues at `next`. */
+  dropAll(next: number): void {
+    assert(!this.hasStaged(), 'nothing staged when the log is dropped');
+    while (this.segments.length > 0) this.deleteSegment(this.segments.pop()!);
+    fsyncDir(this.opts.ops, this.dir);
+    this.cache.fill(undefined);
+    this.lastWritten = next - 1;
+    this.tail = next - 1;
+    this.stagedFirst = next;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.sparePrep;
+    for (const seg of this.segments) this.closeFd(seg);
+  }
+
+  // ---- internals -----------------------------------------------------------------------------------
+
+  private active(): Segment | null {
+    return this.segments.length > 0 ? this.segments[this.segments.length - 1] : null;
+  }
+
+  private findSegment(index: number): Segment | null {
+    const segs = this.segments;
+    let lo = 0;
+    let hi = segs.length - 1;
+    if (hi < 0 || index < segs[0].first) return null;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (segs[mid].first <= index) lo = mid;
+      else hi = mid - 1;
+    }
+    return index < segs[lo].next ? segs[lo] : null;
+  }
+
+  private readRecords(seg: Segment, lo: number, hi: number, out: Entry[]): void {
+    const start = seg.offsetOf(lo);
+    const len = seg.offsetOf(hi) - start;
+    const buf = Buffer.allocUnsafe(len);
+    const n = readFully(this.opts.ops, this.fdOf(seg), buf, 0, len, start);
+    if (n !== len) throw new StorageCorruptionError(seg.path, start + n, `file ends before the record of index ${lo + (n > 0 ? 1 : 0)}`);
+    let o = 0;
+    for (let i = lo; i < hi; i++) {
+      const check = checkRecord(buf, o);
+      if (check !== 'ok' || recordIndex(buf, o) !== i) {
+        throw new StorageCorruptionError(seg.path, start + o, `record of index ${i} fails its check (${check === 'ok' ? 'index mismatch' : check}) on read`);
+      }
+      out.push(decodeRecord(buf, o));
+      o = seg.offsetOf(i + 1) - start;
+    }
+  }
+
+  private fdOf(seg: Segment): number {
+    if (seg.fd === null) {
+      seg.fd = this.opts.ops.openSync(seg.path, 'r+');
+    }
+    if (seg !== this.active()) {
+      this.readFds.delete(seg);
+      this.readFds.add(seg);
+      if (this.readFds.size > readFdsOpenMax) {
+        const oldest = this.readFds.values().next().value as Segment;
+        this.closeFd(oldest);
+      }
+    }
+    return seg.fd;
+  }
+
+  private closeFd(seg: Segment): void {
+    this.readFds.delete(seg);
+    if (seg.fd !== null) {
+      this.opts.ops.closeSync(seg.fd);
+      seg.fd = null;
+    }
+  }
+
+  private deleteSegment(seg: Segment): void {
+    this.closeFd(seg);
+    this.opts.ops.unlinkSync(seg.path);
+    if (seg.hasSidecar || this.opts.ops.existsSync(this.sidecarPath(seg.first))) this.opts.ops.unlinkSync(this.sidecarPath(seg.first));
+    for (let i = seg.first; i < seg.next && i < seg.first + this.cache.length; i++) {
+      const e = this.cache[i & this.cacheMask];
+      if (e !== undefined && e.index === i) this.cache[i & this.cacheMask] = undefined;
+    }
+  }
+
+  private sidecarPath(first: number): string {
+    return `${this.dir}/${sidecarName(first)}`;
+  }
+
+  private dropCache(from: number, to: number): void {
+    const stop = Math.min(to, from + this.cache.length - 1);
+    for (let i = from; i <= stop; i++) {
+      const e = this.cache[i & this.cacheMask];
+      if (e !== undefined && e.index >= from) this.cache[i & this.cacheMask] = undefined;
+    }
+  }
+
+  private reserveStaging(bytes: number, records: number): void {
+    if (bytes > this.staging.length) {
+      const grown = Buffer.allocUnsafe(Math.max(bytes, this.staging.length * 2));
+      this.staging.copy(grown, 0, 0, this.stagedBytes);
+      this.staging = grown;
+    }
+    if (records > this.stagedRel.length) {
+      const n = Math.max(records, this.stagedRel.length * 2);
+      const rel = new Uint32Array(n);
+      rel.set(this.stagedRel.subarray(0, this.stagedCount + 1));
+      const terms = new Float64Array(n);
+      terms.set(this.stagedTerms.subarray(0, this.stagedCount));
+      this.stagedRel = rel;
+      this.stagedTerms = terms;
+    }
+  }
+
+  /** Removes written records from index t on: later segments are deleted (newest first), the rest zeroed. */
+  private truncateFiles(t: number): void {
+    const { ops } = this.opts;
+    assert(this.segments.length > 0 && t >= this.segments[0].first, `truncation point ${t} inside the log`);
+    let deleted = false;
+    while (this.segments.length > 1 && this.segments[this.segments.length - 1].first > t) {
+      this.deleteSegment(this.segments.pop()!);
+      deleted = true;
+    }
+    if (deleted) fsyncDir(ops, this.dir);
+    const seg = this.segments[this.segments.length - 1];
+    if (seg.hasSidecar) {
+      ops.unlinkSync(this.sidecarPath(seg.first));
+      seg.hasSidecar = false;
+    }
+    this.readFds.delete(seg);
+    const fd = this.fdOf(seg);
+    const from = seg.offsetOf(Math.min(t, seg.next));
+    zeroFill(ops, fd, from, seg.end);
+    ops.fdatasyncSync(fd);
+    seg.truncate(Math.min(t, seg.next) - seg.first);
+    this.lastWritten = seg.next - 1;
+  }
+
+  /** Makes a full segment read-only: fsync, then a sidecar index so the next open needs no scan. */
+  private seal(seg: Segment): void {
+    const { ops } = this.opts;
+    ops.fdatasyncSync(this.fdOf(seg));
+    const idx = seg.encodeSidecar();
+    const fd = ops.openSync(this.sidecarPath(seg.first), 'w');
+    try {
+      writeFully(ops, fd, idx, 0, idx.length, 0);
+      ops.fsyncSync(fd);
+    } finally {
+      ops.closeSync(fd);
+    }
+    seg.hasSidecar = true;
+    this.readFds.add(seg);
+  }
+
+  private createSegment(first: number): Segment {
+    const { ops } = this.opts;
+    const path = `${this.dir}/${segmentName(first)}`;
+    if (this.spare === 'ready') {
+      ops.renameSync(`${this.dir}/${spareName}`, path);
+      this.spare = 'none';
+    } else {
+      const fd = ops.openSync(path, 'w');
+      try {
+        if (this.opts.preallocate) zeroFill(ops, fd, 0, this.opts.segmentBytes);
+        ops.fsyncSync(fd);
+      } finally {
+        ops.closeSync(fd);
+      }
+    }
+    fsyncDir(ops, this.dir);
+    const seg = new Segment(first, path, 1 << 16);
+    seg.fd = ops.openSync(path, 'r+');
+    this.segments.push(seg);
+    this.startSparePrep();
+    return seg;
+  }
+
+  /** Prepares the next segment file (zero-filled, fsynced) in the background. */
+  private startSparePrep(): void {
+    if (!this.opts.preallocate || this.spare !== 'none' || this.closed) return;
+    this.spare = 'preparing';
+    const { ops } = this.opts;
+    const path = `${this.dir}/${spareName}`;
+    const size = this.opts.segmentBytes;
+    this.sparePrep = (async () => {
+      const fd = ops.openSync(path, 'w');
+      try {
+        const zeros = Buffer.alloc(Math.min(ioChunkBytes, size));
+        for (let pos = 0; pos < size && !this.closed; pos += zeros.length) {
+          const n = Math.min(zeros.length, size - pos);
+          await promisify<number>((cb) => ops.write(fd, zeros, 0, n, pos, cb));
+        }
+        await promisify<void>((cb) => ops.fsync(fd, cb));
+      } finally {
+        ops.closeSync(fd);
+      }
+      this.spare = this.closed ? 'none' : 'ready';
+    })().catch((err: Error) => {
+      this.spare = 'none';
+      this.opts.log(`storage: could not prepare the next segment file ${path}: ${err.message}`);
+    });
+  }
+
+  /** A sealed segment: from its sidecar when that checks out, else by a full scan (which must be clean). */
+  private loadSealed(first: number, names: string[]): Segment {
+    const { ops } = this.opts;
+    const path = `${this.dir}/${segmentName(first)}`;
+    const idxName = sidecarName(first);
+    let why = 'no sidecar index';
+    if (names.includes(idxName)) {
+      const fromSidecar = Segment.decodeSidecar(ops.readFileSync(`${this.dir}/${idxName}`), first, path);
+      if (typeof fromSidecar !== 'string') {
+        const ok = this.verifyLastRecord(fromSidecar);
+        if (ok === null) return fromSidecar;
+        why = ok;
+      } else {
+        why = fromSidecar;
+      }
+    }
+    const fd = ops.openSync(path, 'r+');
+    try {
+      const { segment, damage } = scanSegment(ops, fd, path, first);
+      if (damage !== null) throw new StorageCorruptionError(path, damage.offset, `${damage.reason} in a sealed segment`);
+      this.opts.log(`storage: rebuilt the index of ${path} by a scan (${why}): ${segment.count} entries`);
+      const idx = segment.encodeSidecar();
+      const ifd = ops.openSync(`${this.dir}/${idxName}`, 'w');
+      try {
+        writeFully(ops, ifd, idx, 0, idx.length, 0);
+        ops.fsyncSync(ifd);
+      } finally {
+        ops.closeSync(ifd);
+      }
+      segment.hasSidecar = true;
+      return segment;
+    } finally {
+      ops.closeSync(fd);
+    }
+  }
+
+  /** Checks the segment's last record against its sidecar; a string says what is wrong. */
+  private verifyLastRecord(seg: Segment): string | null {
+    if (seg.count === 0) return null;
+    const { ops } = this.opts;
+    const fd = ops.openSync(seg.path, 'r');
+    try {
+      const start = seg.offsetOf(seg.next - 1);
+      const len = seg.end - start;
+      const buf = Buffer.allocUnsafe(len);
+      if (readFully(ops, fd, buf, 0, len, start) !== len) return 'segment shorter than its sidecar says';
+      if (checkRecord(buf, 0) !== 'ok' || recordIndex(buf, 0) !== seg.next - 1) return 'last record does not match the sidecar';
+      return null;
+    } finally {
+      ops.closeSync(fd);
+    }
+  }
+
+  /** The last segment: scanned record by record; a torn tail is zeroed, damage before it is reported. */
+  private recoverTail(first: number, names: string[]): Segment {
+    const { ops } = this.opts;
+    const path = `${this.dir}/${segmentName(first)}`;
+    if (names.includes(sidecarName(first))) ops.unlinkSync(this.sidecarPath(first));
+    const fd = ops.openSync(path, 'r+');
+    let keepFd = false;
+    try {
+      const { segment, damage } = scanSegment(ops, fd, path, first);
+      if (damage !== null) {
+        if (damage.validAfter !== null) {
+          throw new StorageCorruptionError(
+            path,
+            damage.offset,
+            `${damage.reason}, but a valid record (index ${damage.validAfter.index}) follows at offset ` +
+              `${damage.validAfter.offset}: this is damage inside the log, not a torn tail`,
+          );
+        }
+        const lost = damage.garbageEnd - damage.offset;
+        zeroFill(ops, fd, damage.offset, damage.garbageEnd);
+        ops.fdatasyncSync(fd);
+        this.opts.log(
+          `storage: recovered ${path}: truncated a torn tail at offset ${damage.offset} (${damage.reason}): ` +
+            `${lost} bytes discarded, last index is now ${segment.next - 1}`,
+        );
+      }
+      segment.fd = fd;
+      keepFd = true;
+      return segment;
+    } finally {
+      if (!keepFd) ops.closeSync(fd);
+    }
+  }
+
+  private checkContinuity(snapshotIndex: number): void {
+    for (let k = this.segments.length - 1; k > 0; k--) {
+      const prev = this.segments[k - 1];
+      const seg = this.segments[k];
+      if (prev.next === seg.first) continue;
+      if (seg.first <= snapshotIndex + 1) {
+        // An interrupted compaction (unlinks reached the disk out of order): finish it.
+        const stale = this.segments.splice(0, k);
+        for (const s of stale) this.deleteSegment(s);
+        fsyncDir(this.opts.ops, this.dir);
+        this.opts.log(`storage: finished an interrupted compaction: removed ${stale.length} segment(s) before ${seg.path}`);
+        return;
+      }
+      throw new StorageCorruptionError(
+        seg.path,
+        0,
+        `segment starts at index ${seg.first} but the previous segment ${prev.path} ends at ${prev.next - 1}: a segment is missing`,
+      );
+    }
+  }
+}
+
+/** Writes zeros over [from, to). */
+function zeroFill(ops: FileOps, fd: number, from: number, to: number): void {
+  if (to <= from) return;
+  const zeros = Buffer.alloc(Math.min(ioChunkBytes, to - from));
+  for (let pos = from; pos < to; pos += zeros.length) {
+    writeFully(ops, fd, zeros, 0, Math.min(zeros.length, to - pos), pos);
+  }
+}
