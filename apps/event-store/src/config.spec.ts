@@ -5,7 +5,7 @@ describe('node configuration (API.md "Running a node")', () => {
     const c = loadConfig({});
     expect(c).toMatchObject({ nodeId: 'n1', dataDir: './data/n1', httpHost: '127.0.0.1', httpPort: 2113, raftAddr: '127.0.0.1:2114', httpUrl: 'http://127.0.0.1:2113' });
     expect(c.initialCluster).toEqual({ voters: ['n1'], outgoing: [], learners: [], addresses: { n1: { raftAddress: '127.0.0.1:2114', httpUrl: 'http://127.0.0.1:2113' } } });
-    expect(c).toMatchObject({ tickMs: 50, electionTicks: 10, snapshotEveryEntries: 100_000, snapshotKeepEntries: 10_000, proposalTimeoutMs: 5000, repair: false });
+    expect(c).toMatchObject({ tickMs: 50, electionTicks: 10, snapshotEveryEntries: 100_000, snapshotKeepEntries: 10_000, proposalTimeoutMs: 5000, repair: null });
   });
 
   it('DATA_DIR defaults to ./data/<NODE_ID>', () => {
@@ -50,8 +50,9 @@ describe('node configuration (API.md "Running a node")', () => {
   });
 
   it('accepts --kebab-case flags, which win over the environment', () => {
-    const c = loadConfig({ NODE_ID: 'n1' }, ['--node-id', 'n3', '--http-addr=127.0.0.1:9000', '--repair']);
-    expect(c).toMatchObject({ nodeId: 'n3', httpPort: 9000, repair: true });
+    const c = loadConfig({ NODE_ID: 'n1' }, ['--node-id', 'n3', '--http-addr=127.0.0.1:9000', '--repair=discard-and-rejoin']);
+    expect(c).toMatchObject({ nodeId: 'n3', httpPort: 9000, repair: 'discard-and-rejoin' });
+    expect(() => loadConfig({ REPAIR: 'yes' })).toThrow(/REPAIR/);
     expect(() => loadConfig({}, ['--nope'])).toThrow(ConfigError);
   });
 

@@ -26,8 +26,8 @@ export interface AppConfig {
   raftSegmentBytes: number;
   proposalTimeoutMs: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
-  /** Truncate a torn or corrupt log tail at start-up instead of refusing to start. */
-  repair: boolean;
+  /** `discard-and-rejoin`: on corruption found at start, move the log aside and rejoin from the leader's snapshot. */
+  repair: 'discard-and-rejoin' | null;
   appendBodyBytesMax: number;
   appendEventsMax: number;
   eventBytesMax: number;
@@ -48,10 +48,6 @@ const nodeIdPattern = /^[A-Za-z0-9._-]{1,64}$/;
 const hostPortPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const bool = z
-  .enum(['1', '0', 'true', 'false', 'yes', 'no', ''])
-  .transform((v) => v === '1' || v === 'true' || v === 'yes');
-
 const hostPort = z.string().regex(hostPortPattern, 'expected host:port, e.g. 127.0.0.1:2114').refine((v) => {
   const port = Number(v.slice(v.lastIndexOf(':') + 1));
   return port >= 1 && port <= 65535;
@@ -73,7 +69,7 @@ const schema = z.object({
   RAFT_SEGMENT_BYTES: int(64 * 1024, 4096 * mib).default(64 * mib),
   PROPOSAL_TIMEOUT_MS: int(10, 600_000).default(5000),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
-  REPAIR: bool.default(false),
+  REPAIR: z.enum(['', 'discard-and-rejoin']).optional(),
   APPEND_BODY_BYTES_MAX: int(1024, 1024 * mib).default(4 * mib),
   APPEND_EVENTS_MAX: int(1, 1_000_000).default(1000),
   EVENT_BYTES_MAX: int(64, 1024 * mib).default(1 * mib),
@@ -195,7 +191,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     raftSegmentBytes: raw.RAFT_SEGMENT_BYTES,
     proposalTimeoutMs: raw.PROPOSAL_TIMEOUT_MS,
     logLevel: raw.LOG_LEVEL,
-    repair: raw.REPAIR,
+    repair: raw.REPAIR ? raw.REPAIR : null,
     appendBodyBytesMax: raw.APPEND_BODY_BYTES_MAX,
     appendEventsMax: raw.APPEND_EVENTS_MAX,
     eventBytesMax: raw.EVENT_BYTES_MAX,

@@ -7,7 +7,8 @@ import type { FastifyInstance } from 'fastify';
 import { AppModule } from './app.module';
 import { AppConfig, ConfigError, loadConfig } from './config';
 import { ApiExceptionFilter } from './http/api-exception.filter';
-import { countRequests, rejectOversizedBodies } from './http/fastify-setup';
+import { serveDocsUi } from './http/docs';
+import { countRequests, frameworkErrors, guardRequestBodies } from './http/fastify-setup';
 import { NodeRuntime } from './runtime/node-runtime';
 import { MetricsService } from './services/metrics.service';
 import { SubscriptionsService } from './services/subscriptions.service';
@@ -38,7 +39,7 @@ function readConfig(): AppConfig {
 
 async function bootstrap(): Promise<void> {
   const config = readConfig();
-  const logger = new ConsoleLogger(config.nodeId, { logLevels: levels[config.logLevel], timestamp: false });
+  const logger = new ConsoleLogger(config.nodeId, { logLevels: levels[config.logLevel], prefix: `es ${config.nodeId}`, colors: process.stdout.isTTY === true, timestamp: false });
   const runtime = await NodeRuntime.open(config, {
     log: (m) => logger.log(m, 'raft'),
     warn: (m) => logger.warn(m, 'raft'),
@@ -51,11 +52,12 @@ async function bootstrap(): Promise<void> {
     forceCloseConnections: 'idle',
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    frameworkErrors,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRuntime(runtime), adapter, { logger, bufferLogs: false });
   // @nestjs/platform-fastify carries its own fastify copy; the hooks only use the stable hook API.
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
-  rejectOversizedBodies(fastify, config.appendBodyBytesMax);
+  guardRequestBodies(fastify, config.appendBodyBytesMax);
   const metrics = app.get(MetricsService);
   countRequests(fastify, (m, r, s) => metrics.countRequest(m, r, s));
   app.useGlobalFilters(new ApiExceptionFilter(runtime));
@@ -66,7 +68,8 @@ async function bootstrap(): Promise<void> {
     .setDescription('Replicated event store on Raft — HTTP API contract v1 (API.md)')
     .setVersion('1')
     .build();
-  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc));
+  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { ui: false, jsonDocumentUrl: 'docs-json', yamlDocumentUrl: 'docs-yaml' });
+  serveDocsUi(fastify, '/docs-json');
   await app.listen(config.httpPort, config.httpHost);
   logger.log(`node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`, 'main');
 

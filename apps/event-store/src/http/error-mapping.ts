@@ -40,7 +40,7 @@ export function toApiResponse(err: unknown, req: RequestInfo, leader: LeaderLoca
     return fromEventStoreError(e as EventStoreLikeError, r);
   }
   if (err instanceof HttpException) {
-    return fromHttpException(err, req, r);
+    return fromHttpException(err, r);
   }
   if (e && typeof e.statusCode === 'number' && typeof e.code === 'string' && e.code.startsWith('FST_')) {
     return fromFastifyError(e.statusCode, e.code, e.message ?? '', r);
@@ -114,16 +114,10 @@ function fromEventStoreError(e: EventStoreLikeError, r: Reply) {
   }
 }
 
-const streamPathPattern = /^\/streams\/[^/?]*(\/(events|subscribe))?(\?.*)?$/;
-
-function fromHttpException(err: HttpException, req: RequestInfo, r: Reply) {
+function fromHttpException(err: HttpException, r: Reply) {
   const status = err.getStatus();
   const message = err.message;
   if (status === 404) {
-    // The router refuses path parameters longer than maxParamLength: that is a bad stream id, not a missing route.
-    if (streamPathPattern.test(req.url) && req.url.length > 1024) {
-      return r(400, { error: 'invalid_request', message: 'streamId is longer than 256 characters', details: [{ field: 'streamId' }] });
-    }
     return r(404, { error: 'not_found', message: `no route ${message.replace(/^Cannot /, '')}` });
   }
   if (status === 413) return r(413, { error: 'payload_too_large', message });

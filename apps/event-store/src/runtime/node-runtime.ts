@@ -40,7 +40,7 @@ export class NodeRuntime implements LeaderLocator {
     fs.mkdirSync(eventsDir, { recursive: true });
     const registry = new Registry();
     const metrics = new PromRaftMetrics(registry);
-    const storage = await DurableStorage.open(raftDir, { segmentBytes: config.raftSegmentBytes, repair: config.repair, logger });
+    const storage = await DurableStorage.open(raftDir, { segmentBytes: config.raftSegmentBytes, repair: config.repair ?? undefined, logger });
     const projections = new ProjectionEngine([...builtInProjections(), ordersProjection], { logger });
     const store = await EventStoreStateMachine.open(eventsDir, {
       projections,
