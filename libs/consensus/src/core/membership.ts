@@ -83,6 +83,17 @@ export class ConfigHistory {
     return this.history[this.history.length - 1].config;
   }
 
+  /** The configuration in force at `index` (what a snapshot taken at `index` must record). */
+  at(index: number): ConfigState {
+    for (let i = this.history.length - 1; i > 0; i--) if (this.history[i].index <= index) return this.history[i].config;
+    return this.history[0].config;
+  }
+
+  /** The configuration before the current one (null for the base). */
+  previous(): ConfigState | null {
+    return this.history.length > 1 ? this.history[this.history.length - 2].config : null;
+  }
+
   /** Index of the entry holding the current configuration (the base's index for the base). */
   currentIndex(): number {
     return this.history[this.history.length - 1].index;

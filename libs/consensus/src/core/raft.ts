@@ -9,7 +9,7 @@ import { ReadOnlyQueue } from './read-only';
 import { RaftError, ReadState, Ready, Role, SnapshotChunk, SoftState } from './ready';
 import { stepCandidate } from './roles/candidate';
 import { stepFollower } from './roles/follower';
-import { appendAsLeader, bcastAppend, bcastCommit, maybeCommit, sendAppends, sendHeartbeats, sendTimeoutNow, stepLeader, tickLeader } from './roles/leader';
+import { appendAsLeader, bcastCommit, maybeCommit, sendAppends, sendHeartbeats, sendTimeoutNow, stepLeader, tickLeader } from './roles/leader';
 import { ConfigState, Entry, EntryType, HardState, InitialState, NodeId, RaftLogReader, SnapshotMeta, decodeConfig, encodeConfig } from './types';
 
 /** Payload bytes of committed entries handed out in one Ready. */
@@ -68,6 +68,10 @@ export class RaftCore implements RaftCoreApi {
   readStates: ReadState[] = [];
   failedReads: { ctx: string; error: RaftError }[] = [];
   private handedHard: HardState;
+  /** The highest term known durable (its Ready was advanced). */
+  private durableTerm: number;
+  /** A candidate that won before its term was durable becomes leader on the advance that makes it durable. */
+  private leaderOnceDurable = false;
   private handedSoft: SoftState;
 
   constructor(options: RaftOptions, reader: RaftLogReader, initial: InitialState) {
@@ -80,6 +84,7 @@ export class RaftCore implements RaftCoreApi {
     this.configs = loadConfigs(this.log, initial);
     this.incomingSnapshot = initial.partialSnapshot ? { ...initial.partialSnapshot } : null;
     this.handedHard = { term: this.term, vote: this.vote, commit: this.log.committed };
+    this.durableTerm = this.term;
     this.resetElectionTimer();
     this.handedSoft = this.softState();
     this.logLine(`started at term ${this.term}, commit ${this.log.committed}, last index ${this.log.lastIndex()}, voters [${this.config().voters.join(',')}]`);
@@ -265,6 +270,8 @@ export class RaftCore implements RaftCoreApi {
   }
 
   advance(rd: Ready): void {
+    if (rd.hardState) this.durableTerm = Math.max(this.durableTerm, rd.hardState.term);
+    if (this.leaderOnceDurable && this.state === 'candidate' && this.durableTerm >= this.term) this.becomeLeader();
     if (rd.snapshot) this.log.stableSnapshotTo(rd.snapshot.index);
     if (rd.entries.length > 0) {
       const last = rd.entries[rd.entries.length - 1];
@@ -401,6 +408,9 @@ export class RaftCore implements RaftCoreApi {
     if (this.state === 'pre-candidate') {
       this.becomeCandidate();
       this.pollAndRequestVotes(false);
+    } else if (this.term > this.durableTerm) {
+      // Won (alone) before our own term and vote are durable: lead only once they are (see advance).
+      this.leaderOnceDurable = true;
     } else {
       this.becomeLeader();
     }
@@ -413,8 +423,16 @@ export class RaftCore implements RaftCoreApi {
     return this.configs.current();
   }
 
+  /**
+   * May this node campaign? A voter of the current configuration may. So may a voter of the previous one while
+   * the current one (which removes it) is not known to be committed: the node may hold the only up-to-date log
+   * (say, a leader that removed itself and restarted), and without it no one else could be elected. It then
+   * campaigns with the current configuration's quorum and steps down once that configuration commits.
+   */
   promotable(): boolean {
-    return isVoter(this.config(), this.id);
+    if (isVoter(this.config(), this.id)) return true;
+    const previous = this.configs.previous();
+    return previous !== null && this.configs.currentIndex() > this.log.committed && isVoter(previous, this.id);
   }
 
   role(): Role {
@@ -422,8 +440,12 @@ export class RaftCore implements RaftCoreApi {
     return this.state;
   }
 
+  /**
+   * Queues a message. `afterPersist`: it promises state of this Ready. Any message of a term not yet durable
+   * waits too (a leader elected alone must not speak for a term it could forget in a crash).
+   */
   send(m: Message, afterPersist: boolean): void {
-    if (afterPersist && !this.opts.unsafe?.ackBeforePersist) this.persistedMsgs.push(m);
+    if ((afterPersist || this.term > this.durableTerm) && !this.opts.unsafe?.ackBeforePersist) this.persistedMsgs.push(m);
     else this.msgs.push(m);
   }
 
@@ -561,6 +583,7 @@ export class RaftCore implements RaftCoreApi {
   }
 
   private resetElectionTimer(): void {
+    this.leaderOnceDurable = false;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     const r = this.opts.random();
