@@ -337,7 +337,10 @@ export class RaftNode implements RaftNodeApi {
       persisted.catch(() => {}); // handled in order by complete()
     }
     for (const rs of ready.readStates) this.onReadState(rs.ctx, rs.index);
-    for (const fr of ready.failedReads) this.onFailedRead(fr.ctx, toNodeError(fr.error, this.id, 'linearizable read'));
+    for (const fr of ready.failedReads) {
+      const error = new NodeError('unavailable', `node ${this.id}: read not confirmed (${fr.error.message}); retry`, fr.error.leaderId);
+      this.onFailedRead(fr.ctx, error);
+    }
     if (ready.entries.some((e) => e.type === EntryType.Config)) this.refreshPeers();
     this.chain = this.chain.then(() => this.complete(ready, persisted));
   }
