@@ -146,8 +146,34 @@ export function encodeCommand(cmd: AppendCommand): Uint8Array {
   return out;
 }
 
+/** A decoded command as apply uses it: ids stay 16 raw bytes. All byte fields are views into the entry. */
+export interface DecodedEvent {
+  idBytes: Uint8Array;
+  type: string;
+  data: Uint8Array;
+  metadata: Uint8Array;
+}
+
+export interface DecodedCommand {
+  streamId: string;
+  expectedRevision: ExpectedRevision;
+  timestamp: string;
+  events: DecodedEvent[];
+}
+
 /** Decodes a command; data/metadata are views into `bytes` (no copy). Throws on malformed input. */
 export function decodeCommand(bytes: Uint8Array): AppendCommand {
+  const raw = decodeCommandRaw(bytes);
+  return {
+    kind: 'append',
+    streamId: raw.streamId,
+    expectedRevision: raw.expectedRevision,
+    timestamp: raw.timestamp,
+    events: raw.events.map((e) => ({ id: readUuid(e.idBytes, 0), type: e.type, data: e.data, metadata: e.metadata })),
+  };
+}
+
+export function decodeCommandRaw(bytes: Uint8Array): DecodedCommand {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const need = (o: number, n: number) => {
     if (o + n > b.length) throw new Error(`decodeCommand: truncated at byte ${o} (need ${n} of ${b.length})`);
@@ -169,10 +195,10 @@ export function decodeCommand(bytes: Uint8Array): AppendCommand {
   o += streamLen;
   const count = b.readUInt32LE(o);
   o += 4;
-  const events: PreparedEvent[] = [];
+  const events: DecodedEvent[] = [];
   for (let i = 0; i < count; i++) {
     need(o, UUID_BYTES + 2);
-    const id = readUuid(b, o);
+    const idBytes = b.subarray(o, o + UUID_BYTES);
     o += UUID_BYTES;
     const typeLen = b.readUInt16LE(o);
     o += 2;
@@ -189,8 +215,8 @@ export function decodeCommand(bytes: Uint8Array): AppendCommand {
     need(o, metaLen);
     const metadata = b.subarray(o, o + metaLen);
     o += metaLen;
-    events.push({ id, type, data, metadata });
+    events.push({ idBytes, type, data, metadata });
   }
   if (o !== b.length) throw new Error(`decodeCommand: ${b.length - o} trailing bytes`);
-  return { kind: 'append', streamId, expectedRevision, timestamp, events };
+  return { streamId, expectedRevision, timestamp, events };
 }

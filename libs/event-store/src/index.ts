@@ -4,7 +4,8 @@ export { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
 export { Logger } from './logger';
 export { prepareAppend, encodeCommand, decodeCommand, streamIdProblem, expectedRevisionProblem } from './command';
 export { isUuid, newEventId } from './uuid';
-export { EventStoreStateMachine, EventStoreOptions, EventSubscription } from './state-machine';
+export { EventStoreStateMachine, EventStoreOptions, EventStoreStats, EventSubscription } from './state-machine';
+export { expectationHolds } from './expected-revision';
 export {
   defineProjection,
   ProjectionDefinition,
@@ -12,6 +13,6 @@ export {
   ProjectionStatus,
   ProjectionView,
 } from './projections/define';
-export { ProjectionEngine, ProjectionEngineOptions } from './projections/engine';
+export { ProjectionEngine, ProjectionEngineOptions, ProjectionCheckpoint } from './projections/engine';
 export { builtInProjections, streamsProjection, eventTypesProjection, categoriesProjection, categoryOf } from './projections/builtins';
 export { ordersProjection, OrderState } from './examples/orders';

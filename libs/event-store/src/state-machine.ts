@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Observable, Subject } from 'rxjs';
 import { Entry, EntryType, SnapshotMeta } from '../../consensus/src/core/types';
 import { StateMachine } from '../../consensus/src/node/ports';
-import { decodeCommand, streamIdProblem } from './command';
+import { DecodedCommand, decodeCommandRaw, streamIdProblem } from './command';
 import { expectationHolds } from './expected-revision';
 import { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
 import { Logger } from './logger';
@@ -27,7 +27,6 @@ import { StreamIndex } from './storage/stream-index';
 import { EventSubscription, subscribe } from './subscription';
 import {
   AllPage,
-  AppendCommand,
   AppendedBatch,
   AppendResult,
   AppendSuccess,
@@ -39,7 +38,7 @@ import {
   SubscribeOptions,
   SubscriptionTarget,
 } from './types';
-import { UUID_BYTES, writeUuid } from './uuid';
+import { readUuid } from './uuid';
 
 export { EventSubscription } from './subscription';
 
@@ -99,7 +98,6 @@ export class EventStoreStateMachine implements StateMachine {
   private waiters = new Set<() => void>();
   private exclusiveTail: Promise<unknown> = Promise.resolve();
   private readonly cutReaders = new Map<string, number>();
-  private idScratch = Buffer.allocUnsafe(UUID_BYTES * 1024);
 
   private constructor(dir: string, opts: EventStoreOptions) {
     this.eventsDir = path.join(dir, 'events');
@@ -284,9 +282,9 @@ export class EventStoreStateMachine implements StateMachine {
   // ---- apply ----
 
   private applyCommand(bytes: Uint8Array): AppendResult {
-    let cmd: AppendCommand;
+    let cmd: DecodedCommand;
     try {
-      cmd = decodeCommand(bytes);
+      cmd = decodeCommandRaw(bytes);
       const problem = streamIdProblem(cmd.streamId, this.limits.streamIdCharsMax);
       if (problem) throw new Error(`streamId: ${problem}`);
       if (cmd.events.length === 0) throw new Error('no events');
@@ -294,21 +292,13 @@ export class EventStoreStateMachine implements StateMachine {
       this.logger?.error(`event store: undecodable command applied as a no-op: ${(e as Error).message}`);
       return { ok: false, error: 'invalid_command', message: (e as Error).message };
     }
-    const ids = this.idBytes(cmd);
-    const retry = this.checkRetry(cmd, ids);
+    const retry = this.checkRetry(cmd);
     if (retry) return retry;
     const actual = this.streams.lastRevision(cmd.streamId);
     if (!expectationHolds(cmd.expectedRevision, actual)) {
       return { ok: false, error: 'wrong_expected_revision', streamId: cmd.streamId, expectedRevision: cmd.expectedRevision, actualRevision: actual };
     }
-    return this.write(cmd, ids);
-  }
-
-  private idBytes(cmd: AppendCommand): Buffer {
-    const need = cmd.events.length * UUID_BYTES;
-    if (this.idScratch.length < need) this.idScratch = Buffer.allocUnsafe(need);
-    for (let i = 0; i < cmd.events.length; i++) writeUuid(cmd.events[i].id, this.idScratch, i * UUID_BYTES);
-    return this.idScratch;
+    return this.write(cmd);
   }
 
   /**
@@ -316,19 +306,30 @@ export class EventStoreStateMachine implements StateMachine {
    * consecutive positions in order, same types, data and metadata), the original result is returned and
    * nothing is written; any other use of a known id is a conflict. null: all ids are new.
    */
-  private checkRetry(cmd: AppendCommand, ids: Buffer): AppendSuccess | IdempotencyConflict | null {
+  private checkRetry(cmd: DecodedCommand): AppendSuccess | IdempotencyConflict | null {
     const n = cmd.events.length;
-    const found: number[] = [];
-    for (let i = 0; i < n; i++) found.push(this.window.find(ids, i * UUID_BYTES));
-    const firstKnown = found.findIndex((p) => p >= 0);
-    if (firstKnown < 0) return null;
-    const conflict = (i: number, why: string): IdempotencyConflict => ({
-      ok: false,
-      error: 'idempotency_conflict',
-      streamId: cmd.streamId,
-      eventId: cmd.events[i].id,
-      message: `event id ${cmd.events[i].id} (events[${i}]) ${why}; a retry must resend the identical request, new events need new ids`,
-    });
+    let firstKnown = -1;
+    let found: number[] | null = null;
+    for (let i = 0; i < n; i++) {
+      const p = this.window.find(cmd.events[i].idBytes, 0);
+      if (p >= 0 && firstKnown < 0) {
+        firstKnown = i;
+        found = [];
+        for (let k = 0; k < i; k++) found.push(-1);
+      }
+      found?.push(p);
+    }
+    if (found === null) return null;
+    const conflict = (i: number, why: string): IdempotencyConflict => {
+      const id = readUuid(cmd.events[i].idBytes, 0);
+      return {
+        ok: false,
+        error: 'idempotency_conflict',
+        streamId: cmd.streamId,
+        eventId: id,
+        message: `event id ${id} (events[${i}]) ${why}; a retry must resend the identical request, new events need new ids`,
+      };
+    };
     for (let i = 0; i < n; i++) {
       if (found[i] < 0) return conflict(firstKnown, `was already committed at position ${found[firstKnown]} but events[${i}] is new`);
       if (found[i] !== found[0] + i) return conflict(i, `was committed at position ${found[i]}, not together with the other events of this request`);
@@ -351,16 +352,16 @@ export class EventStoreStateMachine implements StateMachine {
     };
   }
 
-  private write(cmd: AppendCommand, ids: Buffer): AppendSuccess {
+  private write(cmd: DecodedCommand): AppendSuccess {
     const firstPosition = this.files.lastPosition() + 1;
-    let firstRevision = -1;
+    const stream = this.streams.getOrCreate(cmd.streamId);
+    const firstRevision = stream.count;
     for (let i = 0; i < cmd.events.length; i++) {
       const e = cmd.events[i];
       const position = firstPosition + i;
-      const revision = this.streams.append(cmd.streamId, position);
-      if (i === 0) firstRevision = revision;
-      this.files.append({ position, revision, id: e.id, timestamp: cmd.timestamp, streamId: cmd.streamId, type: e.type, data: e.data, metadata: e.metadata });
-      this.window.add(position, ids, i * UUID_BYTES);
+      const revision = stream.push(position);
+      this.files.append({ position, revision, id: e.idBytes, timestamp: cmd.timestamp, streamId: cmd.streamId, type: e.type, data: e.data, metadata: e.metadata });
+      this.window.add(position, e.idBytes, 0);
     }
     const lastPosition = firstPosition + cmd.events.length - 1;
     if (this.projections.hasRunning()) {

@@ -10,11 +10,9 @@ export function isUuid(s: unknown): s is string {
 
 /** Writes the 16 bytes of a (validated) UUID string into `out` at `offset`. */
 export function writeUuid(id: string, out: Uint8Array, offset: number): void {
-  let j = offset;
-  for (let i = 0; i < 36; i++) {
-    if (i === 8 || i === 13 || i === 18 || i === 23) continue;
-    out[j++] = (hexValue(id.charCodeAt(i)) << 4) | hexValue(id.charCodeAt(++i));
-  }
+  const hex = id.slice(0, 8) + id.slice(9, 13) + id.slice(14, 18) + id.slice(19, 23) + id.slice(24, 36);
+  const n = Buffer.from(out.buffer, out.byteOffset, out.byteLength).write(hex, offset, UUID_BYTES, 'hex');
+  if (n !== UUID_BYTES) throw new Error(`writeUuid: '${id}' is not a UUID`);
 }
 
 const HEX = '0123456789abcdef';
@@ -27,13 +25,6 @@ export function readUuid(bytes: Uint8Array, offset: number): string {
     h(0) + h(1) + h(2) + h(3) + '-' + h(4) + h(5) + '-' + h(6) + h(7) + '-' + h(8) + h(9) + '-' +
     h(10) + h(11) + h(12) + h(13) + h(14) + h(15)
   );
-}
-
-function hexValue(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  throw new Error(`uuid: invalid hex character code ${c}`);
 }
 
 /** A random (v4) UUID, the default `newId` for prepareAppend. */

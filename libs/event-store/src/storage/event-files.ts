@@ -92,9 +92,10 @@ export class EventFiles {
       this.flush();
       if (size > this.tail.length) this.tail = Buffer.allocUnsafe(Math.max(size, this.opts.writeBufferBytesMax));
     }
+    // The tail buffer is never reused after a flush, so the recent cache can hold views into it (no copy).
     const end = encodeRecord(f, this.tail, this.tailLen);
     if (end - this.tailLen !== size) throw new Error(`event files: record of ${end - this.tailLen} bytes, computed ${size}`);
-    this.recent.add(f.position, Buffer.from(this.tail.subarray(this.tailLen, end)));
+    this.recent.add(f.position, this.tail.subarray(this.tailLen, end));
     this.tailLen = end;
     this.setOffset(f.position, file.bytes);
     file.bytes += size;
@@ -113,6 +114,7 @@ export class EventFiles {
     }
     this.flushedBytes += this.tailLen;
     this.tailLen = 0;
+    this.tail = Buffer.allocUnsafe(this.tail.length);
   }
 
   /** Flushes, then fsyncs every file (cheap for files already synced). */

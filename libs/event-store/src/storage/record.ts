@@ -1,5 +1,5 @@
 import { EventEnvelope } from '../types';
-import { readUuid, UUID_BYTES, writeUuid } from '../uuid';
+import { readUuid, UUID_BYTES } from '../uuid';
 
 /**
  * One stored event in an event file (little endian):
@@ -13,7 +13,8 @@ const RECORD_FIXED_BYTES = RECORD_HEADER_BYTES + 1 + 2 + 2 + 4 + 4;
 export interface RecordFields {
   position: number;
   revision: number;
-  id: string;
+  /** The id's 16 bytes. */
+  id: Uint8Array;
   timestamp: string;
   streamId: string;
   type: string;
@@ -31,7 +32,8 @@ export function encodeRecord(f: RecordFields, out: Buffer, o: number): number {
   o += 4;
   o = out.writeDoubleLE(f.position, o);
   o = out.writeDoubleLE(f.revision, o);
-  writeUuid(f.id, out, o);
+  if (f.id.length !== UUID_BYTES) throw new Error(`encodeRecord: id of ${f.id.length} bytes`);
+  out.set(f.id, o);
   o += UUID_BYTES;
   out[o++] = f.timestamp.length;
   o += out.write(f.timestamp, o, 'latin1');

@@ -38,12 +38,16 @@ export class StreamIndex {
 
   /** Records the next revision of a stream at `position`; returns that revision. */
   append(streamId: string, position: number): number {
+    return this.getOrCreate(streamId).push(position);
+  }
+
+  getOrCreate(streamId: string): StreamPositions {
     let s = this.streams.get(streamId);
     if (!s) {
       s = new StreamPositions();
       this.streams.set(streamId, s);
     }
-    return s.push(position);
+    return s;
   }
 
   size(): number {
