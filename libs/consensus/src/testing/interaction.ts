@@ -195,3 +195,59 @@ export class InteractionCluster {
     return new RaftCore(options, storage, storage.initialState(bootstrap));
   }
 }
+
+/** Entries 1..n (or from `first`) with the given terms, payload "e<index>". */
+export function entriesWithTerms(terms: number[], first = 1): Entry[] {
+  return terms.map((term, i) => ({ index: first + i, term, type: 0, data: new TextEncoder().encode(`e${first + i}`) }));
+}
+
+export interface SoloCore {
+  core: RaftCore;
+  storage: MemoryStorage;
+  /** Takes a Ready, makes it durable, advances; returns it. */
+  persist(): Ready;
+}
+
+/**
+ * One core on its own storage, driven by hand with synthetic messages (for rule-by-rule tests).
+ * The removed-server guard is expired unless `keepStartupGuard` is set.
+ */
+export function soloCore(
+  id: NodeId,
+  voters: NodeId[],
+  init: { terms?: number[]; term?: number; vote?: NodeId | null; commit?: number; learners?: NodeId[] } = {},
+  options: Partial<RaftOptions> & { keepStartupGuard?: boolean } = {},
+): SoloCore {
+  const storage = new MemoryStorage({
+    entries: entriesWithTerms(init.terms ?? []),
+    hardState: { term: init.term ?? Math.max(0, ...(init.terms ?? [0])), vote: init.vote ?? null, commit: init.commit ?? 0 },
+  });
+  const { keepStartupGuard, ...rest } = options;
+  const core = new RaftCore(
+    { ...DEFAULT_RAFT_OPTIONS, id, random: () => 0, ...rest },
+    storage,
+    storage.initialState(configOf(voters, init.learners ?? [])),
+  );
+  if (!keepStartupGuard) core.ticksSinceHeardLeader = Number.MAX_SAFE_INTEGER;
+  const persist = () => {
+    const rd = core.ready();
+    storage.applyReady(rd);
+    core.advance(rd);
+    return rd;
+  };
+  return { core, storage, persist };
+}
+
+/** Makes a solo core leader by granting it every vote by hand; its first Ready (the no-op) is persisted. */
+export function electSolo(s: SoloCore): void {
+  const { core } = s;
+  const others = [...core.config().voters, ...core.config().outgoing].filter((v) => v !== core.id);
+  core.campaign();
+  if (core.state === 'pre-candidate') {
+    for (const from of others) core.step({ type: 'VoteResponse', from, to: core.id, term: core.term + 1, preVote: true, granted: true });
+  }
+  s.persist();
+  for (const from of others) core.step({ type: 'VoteResponse', from, to: core.id, term: core.term, preVote: false, granted: true });
+  if (core.state !== 'leader') throw new Error(`electSolo: ${core.id} is ${core.state}`);
+  s.persist();
+}
