@@ -12,6 +12,7 @@ import {
   segmentBytesMax,
   segmentBytesMin,
   snapshotsKeepDefault,
+  syncsInFlightMaxDefault,
   writeAheadBytesMin,
 } from './limits';
 import { SegmentLog } from './segment-log';
@@ -34,8 +35,10 @@ export interface DurableStorageOptions {
   repair?: RepairOption;
   /** Zero-fill new segment files (default true). */
   preallocate?: boolean;
-  /** With no fsync in flight, write a batch as soon as this many bytes are staged (default 32 KiB). */
+  /** With an fsync slot free, write a batch as soon as this many bytes are staged (default 32 KiB). */
   eagerFlushBytes?: number;
+  /** fdatasync calls allowed to overlap (default 2); each covers every batch written before it started. */
+  syncsInFlightMax?: number;
   /** The file-system calls; tests inject failures here. */
   fileOps?: FileOps;
 }
@@ -91,8 +94,12 @@ export class DurableStorage implements NodeStorage {
   private readerLast: number;
   private pending: Batch | null = null;
   private readonly queue: Batch[] = [];
+  /** Written batches no fsync has been started for, in order. */
   private writtenUnsynced: Batch[] = [];
-  private syncInFlight = false;
+  /** Batches whose covering fsync is running, in order; `upTo` of a sync is the last batch it covers. */
+  private syncing: Batch[] = [];
+  private syncsInFlight = 0;
+  private readonly syncsInFlightMax: number;
   private driveScheduled = false;
   private readonly driveTask = () => this.drive();
   private failed: StorageFailedError | null = null;
@@ -121,6 +128,8 @@ export class DurableStorage implements NodeStorage {
     this.hardStateLatest = hs.current();
     this.hardStateScheduled = hs.current();
     this.eagerFlushBytes = opts.eagerFlushBytes ?? eagerFlushBytesDefault;
+    this.syncsInFlightMax = opts.syncsInFlightMax ?? syncsInFlightMaxDefault;
+    assert(this.syncsInFlightMax >= 1, `syncsInFlightMax ${this.syncsInFlightMax} ≥ 1`);
   }
 
   static async open(dir: string, opts: DurableStorageOptions = {}): Promise<DurableStorage> {
@@ -263,7 +272,7 @@ export class DurableStorage implements NodeStorage {
     if (work.hardState !== undefined) this.stageHardState(b, work.hardState);
     if (chunk !== undefined) (b.chunks ??= []).push(chunk);
     b.endIndex = this.log.tailIndex();
-    if (!this.syncInFlight && this.log.stagedByteCount() >= this.eagerFlushBytes) {
+    if (this.syncsInFlight < this.syncsInFlightMax && this.log.stagedByteCount() >= this.eagerFlushBytes) {
       this.drive();
     } else if (!this.driveScheduled) {
       this.driveScheduled = true;
@@ -397,20 +406,21 @@ export class DurableStorage implements NodeStorage {
     if (this.pending !== null && this.pending.endIndex > last) this.pending.endIndex = last;
   }
 
-  /** Cuts the pending batch when allowed and keeps one fsync running while there is written data. */
+  /** Cuts the pending batch when allowed and keeps fsyncs running while there is written data. */
   private drive(): void {
     this.driveScheduled = false;
     if (this.failed !== null) return;
     const b = this.pending;
-    if (b !== null) {
-      const canWrite =
-        !this.syncInFlight ||
-        !b.hasLog ||
-        (!this.log.writeNeedsQuiescence() && this.log.stagedByteCount() >= writeAheadBytesMin);
-      if (canWrite) this.cut(b);
-    }
-    if (!this.syncInFlight && this.writtenUnsynced.length > 0 && this.failed === null) this.startSync();
+    if (b !== null && this.mayCut(b)) this.cut(b);
+    if (this.syncsInFlight < this.syncsInFlightMax && this.writtenUnsynced.length > 0 && this.failed === null) this.startSync();
     this.ackHead();
+  }
+
+  private mayCut(b: Batch): boolean {
+    if (!b.hasLog) return true;
+    // Truncations and segment rolls sync synchronously and change the file being synced: only when idle.
+    if (this.log.writeNeedsQuiescence()) return this.syncsInFlight === 0;
+    return this.syncsInFlight < this.syncsInFlightMax || this.log.stagedByteCount() >= writeAheadBytesMin;
   }
 
   private cut(b: Batch): void {
@@ -445,19 +455,22 @@ export class DurableStorage implements NodeStorage {
     );
   }
 
+  /** One fdatasync for every batch written so far; when it completes, they (and all before) are durable. */
   private startSync(): void {
-    const covered = this.writtenUnsynced;
+    const upTo = this.writtenUnsynced[this.writtenUnsynced.length - 1];
+    for (const b of this.writtenUnsynced) this.syncing.push(b);
     this.writtenUnsynced = [];
-    this.syncInFlight = true;
+    this.syncsInFlight++;
     this.counters.syncs++;
     this.log.sync((err) => {
-      this.syncInFlight = false;
+      this.syncsInFlight--;
       if (this.failed !== null) return;
       if (err) {
         this.fail(err, 'syncing the log (fdatasync)');
         return;
       }
-      this.markSynced(covered);
+      const k = this.syncing.indexOf(upTo);
+      if (k >= 0) this.markSynced(this.syncing.splice(0, k + 1));
       this.drive();
     });
   }
@@ -491,6 +504,7 @@ export class DurableStorage implements NodeStorage {
     if (this.pending !== null) victims.push(this.pending);
     this.pending = null;
     this.writtenUnsynced = [];
+    this.syncing = [];
     for (const b of victims) b.reject(this.failed);
     for (const d of this.deferred.splice(0)) d.reject(this.failed);
     for (const w of this.idleWaiters.splice(0)) w();

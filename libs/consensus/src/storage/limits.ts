@@ -12,7 +12,9 @@ export const snapshotsKeepDefault = 2;
 export const entryBytesMax = 64 * 1024 * 1024;
 /** With no fsync in flight, a batch this large is written at once instead of waiting for the end of the tick. */
 export const eagerFlushBytesDefault = 32 * 1024;
-/** While an fsync is in flight, the next batch is written ahead (page cache only) once it is this large. */
+/** Overlapping fdatasync calls (each holds a libuv pool thread; the pool has 4 by default). */
+export const syncsInFlightMaxDefault = 2;
+/** While every fsync slot is busy, the next batch is written ahead (page cache only) once it is this large. */
 export const writeAheadBytesMin = 16 * 1024;
 /** The staging buffer starts at this size, doubles as needed and shrinks back after a larger batch. */
 export const stagingBytesInitial = 1024 * 1024;

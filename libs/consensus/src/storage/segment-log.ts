@@ -74,7 +74,22 @@ export class SegmentLog {
     const { ops } = opts;
     ops.mkdirSync(dir, { recursive: true });
     const names = ops.readdirSync(dir);
-    if (names.includes(spareName)) ops.unlinkSync(`${dir}/${spareName}`);
+    let spareReady = false;
+    if (names.includes(spareName)) {
+      // Only zeros are ever written to the spare: if it reached full size it is ready (once fsynced).
+      const sparePath = `${dir}/${spareName}`;
+      if (opts.preallocate && ops.statSync(sparePath).size === opts.segmentBytes) {
+        const fd = ops.openSync(sparePath, 'r+');
+        try {
+          ops.fsyncSync(fd);
+        } finally {
+          ops.closeSync(fd);
+        }
+        spareReady = true;
+      } else {
+        ops.unlinkSync(sparePath);
+      }
+    }
     const firsts = names
       .map(parseSegmentName)
       .filter((f): f is number => f !== null)
@@ -96,7 +111,8 @@ export class SegmentLog {
       log.tail = log.lastWritten;
       log.stagedFirst = lastSeg.next;
     }
-    log.startSparePrep();
+    if (spareReady) log.spare = 'ready';
+    else log.startSparePrep();
     return log;
   }
 

@@ -1,7 +1,9 @@
+import { endianness } from 'os';
 import { crc32cRange } from './crc';
 import { assert } from './limits';
 
 const two32 = 0x1_0000_0000;
+assert(endianness() === 'LE', 'sidecar offsets are read as a little-endian typed array');
 const sidecarMagic = 0x58444953; // "SIDX"
 const sidecarVersion = 1;
 const sidecarHeaderBytes = 28;
@@ -162,8 +164,9 @@ export class Segment {
     if (crc32cRange(b, 0, bytes - 4) !== b.readUInt32LE(bytes - 4)) return 'sidecar checksum mismatch';
     const s = new Segment(first, path, count + 1);
     const off = new Uint32Array(count + 1);
-    let o = sidecarHeaderBytes;
-    for (let k = 0; k <= count; k++, o += 4) off[k] = b.readUInt32LE(o);
+    b.copy(Buffer.from(off.buffer), 0, sidecarHeaderBytes, sidecarHeaderBytes + 4 * (count + 1)); // little-endian host
+    let o = sidecarHeaderBytes + 4 * (count + 1);
+    if (off[0] !== 0) return 'sidecar offsets do not start at 0';
     for (let k = 0; k < count; k++) if (off[k + 1] <= off[k]) return `sidecar offsets not increasing at ${k}`;
     s.offsets = off;
     s.count = count;
