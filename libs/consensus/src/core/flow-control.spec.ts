@@ -1,0 +1,120 @@
+import { AppendRequest, AppendResponse, Message } from './messages';
+import { RaftError } from './ready';
+import { electSolo, soloCore } from '../testing/interaction';
+
+const appendsTo = (msgs: Message[], to: string) => msgs.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.to === to);
+const ack = (from: string, term: number, matchIndex: number, seq = 0): AppendResponse => ({
+  type: 'AppendResponse',
+  from,
+  to: 'n1',
+  term,
+  success: true,
+  matchIndex,
+  conflictTerm: 0,
+  conflictIndex: 0,
+  lastLogIndex: matchIndex,
+  seq,
+});
+const bytes = (n: number) => new Uint8Array(n).fill(7);
+
+function leaderWith(options: Parameters<typeof soloCore>[3]) {
+  const s = soloCore('n1', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { preVote: false, ...options });
+  electSolo(s);
+  return s;
+}
+
+describe('flow control', () => {
+  it('a probing follower gets one AppendRequest at a time until it answers', () => {
+    const s = leaderWith({});
+    s.core.propose(bytes(1));
+    s.core.propose(bytes(1));
+    expect(appendsTo(s.persist().messages, 'n2')).toEqual([]);
+    s.core.step(ack('n2', 2, 1));
+    expect(s.core.status().progress.n2.state).toBe('replicate');
+  });
+
+  it('in replicate state at most inflightMsgsMax AppendRequests are in flight; an acknowledgement frees room', () => {
+    const s = leaderWith({ inflightMsgsMax: 2, msgBytesMax: 1 });
+    s.core.step(ack('n2', 2, 2));
+    s.persist();
+    for (let i = 0; i < 5; i++) s.core.propose(bytes(1));
+    const sent = appendsTo(s.persist().messages, 'n2');
+    expect(sent.map((m) => m.entries.map((e) => e.index))).toEqual([[3], [4]]);
+    s.core.step(ack('n2', 2, 3));
+    expect(appendsTo(s.persist().messages, 'n2').map((m) => m.entries.map((e) => e.index))).toEqual(expect.arrayContaining([[5]]));
+  });
+
+  it('an AppendRequest carries at most msgBytesMax of payload, but always at least one entry', () => {
+    const s = leaderWith({ msgBytesMax: 10, inflightMsgsMax: 1 });
+    s.core.step(ack('n2', 2, 2));
+    s.persist();
+    // Index 3 goes out alone; 4..7 wait for room in the window and then go out in batches.
+    for (const n of [1, 4, 4, 4, 20]) s.core.propose(bytes(n));
+    const sizes = () =>
+      appendsTo(s.persist().messages, 'n2')
+        .filter((m) => m.entries.length > 0)
+        .map((m) => m.entries.map((e) => e.data.byteLength));
+    expect(sizes()).toEqual([[1]]);
+    s.core.step(ack('n2', 2, 3));
+    expect(sizes()).toEqual([[4, 4]]);
+    s.core.step(ack('n2', 2, 5));
+    expect(sizes()).toEqual([[4]]);
+    s.core.step(ack('n2', 2, 6));
+    expect(sizes()).toEqual([[20]]);
+  });
+
+  it('after a rejection the leader goes back to probing from the hinted index', () => {
+    const s = leaderWith({});
+    s.core.step({ type: 'AppendResponse', from: 'n2', to: 'n1', term: 2, success: false, matchIndex: 0, conflictTerm: 0, conflictIndex: 1, lastLogIndex: 0, seq: 0 });
+    const sent = appendsTo(s.persist().messages, 'n2');
+    expect(sent.map((m) => m.prevLogIndex)).toEqual([0]);
+    expect(s.core.status().progress.n2).toMatchObject({ state: 'probe', next: 1 });
+  });
+
+  it('a heartbeat carries commit = min(follower match, commit)', () => {
+    const s = leaderWith({ heartbeatTicks: 1 });
+    s.core.step(ack('n2', 2, 2));
+    s.persist();
+    expect(s.core.status().commit).toBe(2);
+    s.core.tick();
+    const beats = s.persist().messages.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.entries.length === 0);
+    expect(beats.find((m) => m.to === 'n2')?.leaderCommit).toBe(2);
+    expect(beats.find((m) => m.to === 'n3')?.leaderCommit).toBe(0);
+  });
+
+  it('a lost append in replicate state is resent after a heartbeat response shows the follower lacks it', () => {
+    const s = leaderWith({ heartbeatTicks: 1 });
+    s.core.step(ack('n2', 2, 2));
+    s.persist();
+    s.core.propose(bytes(1)); // index 3, sent and lost
+    s.persist();
+    s.core.tick();
+    const beat = appendsTo(s.persist().messages, 'n2').find((m) => m.entries.length === 0) as AppendRequest;
+    s.core.step(ack('n2', 2, 2, beat.seq));
+    expect(appendsTo(s.persist().messages, 'n2').map((m) => m.entries.map((e) => e.index))).toEqual([[3]]);
+  });
+
+  it('proposals are refused with overloaded while uncommittedBytesMax bytes are uncommitted', () => {
+    const s = leaderWith({ uncommittedBytesMax: 100 });
+    s.core.propose(bytes(60));
+    s.core.propose(bytes(40));
+    expect(() => s.core.propose(bytes(1))).toThrow(expect.objectContaining({ code: 'overloaded' }) as unknown as RaftError);
+    s.core.step(ack('n2', 2, 4));
+    s.persist();
+    expect(s.core.status().commit).toBe(4);
+    expect(s.core.propose(bytes(1)).index).toBe(5);
+  });
+
+  it('a follower refuses proposals with not_leader, naming the leader', () => {
+    const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 });
+    s.core.step({ type: 'AppendRequest', from: 'n1', to: 'n2', term: 1, prevLogIndex: 1, prevLogTerm: 1, entries: [], leaderCommit: 0, seq: 1 });
+    let caught: unknown;
+    try {
+      s.core.propose(bytes(1));
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(RaftError);
+    expect(caught).toMatchObject({ code: 'not_leader', leaderId: 'n1' });
+  });
+});
