@@ -25,7 +25,8 @@ describe('a 3-node cluster of real processes', () => {
   let client: E2EClient;
 
   beforeAll(async () => {
-    h = await ClusterHarness.start({ nodes: 3, env: { ...stableEnv, SNAPSHOT_EVERY_ENTRIES: '200', SNAPSHOT_KEEP_ENTRIES: '20' } });
+    // Small segments so that compaction (which drops whole segments) really removes the log's prefix.
+    h = await ClusterHarness.start({ nodes: 3, env: { ...stableEnv, SNAPSHOT_EVERY_ENTRIES: '200', SNAPSHOT_KEEP_ENTRIES: '20', RAFT_SEGMENT_BYTES: '16384' } });
     client = new E2EClient(() => h.urls());
   }, 180_000);
 
@@ -72,7 +73,7 @@ describe('a 3-node cluster of real processes', () => {
     const follower = h.running().find((n) => n.id !== leader.id)!;
     const behind = (await h.clusterView(follower.id))!.lastLogIndex;
     await h.kill(follower.id);
-    await appendMany(client, 'counter-c', 400, 1);
+    await appendMany(client, 'counter-c', 400, 1); // one entry each, ~300 bytes: many segments
     await client.send('POST', '/cluster/snapshot', { startAt: (await h.waitForLeader()).url });
     // The leader's log no longer reaches back to where the follower stopped.
     await waitFor('the leader to compact past the stopped follower', async () => {
@@ -83,8 +84,10 @@ describe('a 3-node cluster of real processes', () => {
     await h.restart(follower.id);
     const all = await convergedAll(h, client);
     expect(all.filter((e) => e.streamId === 'counter-c')).toHaveLength(400);
-    const fv = await h.clusterView(follower.id);
-    expect(fv!.snapshot.index).toBeGreaterThan(behind);
+    // The node log says how it caught up ("node n2 installed snapshot at index 412 term 3").
+    const installed = h.logsSinceStart(follower.id).find((l) => /installed snapshot at index/.test(l));
+    expect(installed).toBeDefined();
+    expect((await h.clusterView(follower.id))!.snapshot.index).toBeGreaterThan(behind);
   });
 
   it('a paused (SIGSTOP) leader with a stale belief never loses or double-applies a command', async () => {

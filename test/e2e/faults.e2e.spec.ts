@@ -16,7 +16,7 @@ let h: ClusterHarness;
 let client: E2EClient;
 
 beforeAll(async () => {
-  h = await ClusterHarness.start({ nodes: 3, env: { TICK_MS: '50', ELECTION_TICKS: '20', SNAPSHOT_EVERY_ENTRIES: '150', SNAPSHOT_KEEP_ENTRIES: '10' } });
+  h = await ClusterHarness.start({ nodes: 3, env: { TICK_MS: '50', ELECTION_TICKS: '20', SNAPSHOT_EVERY_ENTRIES: '150', SNAPSHOT_KEEP_ENTRIES: '10', RAFT_SEGMENT_BYTES: '16384' } });
   client = new E2EClient(() => h.urls());
   await h.waitForLeader();
 }, 180_000);
@@ -98,6 +98,7 @@ it('a lagging node catches up by snapshot install, then serves identical reads',
   await h.restart(lagging.id);
   const all = await convergedAll(h, client);
   expect(all.filter((e) => e.streamId === s)).toHaveLength(200);
+  expect(h.logsSinceStart(lagging.id).some((l) => /installed snapshot at index/.test(l))).toBe(true);
   const reads = await Promise.all(h.running().map((n) => client.readStreamFrom(n.url, s, 'local')));
   for (const r of reads) expect(r).toEqual(reads[0]);
   const backward = await Promise.all(h.running().map((n) => request('GET', `${n.url}/streams/${s}?direction=backward&limit=7&consistency=local`)));

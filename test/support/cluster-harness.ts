@@ -272,6 +272,13 @@ export class ClusterHarness {
     });
   }
 
+  /** Log lines of `id` since its latest (re)start. */
+  logsSinceStart(id: string): string[] {
+    const logs = this.node(id).logs;
+    for (let i = logs.length - 1; i >= 0; i--) if (logs[i].startsWith(`[harness] ${id} started`)) return logs.slice(i + 1);
+    return logs;
+  }
+
   /** The last lines of every node's log, for failure messages. */
   tail(lines = 30): string {
     return [...this.nodes.values()].map((n) => `--- ${n.id} (${n.state}) ---\n${n.logs.slice(-lines).join('\n')}`).join('\n');
@@ -328,6 +335,7 @@ export class ClusterHarness {
     n.child = child;
     n.state = 'running';
     const logFile = path.join(this.root, `${n.id}.log`);
+    this.record(n, `[harness] ${n.id} started with pid ${child.pid}`, logFile);
     const onData = (stream: string) => {
       let partial = '';
       return (chunk: Buffer) => {

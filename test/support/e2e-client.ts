@@ -65,8 +65,13 @@ export const transientStatuses = new Set([307, 503, 504]);
 
 export interface RetryOptions {
   attempts?: number;
+  /** Overall bound across attempts. */
   timeoutMs?: number;
+  /** Bound of one attempt: a request to a paused (SIGSTOP) node must not hold a caller for long. */
+  attemptTimeoutMs?: number;
 }
+
+const attemptTimeoutMsDefault = 15_000;
 
 export interface AppendEvent {
   id?: string;
@@ -111,7 +116,7 @@ export class E2EClient {
       const url = target ?? this.pick(i) + path;
       target = null;
       try {
-        const r = await request(method, url, opts);
+        const r = await request(method, url, { ...opts, timeoutMs: opts.attemptTimeoutMs ?? attemptTimeoutMsDefault });
         this.seen.push(r.status);
         last = r;
         if (r.status === 307 && r.headers.location) {

@@ -66,7 +66,7 @@ const schema = z.object({
   SNAPSHOT_EVERY_ENTRIES: int(1, Number.MAX_SAFE_INTEGER).default(100_000),
   SNAPSHOT_EVERY_BYTES: int(1, Number.MAX_SAFE_INTEGER).default(64 * mib),
   SNAPSHOT_KEEP_ENTRIES: int(0, Number.MAX_SAFE_INTEGER).default(10_000),
-  RAFT_SEGMENT_BYTES: int(64 * 1024, 4096 * mib).default(64 * mib),
+  RAFT_SEGMENT_BYTES: int(4 * 1024, 1024 * mib).default(64 * mib),
   PROPOSAL_TIMEOUT_MS: int(10, 600_000).default(5000),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   REPAIR: z.enum(['', 'discard-and-rejoin']).optional(),
