@@ -127,6 +127,23 @@ describe('subscriptions', () => {
     }
   });
 
+  it('appended$ emits each applied append once (not idempotent retries nor rejected appends)', async () => {
+    await openStore();
+    const seen: unknown[] = [];
+    const s = sm.appended$.subscribe((b) => seen.push(b));
+    const entry = appendEntry(1, 'order-1', [ev('A', {}, '00000000-0000-4000-8000-000000000001'), ev('B')]);
+    sm.apply(entry);
+    sm.apply({ ...appendEntry(2, 'order-1', [ev('A', {}, '00000000-0000-4000-8000-000000000001'), ev('B')]), data: entry.data });
+    sm.apply(appendEntry(3, 'order-1', [ev('C')], 'no_stream'));
+    append('order-2');
+    s.unsubscribe();
+    expect(seen).toEqual([
+      { streamId: 'order-1', firstRevision: 0, lastRevision: 1, firstPosition: 0, lastPosition: 1 },
+      { streamId: 'order-2', firstRevision: 0, lastRevision: 0, firstPosition: 2, lastPosition: 2 },
+    ]);
+    expect(sm.stats()).toMatchObject({ appliedIndex: 4, lastPosition: 2, streams: 2, eventFiles: 1 });
+  });
+
   it('closing the store ends every subscription', async () => {
     await openStore();
     const sub = sm.subscribe({ all: true });
