@@ -51,6 +51,14 @@ function generators(rnd: () => number) {
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
   const int = (n: number) => Math.floor(rnd() * n);
   const oddChars = ['é', '日本', '🙂', '\u0000', '\u202e', '%', '%2F', '..', '/', '?', '#', ' ', '"', "'", '<', '\\', '$', '\ud800'];
+  /** encodeURIComponent, except that a lone surrogate becomes its (invalid) UTF-8 bytes instead of throwing. */
+  const enc = (x: string) => {
+    try {
+      return encodeURIComponent(x);
+    } catch {
+      return 'lone-%ED%A0%80';
+    }
+  };
   const randomString = (max: number) => Array.from({ length: int(max) }, () => (rnd() < 0.3 ? pick(oddChars) : String.fromCharCode(32 + int(95)))).join('');
   const streamId = () =>
     pick([
@@ -94,8 +102,8 @@ function generators(rnd: () => number) {
       () => ({ raw: JSON.stringify({ events: [{ type: 'A' }] }), contentType: pick(['text/plain', 'application/xml', 'multipart/form-data', 'application/json; charset=latin1', '']) }),
       () => ({ raw: '' }),
     ])();
-  const query = () => pick(['', `?from=${pick(['-1', 'abc', '1e3', '99999999999999999999', '0'])}`, `?limit=${pick(['0', '4097', 'x', '10'])}`, `?direction=${randomString(6)}`, `?consistency=${pick(['local', 'linearizable', 'weird'])}`, `?types=${'a,'.repeat(int(200))}`, `?streamPrefix=${encodeURIComponent(randomString(300))}`, '?from=1&from=2']);
-  return { pick, int, streamId, body, query, randomString };
+  const query = () => pick(['', `?from=${pick(['-1', 'abc', '1e3', '99999999999999999999', '0'])}`, `?limit=${pick(['0', '4097', 'x', '10'])}`, `?direction=${randomString(6)}`, `?consistency=${pick(['local', 'linearizable', 'weird'])}`, `?types=${'a,'.repeat(int(200))}`, `?streamPrefix=${enc(randomString(300))}`, '?from=1&from=2']);
+  return { pick, int, streamId, body, query, randomString, enc };
 }
 
 it(`answers random and malformed requests with 4xx only (seed ${seed}), stays up, keeps its data`, async () => {
@@ -106,15 +114,11 @@ it(`answers random and malformed requests with 4xx only (seed ${seed}), stays up
   const rnd = prng(seed);
   const g = generators(rnd);
   const failures: string[] = [];
+  const statuses: Record<number, number> = {};
   for (let i = 0; i < requestsPerRun; i++) {
     const node = g.pick(h.running());
     const id = g.streamId();
-    let encodedStream: string;
-    try {
-      encodedStream = rnd() < 0.8 ? encodeURIComponent(id) : id.replace(/[?#]/g, '');
-    } catch {
-      encodedStream = 'lone-surrogate-%ED%A0%80';
-    }
+    const encodedStream = rnd() < 0.8 ? g.enc(id) : id.replace(/[?#]/g, '');
     const kind = g.int(6);
     const method = ['POST', 'GET', 'GET', 'POST', 'DELETE', 'PUT'][kind];
     const path = g.pick([`/streams/${encodedStream}/events`, `/streams/${encodedStream}`, `/projections/${encodedStream}`, `/projections/streams/${encodedStream}`, '/cluster/members', `/cluster/members/${encodedStream}`]) + g.query();
@@ -137,9 +141,12 @@ it(`answers random and malformed requests with 4xx only (seed ${seed}), stays up
       if (health?.status !== 200) failures.push(`#${i} ${method} ${path.slice(0, 80)}: ${(err as Error).message} and the node is down`);
       continue;
     }
+    statuses[status] = (statuses[status] ?? 0) + 1;
     if (!acceptable(status)) failures.push(`#${i} ${method} ${path.slice(0, 120)} ${rawBody?.slice(0, 120)} → ${status}`);
   }
   expect(failures).toEqual([]);
+  process.stderr.write(`http-fuzz seed ${seed}: statuses ${JSON.stringify(statuses)}\n`);
+  expect(statuses[400] ?? 0).toBeGreaterThan(requestsPerRun / 10); // the inputs really are rejected as invalid
 
   // Oversized bodies, declared and chunked, and broken HTTP on raw sockets.
   const target = h.running()[0];
