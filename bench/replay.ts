@@ -31,7 +31,11 @@ function arg(name: string, fallback: string): string {
 }
 
 function quietLogger() {
-  return { log: () => undefined, warn: (m: string) => console.warn(m), error: (m: string) => console.error(m) };
+  return {
+    log: () => undefined,
+    warn: (m: string) => console.warn(m),
+    error: (m: string) => console.error(m),
+  };
 }
 
 function engine() {
@@ -59,7 +63,13 @@ async function main(): Promise<void> {
       const streamId = `order-${(p / EVENTS_PER_APPEND) % STREAMS}`;
       const events = Array.from({ length: n }, (_, k) => ({
         type: TYPES[(p + k) % TYPES.length],
-        data: { orderId: streamId, sku: `sku-${(p + k) % 977}`, quantity: 1 + ((p + k) % 5), unitPrice: 9.99, note: pad },
+        data: {
+          orderId: streamId,
+          sku: `sku-${(p + k) % 977}`,
+          quantity: 1 + ((p + k) % 5),
+          unitPrice: 9.99,
+          note: pad,
+        },
       }));
       const cmd = prepareAppend({ streamId, events }, DEFAULT_LIMITS, new Date(), newEventId);
       const data = encodeCommand(cmd);
@@ -70,8 +80,16 @@ async function main(): Promise<void> {
     }
     const buildMs = performance.now() - t0;
     const stats = sm.stats();
-    rows.push(['build: prepare + encode + apply, 100-event appends', `${fmt(total / (buildMs / 1000))} events/s`, `${fmt(buildMs)} ms, ${(stats.eventBytes / total).toFixed(0)} B/event, ${stats.eventFiles} files, ${fmt(stats.streams)} streams`]);
-    rows.push(['  of which apply (state machine, +3 projections)', `${fmt(total / (applyMs / 1000))} events/s`, `${fmt(applyMs)} ms`]);
+    rows.push([
+      'build: prepare + encode + apply, 100-event appends',
+      `${fmt(total / (buildMs / 1000))} events/s`,
+      `${fmt(buildMs)} ms, ${(stats.eventBytes / total).toFixed(0)} B/event, ${stats.eventFiles} files, ${fmt(stats.streams)} streams`,
+    ]);
+    rows.push([
+      '  of which apply (state machine, +3 projections)',
+      `${fmt(total / (applyMs / 1000))} events/s`,
+      `${fmt(applyMs)} ms`,
+    ]);
 
     const t1 = performance.now();
     const snap = await sm.snapshot();
@@ -81,7 +99,11 @@ async function main(): Promise<void> {
     let archiveBytes = 0;
     for await (const chunk of snap.data) archiveBytes += chunk.length;
     const archiveMs = performance.now() - ta;
-    rows.push(['snapshot archive streamed (for storage/transfer)', `${fmt(archiveBytes / 1048576 / (archiveMs / 1000))} MiB/s`, `${fmt(archiveBytes / 1048576)} MiB in ${fmt(archiveMs)} ms`]);
+    rows.push([
+      'snapshot archive streamed (for storage/transfer)',
+      `${fmt(archiveBytes / 1048576 / (archiveMs / 1000))} MiB/s`,
+      `${fmt(archiveBytes / 1048576)} MiB in ${fmt(archiveMs)} ms`,
+    ]);
 
     // ---- replay: rebuild the built-in projections from the event files ----
     const before = JSON.stringify(sm.projections.get('streams')!.state).length;
@@ -92,18 +114,27 @@ async function main(): Promise<void> {
     const after = JSON.stringify(sm.projections.get('streams')!.state).length;
     if (before !== after) throw new Error('bench: streams projection differs after the rebuild');
     const replayRate = total / (replayMs / 1000);
-    rows.push(['replay: rebuild streams + event-types + categories', `${fmt(replayRate)} events/s`, `${fmt(replayMs)} ms; target >= ${fmt(TARGET_REPLAY_EVENTS_PER_S)} ${replayRate >= TARGET_REPLAY_EVENTS_PER_S ? 'OK' : 'MISSED'}`]);
+    rows.push([
+      'replay: rebuild streams + event-types + categories',
+      `${fmt(replayRate)} events/s`,
+      `${fmt(replayMs)} ms; target >= ${fmt(TARGET_REPLAY_EVENTS_PER_S)} ${replayRate >= TARGET_REPLAY_EVENTS_PER_S ? 'OK' : 'MISSED'}`,
+    ]);
 
     // ---- $all catch-up subscription ----
     const t3 = performance.now();
     const sub = sm.subscribe({ all: true }, { from: 0 });
     let delivered = 0;
     for await (const e of sub) {
-      if (e.position !== delivered) throw new Error(`bench: subscription delivered ${e.position}, expected ${delivered}`);
+      if (e.position !== delivered)
+        throw new Error(`bench: subscription delivered ${e.position}, expected ${delivered}`);
       if (++delivered === total) break;
     }
     const subMs = performance.now() - t3;
-    rows.push(['$all subscription catch-up (envelopes, data parsed)', `${fmt(total / (subMs / 1000))} events/s`, `${fmt(subMs)} ms`]);
+    rows.push([
+      '$all subscription catch-up (envelopes, data parsed)',
+      `${fmt(total / (subMs / 1000))} events/s`,
+      `${fmt(subMs)} ms`,
+    ]);
 
     // ---- restart ----
     await sm.close();
@@ -112,18 +143,29 @@ async function main(): Promise<void> {
     const openMs = performance.now() - t4;
     await sm.projections.whenIdle();
     const readyMs = performance.now() - t4;
-    if (sm.lastPosition() !== total - 1) throw new Error(`bench: reopened at position ${sm.lastPosition()}, expected ${total - 1}`);
-    rows.push([`restart: open with ${fmt(total)} events (load cut)`, `${fmt(openMs)} ms`, `projections running after ${fmt(readyMs)} ms; target < ${fmt(TARGET_RESTART_MS)} ms ${readyMs < TARGET_RESTART_MS ? 'OK' : 'MISSED'}`]);
+    if (sm.lastPosition() !== total - 1)
+      throw new Error(`bench: reopened at position ${sm.lastPosition()}, expected ${total - 1}`);
+    rows.push([
+      `restart: open with ${fmt(total)} events (load cut)`,
+      `${fmt(openMs)} ms`,
+      `projections running after ${fmt(readyMs)} ms; target < ${fmt(TARGET_RESTART_MS)} ms ${readyMs < TARGET_RESTART_MS ? 'OK' : 'MISSED'}`,
+    ]);
     const t5 = performance.now();
     const page = sm.readAll({ from: Math.floor(total / 2), limit: 4096 });
-    rows.push(['read $all page of 4096 after restart', `${fmt(performance.now() - t5)} ms`, `${page.events.length} events`]);
+    rows.push([
+      'read $all page of 4096 after restart',
+      `${fmt(performance.now() - t5)} ms`,
+      `${page.events.length} events`,
+    ]);
     await sm.close();
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const w0 = Math.max(...rows.map((r) => r[0].length), 6);
   const w1 = Math.max(...rows.map((r) => r[1].length), 6);
-  console.log(`\nevent store replay benchmark: ${fmt(total)} events, dir under ${base} (node ${process.version}, ${os.cpus().length} CPUs)\n`);
+  console.log(
+    `\nevent store replay benchmark: ${fmt(total)} events, dir under ${base} (node ${process.version}, ${os.cpus().length} CPUs)\n`,
+  );
   console.log(`${'metric'.padEnd(w0)} | ${'result'.padStart(w1)} | notes`);
   console.log(`${'-'.repeat(w0)}-|-${'-'.repeat(w1)}-|------`);
   for (const [a, b, c] of rows) console.log(`${a.padEnd(w0)} | ${b.padStart(w1)} | ${c}`);

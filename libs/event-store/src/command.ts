@@ -44,7 +44,12 @@ function jsonBytes(value: unknown, field: string): Uint8Array {
  * without one), data and metadata serialized once to JSON bytes, the leader's timestamp recorded.
  * Throws EventStoreError('invalid_request' | 'payload_too_large') naming the field.
  */
-export function prepareAppend(input: AppendInput, limits: EventStoreLimits, now: Date, newId: () => string): AppendCommand {
+export function prepareAppend(
+  input: AppendInput,
+  limits: EventStoreLimits,
+  now: Date,
+  newId: () => string,
+): AppendCommand {
   if (typeof input !== 'object' || input === null) throw invalid('body', 'must be an object');
   const streamProblem = streamIdProblem(input.streamId, limits.streamIdCharsMax);
   if (streamProblem) throw invalid('streamId', streamProblem);
@@ -54,7 +59,10 @@ export function prepareAppend(input: AppendInput, limits: EventStoreLimits, now:
   if (!Array.isArray(input.events)) throw invalid('events', 'must be an array');
   if (input.events.length === 0) throw invalid('events', 'at least one event is required');
   if (input.events.length > limits.eventsPerAppendMax) {
-    throw new EventStoreError('payload_too_large', `events: ${input.events.length} events, at most ${limits.eventsPerAppendMax} per append`);
+    throw new EventStoreError(
+      'payload_too_large',
+      `events: ${input.events.length} events, at most ${limits.eventsPerAppendMax} per append`,
+    );
   }
   const seen = new Map<string, number>();
   const events: PreparedEvent[] = [];
@@ -66,14 +74,22 @@ export function prepareAppend(input: AppendInput, limits: EventStoreLimits, now:
     seen.set(prepared.id, i);
     totalBytes += prepared.data.length + prepared.metadata.length;
     if (totalBytes > limits.appendBytesMax) {
-      throw new EventStoreError('payload_too_large', `events: data + metadata exceed ${limits.appendBytesMax} bytes per append`);
+      throw new EventStoreError(
+        'payload_too_large',
+        `events: data + metadata exceed ${limits.appendBytesMax} bytes per append`,
+      );
     }
     events.push(prepared);
   }
   return { kind: 'append', streamId: input.streamId, expectedRevision, timestamp: now.toISOString(), events };
 }
 
-function prepareEvent(e: unknown, field: string, limits: EventStoreLimits, newId: () => string): PreparedEvent {
+function prepareEvent(
+  e: unknown,
+  field: string,
+  limits: EventStoreLimits,
+  newId: () => string,
+): PreparedEvent {
   if (typeof e !== 'object' || e === null || Array.isArray(e)) throw invalid(field, 'must be an object');
   const ev = e as Record<string, unknown>;
   let id: string;
@@ -85,12 +101,17 @@ function prepareEvent(e: unknown, field: string, limits: EventStoreLimits, newId
   } else {
     id = ev.id;
   }
-  if (typeof ev.type !== 'string' || ev.type.length === 0) throw invalid(`${field}.type`, 'required, a non-empty string');
-  if (ev.type.length > limits.eventTypeCharsMax) throw invalid(`${field}.type`, `longer than ${limits.eventTypeCharsMax} characters`);
+  if (typeof ev.type !== 'string' || ev.type.length === 0)
+    throw invalid(`${field}.type`, 'required, a non-empty string');
+  if (ev.type.length > limits.eventTypeCharsMax)
+    throw invalid(`${field}.type`, `longer than ${limits.eventTypeCharsMax} characters`);
   const data = jsonBytes(ev.data, `${field}.data`);
   const metadata = jsonBytes(ev.metadata, `${field}.metadata`);
   if (data.length + metadata.length > limits.eventBytesMax) {
-    throw new EventStoreError('payload_too_large', `${field}: data + metadata are ${data.length + metadata.length} bytes serialized, at most ${limits.eventBytesMax}`);
+    throw new EventStoreError(
+      'payload_too_large',
+      `${field}: data + metadata are ${data.length + metadata.length} bytes serialized, at most ${limits.eventBytesMax}`,
+    );
   }
   return { id: id.toLowerCase(), type: ev.type, data, metadata };
 }
@@ -117,7 +138,8 @@ export function encodeCommand(cmd: AppendCommand): Uint8Array {
   const types = cmd.events.map((e) => Buffer.from(e.type, 'utf8'));
   let size = 2 + 8 + 1 + ts.length + 2 + stream.length + 4;
   for (let i = 0; i < cmd.events.length; i++) {
-    size += UUID_BYTES + 2 + types[i].length + 4 + cmd.events[i].data.length + 4 + cmd.events[i].metadata.length;
+    size +=
+      UUID_BYTES + 2 + types[i].length + 4 + cmd.events[i].data.length + 4 + cmd.events[i].metadata.length;
   }
   const out = Buffer.allocUnsafe(size);
   let o = 0;
@@ -169,7 +191,12 @@ export function decodeCommand(bytes: Uint8Array): AppendCommand {
     streamId: raw.streamId,
     expectedRevision: raw.expectedRevision,
     timestamp: raw.timestamp,
-    events: raw.events.map((e) => ({ id: readUuid(e.idBytes, 0), type: e.type, data: e.data, metadata: e.metadata })),
+    events: raw.events.map((e) => ({
+      id: readUuid(e.idBytes, 0),
+      type: e.type,
+      data: e.data,
+      metadata: e.metadata,
+    })),
   };
 }
 

@@ -2,9 +2,20 @@ export * from './types';
 export { EventStoreError, EventStoreErrorCode, isEventStoreError } from './errors';
 export { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
 export { Logger } from './logger';
-export { prepareAppend, encodeCommand, decodeCommand, streamIdProblem, expectedRevisionProblem } from './command';
+export {
+  prepareAppend,
+  encodeCommand,
+  decodeCommand,
+  streamIdProblem,
+  expectedRevisionProblem,
+} from './command';
 export { isUuid, newEventId } from './uuid';
-export { EventStoreStateMachine, EventStoreOptions, EventStoreStats, EventSubscription } from './state-machine';
+export {
+  EventStoreStateMachine,
+  EventStoreOptions,
+  EventStoreStats,
+  EventSubscription,
+} from './state-machine';
 export { expectationHolds } from './expected-revision';
 export {
   defineProjection,
@@ -14,5 +25,11 @@ export {
   ProjectionView,
 } from './projections/define';
 export { ProjectionEngine, ProjectionEngineOptions, ProjectionCheckpoint } from './projections/engine';
-export { builtInProjections, streamsProjection, eventTypesProjection, categoriesProjection, categoryOf } from './projections/builtins';
+export {
+  builtInProjections,
+  streamsProjection,
+  eventTypesProjection,
+  categoriesProjection,
+  categoryOf,
+} from './projections/builtins';
 export { ordersProjection, OrderState } from './examples/orders';

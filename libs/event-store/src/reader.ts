@@ -3,7 +3,14 @@ import { EventStoreLimits } from './limits';
 import { EventFiles } from './storage/event-files';
 import { StoredEvent } from './storage/record';
 import { StreamIndex } from './storage/stream-index';
-import { AllPage, EventEnvelope, ReadAllOptions, ReadDirection, ReadStreamOptions, StreamPage } from './types';
+import {
+  AllPage,
+  EventEnvelope,
+  ReadAllOptions,
+  ReadDirection,
+  ReadStreamOptions,
+  StreamPage,
+} from './types';
 
 export interface ReaderLimits {
   limits: EventStoreLimits;
@@ -20,7 +27,8 @@ function invalid(field: string, problem: string): EventStoreError {
 
 function checkLimit(limit: number | undefined, l: EventStoreLimits): number {
   if (limit === undefined) return l.readLimitDefault;
-  if (!Number.isSafeInteger(limit) || limit < 1 || limit > l.readLimitMax) throw invalid('limit', `must be an integer in 1..${l.readLimitMax}`);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > l.readLimitMax)
+    throw invalid('limit', `must be an integer in 1..${l.readLimitMax}`);
   return limit;
 }
 
@@ -51,7 +59,12 @@ export class Reader {
     const s = this.streams().get(streamId);
     if (!s) return null;
     const last = s.lastRevision;
-    const page = (events: EventEnvelope[], next: number | null): StreamPage => ({ streamId, events, lastRevision: last, next });
+    const page = (events: EventEnvelope[], next: number | null): StreamPage => ({
+      streamId,
+      events,
+      lastRevision: last,
+      next,
+    });
     if (direction === 'forward') {
       const from = fromOpt ?? 0;
       if (from > last) return page([], null);
@@ -73,16 +86,21 @@ export class Reader {
     const limit = checkLimit(opts.limit, this.cfg.limits);
     const direction = checkDirection(opts.direction);
     const fromOpt = checkFrom(opts.from);
-    if (opts.types !== undefined && (!Array.isArray(opts.types) || opts.types.some((t) => typeof t !== 'string'))) {
+    if (
+      opts.types !== undefined &&
+      (!Array.isArray(opts.types) || opts.types.some((t) => typeof t !== 'string'))
+    ) {
       throw invalid('types', 'must be a list of event types');
     }
-    if (opts.streamPrefix !== undefined && typeof opts.streamPrefix !== 'string') throw invalid('streamPrefix', 'must be a string');
+    if (opts.streamPrefix !== undefined && typeof opts.streamPrefix !== 'string')
+      throw invalid('streamPrefix', 'must be a string');
     const files = this.files();
     const last = files.lastPosition();
     const types = opts.types && opts.types.length > 0 ? new Set(opts.types) : null;
     const prefix = opts.streamPrefix || null;
     const filtered = types !== null || prefix !== null;
-    const matches = (e: StoredEvent) => (types === null || types.has(e.type)) && (prefix === null || e.streamId.startsWith(prefix));
+    const matches = (e: StoredEvent) =>
+      (types === null || types.has(e.type)) && (prefix === null || e.streamId.startsWith(prefix));
     if (direction === 'forward') {
       const from = fromOpt ?? 0;
       if (from > last) return { events: [], lastPosition: last, next: null };
@@ -110,7 +128,7 @@ export class Reader {
     const out: EventEnvelope[] = [];
     let bytes = 0;
     let stoppedAt = scanLo;
-    for (let hi = start; hi >= scanLo && stoppedAt === scanLo; ) {
+    for (let hi = start; hi >= scanLo && stoppedAt === scanLo;) {
       const lo = Math.max(scanLo, hi - BACKWARD_SCAN_CHUNK_EVENTS + 1);
       const chunk: StoredEvent[] = [];
       files.scan(lo, hi, (e) => {
@@ -142,7 +160,7 @@ export class Reader {
       bytes += size;
     }
     const out: EventEnvelope[] = [];
-    for (let i = 0; i < count; ) {
+    for (let i = 0; i < count;) {
       // Coalesce runs of consecutive positions (either direction) into one sequential read.
       let j = i;
       const step = i + 1 < count ? positions[i + 1] - positions[i] : 0;

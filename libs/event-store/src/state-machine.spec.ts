@@ -19,7 +19,12 @@ describe('EventStoreStateMachine', () => {
     return sm;
   }
 
-  function append(sm: EventStoreStateMachine, streamId: string, events: Parameters<typeof appendEntry>[2], expected: Parameters<typeof appendEntry>[3] = 'any'): AppendResult {
+  function append(
+    sm: EventStoreStateMachine,
+    streamId: string,
+    events: Parameters<typeof appendEntry>[2],
+    expected: Parameters<typeof appendEntry>[3] = 'any',
+  ): AppendResult {
     index = sm.appliedIndex() + 1;
     return sm.apply(appendEntry(index, streamId, events, expected))!;
   }
@@ -32,26 +37,58 @@ describe('EventStoreStateMachine', () => {
   describe('expected revision', () => {
     it('any: creates a stream and appends to an existing one', async () => {
       const sm = await open();
-      expect(append(sm, 'order-1', [ev('A')])).toEqual({ ok: true, streamId: 'order-1', firstRevision: 0, lastRevision: 0, firstPosition: 0, lastPosition: 0 });
-      expect(append(sm, 'order-1', [ev('B'), ev('C')])).toEqual({ ok: true, streamId: 'order-1', firstRevision: 1, lastRevision: 2, firstPosition: 1, lastPosition: 2 });
+      expect(append(sm, 'order-1', [ev('A')])).toEqual({
+        ok: true,
+        streamId: 'order-1',
+        firstRevision: 0,
+        lastRevision: 0,
+        firstPosition: 0,
+        lastPosition: 0,
+      });
+      expect(append(sm, 'order-1', [ev('B'), ev('C')])).toEqual({
+        ok: true,
+        streamId: 'order-1',
+        firstRevision: 1,
+        lastRevision: 2,
+        firstPosition: 1,
+        lastPosition: 2,
+      });
     });
 
     it('no_stream: holds only when the stream does not exist', async () => {
       const sm = await open();
       expect(append(sm, 's', [ev('A')], 'no_stream')).toMatchObject({ ok: true, firstRevision: 0 });
-      expect(append(sm, 's', [ev('B')], 'no_stream')).toEqual({ ok: false, error: 'wrong_expected_revision', streamId: 's', expectedRevision: 'no_stream', actualRevision: 0 });
+      expect(append(sm, 's', [ev('B')], 'no_stream')).toEqual({
+        ok: false,
+        error: 'wrong_expected_revision',
+        streamId: 's',
+        expectedRevision: 'no_stream',
+        actualRevision: 0,
+      });
     });
 
     it('stream_exists: fails with actualRevision -1 on a missing stream, holds on an existing one', async () => {
       const sm = await open();
-      expect(append(sm, 's', [ev('A')], 'stream_exists')).toEqual({ ok: false, error: 'wrong_expected_revision', streamId: 's', expectedRevision: 'stream_exists', actualRevision: -1 });
+      expect(append(sm, 's', [ev('A')], 'stream_exists')).toEqual({
+        ok: false,
+        error: 'wrong_expected_revision',
+        streamId: 's',
+        expectedRevision: 'stream_exists',
+        actualRevision: -1,
+      });
       append(sm, 's', [ev('A')]);
       expect(append(sm, 's', [ev('B')], 'stream_exists')).toMatchObject({ ok: true, firstRevision: 1 });
     });
 
     it('an exact revision holds only when it is the last revision', async () => {
       const sm = await open();
-      expect(append(sm, 's', [ev('A')], 0)).toEqual({ ok: false, error: 'wrong_expected_revision', streamId: 's', expectedRevision: 0, actualRevision: -1 });
+      expect(append(sm, 's', [ev('A')], 0)).toEqual({
+        ok: false,
+        error: 'wrong_expected_revision',
+        streamId: 's',
+        expectedRevision: 0,
+        actualRevision: -1,
+      });
       append(sm, 's', [ev('A'), ev('B')]);
       expect(append(sm, 's', [ev('C')], 0)).toMatchObject({ ok: false, actualRevision: 1 });
       expect(append(sm, 's', [ev('C')], 2)).toMatchObject({ ok: false, actualRevision: 1 });
@@ -98,7 +135,11 @@ describe('EventStoreStateMachine', () => {
         ['s', ev('Other', { n: 1 }, uuidOf(1))],
         ['t', ev('A', { n: 1 }, uuidOf(1))],
       ] as const) {
-        expect(append(sm, stream, [e])).toMatchObject({ ok: false, error: 'idempotency_conflict', eventId: uuidOf(1) });
+        expect(append(sm, stream, [e])).toMatchObject({
+          ok: false,
+          error: 'idempotency_conflict',
+          eventId: uuidOf(1),
+        });
       }
       expect(sm.lastPosition()).toBe(0);
     });
@@ -106,9 +147,18 @@ describe('EventStoreStateMachine', () => {
     it('mixing known and new ids, or reordering them, is a conflict', async () => {
       const sm = await open();
       append(sm, 's', [ev('A', {}, uuidOf(1)), ev('B', {}, uuidOf(2))]);
-      expect(append(sm, 's', [ev('A', {}, uuidOf(1)), ev('C', {}, uuidOf(3))])).toMatchObject({ ok: false, error: 'idempotency_conflict' });
-      expect(append(sm, 's', [ev('C', {}, uuidOf(3)), ev('A', {}, uuidOf(1))])).toMatchObject({ ok: false, error: 'idempotency_conflict' });
-      expect(append(sm, 's', [ev('B', {}, uuidOf(2)), ev('A', {}, uuidOf(1))])).toMatchObject({ ok: false, error: 'idempotency_conflict' });
+      expect(append(sm, 's', [ev('A', {}, uuidOf(1)), ev('C', {}, uuidOf(3))])).toMatchObject({
+        ok: false,
+        error: 'idempotency_conflict',
+      });
+      expect(append(sm, 's', [ev('C', {}, uuidOf(3)), ev('A', {}, uuidOf(1))])).toMatchObject({
+        ok: false,
+        error: 'idempotency_conflict',
+      });
+      expect(append(sm, 's', [ev('B', {}, uuidOf(2)), ev('A', {}, uuidOf(1))])).toMatchObject({
+        ok: false,
+        error: 'idempotency_conflict',
+      });
       expect(sm.lastPosition()).toBe(1);
     });
 
@@ -116,10 +166,22 @@ describe('EventStoreStateMachine', () => {
       const sm = await open({ idempotencyWindowEvents: 4 });
       append(sm, 's', [ev('A', {}, uuidOf(1))]);
       for (let i = 0; i < 3; i++) append(sm, 'x', [ev('X')]);
-      expect(append(sm, 's', [ev('A', {}, uuidOf(1))])).toMatchObject({ ok: true, duplicate: true, firstPosition: 0 });
+      expect(append(sm, 's', [ev('A', {}, uuidOf(1))])).toMatchObject({
+        ok: true,
+        duplicate: true,
+        firstPosition: 0,
+      });
       append(sm, 'x', [ev('X')]);
-      expect(append(sm, 's', [ev('A', {}, uuidOf(1))])).toMatchObject({ ok: true, firstPosition: 5, firstRevision: 1 });
-      expect(append(sm, 's', [ev('A', {}, uuidOf(1))])).toMatchObject({ ok: true, duplicate: true, firstPosition: 5 });
+      expect(append(sm, 's', [ev('A', {}, uuidOf(1))])).toMatchObject({
+        ok: true,
+        firstPosition: 5,
+        firstRevision: 1,
+      });
+      expect(append(sm, 's', [ev('A', {}, uuidOf(1))])).toMatchObject({
+        ok: true,
+        duplicate: true,
+        firstPosition: 5,
+      });
     });
 
     it('survives a restart and a snapshot restore', async () => {
@@ -136,16 +198,23 @@ describe('EventStoreStateMachine', () => {
       const reopened = await open({}, dir);
       expect(append(reopened, 's', events)).toEqual({ ...first, duplicate: true });
       const restored = await open();
-      await restored.restore({ index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, toAsync(chunks));
+      await restored.restore(
+        { index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+        toAsync(chunks),
+      );
       expect(append(restored, 's', events)).toEqual({ ...first, duplicate: true });
-      expect(append(restored, 's', [ev('A', { n: 2 }, uuidOf(7))])).toMatchObject({ error: 'idempotency_conflict' });
+      expect(append(restored, 's', [ev('A', { n: 2 }, uuidOf(7))])).toMatchObject({
+        error: 'idempotency_conflict',
+      });
     });
   });
 
   it('Noop and Config entries only advance appliedIndex; re-delivered entries are ignored; gaps throw', async () => {
     const sm = await open();
     expect(sm.apply(noopEntry(1))).toBeUndefined();
-    expect(sm.apply({ index: 2, term: 1, type: EntryType.Config, data: new TextEncoder().encode('{}') })).toBeUndefined();
+    expect(
+      sm.apply({ index: 2, term: 1, type: EntryType.Config, data: new TextEncoder().encode('{}') }),
+    ).toBeUndefined();
     expect(sm.appliedIndex()).toBe(2);
     expect(sm.lastPosition()).toBe(-1);
     const e3 = appendEntry(3, 's', [ev('A')]);
@@ -157,7 +226,9 @@ describe('EventStoreStateMachine', () => {
 
   it('an undecodable Normal entry is an invalid_command result on every node, not a crash', async () => {
     const sm = await open();
-    expect(sm.apply({ index: 1, term: 1, type: EntryType.Normal, data: new Uint8Array([9, 9, 9]) })).toMatchObject({ ok: false, error: 'invalid_command' });
+    expect(
+      sm.apply({ index: 1, term: 1, type: EntryType.Normal, data: new Uint8Array([9, 9, 9]) }),
+    ).toMatchObject({ ok: false, error: 'invalid_command' });
     expect(sm.appliedIndex()).toBe(1);
     expect(sm.lastPosition()).toBe(-1);
   });
@@ -165,7 +236,8 @@ describe('EventStoreStateMachine', () => {
   describe('reads', () => {
     async function seeded(opts: EventStoreOptions = {}) {
       const sm = await open(opts);
-      for (let i = 0; i < 30; i++) append(sm, i % 3 === 0 ? `order-${i % 2}` : `cart-${i % 2}`, [ev(i % 2 ? 'Odd' : 'Even', { i })]);
+      for (let i = 0; i < 30; i++)
+        append(sm, i % 3 === 0 ? `order-${i % 2}` : `cart-${i % 2}`, [ev(i % 2 ? 'Odd' : 'Even', { i })]);
       return sm;
     }
 
@@ -185,17 +257,42 @@ describe('EventStoreStateMachine', () => {
       const back2 = sm.readStream('order-0', { direction: 'backward', from: back.next!, limit: 5 })!;
       expect(back2.events.map((e) => e.revision)).toEqual([2, 1, 0]);
       expect(back2.next).toBeNull();
-      expect(sm.readStream('order-0', { from: 9 })).toEqual({ streamId: 'order-0', events: [], lastRevision: 4, next: null });
+      expect(sm.readStream('order-0', { from: 9 })).toEqual({
+        streamId: 'order-0',
+        events: [],
+        lastRevision: 4,
+        next: null,
+      });
       expect(sm.readStream('nope')).toBeNull();
     });
 
     it('returns envelopes exactly as API.md describes', async () => {
       const sm = await open();
-      append(sm, 'order-42', [{ id: uuidOf(5), type: 'OrderPlaced', data: { total: 3 }, metadata: { by: 'me' } }]);
+      append(sm, 'order-42', [
+        { id: uuidOf(5), type: 'OrderPlaced', data: { total: 3 }, metadata: { by: 'me' } },
+      ]);
       append(sm, 'order-42', [{ type: 'Noted', data: [1, 'x'] }]);
       const [a, b] = sm.readStream('order-42')!.events;
-      expect(a).toEqual({ id: uuidOf(5), streamId: 'order-42', type: 'OrderPlaced', revision: 0, position: 0, timestamp: '2026-11-23T10:15:30.123Z', data: { total: 3 }, metadata: { by: 'me' } });
-      expect(Object.keys(b).sort()).toEqual(['data', 'id', 'metadata', 'position', 'revision', 'streamId', 'timestamp', 'type']);
+      expect(a).toEqual({
+        id: uuidOf(5),
+        streamId: 'order-42',
+        type: 'OrderPlaced',
+        revision: 0,
+        position: 0,
+        timestamp: '2026-11-23T10:15:30.123Z',
+        data: { total: 3 },
+        metadata: { by: 'me' },
+      });
+      expect(Object.keys(b).sort()).toEqual([
+        'data',
+        'id',
+        'metadata',
+        'position',
+        'revision',
+        'streamId',
+        'timestamp',
+        'type',
+      ]);
       expect(b.data).toEqual([1, 'x']);
       expect(b.metadata).toEqual({});
       expect(JSON.parse(JSON.stringify(a))).toEqual(a);
@@ -211,7 +308,9 @@ describe('EventStoreStateMachine', () => {
       const back = sm.readAll({ direction: 'backward', limit: 3 });
       expect(back.events.map((e) => e.position)).toEqual([29, 28, 27]);
       expect(back.next).toBe(26);
-      expect(sm.readAll({ direction: 'backward', from: 1, limit: 5 }).events.map((e) => e.position)).toEqual([1, 0]);
+      expect(sm.readAll({ direction: 'backward', from: 1, limit: 5 }).events.map((e) => e.position)).toEqual([
+        1, 0,
+      ]);
       const odd = sm.readAll({ types: ['Odd'], limit: 4 });
       expect(odd.events.map((e) => e.position)).toEqual([1, 3, 5, 7]);
       expect(odd.next).toBe(9);
@@ -239,14 +338,18 @@ describe('EventStoreStateMachine', () => {
       for (let i = 0; i < 200; i++) append(sm, `s-${i % 7}`, [ev('E', { i, pad: 'x'.repeat(i % 50) })]);
       expect(sm.stats().eventFiles).toBeGreaterThan(5);
       const seen: number[] = [];
-      for (let from: number | null = 0; from !== null; ) {
+      for (let from: number | null = 0; from !== null;) {
         const page = sm.readAll({ from, limit: 37 });
         seen.push(...page.events.map((e) => (e.data as { i: number }).i));
         from = page.next;
       }
       expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => i));
       const s3 = sm.readStream('s-3', { direction: 'backward', limit: 4096 })!;
-      expect(s3.events.map((e) => (e.data as { i: number }).i)).toEqual(Array.from({ length: 200 }, (_, i) => i).filter((i) => i % 7 === 3).reverse());
+      expect(s3.events.map((e) => (e.data as { i: number }).i)).toEqual(
+        Array.from({ length: 200 }, (_, i) => i)
+          .filter((i) => i % 7 === 3)
+          .reverse(),
+      );
     });
 
     it('bounds a page by bytes (at least one event)', async () => {
@@ -269,7 +372,11 @@ describe('EventStoreStateMachine', () => {
       const sm = await open({ fileBytesMax: 4096 }, dir);
       const log = [] as ReturnType<typeof appendEntry>[];
       const logAppend = (stream: string, n: number) => {
-        const entry = appendEntry(log.length + 1, stream, Array.from({ length: n }, (_, k) => ev('E', { k, stream })));
+        const entry = appendEntry(
+          log.length + 1,
+          stream,
+          Array.from({ length: n }, (_, k) => ev('E', { k, stream })),
+        );
         log.push(entry);
         return sm.apply(entry);
       };
@@ -284,10 +391,14 @@ describe('EventStoreStateMachine', () => {
       const reopened = await open({ fileBytesMax: 4096 }, dir);
       expect(reopened.appliedIndex()).toBe(40);
       const cutPosition = reopened.lastPosition();
-      expect(cutPosition).toBe(reference.events.length - 1 - log.slice(40).reduce((a, e) => a + countEvents(e), 0));
+      expect(cutPosition).toBe(
+        reference.events.length - 1 - log.slice(40).reduce((a, e) => a + countEvents(e), 0),
+      );
       expect(() => reopened.readAll({ from: cutPosition + 1 })).not.toThrow();
       expect(reopened.readAll({ from: cutPosition + 1 }).events).toEqual([]);
-      const diskBytes = fs.readdirSync(path.join(dir, 'events')).reduce((a, n) => a + fs.statSync(path.join(dir, 'events', n)).size, 0);
+      const diskBytes = fs
+        .readdirSync(path.join(dir, 'events'))
+        .reduce((a, n) => a + fs.statSync(path.join(dir, 'events', n)).size, 0);
       expect(diskBytes).toBe(reopened.stats().eventBytes);
       for (const entry of log.slice(40)) reopened.apply(entry);
       expect(reopened.appliedIndex()).toBe(70);
@@ -318,15 +429,22 @@ describe('EventStoreStateMachine', () => {
       for await (const c of snap.data) chunks.push(c);
       const b = await open({ fileBytesMax: 3000 });
       b.apply(appendEntry(1, 'junk', [ev('Junk')]));
-      await b.restore({ index: snap.index, term: 3, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, toAsync(chunks));
+      await b.restore(
+        { index: snap.index, term: 3, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+        toAsync(chunks),
+      );
       expect(b.appliedIndex()).toBe(50);
       expect(b.lastPosition()).toBe(49);
       expect(b.readStream('junk')).toBeNull();
-      expect(b.readAll({ limit: 4096, to: undefined } as never).events).toEqual(a.readAll({ limit: 50 }).events);
+      expect(b.readAll({ limit: 4096, to: undefined } as never).events).toEqual(
+        a.readAll({ limit: 50 }).events,
+      );
       const late = appendEntry(51, 'late', [ev('Late')]);
       const fromB = b.apply(late);
       expect(fromB).toMatchObject({ ok: true, firstPosition: 50 });
-      expect(b.readAll({ limit: 4096 }).events.map((e) => e.position)).toEqual(Array.from({ length: 51 }, (_, i) => i));
+      expect(b.readAll({ limit: 4096 }).events.map((e) => e.position)).toEqual(
+        Array.from({ length: 51 }, (_, i) => i),
+      );
       expect(b.projections.get('streams')!.state).toEqual(a.projections.get('streams')!.state);
     });
 
@@ -339,7 +457,10 @@ describe('EventStoreStateMachine', () => {
       const dir = tempDir();
       dirs.push(dir);
       const b = await open({}, dir);
-      await b.restore({ index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, toAsync(chunks));
+      await b.restore(
+        { index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+        toAsync(chunks),
+      );
       await b.close();
       const c = await open({}, dir);
       expect(c.appliedIndex()).toBe(10);
@@ -350,13 +471,29 @@ describe('EventStoreStateMachine', () => {
       const a = await open();
       for (let i = 0; i < 5; i++) append(a, 's', [ev('E', { i })]);
       const snap = await a.snapshot();
-      const bytes = Buffer.concat(await (async () => { const c: Buffer[] = []; for await (const x of snap.data) c.push(Buffer.from(x)); return c; })());
+      const bytes = Buffer.concat(
+        await (async () => {
+          const c: Buffer[] = [];
+          for await (const x of snap.data) c.push(Buffer.from(x));
+          return c;
+        })(),
+      );
       const b = await open();
       append(b, 'keep', [ev('K')]);
       const corrupt = Buffer.from(bytes);
       corrupt[corrupt.length - 40] ^= 0xff;
-      await expect(b.restore({ index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, toAsync([corrupt]))).rejects.toThrow(/snapshot archive/);
-      await expect(b.restore({ index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, toAsync([bytes.subarray(0, 100)]))).rejects.toThrow(/truncated/);
+      await expect(
+        b.restore(
+          { index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+          toAsync([corrupt]),
+        ),
+      ).rejects.toThrow(/snapshot archive/);
+      await expect(
+        b.restore(
+          { index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+          toAsync([bytes.subarray(0, 100)]),
+        ),
+      ).rejects.toThrow(/truncated/);
       expect(b.readStream('keep')!.events).toHaveLength(1);
       expect(b.appliedIndex()).toBe(1);
     });
@@ -376,7 +513,9 @@ describe('EventStoreStateMachine', () => {
         await sm.close();
         sm = await open({ fileBytesMax: 1500, cutsKept: 2 }, dir);
         for (const entry of log.slice(sm.appliedIndex())) sm.apply(entry);
-        expect(sm.readAll({ limit: 4096 }).events.map((e) => e.position)).toEqual(Array.from({ length: log.length }, (_, i) => i));
+        expect(sm.readAll({ limit: 4096 }).events.map((e) => e.position)).toEqual(
+          Array.from({ length: log.length }, (_, i) => i),
+        );
       }
       expect(fs.readdirSync(path.join(dir, 'cuts')).length).toBeLessThanOrEqual(2);
     });
@@ -384,7 +523,9 @@ describe('EventStoreStateMachine', () => {
 });
 
 function countEvents(entry: { data: Uint8Array }): number {
-  return Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength).readUInt32LE(2 + 8 + 1 + 24 + 2 + Buffer.from(entry.data).readUInt16LE(2 + 8 + 1 + 24));
+  return Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength).readUInt32LE(
+    2 + 8 + 1 + 24 + 2 + Buffer.from(entry.data).readUInt16LE(2 + 8 + 1 + 24),
+  );
 }
 
 async function* toAsync(chunks: Uint8Array[]): AsyncGenerator<Uint8Array> {

@@ -104,7 +104,8 @@ export class EventStoreStateMachine implements StateMachine {
     this.cutsDir = path.join(dir, 'cuts');
     this.logger = opts.logger;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.projections = opts.projections ?? new ProjectionEngine(builtInProjections(), { logger: opts.logger });
+    this.projections =
+      opts.projections ?? new ProjectionEngine(builtInProjections(), { logger: opts.logger });
     this.cutsKept = opts.cutsKept ?? STORAGE_DEFAULTS.cutsKept;
     this.fileOpts = {
       fileBytesMax: opts.fileBytesMax ?? STORAGE_DEFAULTS.fileBytesMax,
@@ -113,7 +114,9 @@ export class EventStoreStateMachine implements StateMachine {
       recentCacheBytesMax: opts.recentCacheBytesMax ?? STORAGE_DEFAULTS.recentCacheBytesMax,
     };
     if (this.fileOpts.fileBytesMax < 1 || this.fileOpts.fileBytesMax > FILE_BYTES_LIMIT) {
-      throw new Error(`event store: fileBytesMax ${this.fileOpts.fileBytesMax} must be in 1..${FILE_BYTES_LIMIT}`);
+      throw new Error(
+        `event store: fileBytesMax ${this.fileOpts.fileBytesMax} must be in 1..${FILE_BYTES_LIMIT}`,
+      );
     }
     if (this.cutsKept < 1) throw new Error(`event store: cutsKept ${this.cutsKept} must be >= 1`);
     this.window = new IdWindow(opts.idempotencyWindowEvents ?? STORAGE_DEFAULTS.idempotencyWindowEvents);
@@ -143,11 +146,15 @@ export class EventStoreStateMachine implements StateMachine {
         loaded = true;
         break;
       } catch (e) {
-        sm.logger?.error(`event store: cut ${index} in ${sm.cutsDir} is unusable (${(e as Error).message}); trying an older one`);
+        sm.logger?.error(
+          `event store: cut ${index} in ${sm.cutsDir} is unusable (${(e as Error).message}); trying an older one`,
+        );
       }
     }
     if (!loaded) sm.loadEmpty();
-    sm.logger?.log(`event store opened at ${dir}: applied index ${sm.applied}, last position ${sm.files.lastPosition()}, ${sm.streams.size()} streams`);
+    sm.logger?.log(
+      `event store opened at ${dir}: applied index ${sm.applied}, last position ${sm.files.lastPosition()}, ${sm.streams.size()} streams`,
+    );
     sm.projections.attach(sm.projectionSource());
     return sm;
   }
@@ -158,7 +165,9 @@ export class EventStoreStateMachine implements StateMachine {
     this.checkOpen();
     if (entry.index <= this.applied) return undefined;
     if (entry.index !== this.applied + 1) {
-      throw new Error(`event store: entry ${entry.index} applied after ${this.applied}; entries must be applied in order without gaps (restore a snapshot first)`);
+      throw new Error(
+        `event store: entry ${entry.index} applied after ${this.applied}; entries must be applied in order without gaps (restore a snapshot first)`,
+      );
     }
     const result = entry.type === EntryType.Normal ? this.applyCommand(entry.data) : undefined;
     this.applied = entry.index;
@@ -180,7 +189,9 @@ export class EventStoreStateMachine implements StateMachine {
       const sections = this.encodeState();
       const cutDir = await writeCut(this.cutsDir, this.eventsDir, index, lastPosition, files, sections);
       this.pruneCuts();
-      this.logger?.log(`event store: cut at index ${index} (position ${lastPosition}, ${files.length} event files)`);
+      this.logger?.log(
+        `event store: cut at index ${index} (position ${lastPosition}, ${files.length} event files)`,
+      );
       return { index, data: this.streamCut(cutDir) };
     });
   }
@@ -192,7 +203,8 @@ export class EventStoreStateMachine implements StateMachine {
       const tmp = path.join(this.cutsDir, `tmp-restore-${cutDirName(meta.index)}-${Date.now()}`);
       try {
         const manifest = await extractArchive(data, tmp);
-        if (manifest.index !== meta.index) throw new Error(`snapshot archive is a cut at index ${manifest.index}, expected ${meta.index}`);
+        if (manifest.index !== meta.index)
+          throw new Error(`snapshot archive is a cut at index ${manifest.index}, expected ${meta.index}`);
       } catch (e) {
         fs.rmSync(tmp, { recursive: true, force: true });
         throw e;
@@ -206,11 +218,14 @@ export class EventStoreStateMachine implements StateMachine {
       fsyncDir(this.cutsDir);
       for (const index of listCuts(this.cutsDir)) {
         const dir = path.join(this.cutsDir, cutDirName(index));
-        if (index !== meta.index && !this.cutReaders.get(dir)) fs.rmSync(dir, { recursive: true, force: true });
+        if (index !== meta.index && !this.cutReaders.get(dir))
+          fs.rmSync(dir, { recursive: true, force: true });
       }
       this.loadCut(final);
       this.projections.attach(this.projectionSource());
-      this.logger?.log(`event store restored from snapshot at index ${meta.index}: last position ${this.files.lastPosition()}`);
+      this.logger?.log(
+        `event store restored from snapshot at index ${meta.index}: last position ${this.files.lastPosition()}`,
+      );
       this.wakeAll();
     });
   }
@@ -296,7 +311,13 @@ export class EventStoreStateMachine implements StateMachine {
     if (retry) return retry;
     const actual = this.streams.lastRevision(cmd.streamId);
     if (!expectationHolds(cmd.expectedRevision, actual)) {
-      return { ok: false, error: 'wrong_expected_revision', streamId: cmd.streamId, expectedRevision: cmd.expectedRevision, actualRevision: actual };
+      return {
+        ok: false,
+        error: 'wrong_expected_revision',
+        streamId: cmd.streamId,
+        expectedRevision: cmd.expectedRevision,
+        actualRevision: actual,
+      };
     }
     return this.write(cmd);
   }
@@ -331,13 +352,29 @@ export class EventStoreStateMachine implements StateMachine {
       };
     };
     for (let i = 0; i < n; i++) {
-      if (found[i] < 0) return conflict(firstKnown, `was already committed at position ${found[firstKnown]} but events[${i}] is new`);
-      if (found[i] !== found[0] + i) return conflict(i, `was committed at position ${found[i]}, not together with the other events of this request`);
+      if (found[i] < 0)
+        return conflict(
+          firstKnown,
+          `was already committed at position ${found[firstKnown]} but events[${i}] is new`,
+        );
+      if (found[i] !== found[0] + i)
+        return conflict(
+          i,
+          `was committed at position ${found[i]}, not together with the other events of this request`,
+        );
       const stored = this.files.read(found[i]);
       const e = cmd.events[i];
-      if (stored.streamId !== cmd.streamId) return conflict(i, `was already committed to stream ${stored.streamId}`);
-      if (stored.type !== e.type || !stored.rawData().equals(e.data) || !stored.rawMetadata().equals(e.metadata)) {
-        return conflict(i, `was already committed at position ${found[i]} with a different type, data or metadata`);
+      if (stored.streamId !== cmd.streamId)
+        return conflict(i, `was already committed to stream ${stored.streamId}`);
+      if (
+        stored.type !== e.type ||
+        !stored.rawData().equals(e.data) ||
+        !stored.rawMetadata().equals(e.metadata)
+      ) {
+        return conflict(
+          i,
+          `was already committed at position ${found[i]} with a different type, data or metadata`,
+        );
       }
     }
     const first = this.files.read(found[0]);
@@ -360,14 +397,29 @@ export class EventStoreStateMachine implements StateMachine {
       const e = cmd.events[i];
       const position = firstPosition + i;
       const revision = stream.push(position);
-      this.files.append({ position, revision, id: e.idBytes, timestamp: cmd.timestamp, streamId: cmd.streamId, type: e.type, data: e.data, metadata: e.metadata });
+      this.files.append({
+        position,
+        revision,
+        id: e.idBytes,
+        timestamp: cmd.timestamp,
+        streamId: cmd.streamId,
+        type: e.type,
+        data: e.data,
+        metadata: e.metadata,
+      });
       this.window.add(position, e.idBytes, 0);
     }
     const lastPosition = firstPosition + cmd.events.length - 1;
     if (this.projections.hasRunning()) {
       for (let p = firstPosition; p <= lastPosition; p++) this.projections.feed(this.files.read(p));
     }
-    const batch: AppendedBatch = { streamId: cmd.streamId, firstRevision, lastRevision: firstRevision + cmd.events.length - 1, firstPosition, lastPosition };
+    const batch: AppendedBatch = {
+      streamId: cmd.streamId,
+      firstRevision,
+      lastRevision: firstRevision + cmd.events.length - 1,
+      firstPosition,
+      lastPosition,
+    };
     this.wakeAll();
     this.appendedSubject.next(batch);
     return { ok: true, ...batch };
@@ -389,14 +441,17 @@ export class EventStoreStateMachine implements StateMachine {
     const manifest = readManifest(cutDir);
     const [offsetBytes, streamBytes, windowBytes, projectionBytes] = readSections(cutDir, manifest);
     const count = manifest.lastPosition + 1;
-    if (offsetBytes.length !== count * 4) throw new Error(`cut ${cutDir}: offsets for ${offsetBytes.length / 4} positions, expected ${count}`);
+    if (offsetBytes.length !== count * 4)
+      throw new Error(`cut ${cutDir}: offsets for ${offsetBytes.length / 4} positions, expected ${count}`);
     installCutFiles(cutDir, this.eventsDir, manifest);
     const offsets = new Uint32Array(Math.max(1024, Math.ceil(count * 1.25)));
     new Uint8Array(offsets.buffer).set(offsetBytes);
     const files = new EventFiles(this.eventsDir, this.fileOpts, manifest.files, offsets);
     if (files.lastPosition() !== manifest.lastPosition) {
       files.close();
-      throw new Error(`cut ${cutDir}: event files end at position ${files.lastPosition()}, manifest says ${manifest.lastPosition}`);
+      throw new Error(
+        `cut ${cutDir}: event files end at position ${files.lastPosition()}, manifest says ${manifest.lastPosition}`,
+      );
     }
     this.files = files;
     this.streams = StreamIndex.decode(streamBytes);
@@ -440,7 +495,8 @@ export class EventStoreStateMachine implements StateMachine {
   private projectionSource() {
     return {
       lastPosition: () => this.files.lastPosition(),
-      scan: (from: number, to: number, visit: (e: EventEnvelope) => boolean) => this.files.scan(from, to, visit),
+      scan: (from: number, to: number, visit: (e: EventEnvelope) => boolean) =>
+        this.files.scan(from, to, visit),
     };
   }
 
@@ -472,4 +528,3 @@ function fsyncDir(dir: string): void {
     fs.closeSync(fd);
   }
 }
-

@@ -84,7 +84,9 @@ describe('subscriptions', () => {
     const sub = sm.subscribe({ all: true, types: ['B'], streamPrefix: 'order-' }, { from: 0 });
     const got = await collect(sub, 17);
     expect(got.every((e) => e.type === 'B' && e.streamId.startsWith('order-'))).toBe(true);
-    expect(got.map((e) => e.position)).toEqual(Array.from({ length: 100 }, (_, i) => i).filter((i) => i % 2 === 1 && i % 3 === 0));
+    expect(got.map((e) => e.position)).toEqual(
+      Array.from({ length: 100 }, (_, i) => i).filter((i) => i % 2 === 1 && i % 3 === 0),
+    );
     const pending = sub.next();
     append('cart-x', 1, 'B');
     append('order-x', 1, 'A');
@@ -111,14 +113,19 @@ describe('subscriptions', () => {
     const leaderDir = tempDir();
     const leader = await EventStoreStateMachine.open(leaderDir);
     try {
-      const entries = Array.from({ length: 20 }, (_, i) => appendEntry(i + 1, `s-${i % 3}`, [ev('E', { i })]));
+      const entries = Array.from({ length: 20 }, (_, i) =>
+        appendEntry(i + 1, `s-${i % 3}`, [ev('E', { i })]),
+      );
       for (const e of entries.slice(0, 5)) sm.apply(e);
       for (const e of entries) leader.apply(e);
       const sub = sm.subscribe({ all: true }, { from: 0 });
       expect((await collect(sub, 5)).map((e) => e.position)).toEqual([0, 1, 2, 3, 4]);
       const pending = collect(sub, 15);
       const snap = await leader.snapshot();
-      await sm.restore({ index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, snap.data);
+      await sm.restore(
+        { index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+        snap.data,
+      );
       expect((await pending).map((e) => e.position)).toEqual(Array.from({ length: 15 }, (_, i) => i + 5));
       sub.close();
     } finally {
@@ -133,7 +140,10 @@ describe('subscriptions', () => {
     const s = sm.appended$.subscribe((b) => seen.push(b));
     const entry = appendEntry(1, 'order-1', [ev('A', {}, '00000000-0000-4000-8000-000000000001'), ev('B')]);
     sm.apply(entry);
-    sm.apply({ ...appendEntry(2, 'order-1', [ev('A', {}, '00000000-0000-4000-8000-000000000001'), ev('B')]), data: entry.data });
+    sm.apply({
+      ...appendEntry(2, 'order-1', [ev('A', {}, '00000000-0000-4000-8000-000000000001'), ev('B')]),
+      data: entry.data,
+    });
     sm.apply(appendEntry(3, 'order-1', [ev('C')], 'no_stream'));
     append('order-2');
     s.unsubscribe();

@@ -24,10 +24,15 @@ export const SUBSCRIPTION_PAGE_EVENTS = 256;
  * delivered everything stored it sleeps until the next append, then reads from storage again (the recent
  * records cache makes that cheap). A slow consumer therefore costs one page of memory, whatever the rate.
  */
-export function subscribe(source: SubscriptionSource, target: SubscriptionTarget, opts: SubscribeOptions): EventSubscription {
+export function subscribe(
+  source: SubscriptionSource,
+  target: SubscriptionTarget,
+  opts: SubscribeOptions,
+): EventSubscription {
   const streamId = 'streamId' in target ? target.streamId : null;
   const filters = 'all' in target ? { types: target.types, streamPrefix: target.streamPrefix } : {};
-  let next = opts.from ?? (streamId !== null ? source.streamRevision(streamId) + 1 : source.lastPosition() + 1);
+  let next =
+    opts.from ?? (streamId !== null ? source.streamRevision(streamId) + 1 : source.lastPosition() + 1);
   let page: EventEnvelope[] = [];
   let pageIndex = 0;
   let closed = false;
@@ -54,24 +59,13 @@ export function subscribe(source: SubscriptionSource, target: SubscriptionTarget
     return 'events';
   };
 
+  // Calls to next() are served one at a time, in call order (a second caller must not refill the same page).
+  let queue: Promise<unknown> = Promise.resolve();
   const sub: EventSubscription = {
-    async next(): Promise<IteratorResult<EventEnvelope>> {
-      while (!closed && !source.isClosed()) {
-        if (pageIndex < page.length) return { value: page[pageIndex++], done: false };
-        const r = refill();
-        if (r === 'events') continue;
-        if (r === 'more') {
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          continue;
-        }
-        // Nothing stored past the cursor: register for the next change in this same tick (no lost wake-up).
-        await new Promise<void>((resolve) => {
-          wakeWaiter = resolve;
-          cancelWait = source.onceChanged(resolve);
-        });
-        wakeWaiter = cancelWait = null;
-      }
-      return { value: undefined, done: true };
+    next(): Promise<IteratorResult<EventEnvelope>> {
+      const run = queue.then(pull, pull);
+      queue = run.catch(() => undefined);
+      return run;
     },
     async return(): Promise<IteratorResult<EventEnvelope>> {
       sub.close();
@@ -87,5 +81,24 @@ export function subscribe(source: SubscriptionSource, target: SubscriptionTarget
       return sub;
     },
   };
+
+  async function pull(): Promise<IteratorResult<EventEnvelope>> {
+    while (!closed && !source.isClosed()) {
+      if (pageIndex < page.length) return { value: page[pageIndex++], done: false };
+      const r = refill();
+      if (r === 'events') continue;
+      if (r === 'more') {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        continue;
+      }
+      // Nothing stored past the cursor: register for the next change in this same tick (no lost wake-up).
+      await new Promise<void>((resolve) => {
+        wakeWaiter = resolve;
+        cancelWait = source.onceChanged(resolve);
+      });
+      wakeWaiter = cancelWait = null;
+    }
+    return { value: undefined, done: true };
+  }
   return sub;
 }

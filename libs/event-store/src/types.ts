@@ -145,8 +145,7 @@ export interface AppendedBatch {
 }
 
 export type SubscriptionTarget =
-  | { streamId: string }
-  | { all: true; types?: string[]; streamPrefix?: string };
+  { streamId: string } | { all: true; types?: string[]; streamPrefix?: string };
 
 export interface SubscribeOptions {
   /**

@@ -22,8 +22,26 @@ const BYTE_HEX: string[] = Array.from({ length: 256 }, (_, b) => HEX[b >> 4] + H
 export function readUuid(bytes: Uint8Array, offset: number): string {
   const h = (k: number) => BYTE_HEX[bytes[offset + k]];
   return (
-    h(0) + h(1) + h(2) + h(3) + '-' + h(4) + h(5) + '-' + h(6) + h(7) + '-' + h(8) + h(9) + '-' +
-    h(10) + h(11) + h(12) + h(13) + h(14) + h(15)
+    h(0) +
+    h(1) +
+    h(2) +
+    h(3) +
+    '-' +
+    h(4) +
+    h(5) +
+    '-' +
+    h(6) +
+    h(7) +
+    '-' +
+    h(8) +
+    h(9) +
+    '-' +
+    h(10) +
+    h(11) +
+    h(12) +
+    h(13) +
+    h(14) +
+    h(15)
   );
 }
 

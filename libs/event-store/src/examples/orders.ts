@@ -51,7 +51,9 @@ function evolve(state: OrderState, e: EventEnvelope): OrderState {
   let next: OrderState;
   switch (e.type) {
     case 'OrderPlaced': {
-      const lines = Array.isArray(data.items) ? data.items.map(toLine).filter((l): l is OrderLine => l !== null) : [];
+      const lines = Array.isArray(data.items)
+        ? data.items.map(toLine).filter((l): l is OrderLine => l !== null)
+        : [];
       const items = lines.reduce(addLine, state.items);
       const customerId = typeof data.customerId === 'string' ? data.customerId : state.customerId;
       next = { ...state, status: 'placed', customerId, items };
@@ -83,7 +85,14 @@ export const ordersProjection = defineProjection<OrderState | null>({
   canHandle: (e) => e.streamId.startsWith(ORDER_STREAM_PREFIX),
   partitionBy: (e) => e.streamId.slice(ORDER_STREAM_PREFIX.length) || null,
   handle: (state, e) => {
-    const current = state ?? { orderId: e.streamId.slice(ORDER_STREAM_PREFIX.length), status: 'new', customerId: null, items: [], total: 0, updatedAt: null };
+    const current = state ?? {
+      orderId: e.streamId.slice(ORDER_STREAM_PREFIX.length),
+      status: 'new',
+      customerId: null,
+      items: [],
+      total: 0,
+      updatedAt: null,
+    };
     return evolve(current, e);
   },
 });

@@ -22,7 +22,13 @@ export const streamsProjection = defineProjection<StreamSummary | null>({
   partitionBy: (e) => e.streamId,
   handle: (s, e) => {
     if (s === null) {
-      return { lastRevision: e.revision, eventCount: 1, lastEventType: e.type, createdAt: e.timestamp, updatedAt: e.timestamp };
+      return {
+        lastRevision: e.revision,
+        eventCount: 1,
+        lastEventType: e.type,
+        createdAt: e.timestamp,
+        updatedAt: e.timestamp,
+      };
     }
     s.lastRevision = e.revision;
     s.eventCount++;

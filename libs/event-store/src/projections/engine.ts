@@ -64,7 +64,8 @@ export class ProjectionEngine {
       progressLogMs: opts.progressLogMs ?? DEFAULTS.progressLogMs,
     };
     for (const def of definitions) {
-      if (this.runtimes.has(def.name)) throw new Error(`ProjectionEngine: projection '${def.name}' registered twice`);
+      if (this.runtimes.has(def.name))
+        throw new Error(`ProjectionEngine: projection '${def.name}' registered twice`);
       this.runtimes.set(def.name, this.fresh(def));
     }
   }
@@ -135,7 +136,9 @@ export class ProjectionEngine {
     for (const rt of this.runtimes.values()) {
       if (rt.status !== 'running') continue;
       if (rt.position !== e.position - 1) {
-        this.logger?.warn(`projection ${rt.def.name} at position ${rt.position} was fed ${e.position}; catching up by replay`);
+        this.logger?.warn(
+          `projection ${rt.def.name} at position ${rt.position} was fed ${e.position}; catching up by replay`,
+        );
         rt.status = 'rebuilding';
         this.afterChange();
         continue;
@@ -169,7 +172,9 @@ export class ProjectionEngine {
         rt.status = c.status === 'faulted' ? 'faulted' : 'rebuilding';
         rt.error = c.error;
       } else if (c) {
-        this.logger?.log(`projection ${name}: checkpoint of version ${c.version} at position ${c.position} discarded; rebuilding`);
+        this.logger?.log(
+          `projection ${name}: checkpoint of version ${c.version} at position ${c.position} discarded; rebuilding`,
+        );
       }
       if (rt.status === 'rebuilding' && rt.position === lastPosition) {
         rt.status = 'running';
@@ -228,7 +233,15 @@ export class ProjectionEngine {
     } else if (rt.status === 'faulted') {
       etaSeconds = null;
     }
-    return { name: rt.def.name, status: rt.status, position: rt.position, lag, eventsPerSecond, etaSeconds, ...(rt.error ? { error: rt.error } : {}) };
+    return {
+      name: rt.def.name,
+      status: rt.status,
+      position: rt.position,
+      lag,
+      eventsPerSecond,
+      etaSeconds,
+      ...(rt.error ? { error: rt.error } : {}),
+    };
   }
 
   private anyRebuilding(): boolean {
@@ -267,7 +280,8 @@ export class ProjectionEngine {
       const from = Math.min(...active.map((rt) => rt.position)) + 1;
       const to = Math.min(last, from + this.opts.replayChunkEvents - 1);
       source.scan(from, to, (e) => {
-        for (const rt of active) if (rt.status === 'rebuilding' && rt.position === e.position - 1) this.fold(rt, e);
+        for (const rt of active)
+          if (rt.status === 'rebuilding' && rt.position === e.position - 1) this.fold(rt, e);
         return true;
       });
       if (Date.now() >= deadline) break;
@@ -284,11 +298,15 @@ export class ProjectionEngine {
     if (rt.position >= last) {
       rt.status = 'running';
       rt.rebuild = null;
-      this.logger?.log(`projection ${rt.def.name} rebuilt: ${done} events in ${elapsedS.toFixed(1)} s (${Math.round(done / elapsedS)} events/s), now running at position ${rt.position}`);
+      this.logger?.log(
+        `projection ${rt.def.name} rebuilt: ${done} events in ${elapsedS.toFixed(1)} s (${Math.round(done / elapsedS)} events/s), now running at position ${rt.position}`,
+      );
     } else if (now - rt.rebuild.lastLogMs >= this.opts.progressLogMs) {
       rt.rebuild.lastLogMs = now;
       const info = this.info(rt, last);
-      this.logger?.log(`projection ${rt.def.name} rebuilding: position ${rt.position} of ${last}, lag ${info.lag}, ${info.eventsPerSecond} events/s, eta ${info.etaSeconds ?? '?'} s`);
+      this.logger?.log(
+        `projection ${rt.def.name} rebuilding: position ${rt.position} of ${last}, lag ${info.lag}, ${info.eventsPerSecond} events/s, eta ${info.etaSeconds ?? '?'} s`,
+      );
     }
   }
 }

@@ -13,8 +13,15 @@ describe('projections', () => {
   const dirs: string[] = [];
   const stores: EventStoreStateMachine[] = [];
 
-  async function open(dir: string, extra: ProjectionDefinition<any>[] = [ordersProjection], opts: { replayChunkEvents?: number } = {}) {
-    const engine = new ProjectionEngine([...builtInProjections(), ...extra], { logger: quietLogger, ...opts });
+  async function open(
+    dir: string,
+    extra: ProjectionDefinition<any>[] = [ordersProjection],
+    opts: { replayChunkEvents?: number } = {},
+  ) {
+    const engine = new ProjectionEngine([...builtInProjections(), ...extra], {
+      logger: quietLogger,
+      ...opts,
+    });
     const sm = await EventStoreStateMachine.open(dir, { projections: engine });
     stores.push(sm);
     return sm;
@@ -26,14 +33,32 @@ describe('projections', () => {
     return d;
   }
 
-  function append(sm: EventStoreStateMachine, streamId: string, events: Parameters<typeof appendEntry>[2], now?: Date) {
+  function append(
+    sm: EventStoreStateMachine,
+    streamId: string,
+    events: Parameters<typeof appendEntry>[2],
+    now?: Date,
+  ) {
     return sm.apply(appendEntry(sm.appliedIndex() + 1, streamId, events, 'any', now));
   }
 
   function seedOrders(sm: EventStoreStateMachine) {
-    append(sm, 'order-1', [ev('OrderPlaced', { customerId: 'c1', items: [{ sku: 'a', quantity: 2, unitPrice: 1.5 }] })], new Date('2026-01-01T00:00:00.000Z'));
-    append(sm, 'order-1', [ev('ItemAdded', { sku: 'b', quantity: 1, unitPrice: 10 })], new Date('2026-01-01T00:00:01.000Z'));
-    append(sm, 'order-2', [ev('OrderPlaced', { customerId: 'c2' }), ev('ItemAdded', { sku: 'z', quantity: 3, unitPrice: 2 })]);
+    append(
+      sm,
+      'order-1',
+      [ev('OrderPlaced', { customerId: 'c1', items: [{ sku: 'a', quantity: 2, unitPrice: 1.5 }] })],
+      new Date('2026-01-01T00:00:00.000Z'),
+    );
+    append(
+      sm,
+      'order-1',
+      [ev('ItemAdded', { sku: 'b', quantity: 1, unitPrice: 10 })],
+      new Date('2026-01-01T00:00:01.000Z'),
+    );
+    append(sm, 'order-2', [
+      ev('OrderPlaced', { customerId: 'c2' }),
+      ev('ItemAdded', { sku: 'z', quantity: 3, unitPrice: 2 }),
+    ]);
     append(sm, 'order-1', [ev('OrderShipped', { carrier: 'ups' })], new Date('2026-01-01T00:00:02.000Z'));
     append(sm, 'order-2', [ev('OrderCancelled', { reason: 'changed mind' })]);
     append(sm, 'cart-9', [ev('CartOpened')]);
@@ -60,9 +85,25 @@ describe('projections', () => {
       createdAt: '2026-01-01T00:00:00.000Z',
       updatedAt: '2026-01-01T00:00:02.000Z',
     });
-    expect(sm.projections.get('event-types')).toEqual({ name: 'event-types', position: 6, state: { OrderPlaced: 2, ItemAdded: 2, OrderShipped: 1, OrderCancelled: 1, CartOpened: 1 } });
-    expect(sm.projections.get('categories')!.state).toEqual({ order: { streams: 2, events: 6 }, cart: { streams: 1, events: 1 } });
-    expect(sm.projections.getPartition('orders', '1')).toMatchObject({ orderId: '1', status: 'shipped', customerId: 'c1', total: 13, items: [{ sku: 'a', quantity: 2, unitPrice: 1.5 }, { sku: 'b', quantity: 1, unitPrice: 10 }] });
+    expect(sm.projections.get('event-types')).toEqual({
+      name: 'event-types',
+      position: 6,
+      state: { OrderPlaced: 2, ItemAdded: 2, OrderShipped: 1, OrderCancelled: 1, CartOpened: 1 },
+    });
+    expect(sm.projections.get('categories')!.state).toEqual({
+      order: { streams: 2, events: 6 },
+      cart: { streams: 1, events: 1 },
+    });
+    expect(sm.projections.getPartition('orders', '1')).toMatchObject({
+      orderId: '1',
+      status: 'shipped',
+      customerId: 'c1',
+      total: 13,
+      items: [
+        { sku: 'a', quantity: 2, unitPrice: 1.5 },
+        { sku: 'b', quantity: 1, unitPrice: 10 },
+      ],
+    });
     expect(sm.projections.getPartition('orders', '2')).toMatchObject({ status: 'cancelled', total: 6 });
     expect(sm.projections.getPartition('orders', '9')).toBeUndefined();
     expect(sm.projections.get('nope')).toBeUndefined();
@@ -80,7 +121,10 @@ describe('projections', () => {
     const before = snapshotOf(sm);
     sm.projections.reset('streams');
     sm.projections.reset('orders');
-    expect(sm.projections.list().find((p) => p.name === 'streams')).toMatchObject({ status: 'rebuilding', position: -1 });
+    expect(sm.projections.list().find((p) => p.name === 'streams')).toMatchObject({
+      status: 'rebuilding',
+      position: -1,
+    });
     // Events appended while rebuilding are picked up by the replay, not fed twice.
     append(sm, 'order-new', [ev('OrderPlaced', {})]);
     await sm.projections.whenIdle();
@@ -98,7 +142,11 @@ describe('projections', () => {
   it('projections are equal after a restart (checkpoint in the cut + replay of the log) ', async () => {
     const dir = newDir();
     const sm = await open(dir);
-    const log = Array.from({ length: 60 }, (_, i) => appendEntry(i + 1, `order-${i % 7}`, [ev(i % 5 ? 'ItemAdded' : 'OrderPlaced', { sku: `k${i % 3}`, quantity: 1, unitPrice: i })]));
+    const log = Array.from({ length: 60 }, (_, i) =>
+      appendEntry(i + 1, `order-${i % 7}`, [
+        ev(i % 5 ? 'ItemAdded' : 'OrderPlaced', { sku: `k${i % 3}`, quantity: 1, unitPrice: i }),
+      ]),
+    );
     for (const e of log.slice(0, 40)) sm.apply(e);
     await sm.snapshot();
     for (const e of log.slice(40)) sm.apply(e);
@@ -113,7 +161,12 @@ describe('projections', () => {
   it('a projection missing from the cut, or of another version, is rebuilt at start-up', async () => {
     const dir = newDir();
     const counter = (version: number) =>
-      defineProjection<number>({ name: 'counter', version, initial: () => 0, handle: (n, e) => n + (version === 1 ? 1 : e.revision + 1) });
+      defineProjection<number>({
+        name: 'counter',
+        version,
+        initial: () => 0,
+        handle: (n, e) => n + (version === 1 ? 1 : e.revision + 1),
+      });
     const sm = await open(dir, []);
     for (let i = 0; i < 10; i++) append(sm, 'x', [ev('E')]);
     await sm.snapshot();
@@ -143,7 +196,10 @@ describe('projections', () => {
     const info = sm.projections.list().find((p) => p.name === 'fragile')!;
     expect(info).toMatchObject({ status: 'faulted', position: 0 });
     expect(info.error).toMatch(/kaboom/);
-    expect(sm.projections.list().find((p) => p.name === 'streams')).toMatchObject({ status: 'running', position: 2 });
+    expect(sm.projections.list().find((p) => p.name === 'streams')).toMatchObject({
+      status: 'running',
+      position: 2,
+    });
     explode = false;
     sm.projections.reset('fragile');
     await sm.projections.whenIdle();
@@ -152,7 +208,12 @@ describe('projections', () => {
 
   it('reports rebuild progress (position, lag, events/s, eta) and logs it', async () => {
     const lines: string[] = [];
-    const engine = new ProjectionEngine(builtInProjections(), { logger: { log: (m) => lines.push(m), warn: () => undefined, error: () => undefined }, replayChunkEvents: 10, replaySliceMs: 0, progressLogMs: 0 });
+    const engine = new ProjectionEngine(builtInProjections(), {
+      logger: { log: (m) => lines.push(m), warn: () => undefined, error: () => undefined },
+      replayChunkEvents: 10,
+      replaySliceMs: 0,
+      progressLogMs: 0,
+    });
     const dir = newDir();
     const sm = await EventStoreStateMachine.open(dir, { projections: engine });
     stores.push(sm);
@@ -166,7 +227,13 @@ describe('projections', () => {
       await new Promise((r) => setImmediate(r));
     }
     expect(seen.has('rebuilding')).toBe(true);
-    expect(engine.list()[2]).toMatchObject({ status: 'running', position: 99, lag: 0, eventsPerSecond: 0, etaSeconds: 0 });
+    expect(engine.list()[2]).toMatchObject({
+      status: 'running',
+      position: 99,
+      lag: 0,
+      eventsPerSecond: 0,
+      etaSeconds: 0,
+    });
     expect(lines.some((l) => /projection categories rebuilding: position \d+ of 99/.test(l))).toBe(true);
     expect(lines.some((l) => /projection categories rebuilt: 100 events/.test(l))).toBe(true);
   });
@@ -178,7 +245,11 @@ describe('projections', () => {
 });
 
 function seedOrdersN(sm: EventStoreStateMachine, i: number) {
-  sm.apply(appendEntry(sm.appliedIndex() + 1, `order-${i % 17}`, [ev(i % 4 ? 'ItemAdded' : 'OrderPlaced', { sku: `s${i % 5}`, quantity: 1 + (i % 3), unitPrice: i % 11 })]));
+  sm.apply(
+    appendEntry(sm.appliedIndex() + 1, `order-${i % 17}`, [
+      ev(i % 4 ? 'ItemAdded' : 'OrderPlaced', { sku: `s${i % 5}`, quantity: 1 + (i % 3), unitPrice: i % 11 }),
+    ]),
+  );
 }
 
 function snapshotOf(sm: EventStoreStateMachine) {

@@ -58,7 +58,14 @@ async function fsyncPath(p: string): Promise<void> {
  * Writes a cut durably: links the event files (`files` must be flushed to the OS), writes state.bin and
  * the manifest, fsyncs everything, then renames the directory into place. Returns its path.
  */
-export async function writeCut(cutsDir: string, eventsDir: string, index: number, lastPosition: number, files: EventFileInfo[], sections: Buffer[]): Promise<string> {
+export async function writeCut(
+  cutsDir: string,
+  eventsDir: string,
+  index: number,
+  lastPosition: number,
+  files: EventFileInfo[],
+  sections: Buffer[],
+): Promise<string> {
   const final = path.join(cutsDir, cutDirName(index));
   if (fs.existsSync(final)) return final;
   const tmp = path.join(cutsDir, `tmp-${cutDirName(index)}-${process.pid}-${Date.now()}`);
@@ -67,7 +74,13 @@ export async function writeCut(cutsDir: string, eventsDir: string, index: number
     await fsp.link(path.join(eventsDir, f.name), path.join(tmp, f.name));
     await fsyncPath(path.join(tmp, f.name));
   }
-  const manifest: CutManifest = { format: CUT_FORMAT, index, lastPosition, files, sections: sections.map((s) => s.length) };
+  const manifest: CutManifest = {
+    format: CUT_FORMAT,
+    index,
+    lastPosition,
+    files,
+    sections: sections.map((s) => s.length),
+  };
   await writeFileSynced(path.join(tmp, STATE), sections);
   await writeFileSynced(path.join(tmp, MANIFEST), [Buffer.from(JSON.stringify(manifest))]);
   await fsyncPath(tmp);
@@ -88,14 +101,16 @@ async function writeFileSynced(file: string, parts: Buffer[]): Promise<void> {
 
 export function readManifest(cutDir: string): CutManifest {
   const m = JSON.parse(fs.readFileSync(path.join(cutDir, MANIFEST), 'utf8')) as CutManifest;
-  if (m.format !== CUT_FORMAT) throw new Error(`cut ${cutDir}: format '${m.format}', expected '${CUT_FORMAT}'`);
+  if (m.format !== CUT_FORMAT)
+    throw new Error(`cut ${cutDir}: format '${m.format}', expected '${CUT_FORMAT}'`);
   return m;
 }
 
 export function readSections(cutDir: string, manifest: CutManifest): Buffer[] {
   const buf = fs.readFileSync(path.join(cutDir, STATE));
   const total = manifest.sections.reduce((a, b) => a + b, 0);
-  if (buf.length !== total) throw new Error(`cut ${cutDir}: state.bin has ${buf.length} bytes, manifest says ${total}`);
+  if (buf.length !== total)
+    throw new Error(`cut ${cutDir}: state.bin has ${buf.length} bytes, manifest says ${total}`);
   const out: Buffer[] = [];
   let o = 0;
   for (const len of manifest.sections) {
@@ -118,7 +133,8 @@ export function installCutFiles(cutDir: string, eventsDir: string, manifest: Cut
     const src = path.join(cutDir, f.name);
     const dst = path.join(eventsDir, f.name);
     const srcStat = fs.statSync(src);
-    if (srcStat.size < f.bytes) throw new Error(`cut ${cutDir}: ${f.name} has ${srcStat.size} bytes, manifest says ${f.bytes}`);
+    if (srcStat.size < f.bytes)
+      throw new Error(`cut ${cutDir}: ${f.name} has ${srcStat.size} bytes, manifest says ${f.bytes}`);
     const dstStat = fs.statSync(dst, { throwIfNoEntry: false });
     if (!dstStat || dstStat.ino !== srcStat.ino || dstStat.dev !== srcStat.dev) {
       fs.rmSync(dst, { force: true });
@@ -153,10 +169,11 @@ export async function* archiveCut(cutDir: string): AsyncGenerator<Uint8Array> {
     const h = await fsp.open(path.join(cutDir, e.name), 'r');
     let crc = 0;
     try {
-      for (let off = 0; off < e.bytes; ) {
+      for (let off = 0; off < e.bytes;) {
         const buf = Buffer.allocUnsafe(Math.min(ARCHIVE_CHUNK_BYTES, e.bytes - off));
         const { bytesRead } = await h.read(buf, 0, buf.length, off);
-        if (bytesRead === 0) throw new Error(`snapshot archive: ${e.name} in ${cutDir} ended at ${off} of ${e.bytes} bytes`);
+        if (bytesRead === 0)
+          throw new Error(`snapshot archive: ${e.name} in ${cutDir} ended at ${off} of ${e.bytes} bytes`);
         const chunk = buf.subarray(0, bytesRead);
         crc = crc32c(chunk, crc);
         off += bytesRead;
@@ -221,18 +238,20 @@ export async function extractArchive(data: AsyncIterable<Uint8Array>, dir: strin
   await fsp.mkdir(dir, { recursive: true });
   const r = new ByteReader(data);
   const magic = await r.exact(ARCHIVE_MAGIC.length, 'magic');
-  if (!magic.equals(ARCHIVE_MAGIC)) throw new Error(`snapshot archive: bad magic '${magic.toString('latin1')}'`);
+  if (!magic.equals(ARCHIVE_MAGIC))
+    throw new Error(`snapshot archive: bad magic '${magic.toString('latin1')}'`);
   while (true) {
     const nameLen = (await r.exact(2, 'entry header')).readUInt16LE(0);
     if (nameLen === 0) break;
     const name = (await r.exact(nameLen, 'entry name')).toString('latin1');
     if (!isArchiveEntryName(name)) throw new Error(`snapshot archive: unexpected entry '${name}'`);
     const size = (await r.exact(8, `${name} size`)).readDoubleLE(0);
-    if (!Number.isSafeInteger(size) || size < 0) throw new Error(`snapshot archive: ${name} has invalid size ${size}`);
+    if (!Number.isSafeInteger(size) || size < 0)
+      throw new Error(`snapshot archive: ${name} has invalid size ${size}`);
     const h = await fsp.open(path.join(dir, name), 'w');
     let crc = 0;
     try {
-      for (let off = 0; off < size; ) {
+      for (let off = 0; off < size;) {
         const chunk = await r.exact(Math.min(ARCHIVE_CHUNK_BYTES, size - off), name);
         crc = crc32c(chunk, crc);
         await h.write(chunk, 0, chunk.length, off);
@@ -250,7 +269,8 @@ export async function extractArchive(data: AsyncIterable<Uint8Array>, dir: strin
   const manifest = readManifest(dir);
   for (const f of manifest.files) {
     const st = fs.statSync(path.join(dir, f.name), { throwIfNoEntry: false });
-    if (!st || st.size !== f.bytes) throw new Error(`snapshot archive: ${f.name} missing or of the wrong size`);
+    if (!st || st.size !== f.bytes)
+      throw new Error(`snapshot archive: ${f.name} missing or of the wrong size`);
   }
   return manifest;
 }

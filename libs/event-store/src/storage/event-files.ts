@@ -63,7 +63,8 @@ export class EventFiles {
     this.recent = new RecentRecords(opts.recentCacheEvents, opts.recentCacheBytesMax);
     let expectedStart = 0;
     for (const f of files) {
-      if (f.start !== expectedStart) throw new Error(`event files: ${f.name} starts at position ${f.start}, expected ${expectedStart}`);
+      if (f.start !== expectedStart)
+        throw new Error(`event files: ${f.name} starts at position ${f.start}, expected ${expectedStart}`);
       const fd = fs.openSync(path.join(dir, f.name), 'r+');
       const size = fs.fstatSync(fd).size;
       if (size !== f.bytes) {
@@ -74,7 +75,10 @@ export class EventFiles {
       expectedStart += f.count;
     }
     this.lastPos = expectedStart - 1;
-    if (this.offsets.length < expectedStart) throw new Error(`event files: offsets cover ${this.offsets.length} positions, files hold ${expectedStart}`);
+    if (this.offsets.length < expectedStart)
+      throw new Error(
+        `event files: offsets cover ${this.offsets.length} positions, files hold ${expectedStart}`,
+      );
     this.flushedBytes = this.files.length > 0 ? this.files[this.files.length - 1].bytes : 0;
     this.recent.clear(this.lastPos + 1);
   }
@@ -84,17 +88,20 @@ export class EventFiles {
   }
 
   append(f: RecordFields): void {
-    if (f.position !== this.lastPos + 1) throw new Error(`event files: append at position ${f.position}, expected ${this.lastPos + 1}`);
+    if (f.position !== this.lastPos + 1)
+      throw new Error(`event files: append at position ${f.position}, expected ${this.lastPos + 1}`);
     const size = recordBytes(f);
     let file = this.files[this.files.length - 1];
     if (!file || (file.count > 0 && file.bytes + size > this.opts.fileBytesMax)) file = this.roll(f.position);
     if (this.tailLen + size > this.tail.length) {
       this.flush();
-      if (size > this.tail.length) this.tail = Buffer.allocUnsafe(Math.max(size, this.opts.writeBufferBytesMax));
+      if (size > this.tail.length)
+        this.tail = Buffer.allocUnsafe(Math.max(size, this.opts.writeBufferBytesMax));
     }
     // The tail buffer is never reused after a flush, so the recent cache can hold views into it (no copy).
     const end = encodeRecord(f, this.tail, this.tailLen);
-    if (end - this.tailLen !== size) throw new Error(`event files: record of ${end - this.tailLen} bytes, computed ${size}`);
+    if (end - this.tailLen !== size)
+      throw new Error(`event files: record of ${end - this.tailLen} bytes, computed ${size}`);
     this.recent.add(f.position, this.tail.subarray(this.tailLen, end));
     this.tailLen = end;
     this.setOffset(f.position, file.bytes);
@@ -181,7 +188,10 @@ export class EventFiles {
       let o = 0;
       for (; p <= runEnd; p++) {
         const e = new StoredEvent(block, o);
-        if (e.position !== p) throw new Error(`event files: ${file.name} at byte ${startByte + o} holds position ${e.position}, expected ${p}`);
+        if (e.position !== p)
+          throw new Error(
+            `event files: ${file.name} at byte ${startByte + o} holds position ${e.position}, expected ${p}`,
+          );
         if (!visit(e)) return p;
         o += block.readUInt32LE(o);
       }
@@ -211,7 +221,8 @@ export class EventFiles {
     let done = 0;
     while (start + done < diskEnd) {
       const n = fs.readSync(file.fd, out, done, diskEnd - start - done, start + done);
-      if (n === 0) throw new Error(`event files: ${file.name} ends at ${start + done}, expected ${diskEnd} bytes`);
+      if (n === 0)
+        throw new Error(`event files: ${file.name} ends at ${start + done}, expected ${diskEnd} bytes`);
       done += n;
     }
     if (isLast && end > this.flushedBytes) {
@@ -233,7 +244,8 @@ export class EventFiles {
   }
 
   private checkPosition(p: number): void {
-    if (!Number.isSafeInteger(p) || p < 0 || p > this.lastPos) throw new Error(`event files: position ${p} outside 0..${this.lastPos}`);
+    if (!Number.isSafeInteger(p) || p < 0 || p > this.lastPos)
+      throw new Error(`event files: position ${p} outside 0..${this.lastPos}`);
   }
 
   private roll(start: number): EventFile {

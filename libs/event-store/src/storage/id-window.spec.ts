@@ -8,7 +8,10 @@ describe('IdWindow', () => {
     const ids: Buffer[] = [];
     // Seeded-ish: ids sharing long prefixes (like time-ordered UUIDs) stress the hash and the probe chains.
     for (let p = 0; p < 2000; p++) {
-      const id = p % 3 === 0 ? Buffer.concat([Buffer.alloc(12), Buffer.from([p & 255, p >> 8, 0, 1])]) : randomBytes(16);
+      const id =
+        p % 3 === 0
+          ? Buffer.concat([Buffer.alloc(12), Buffer.from([p & 255, p >> 8, 0, 1])])
+          : randomBytes(16);
       ids.push(id);
       w.add(p, id, 0);
       if (p % 50 === 0 || p > 1990) {

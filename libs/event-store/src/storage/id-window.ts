@@ -71,7 +71,8 @@ export class IdWindow {
   load(buf: Buffer): void {
     const start = buf.readDoubleLE(0);
     const end = buf.readDoubleLE(8);
-    if (buf.length !== 16 + (end - start) * UUID_BYTES) throw new Error(`IdWindow.load: ${buf.length} bytes for positions ${start}..${end}`);
+    if (buf.length !== 16 + (end - start) * UUID_BYTES)
+      throw new Error(`IdWindow.load: ${buf.length} bytes for positions ${start}..${end}`);
     const from = Math.max(start, end - this.capacity);
     this.reset(from);
     for (let p = from; p < end; p++) this.add(p, buf, 16 + (p - start) * UUID_BYTES);
@@ -86,7 +87,8 @@ export class IdWindow {
     const slot = this.start % this.capacity;
     let i = this.hashAt(this.ring, slot * UUID_BYTES) & this.mask;
     while (this.table[i] !== slot + 1) {
-      if (this.table[i] === 0) throw new Error(`IdWindow: id of position ${this.start} missing from the table`);
+      if (this.table[i] === 0)
+        throw new Error(`IdWindow: id of position ${this.start} missing from the table`);
       i = (i + 1) & this.mask;
     }
     // Backward-shift deletion keeps every probe chain unbroken without tombstones.

@@ -26,7 +26,10 @@ export class RecentRecords {
 
   add(position: number, record: Buffer): void {
     if (position !== this.hi) throw new Error(`RecentRecords.add: position ${position}, expected ${this.hi}`);
-    while (this.hi > this.lo && (this.hi - this.lo >= this.countMax || this.bytes + record.length > this.bytesMax)) {
+    while (
+      this.hi > this.lo &&
+      (this.hi - this.lo >= this.countMax || this.bytes + record.length > this.bytesMax)
+    ) {
       this.evictOldest();
     }
     if (record.length > this.bytesMax) {

@@ -23,7 +23,14 @@ export interface RecordFields {
 }
 
 export function recordBytes(f: RecordFields): number {
-  return RECORD_FIXED_BYTES + f.timestamp.length + f.streamId.length + Buffer.byteLength(f.type, 'utf8') + f.data.length + f.metadata.length;
+  return (
+    RECORD_FIXED_BYTES +
+    f.timestamp.length +
+    f.streamId.length +
+    Buffer.byteLength(f.type, 'utf8') +
+    f.data.length +
+    f.metadata.length
+  );
 }
 
 /** Encodes a record into `out` at `o`; returns the offset after it. */

@@ -18,7 +18,13 @@ export function removeDir(dir: string): void {
 
 export const FIXED_NOW = new Date('2026-11-23T10:15:30.123Z');
 
-export function appendEntry(index: number, streamId: string, events: AppendEventInput[], expectedRevision: ExpectedRevision = 'any', now = FIXED_NOW): Entry {
+export function appendEntry(
+  index: number,
+  streamId: string,
+  events: AppendEventInput[],
+  expectedRevision: ExpectedRevision = 'any',
+  now = FIXED_NOW,
+): Entry {
   const cmd = prepareAppend({ streamId, expectedRevision, events }, DEFAULT_LIMITS, now, newEventId);
   return { index, term: 1, type: EntryType.Normal, data: encodeCommand(cmd) };
 }
@@ -41,7 +47,8 @@ export async function collect<T>(it: AsyncIterator<T>, n: number, timeoutMs = 20
   const out: T[] = [];
   const deadline = Date.now() + timeoutMs;
   while (out.length < n) {
-    if (Date.now() > deadline) throw new Error(`collect: only ${out.length} of ${n} items within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`collect: only ${out.length} of ${n} items within ${timeoutMs} ms`);
     const r = await it.next();
     if (r.done) break;
     out.push(r.value);
