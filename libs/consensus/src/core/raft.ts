@@ -197,8 +197,13 @@ export class RaftCore implements RaftCoreApi {
     this.transferElapsed = 0;
     this.logLine(`transferring leadership to ${target} at term ${this.term}`);
     const pr = this.progress.get(target) as Progress;
-    if (pr.match === this.log.lastIndex()) sendTimeoutNow(this, target);
-    else sendAppends(this, target);
+    if (pr.match === this.log.lastIndex()) {
+      sendTimeoutNow(this, target);
+    } else {
+      // The transfer is on a clock: (re)send from the target's match now rather than after the next heartbeat.
+      if (pr.state !== 'snapshot') pr.becomeProbe(pr.match + 1);
+      sendAppends(this, target);
+    }
   }
 
   campaign(): void {
