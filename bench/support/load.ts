@@ -1,0 +1,30 @@
+/** One wrk run against the cluster with the CPU each node process used during it. */
+import { BenchCluster } from './cluster';
+import { cpuSeconds } from './procs';
+import { runWrk, WrkResult, WrkRun } from './wrk';
+
+export interface LoadResult extends WrkResult {
+  /** CPU cores used during the run, per node id (1.0 = one core busy all the time). */
+  nodeCores: Record<string, number>;
+  leaderId: string;
+}
+
+export async function loadCluster(cluster: BenchCluster, run: Omit<WrkRun, 'url'>): Promise<LoadResult> {
+  const leader = await cluster.waitLeader();
+  const nodes = cluster.running();
+  const before = nodes.map((n) => cpuSeconds(n.proc!.pid));
+  const t0 = process.hrtime.bigint();
+  const r = await runWrk({ ...run, url: leader.url });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const nodeCores: Record<string, number> = {};
+  nodes.forEach((n, i) => (nodeCores[n.id] = (cpuSeconds(n.proc!.pid) - before[i]) / seconds));
+  return { ...r, nodeCores, leaderId: leader.id };
+}
+
+/** "leader 0.97 / followers 0.41, 0.40" */
+export function coresNote(r: LoadResult): string {
+  const followers = Object.entries(r.nodeCores)
+    .filter(([id]) => id !== r.leaderId)
+    .map(([, c]) => c.toFixed(2));
+  return `${(r.nodeCores[r.leaderId] ?? NaN).toFixed(2)} / ${followers.join(', ')}`;
+}
