@@ -7,7 +7,6 @@ import {
   readAllQuerySchema,
   ReadAllQuery,
   readStreamQuerySchema,
-  ReadStreamQuery,
   StreamIdPipe,
   subscribeAllQuerySchema,
   SubscribeAllQuery,
