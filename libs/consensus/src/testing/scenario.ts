@@ -3,7 +3,7 @@ import { NetworkFaults } from './network';
 import { Prng } from './prng';
 import { ShellProfile } from './sim-node';
 
-export const PROFILES = ['default', 'figure8', 'calm'] as const;
+export const PROFILES = ['default', 'figure8', 'partitions', 'elections', 'calm'] as const;
 export type ProfileName = (typeof PROFILES)[number];
 
 /** Deliberate mistakes: the core's unsafe switches plus one of the simulated shell. */
@@ -37,6 +37,15 @@ export interface Scenario {
   downMsMax: number;
   /** Probability that a crash hits the current leader. */
   leaderCrashBias: number;
+  /** Probability that a node crashes within a few ms after its vote became durable (then restarts quickly). */
+  crashAfterVoteRate: number;
+  /** Probability that a new leader crashes within crashAfterElectionMsMax (Figure 8: leaders die young). */
+  crashAfterElectionRate: number;
+  crashAfterElectionMsMax: number;
+  /** Probability that a new leader's outbound links are cut at once (its new entries stay local). */
+  muteAfterElectionRate: number;
+  /** Probability that a leader crashes right after its commit index advances (before telling anyone). */
+  crashAfterCommitRate: number;
   partitionEveryMs: number;
   partitionMsMin: number;
   partitionMsMax: number;
@@ -46,12 +55,17 @@ export interface Scenario {
   transferEveryMs: number;
 }
 
-export function makeScenario(seed: number, profile: ProfileName, bug: BugName | null): Scenario {
+export function makeScenario(seed: number, profile: ProfileName, bug: BugName | null, opts: { persistCheck?: boolean } = {}): Scenario {
   const r = new Prng(seed).derive(`scenario:${profile}`);
   const base = baseScenario(seed, profile, bug, r);
+  base.shell.checkPersistBeforeAck = opts.persistCheck ?? true;
   switch (profile) {
     case 'default':
       return base;
+    case 'partitions':
+      return partitions(base, r);
+    case 'elections':
+      return elections(base, r);
     case 'calm':
       return { ...base, crashEveryMs: 0, partitionEveryMs: 0, network: { ...base.network, dropRate: 0, duplicateRate: 0, longDelayRate: 0 } };
     case 'figure8':
@@ -116,6 +130,11 @@ function baseScenario(seed: number, profile: ProfileName, bug: BugName | null, r
     downMsMin: 5,
     downMsMax: r.pick([50, 300, 800]),
     leaderCrashBias: r.pick([0.2, 0.5]),
+    crashAfterVoteRate: r.pick([0, 0.02]),
+    crashAfterElectionRate: r.pick([0, 0.05]),
+    crashAfterElectionMsMax: 30,
+    muteAfterElectionRate: 0,
+    crashAfterCommitRate: 0,
     partitionEveryMs: r.pick([0, 300, 700]),
     partitionMsMin: 50,
     partitionMsMax: 600,
@@ -134,14 +153,53 @@ function figure8(base: Scenario, r: Prng): Scenario {
   return {
     ...base,
     initialVoters: 5,
+    faultPhaseMs: 6_000,
     membershipEveryMs: 0,
-    partitionEveryMs: r.pick([0, 400]),
-    crashEveryMs: r.pick([60, 120]),
+    partitionEveryMs: 0,
+    crashEveryMs: r.pick([100, 200]),
     downMsMin: 5,
-    downMsMax: r.pick([30, 150]),
-    leaderCrashBias: 0.9,
-    proposeEveryMs: 5,
-    network: { ...base.network, dropRate: r.pick([0, 0.05]), delayMsMax: r.pick([3, 10]) },
+    downMsMax: r.pick([20, 60]),
+    leaderCrashBias: 0.8,
+    crashAfterElectionRate: 0.3,
+    crashAfterElectionMsMax: r.pick([2, 10, 20]),
+    muteAfterElectionRate: 0.3,
+    partitionMsMin: 10,
+    partitionMsMax: 100,
+    crashAfterCommitRate: r.pick([0.3, 0.6]),
+    proposeEveryMs: r.pick([2, 5]),
+    // One entry per AppendRequest: an old-term entry often reaches a majority before the new leader's no-op.
+    raft: { ...base.raft, electionTicks: r.int(4, 6), heartbeatTicks: 1, preVote: false, checkQuorum: false, msgBytesMax: r.pick([1, 16]), inflightMsgsMax: r.pick([1, 2, 64]) },
+    network: { ...base.network, dropRate: r.pick([0.05, 0.2]), delayMsMax: r.pick([3, 10]) },
+  };
+}
+
+/** Leaders cut off (often one way) for long stretches; clients keep reading from whoever believes it leads. */
+function partitions(base: Scenario, r: Prng): Scenario {
+  return {
+    ...base,
+    raft: { ...base.raft, checkQuorum: r.chance(0.4) },
+    crashEveryMs: r.pick([0, 800]),
+    partitionEveryMs: r.pick([150, 300]),
+    partitionMsMin: 100,
+    partitionMsMax: 1000,
+    readEveryMs: 5,
+    proposeEveryMs: r.pick([4, 10]),
+  };
+}
+
+/** Many concurrent candidates (slow network, no pre-vote often) and crashes right after voting. */
+function elections(base: Scenario, r: Prng): Scenario {
+  return {
+    ...base,
+    initialVoters: r.pick([3, 5]),
+    raft: { ...base.raft, preVote: r.chance(0.3), electionTicks: r.int(4, 6) },
+    network: { ...base.network, delayMsMin: 2, delayMsMax: r.pick([15, 30]) },
+    crashEveryMs: 100,
+    downMsMin: 1,
+    downMsMax: 20,
+    leaderCrashBias: 0.5,
+    crashAfterVoteRate: r.pick([0.2, 0.5]),
+    membershipEveryMs: 0,
   };
 }
 
@@ -151,6 +209,6 @@ export function describeScenario(s: Scenario): string {
     `profile=${s.profile}${s.bug ? ` bug=${s.bug}` : ''} voters=${s.initialVoters}`,
     `election=${o.electionTicks}t heartbeat=${o.heartbeatTicks}t preVote=${o.preVote} checkQuorum=${o.checkQuorum} inflight=${o.inflightMsgsMax} msgBytes=${o.msgBytesMax} chunk=${o.snapshotChunkBytes}`,
     `pipeline=${s.shell.pipelineDepth} applyBeforePersist=${s.shell.applyBeforePersist} fsync<=${s.shell.fsyncMsMax}ms snapshotEvery=${s.shell.snapshotEveryEntries} pendingSnap=${s.shell.pendingSnapshotRate}`,
-    `drop=${s.network.dropRate} dup=${s.network.duplicateRate} delay<=${s.network.delayMsMax}ms crashEvery=${s.crashEveryMs}ms down<=${s.downMsMax}ms partitionEvery=${s.partitionEveryMs}ms membershipEvery=${s.membershipEveryMs}ms`,
+    `drop=${s.network.dropRate} dup=${s.network.duplicateRate} delay<=${s.network.delayMsMax}ms crashEvery=${s.crashEveryMs}ms crashAfterVote=${s.crashAfterVoteRate} crashAfterElection=${s.crashAfterElectionRate}/${s.crashAfterElectionMsMax}ms muteAfterElection=${s.muteAfterElectionRate} crashAfterCommit=${s.crashAfterCommitRate} down<=${s.downMsMax}ms partitionEvery=${s.partitionEveryMs}ms membershipEvery=${s.membershipEveryMs}ms`,
   ].join('\n  ');
 }

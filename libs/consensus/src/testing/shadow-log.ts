@@ -48,11 +48,9 @@ export class ShadowLog {
     for (const e of run) this.entries.push(e);
   }
 
-  /** A snapshot at index/term replaces the log up to it; the tail is kept if it agrees at `index`. */
+  /** A received snapshot at index/term replaces the whole log (as the core does). */
   resetToSnapshot(index: number, term: number): void {
-    if (index <= this.baseIndex) return;
-    const keepTail = this.term(index) === term;
-    this.entries = keepTail ? this.entries.slice(index - this.baseIndex) : [];
+    this.entries = [];
     this.baseIndex = index;
     this.baseTerm = term;
   }

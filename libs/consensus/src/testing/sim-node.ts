@@ -50,6 +50,12 @@ export interface NodeHost {
   /** Calls `node.persisted(incarnation)` at virtual time `atMs`. */
   schedulePersisted(node: SimNode, incarnation: number, atMs: number): void;
   onApplied(node: SimNode, entry: Entry, writeId: number | null): void;
+  /** A new vote became durable (a chance to crash right after it). */
+  onVoteDurable(node: SimNode): void;
+  /** A node became the first leader of its term. */
+  onNewLeader(node: SimNode): void;
+  /** A leader's commit index advanced. */
+  onLeaderCommit(node: SimNode): void;
   onReadServed(node: SimNode, ctx: string, sm: CounterStateMachine): void;
   onReadFailed(node: SimNode, ctx: string, error: RaftError): void;
 }
@@ -151,13 +157,16 @@ export class SimNode {
   /** Runs `fn` against the core, then handles everything it produced and checks the invariants. */
   drive(fn: (core: RaftCoreApi) => void): void {
     if (!this.up || this.core === null) return;
+    let refused: RaftError | null = null;
     try {
       fn(this.core);
     } catch (err) {
-      if (err instanceof Violation || err instanceof RaftError) throw err;
-      throw new Violation('CoreContract', `${this.id}: the core threw ${describeError(err)}`);
+      if (err instanceof Violation) throw err;
+      if (!(err instanceof RaftError)) throw new Violation('CoreContract', `${this.id}: the core threw ${describeError(err)}`);
+      refused = err;
     }
     this.afterEvent();
+    if (refused !== null) throw refused;
   }
 
   /** The head of the persistence queue became durable. */
@@ -166,7 +175,11 @@ export class SimNode {
     const p = this.pending.find((x) => !x.durable);
     if (p === undefined) throw new Error(`SimNode.persisted: ${this.id} has no Ready waiting for persistence`);
     this.storage.applyReady(p.ready);
-    if (p.ready.hardState) this.durableHard = { ...p.ready.hardState };
+    if (p.ready.hardState) {
+      const votedNow = p.ready.hardState.vote !== null && (p.ready.hardState.vote !== this.durableHard.vote || p.ready.hardState.term !== this.durableHard.term);
+      this.durableHard = { ...p.ready.hardState };
+      if (votedNow) this.host.onVoteDurable(this);
+    }
     p.durable = true;
     if (p.ready.snapshot) this.installSnapshot(p.ready.snapshot);
     this.sendChecked(p.ready.persistedMessages);
@@ -317,8 +330,10 @@ export class SimNode {
         throw new Violation('PersistBeforeAck', `${this.id} acknowledges entries up to ${m.matchIndex} to ${m.to} but its durable log ends at ${this.storage.lastIndex()}`);
       }
     } else if (m.type === 'SnapshotResponse' && m.installed) {
-      if (this.storage.snapshotMeta().index < m.index) {
-        throw new Violation('PersistBeforeAck', `${this.id} reports snapshot ${m.index} installed but its durable snapshot is ${this.storage.snapshotMeta().index}`);
+      // "Installed" may also mean "my log already covers it" (durably, or as committed: known to a majority).
+      const covered = this.storage.snapshotMeta().index >= m.index || this.storage.lastIndex() >= m.index || (this.core !== null && this.core.status().commit >= m.index);
+      if (!covered) {
+        throw new Violation('PersistBeforeAck', `${this.id} reports snapshot ${m.index} installed but its durable snapshot is ${this.storage.snapshotMeta().index} and durable log ends at ${this.storage.lastIndex()}`);
       }
     }
   }
@@ -331,13 +346,27 @@ export class SimNode {
     if (s.term < this.termSeen) throw new Violation('CoreContract', `${this.id}: term went back from ${this.termSeen} to ${s.term} without a restart`);
     this.termSeen = s.term;
     if (s.commit < this.commitSeen) throw new Violation('CommitMonotonic', `${this.id}: commit index went back from ${this.commitSeen} to ${s.commit} without a restart`);
+    if (s.role === 'leader' && s.commit > this.commitSeen) {
+      this.recordLeaderCommit(this.commitSeen, s.commit);
+      this.host.onLeaderCommit(this);
+    }
     this.commitSeen = s.commit;
     if (s.role !== 'leader') return;
+    if (this.host.checker.leaderOf(s.term) === undefined) this.host.onNewLeader(this);
     this.host.checker.observeLeader(s.term, this.id);
     if (this.checkedLeaderTerm !== s.term && this.shadow.lastIndex() === s.lastIndex) {
       this.checkedLeaderTerm = s.term;
       this.host.checker.checkLeaderCompleteness(this.id, s.term, this.shadow.baseIndex, this.shadow.lastIndex(), (i) => this.shadow.term(i));
     }
+  }
+
+  /**
+   * A leader's commit decision counts at once, before any Ready reports it (it may crash first). Every entry a
+   * quorum matched went out in a Ready, so the shadow log holds it; a leader never rewrites its own log.
+   */
+  private recordLeaderCommit(from: number, to: number): void {
+    const hi = Math.min(to, this.shadow.lastIndex());
+    for (let i = Math.max(from, this.shadow.baseIndex) + 1; i <= hi; i++) this.host.checker.observeCommitted(this.id, this.shadow.entry(i)!);
   }
 
   private callCore<T>(what: string, fn: (core: RaftCoreApi) => T): T {

@@ -1,0 +1,99 @@
+import { BugName, ProfileName, makeScenario } from './scenario';
+import { CoreFactory, SimStorage } from './sim-node';
+import { SimResult, SimStats, Simulation } from './simulator';
+
+export interface RunOptions {
+  from: number;
+  seeds: number;
+  profile: ProfileName;
+  bug: BugName | null;
+  /** Continue after a failing seed (otherwise stop at the first). */
+  keepGoing: boolean;
+  /** Print every event of every run as it happens (meant for one seed). */
+  trace: boolean;
+  traceTail: number;
+  /** Check each acknowledgement against durable state when sent (off: only end-to-end invariants catch it). */
+  persistCheck?: boolean;
+  makeCore: CoreFactory;
+  makeStorage: () => SimStorage;
+  /** Where reports go (console.log in the CLI, a buffer in tests). */
+  out: (line: string) => void;
+  /** Called after each seed (progress display). */
+  onSeed?: (result: SimResult) => void;
+}
+
+export interface RunSummary {
+  ran: number;
+  failed: SimResult[];
+  elapsedMs: number;
+  seedsPerSecond: number;
+  totals: SimStats;
+}
+
+/** Runs seeds from..from+seeds-1; each failure is reported with its trace and the command that replays it. */
+export function runSeeds(o: RunOptions): RunSummary {
+  const started = performance.now();
+  const failed: SimResult[] = [];
+  const totals = zeroStats();
+  let ran = 0;
+  for (let seed = o.from; seed < o.from + o.seeds; seed++) {
+    const sim = new Simulation({
+      scenario: makeScenario(seed, o.profile, o.bug, { persistCheck: o.persistCheck }),
+      makeCore: o.makeCore,
+      makeStorage: o.makeStorage,
+      liveTrace: o.trace ? o.out : undefined,
+      traceTail: o.traceTail,
+    });
+    const result = sim.run();
+    ran++;
+    addStats(totals, result.stats);
+    o.onSeed?.(result);
+    if (!result.ok) {
+      failed.push(result);
+      reportFailure(result, o.out);
+      if (!o.keepGoing) break;
+    }
+  }
+  const elapsedMs = performance.now() - started;
+  return { ran, failed, elapsedMs, seedsPerSecond: ran / Math.max(elapsedMs / 1000, 1e-9), totals };
+}
+
+export function reportFailure(r: SimResult, out: (line: string) => void): void {
+  out(`\nSEED ${r.seed} FAILED: ${r.violation?.message ?? 'unknown'}`);
+  out(`last events before the failure:`);
+  for (const line of r.trace) out(`  ${line}`);
+  out(`replay: ${r.replay}\n`);
+}
+
+export function zeroStats(): SimStats {
+  return {
+    virtualMs: 0,
+    events: 0,
+    leaders: 0,
+    committedEntries: 0,
+    acknowledgedWrites: 0,
+    reads: 0,
+    crashes: 0,
+    partitions: 0,
+    membershipChanges: 0,
+    transfers: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    messages: 0,
+    livenessMs: 0,
+  };
+}
+
+function addStats(into: SimStats, s: SimStats): void {
+  for (const k of Object.keys(into) as (keyof SimStats)[]) into[k] += s[k];
+}
+
+export function describeTotals(ran: number, t: SimStats): string {
+  const per = (x: number) => (ran > 0 ? (x / ran).toFixed(1) : '0');
+  return (
+    `per seed: ${per(t.virtualMs)} virtual ms, ${per(t.events)} events, ${per(t.leaders)} elections won, ${per(t.committedEntries)} entries committed, ` +
+    `${per(t.acknowledgedWrites)} writes acked, ${per(t.reads)} reads, ${per(t.crashes)} crashes, ${per(t.partitions)} partitions, ` +
+    `${per(t.membershipChanges)} membership changes, ${per(t.transfers)} transfers, ${per(t.snapshotsInstalled)} snapshots installed, ` +
+    `${per(t.livenessMs)} ms to converge`
+  );
+}

@@ -1,0 +1,659 @@
+import { MembershipChange } from '../core/api';
+import { Message } from '../core/messages';
+import { RaftError } from '../core/ready';
+import { ConfigState, Entry, EntryType, MemberAddress, NodeId, decodeConfig, emptyConfig } from '../core/types';
+import { ClusterChecker, InvariantName, Violation } from './checkers';
+import { CounterStateMachine, configText, encodeWrite } from './counter-state-machine';
+import { RELIABLE_NETWORK, SimNetwork } from './network';
+import { Prng } from './prng';
+import { Scenario, describeScenario } from './scenario';
+import { Scheduler } from './scheduler';
+import { CoreFactory, NodeHost, SimNode, SimStorage, describeError } from './sim-node';
+import { TraceRing } from './trace';
+
+export interface SimOptions {
+  scenario: Scenario;
+  makeCore: CoreFactory;
+  makeStorage: () => SimStorage;
+  /** Print every event as it happens. */
+  liveTrace?: (line: string) => void;
+  /** Events kept for the failure report. */
+  traceTail?: number;
+}
+
+export interface SimStats {
+  virtualMs: number;
+  events: number;
+  leaders: number;
+  committedEntries: number;
+  acknowledgedWrites: number;
+  reads: number;
+  crashes: number;
+  partitions: number;
+  membershipChanges: number;
+  transfers: number;
+  snapshotsTaken: number;
+  snapshotsInstalled: number;
+  messages: number;
+  livenessMs: number;
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  violation: Violation | null;
+  stats: SimStats;
+  /** The last events before the failure (empty when ok). */
+  trace: string[];
+  replay: string;
+}
+
+type SimEvent =
+  | { k: 'tick'; id: NodeId; inc: number }
+  | { k: 'deliver'; m: Message }
+  | { k: 'persisted'; id: NodeId; inc: number }
+  | { k: 'restart'; id: NodeId }
+  | { k: 'stop'; id: NodeId }
+  | { k: 'crash' }
+  | { k: 'crashNode'; id: NodeId }
+  | { k: 'partition' }
+  | { k: 'heal' }
+  | { k: 'propose' }
+  | { k: 'read' }
+  | { k: 'membership' }
+  | { k: 'transfer' }
+  | { k: 'liveness' }
+  | { k: 'livenessCheck' };
+
+/** A hard cap on events per run, far above what a healthy run needs (a bug that loops must still end). */
+const EVENTS_PER_RUN_MAX = 5_000_000;
+const LIVENESS_CHECK_EVERY_MS = 10;
+const TRACE_TAIL_DEFAULT = 80;
+
+interface PendingWrite {
+  node: NodeId;
+  inc: number;
+  index: number;
+  term: number;
+}
+
+interface PendingRead {
+  node: NodeId;
+  inc: number;
+  ackedCountAtStart: number;
+  maxAckedIndexAtStart: number;
+  startedMs: number;
+}
+
+/**
+ * One seeded run: a cluster of SimNodes on a faulty network, simulated clients writing and reading,
+ * a fault phase (crashes, partitions, membership changes, leadership transfers), then a liveness
+ * phase with everything healed. Invariants are checked after every event; the first violation ends
+ * the run.
+ */
+export class Simulation implements NodeHost {
+  readonly scheduler = new Scheduler<SimEvent>();
+  readonly checker = new ClusterChecker();
+  readonly trace: TraceRing;
+  readonly nodes = new Map<NodeId, SimNode>();
+  private readonly network: SimNetwork;
+  private readonly prng: Prng;
+  private readonly s: Scenario;
+  private nextNodeNumber = 1;
+  private tickFactor = new Map<NodeId, number>();
+  private everMember = new Set<NodeId>();
+  private addedAt = new Map<NodeId, { index: number; term: number }>();
+  private lastConfigIndex = 0;
+  private phase: 'faults' | 'liveness' | 'done' = 'faults';
+  private livenessDeadline = 0;
+  private events = 0;
+  // Clients.
+  private nextWriteId = 1;
+  private nextReadId = 1;
+  private pendingWrites = new Map<number, PendingWrite>();
+  private pendingReads = new Map<string, PendingRead>();
+  private ackedCount = 0;
+  private maxAckedIndex = 0;
+  private markerWriteId = 0;
+  private markerIndex = 0;
+  private livenessReadCtx = '';
+  private livenessReadServed = false;
+  private finalMembers: NodeId[] = [];
+  private counters = { reads: 0, crashes: 0, partitions: 0, membershipChanges: 0, transfers: 0 };
+
+  constructor(private readonly options: SimOptions) {
+    this.s = options.scenario;
+    this.prng = new Prng(this.s.seed);
+    this.network = new SimNetwork(this.prng.derive('network'), this.s.network);
+    this.trace = new TraceRing(options.traceTail ?? TRACE_TAIL_DEFAULT, options.liveTrace ?? null);
+  }
+
+  now(): number {
+    return this.scheduler.now();
+  }
+
+  run(): SimResult {
+    let violation: Violation | null = null;
+    try {
+      this.setUp();
+      this.loop();
+      this.finalChecks();
+    } catch (err) {
+      violation = err instanceof Violation ? err : new Violation('CoreContract', `simulator or core failed: ${describeError(err)}`);
+      this.trace.note(this.now(), `VIOLATION ${violation.message}`);
+    }
+    return {
+      seed: this.s.seed,
+      ok: violation === null,
+      violation,
+      stats: this.stats(),
+      trace: violation ? [`scenario: ${describeScenario(this.s)}`, ...this.trace.lines(), ...this.nodeSummary()] : [],
+      replay: replayCommand(this.s),
+    };
+  }
+
+  private setUp(): void {
+    const ids: NodeId[] = [];
+    for (let i = 0; i < this.s.initialVoters; i++) ids.push(this.newNodeId());
+    const config: ConfigState = { voters: ids, outgoing: [], learners: [], addresses: Object.fromEntries(ids.map((id) => [id, addressOf(id)])) };
+    for (const id of ids) this.everMember.add(id);
+    this.trace.note(0, `cluster ${configText(config)}; ${describeScenario(this.s).replace(/\n\s*/g, '; ')}`);
+    for (const id of ids) this.addNode(id, config);
+    const p = this.prng;
+    this.scheduler.at(p.range(0, this.s.proposeEveryMs), { k: 'propose' });
+    this.scheduler.at(p.range(0, this.s.readEveryMs), { k: 'read' });
+    if (this.s.crashEveryMs > 0) this.scheduler.at(p.range(0, 2 * this.s.crashEveryMs), { k: 'crash' });
+    if (this.s.partitionEveryMs > 0) this.scheduler.at(p.range(0, 2 * this.s.partitionEveryMs), { k: 'partition' });
+    if (this.s.membershipEveryMs > 0) this.scheduler.at(p.range(0, 2 * this.s.membershipEveryMs), { k: 'membership' });
+    if (this.s.transferEveryMs > 0) this.scheduler.at(p.range(0, 2 * this.s.transferEveryMs), { k: 'transfer' });
+    this.scheduler.at(this.s.faultPhaseMs, { k: 'liveness' });
+    this.livenessDeadline = this.s.faultPhaseMs + this.s.livenessMsMax;
+  }
+
+  private loop(): void {
+    while (this.phase !== 'done') {
+      const item = this.scheduler.pop();
+      if (item === undefined) throw new Violation('Liveness', 'no events left to run (the cluster went silent)');
+      if (++this.events > EVENTS_PER_RUN_MAX) throw new Violation('Liveness', `more than ${EVENTS_PER_RUN_MAX} events in one run`);
+      if (item.time > this.livenessDeadline) this.livenessFailed();
+      this.handle(item.event);
+    }
+  }
+
+  private handle(ev: SimEvent): void {
+    switch (ev.k) {
+      case 'tick': {
+        const n = this.nodes.get(ev.id)!;
+        if (!n.up || n.incarnation !== ev.inc) return;
+        n.drive((c) => c.tick());
+        this.scheduleTick(n);
+        return;
+      }
+      case 'deliver':
+        return this.deliver(ev.m);
+      case 'persisted':
+        return this.nodes.get(ev.id)!.persisted(ev.inc);
+      case 'restart': {
+        const n = this.nodes.get(ev.id)!;
+        if (n.up || n.stopped) return;
+        n.start();
+        this.scheduleTick(n);
+        return;
+      }
+      case 'stop':
+        return this.stop(ev.id);
+      case 'crash':
+        if (this.phase !== 'faults') return;
+        this.crashSomeone();
+        this.scheduler.after(this.prng.range(0.5, 1.5) * this.s.crashEveryMs, { k: 'crash' });
+        return;
+      case 'crashNode': {
+        const n = this.nodes.get(ev.id)!;
+        if (this.phase !== 'faults' || !n.up) return;
+        n.crash();
+        this.counters.crashes++;
+        this.scheduler.after(this.prng.range(this.s.downMsMin, this.s.downMsMax), { k: 'restart', id: n.id });
+        return;
+      }
+      case 'partition':
+        if (this.phase !== 'faults') return;
+        this.partitionSomehow();
+        this.scheduler.after(this.prng.range(0.5, 1.5) * this.s.partitionEveryMs, { k: 'partition' });
+        return;
+      case 'heal':
+        if (this.phase !== 'faults' || !this.network.isPartitioned()) return;
+        this.network.heal();
+        this.trace.note(this.now(), 'network heals');
+        return;
+      case 'propose':
+        // In the liveness phase only the marker write is proposed, so it covers every acknowledged write.
+        if (this.phase !== 'faults') return;
+        this.proposeSomewhere();
+        this.scheduler.after(this.prng.range(0.5, 1.5) * this.s.proposeEveryMs, { k: 'propose' });
+        return;
+      case 'read':
+        this.readSomewhere();
+        this.scheduler.after(this.prng.range(0.5, 1.5) * this.s.readEveryMs, { k: 'read' });
+        return;
+      case 'membership':
+        if (this.phase !== 'faults') return;
+        this.changeMembership();
+        this.scheduler.after(this.prng.range(0.5, 1.5) * this.s.membershipEveryMs, { k: 'membership' });
+        return;
+      case 'transfer':
+        if (this.phase !== 'faults') return;
+        this.transferLeadership();
+        this.scheduler.after(this.prng.range(0.5, 1.5) * this.s.transferEveryMs, { k: 'transfer' });
+        return;
+      case 'liveness':
+        return this.startLiveness();
+      case 'livenessCheck':
+        this.checkLiveness();
+        if (this.phase === 'liveness') this.scheduler.after(LIVENESS_CHECK_EVERY_MS, { k: 'livenessCheck' });
+        return;
+    }
+  }
+
+  // ---- nodes, ticks, network ----
+
+  private newNodeId(): NodeId {
+    return `n${this.nextNodeNumber++}`;
+  }
+
+  private addNode(id: NodeId, bootstrap: ConfigState): SimNode {
+    const np = this.prng.derive(`node:${id}`);
+    const node = new SimNode(id, this.options.makeStorage(), bootstrap, this.options.makeCore, this.s.raft, this.s.shell, np, this);
+    this.nodes.set(id, node);
+    this.tickFactor.set(id, 1 + np.range(-this.s.tickDriftMax, this.s.tickDriftMax));
+    node.start();
+    this.scheduleTick(node, np.range(0, this.s.tickMs));
+    return node;
+  }
+
+  private scheduleTick(n: SimNode, delayMs?: number): void {
+    const d = delayMs ?? this.s.tickMs * this.tickFactor.get(n.id)! + this.prng.range(-this.s.tickJitterMs, this.s.tickJitterMs);
+    this.scheduler.after(d, { k: 'tick', id: n.id, inc: n.incarnation });
+  }
+
+  send(messages: readonly Message[]): void {
+    for (const m of messages) {
+      const delays = this.network.route(m.from, m.to);
+      this.trace.message(this.now(), delays.length === 0 ? 'drop' : 'send', m);
+      for (const d of delays) this.scheduler.after(d, { k: 'deliver', m });
+    }
+  }
+
+  private deliver(m: Message): void {
+    const n = this.nodes.get(m.to);
+    if (n === undefined || !n.up || !this.network.canReach(m.from, m.to)) return;
+    this.trace.message(this.now(), 'recv', m);
+    n.drive((c) => c.step(m));
+  }
+
+  schedulePersisted(node: SimNode, incarnation: number, atMs: number): void {
+    this.scheduler.at(atMs, { k: 'persisted', id: node.id, inc: incarnation });
+  }
+
+  private liveNodes(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.up);
+  }
+
+  /** Nodes that believe they lead (several may, in different terms). */
+  private leaders(): SimNode[] {
+    return this.liveNodes().filter((n) => n.lastStatus?.role === 'leader');
+  }
+
+  /** The leader of the highest term among live nodes that believe they lead. */
+  private currentLeader(): SimNode | null {
+    let best: SimNode | null = null;
+    for (const n of this.leaders()) if (best === null || n.lastStatus!.term > best.lastStatus!.term) best = n;
+    return best;
+  }
+
+  private stop(id: NodeId): void {
+    const n = this.nodes.get(id)!;
+    if (n.stopped) return;
+    n.crash();
+    n.stopped = true;
+    this.trace.note(this.now(), `${id} is stopped for good (removed from the cluster)`);
+  }
+
+  // ---- faults ----
+
+  private crashSomeone(): void {
+    const live = this.liveNodes();
+    if (live.length === 0) return;
+    const leader = this.currentLeader();
+    const victim = leader !== null && this.prng.chance(this.s.leaderCrashBias) ? leader : this.prng.pick(live);
+    victim.crash();
+    this.counters.crashes++;
+    this.scheduler.after(this.prng.range(this.s.downMsMin, this.s.downMsMax), { k: 'restart', id: victim.id });
+  }
+
+  onVoteDurable(node: SimNode): void {
+    if (this.phase !== 'faults' || !this.prng.chance(this.s.crashAfterVoteRate)) return;
+    const id = node.id;
+    this.scheduler.after(this.prng.range(0, 3), { k: 'crashNode', id });
+  }
+
+  onNewLeader(node: SimNode): void {
+    if (this.phase !== 'faults') return;
+    if (this.prng.chance(this.s.muteAfterElectionRate)) {
+      for (const o of this.nodes.keys()) if (o !== node.id) this.network.blockOneWay(node.id, o);
+      this.counters.partitions++;
+      this.trace.note(this.now(), `network: new leader ${node.id} is muted (its messages are lost)`);
+      this.scheduler.after(this.prng.range(this.s.partitionMsMin, this.s.partitionMsMax), { k: 'heal' });
+      // Often it dies too, keeping its unreplicated entries (Figure 8's S5) until it campaigns again.
+      if (this.prng.chance(0.5)) this.scheduler.after(this.prng.range(0, this.s.crashAfterElectionMsMax), { k: 'crashNode', id: node.id });
+    } else if (this.prng.chance(this.s.crashAfterElectionRate)) {
+      this.scheduler.after(this.prng.range(0, this.s.crashAfterElectionMsMax), { k: 'crashNode', id: node.id });
+    }
+  }
+
+  onLeaderCommit(node: SimNode): void {
+    if (this.phase !== 'faults' || !this.prng.chance(this.s.crashAfterCommitRate)) return;
+    this.scheduler.after(this.prng.range(0, 1), { k: 'crashNode', id: node.id });
+  }
+
+  private partitionSomehow(): void {
+    const ids = [...this.nodes.values()].filter((n) => !n.stopped).map((n) => n.id);
+    if (ids.length < 2) return;
+    const leader = this.currentLeader();
+    const kind = this.prng.int(0, 3);
+    if (kind === 0) {
+      const shuffled = shuffle(ids, this.prng);
+      const cut = this.prng.int(1, shuffled.length - 1);
+      this.network.partition([shuffled.slice(0, cut), shuffled.slice(cut)]);
+    } else if (kind === 1 && leader !== null) {
+      this.network.isolate(leader.id, ids);
+    } else if (kind === 2 && leader !== null) {
+      // The leader can send but not hear back, or hear but not be heard.
+      const inbound = this.prng.chance(0.5);
+      for (const o of ids) {
+        if (o === leader.id) continue;
+        if (inbound) this.network.blockOneWay(o, leader.id);
+        else this.network.blockOneWay(leader.id, o);
+      }
+    } else {
+      const links = this.prng.int(1, 3);
+      for (let i = 0; i < links; i++) {
+        const a = this.prng.pick(ids);
+        const b = this.prng.pick(ids);
+        if (a !== b) this.network.blockOneWay(a, b);
+      }
+    }
+    this.counters.partitions++;
+    this.trace.note(this.now(), `network partition: blocked ${this.network.describePartitions()}`);
+    this.scheduler.after(this.prng.range(this.s.partitionMsMin, this.s.partitionMsMax), { k: 'heal' });
+  }
+
+  private changeMembership(): void {
+    const leader = this.currentLeader();
+    if (leader === null) return;
+    this.stopOrphans();
+    const cfg = leader.lastStatus!.config;
+    const running = [...this.nodes.values()].filter((n) => !n.stopped).length;
+    const options: (() => MembershipChange | null)[] = [];
+    if (running < this.s.nodesMax && cfg.learners.length < 2) options.push(() => ({ type: 'addLearner', id: `n${this.nextNodeNumber}`, address: addressOf(`n${this.nextNodeNumber}`) }));
+    if (cfg.learners.length > 0 && cfg.voters.length < this.s.votersMax) options.push(() => ({ type: 'promote', id: this.prng.pick(cfg.learners) }));
+    if (cfg.voters.length > this.s.votersMin) options.push(() => ({ type: 'remove', id: this.prng.pick(cfg.voters) }));
+    if (cfg.learners.length > 0) options.push(() => ({ type: 'remove', id: this.prng.pick(cfg.learners) }));
+    if (options.length === 0) return;
+    const change = this.prng.pick(options)();
+    if (change === null) return;
+    let result: { index: number; term: number } | null = null;
+    const ok = this.tryCore(leader, `changeMembership ${JSON.stringify({ type: change.type, id: change.id })}`, (c) => (result = c.changeMembership(change)));
+    if (!ok) return;
+    this.counters.membershipChanges++;
+    if (change.type === 'addLearner') {
+      this.nextNodeNumber++;
+      this.addNode(change.id, emptyConfig());
+      this.addedAt.set(change.id, result!);
+    }
+  }
+
+  /** Nodes started for an addLearner whose entry lost (another entry was committed at its index) are stopped. */
+  private stopOrphans(): void {
+    for (const [id, at] of this.addedAt) {
+      const committed = this.checker.committedKeyAt(at.index);
+      if (committed === undefined) continue;
+      this.addedAt.delete(id);
+      if (!committed.startsWith(`${at.term}:config`)) this.stop(id);
+    }
+  }
+
+  private transferLeadership(): void {
+    const leader = this.currentLeader();
+    if (leader === null) return;
+    const voters = leader.lastStatus!.config.voters.filter((v) => v !== leader.id);
+    const to = voters.length > 0 && this.prng.chance(0.8) ? this.prng.pick(voters) : null;
+    if (this.tryCore(leader, `transferLeadership(${to ?? 'null'})`, (c) => c.transferLeadership(to))) this.counters.transfers++;
+  }
+
+  /** Calls the core; an expected RaftError is traced and returns false. */
+  private tryCore(n: SimNode, what: string, fn: (c: NonNullable<SimNode['core']>) => unknown): boolean {
+    let result: unknown = undefined;
+    try {
+      n.drive((c) => {
+        result = fn(c);
+      });
+    } catch (err) {
+      if (!(err instanceof RaftError)) throw err;
+      this.trace.note(this.now(), `${n.id}: ${what} refused: ${err.code}`);
+      return false;
+    }
+    this.trace.note(this.now(), `${n.id}: ${what}${result !== undefined ? ` -> ${JSON.stringify(result)}` : ''}`);
+    return true;
+  }
+
+  // ---- clients ----
+
+  private proposeSomewhere(): void {
+    const leaders = this.leaders();
+    const live = this.liveNodes();
+    if (live.length === 0) return;
+    // Now and then a client asks a follower (and is refused); mostly it finds a node that believes it leads.
+    if (leaders.length > 0 && this.prng.chance(0.95)) this.propose(this.prng.pick(leaders));
+    else if (this.prng.chance(0.1)) this.propose(this.prng.pick(live));
+  }
+
+  private propose(n: SimNode): number {
+    const writeId = this.nextWriteId++;
+    let at: { index: number; term: number } | null = null;
+    const ok = this.tryCore(n, `propose w:${writeId}`, (c) => (at = c.propose(encodeWrite(writeId))));
+    if (ok && at !== null) {
+      const { index, term } = at as { index: number; term: number };
+      this.pendingWrites.set(writeId, { node: n.id, inc: n.incarnation, index, term });
+    }
+    return writeId;
+  }
+
+  onApplied(node: SimNode, entry: Entry, writeId: number | null): void {
+    if (entry.type === EntryType.Config) this.onConfigCommitted(entry);
+    if (writeId === null) return;
+    const p = this.pendingWrites.get(writeId);
+    if (p === undefined || p.node !== node.id || p.inc !== node.incarnation) return;
+    this.pendingWrites.delete(writeId);
+    if (p.index !== entry.index || p.term !== entry.term) {
+      throw new Violation('CoreContract', `${node.id}: w:${writeId} was proposed at ${p.index}/${p.term} but applied at ${entry.index}/${entry.term}`);
+    }
+    this.ackedCount++;
+    if (entry.index > this.maxAckedIndex) this.maxAckedIndex = entry.index;
+    if (writeId === this.markerWriteId) this.markerIndex = entry.index;
+  }
+
+  private onConfigCommitted(entry: Entry): void {
+    if (entry.index <= this.lastConfigIndex) return;
+    this.lastConfigIndex = entry.index;
+    const cfg = decodeConfig(entry.data);
+    const members = new Set([...cfg.voters, ...cfg.outgoing, ...cfg.learners]);
+    for (const id of members) this.everMember.add(id);
+    for (const id of this.everMember) {
+      const n = this.nodes.get(id);
+      if (members.has(id) || n === undefined || n.removed) continue;
+      n.removed = true;
+      this.trace.note(this.now(), `${id} is no longer a member (config ${entry.index}: ${configText(cfg)})`);
+      if (this.phase === 'faults') this.scheduler.after(this.prng.range(0, 500), { k: 'stop', id });
+    }
+  }
+
+  private readSomewhere(): void {
+    const leaders = this.leaders();
+    if (leaders.length === 0) return;
+    this.startRead(this.prng.pick(leaders));
+  }
+
+  private startRead(n: SimNode, ctx = `r${this.nextReadId++}`): string {
+    const read: PendingRead = { node: n.id, inc: n.incarnation, ackedCountAtStart: this.ackedCount, maxAckedIndexAtStart: this.maxAckedIndex, startedMs: this.now() };
+    // Registered first: a read may be served within the same call.
+    this.pendingReads.set(ctx, read);
+    if (!this.tryCore(n, `readIndex ${ctx}`, (c) => c.readIndex(ctx))) this.pendingReads.delete(ctx);
+    return ctx;
+  }
+
+  onReadServed(node: SimNode, ctx: string, sm: CounterStateMachine): void {
+    const r = this.pendingReads.get(ctx);
+    if (r === undefined || r.node !== node.id || r.inc !== node.incarnation) return;
+    this.pendingReads.delete(ctx);
+    this.counters.reads++;
+    if (sm.appliedIndex < r.maxAckedIndexAtStart || sm.count < r.ackedCountAtStart) {
+      throw new Violation(
+        'ReadLinearizability',
+        `${node.id} served read ${ctx} (started at ${r.startedMs.toFixed(1)} ms) from state at index ${sm.appliedIndex} with ${sm.count} writes, ` +
+          `but ${r.ackedCountAtStart} writes up to index ${r.maxAckedIndexAtStart} were acknowledged before it started`,
+      );
+    }
+    this.trace.note(this.now(), `${node.id} served read ${ctx} at index ${sm.appliedIndex} (count ${sm.count})`);
+    if (ctx === this.livenessReadCtx) this.livenessReadServed = true;
+  }
+
+  onReadFailed(_node: SimNode, ctx: string, error: RaftError): void {
+    this.pendingReads.delete(ctx);
+    this.trace.note(this.now(), `read ${ctx} failed: ${error.code}`);
+  }
+
+  // ---- liveness ----
+
+  private startLiveness(): void {
+    this.phase = 'liveness';
+    this.network.heal();
+    this.network.setFaults(RELIABLE_NETWORK);
+    for (const n of this.nodes.values()) {
+      if (n.removed) this.stop(n.id);
+      else if (!n.up && !n.stopped) {
+        n.start();
+        this.scheduleTick(n);
+      }
+    }
+    this.trace.note(this.now(), 'LIVENESS PHASE: network healed, every member up, no more faults');
+    this.scheduler.after(LIVENESS_CHECK_EVERY_MS, { k: 'livenessCheck' });
+  }
+
+  /** Done when a leader committed a fresh write, every member applied it, and a read went through. */
+  private checkLiveness(): void {
+    const leader = this.currentLeader();
+    if (leader === null) return;
+    if (this.markerIndex === 0) {
+      const p = this.pendingWrites.get(this.markerWriteId);
+      if (p === undefined || p.node !== leader.id || p.inc !== leader.incarnation || p.term !== leader.lastStatus!.term) this.markerWriteId = this.propose(leader);
+      return;
+    }
+    const cfg = leader.lastStatus!.config;
+    for (const id of [...cfg.voters, ...cfg.outgoing, ...cfg.learners]) {
+      const n = this.nodes.get(id);
+      if (n === undefined || !n.up || n.sm.appliedIndex < this.markerIndex) return;
+    }
+    if (!this.livenessReadServed) {
+      const r = this.livenessReadCtx === '' ? undefined : this.pendingReads.get(this.livenessReadCtx);
+      if (r === undefined || r.node !== leader.id || r.inc !== leader.incarnation) {
+        // Named before the call: the read may be served within it.
+        this.livenessReadCtx = `live${this.nextReadId++}`;
+        this.startRead(leader, this.livenessReadCtx);
+      }
+      return;
+    }
+    this.phase = 'done';
+    this.finalMembers = [...cfg.voters, ...cfg.outgoing, ...cfg.learners];
+    this.trace.note(this.now(), `cluster converged: leader ${leader.id} term ${leader.lastStatus!.term}, marker at ${this.markerIndex} applied on all members`);
+  }
+
+  private livenessFailed(): never {
+    const leader = this.currentLeader();
+    const what =
+      leader === null
+        ? 'no leader'
+        : this.markerIndex === 0
+          ? `leader ${leader.id} (term ${leader.lastStatus!.term}) did not commit a fresh write`
+          : this.livenessReadServed
+            ? 'unknown'
+            : `members did not all apply index ${this.markerIndex}, or the read did not complete`;
+    throw new Violation('Liveness', `not converged ${this.s.livenessMsMax} ms after faults healed: ${what}`);
+  }
+
+  private finalChecks(): void {
+    for (const id of this.finalMembers) {
+      const n = this.nodes.get(id)!;
+      if (n.sm.appliedIndex < this.maxAckedIndex || n.sm.count < this.ackedCount) {
+        throw new Violation('AckedWriteLost', `${n.id} ends at index ${n.sm.appliedIndex} with ${n.sm.count} writes, but ${this.ackedCount} writes up to index ${this.maxAckedIndex} were acknowledged`);
+      }
+    }
+  }
+
+  private nodeSummary(): string[] {
+    const out = ['nodes at the end:'];
+    for (const n of this.nodes.values()) {
+      const s = n.lastStatus;
+      const state = !n.up ? (n.stopped ? 'stopped' : 'down') : s ? `${s.role} term=${s.term} leader=${s.leaderId ?? '-'} commit=${s.commit} last=${s.lastIndex} config=${configText(s.config)}` : 'up';
+      const hs = n.durableHardState();
+      out.push(`  ${n.id}: ${state}; applied=${n.sm.appliedIndex}; durable term=${hs.term} vote=${hs.vote ?? '-'} commit=${hs.commit}`);
+    }
+    return out;
+  }
+
+  private stats(): SimStats {
+    let snapshotsTaken = 0;
+    let snapshotsInstalled = 0;
+    for (const n of this.nodes.values()) {
+      snapshotsTaken += n.stats.snapshotsTaken;
+      snapshotsInstalled += n.stats.snapshotsInstalled;
+    }
+    return {
+      virtualMs: this.now(),
+      events: this.events,
+      leaders: this.checker.counts.leaders,
+      committedEntries: this.checker.maxCommitted,
+      acknowledgedWrites: this.ackedCount,
+      reads: this.counters.reads,
+      crashes: this.counters.crashes,
+      partitions: this.counters.partitions,
+      membershipChanges: this.counters.membershipChanges,
+      transfers: this.counters.transfers,
+      snapshotsTaken,
+      snapshotsInstalled,
+      messages: this.network.stats.sent,
+      livenessMs: this.phase === 'done' ? this.now() - this.s.faultPhaseMs : -1,
+    };
+  }
+}
+
+export function addressOf(id: NodeId): MemberAddress {
+  return { raftAddress: `sim://${id}`, httpUrl: `http://${id}.sim` };
+}
+
+export function replayCommand(s: Scenario): string {
+  const profile = s.profile !== 'default' ? ` --profile ${s.profile}` : '';
+  const bug = s.bug !== null ? ` --bug ${s.bug}` : '';
+  const check = s.shell.checkPersistBeforeAck ? '' : ' --no-persist-check';
+  return `npm run sim -- --seeds 1 --from ${s.seed}${profile}${bug}${check} --trace`;
+}
+
+function shuffle<T>(items: T[], p: Prng): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = p.int(0, i);
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+export type { InvariantName };
