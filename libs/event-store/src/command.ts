@@ -4,8 +4,7 @@ import { AppendCommand, AppendInput, ExpectedRevision, PreparedEvent } from './t
 import { isUuid, readUuid, UUID_BYTES, writeUuid } from './uuid';
 
 const STREAM_ID_RE = /^[A-Za-z0-9._:@-]+$/;
-const encoder = new TextEncoder();
-const EMPTY_OBJECT_JSON = encoder.encode('{}');
+const EMPTY_OBJECT_JSON: Uint8Array = Buffer.from('{}');
 
 /** Validates a stream id (API.md): 1–256 chars of [A-Za-z0-9._:@-], not starting with `$`. Returns a problem or null. */
 export function streamIdProblem(streamId: unknown, charsMax = 256): string | null {
@@ -36,7 +35,7 @@ function jsonBytes(value: unknown, field: string): Uint8Array {
     throw invalid(field, `not a JSON value (${(e as Error).message})`);
   }
   if (text === undefined) throw invalid(field, 'not a JSON value');
-  return encoder.encode(text);
+  return Buffer.from(text, 'utf8');
 }
 
 /**
