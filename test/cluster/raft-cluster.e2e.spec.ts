@@ -1,4 +1,5 @@
-import { ClusterHarness, waitFor } from '../support/cluster-harness';
+import { spawnSync } from 'node:child_process';
+import { ClusterHarness, nodeMain, repoRoot, waitFor } from '../support/cluster-harness';
 import { E2EClient, event } from '../support/e2e-client';
 import { assertAckedPresent, convergedAll, WriteLoad } from '../support/workload';
 
@@ -108,6 +109,19 @@ describe('a 3-node cluster of real processes', () => {
     expect(load.rejected).toEqual([]);
   });
 
+  it('SIGTERM of the leader hands leadership over first and exits 0; restarted, the node rejoins', async () => {
+    const old = await h.waitForLeader();
+    await client.appendOk('graceful', { events: [event('BeforeStop')] });
+    const code = await h.stop(old.id);
+    expect(code).toBe(0);
+    expect(h.logsSinceStart(old.id).some((l) => /handed leadership to/.test(l))).toBe(true);
+    await h.waitForLeader({ not: old.id });
+    await client.appendOk('graceful', { events: [event('AfterStop')] });
+    await h.restart(old.id);
+    const all = await convergedAll(h, client);
+    expect(all.filter((e) => e.streamId === 'graceful').map((e) => e.type)).toEqual(['BeforeStop', 'AfterStop']);
+  });
+
   it('adds a 4th node as learner and promotes it, transfers leadership and removes a node, under a write load', async () => {
     const load = new WriteLoad(client, { streams: ['member-1', 'member-2', 'member-3'], concurrency: 3 }).start();
     try {
@@ -170,5 +184,21 @@ describe('a 5-node cluster of real processes', () => {
     await h.restart(old.id);
     const all = await convergedAll(h, client);
     expect(all.filter((e) => e.streamId === 'five').map((e) => e.revision)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+  });
+});
+
+describe('node configuration', () => {
+  const run = (env: Record<string, string>) =>
+    spawnSync(process.execPath, [nodeMain], { cwd: repoRoot, env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 60_000 });
+
+  it.each([
+    ['CLUSTER_SECRET', { RAFT_ADDR: '0.0.0.0:1' }],
+    ['HTTP_ADDR', { HTTP_ADDR: 'no-port' }],
+    ['INITIAL_CLUSTER', { INITIAL_CLUSTER: 'n1=garbage' }],
+    ['TICK_MS', { TICK_MS: '-5' }],
+  ])('a bad %s exits non-zero with a message naming it', (variable, env) => {
+    const r = run(env);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(variable);
   });
 });
