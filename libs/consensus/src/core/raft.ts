@@ -6,6 +6,8 @@ import { RaftOptions } from './options';
 import { Progress } from './progress';
 import { hasQuorum, quorumValue, quorumVote } from './quorum';
 import { ReadOnlyQueue } from './read-only';
+import { loadConfigs, validateOptions } from './startup';
+import { UncommittedBytes } from './uncommitted';
 import { RaftError, ReadState, Ready, Role, SnapshotChunk, SoftState } from './ready';
 import { stepCandidate } from './roles/candidate';
 import { stepFollower } from './roles/follower';
@@ -14,8 +16,6 @@ import { ConfigState, Entry, EntryType, HardState, InitialState, NodeId, RaftLog
 
 /** Payload bytes of committed entries handed out in one Ready. */
 export const COMMITTED_BYTES_PER_READY_MAX = 64 * 1024 * 1024;
-/** Entries read per step when scanning the log backwards for configuration entries at start-up. */
-const CONFIG_SCAN_ENTRIES = 512;
 
 export type RoleState = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
 
@@ -56,8 +56,7 @@ export class RaftCore implements RaftCoreApi {
   /** Index of the leader's first entry of its term (its no-op). */
   termStartIndex = 0;
   readonly reads = new ReadOnlyQueue();
-  uncommitted: { index: number; bytes: number }[] = [];
-  uncommittedBytes = 0;
+  readonly uncommitted = new UncommittedBytes();
 
   /** Snapshot being received: bytes handed to the shell so far. */
   incomingSnapshot: { index: number; term: number; bytes: number } | null;
@@ -153,8 +152,8 @@ export class RaftCore implements RaftCoreApi {
     if (this.leadTransferee !== null) {
       throw new RaftError('transfer_in_progress', `node ${this.id}: leadership is being transferred to ${this.leadTransferee}; retry on the new leader`, this.id);
     }
-    if (this.uncommittedBytes > 0 && this.uncommittedBytes + data.byteLength > this.opts.uncommittedBytesMax) {
-      throw new RaftError('overloaded', `node ${this.id}: ${this.uncommittedBytes} bytes are appended but not committed (max ${this.opts.uncommittedBytesMax}); retry later`, this.id);
+    if (this.uncommitted.bytes > 0 && this.uncommitted.bytes + data.byteLength > this.opts.uncommittedBytesMax) {
+      throw new RaftError('overloaded', `node ${this.id}: ${this.uncommitted.bytes} bytes are appended but not committed (max ${this.opts.uncommittedBytesMax}); retry later`, this.id);
     }
     const e = appendAsLeader(this, EntryType.Normal, data);
     return { index: e.index, term: e.term };
@@ -347,8 +346,7 @@ export class RaftCore implements RaftCoreApi {
     this.resetElectionTimer();
     this.leadTransferee = null;
     this.leaseDisabled = false;
-    this.uncommitted = [];
-    this.uncommittedBytes = 0;
+    this.uncommitted.reset();
     this.progress = new Map();
     this.syncProgress();
     const self = this.progress.get(this.id);
@@ -368,8 +366,7 @@ export class RaftCore implements RaftCoreApi {
     }
     this.progress = new Map();
     this.leadTransferee = null;
-    this.uncommitted = [];
-    this.uncommittedBytes = 0;
+    this.uncommitted.reset();
   }
 
   /** Starts a (pre-)election; `transfer` skips pre-vote and bypasses the voters' lease guard. */
@@ -612,50 +609,4 @@ export class RaftCore implements RaftCoreApi {
 
 function isResponse(m: Message): boolean {
   return m.type === 'AppendResponse' || m.type === 'SnapshotResponse' || m.type === 'VoteResponse';
-}
-
-function validateOptions(o: RaftOptions): void {
-  const fail = (what: string) => {
-    throw new Error(`RaftOptions for ${o.id}: ${what}`);
-  };
-  if (!o.id) fail('id is empty');
-  if (!(Number.isInteger(o.heartbeatTicks) && o.heartbeatTicks >= 1)) fail(`heartbeatTicks must be an integer ≥ 1, got ${o.heartbeatTicks}`);
-  if (!(Number.isInteger(o.electionTicks) && o.electionTicks > o.heartbeatTicks)) fail(`electionTicks (${o.electionTicks}) must be an integer > heartbeatTicks (${o.heartbeatTicks})`);
-  if (!(o.inflightMsgsMax >= 1)) fail(`inflightMsgsMax must be ≥ 1, got ${o.inflightMsgsMax}`);
-  if (!(o.msgBytesMax >= 1)) fail(`msgBytesMax must be ≥ 1, got ${o.msgBytesMax}`);
-  if (!(o.snapshotChunkBytes >= 1)) fail(`snapshotChunkBytes must be ≥ 1, got ${o.snapshotChunkBytes}`);
-  if (!(o.clockDriftTicksMax >= 0 && o.clockDriftTicksMax < o.electionTicks)) fail(`clockDriftTicksMax (${o.clockDriftTicksMax}) must be in [0, electionTicks)`);
-}
-
-/**
- * The configuration history at start-up: the base (snapshot, or bootstrap) plus the config entries of the log
- * back to the newest committed one (older ones can never become current again).
- */
-function loadConfigs(log: RaftLog, initial: InitialState): ConfigHistory {
-  const snap = log.snapshotMeta();
-  const found: { index: number; config: ConfigState }[] = [];
-  let hi = log.lastIndex() + 1;
-  const first = log.firstIndex();
-  while (hi > first) {
-    const lo = Math.max(first, hi - CONFIG_SCAN_ENTRIES);
-    let cursor = lo;
-    const chunk: Entry[] = [];
-    while (cursor < hi) {
-      const part = log.entries(cursor, hi, Number.MAX_SAFE_INTEGER);
-      chunk.push(...part);
-      cursor = part[part.length - 1].index + 1;
-    }
-    for (let i = chunk.length - 1; i >= 0; i--) {
-      if (chunk[i].type === EntryType.Config) found.push({ index: chunk[i].index, config: decodeConfig(chunk[i].data) });
-    }
-    if (found.length > 0 && found[found.length - 1].index <= log.committed) break;
-    hi = lo;
-  }
-  found.reverse();
-  let history: ConfigHistory;
-  if (snap.index > 0) history = new ConfigHistory(snap.index, snap.config);
-  else if (found.length === 0 || found[0].index > log.committed) history = new ConfigHistory(0, initial.bootstrapConfig ?? initial.config);
-  else history = new ConfigHistory(found[0].index, found.shift()?.config as ConfigState);
-  for (const f of found) if (f.index > history.currentIndex()) history.push(f.index, f.config);
-  return history;
 }

@@ -51,8 +51,7 @@ export function tickLeader(r: RaftCore): void {
 export function appendAsLeader(r: RaftCore, type: EntryType, data: Uint8Array): Entry {
   const e: Entry = { index: r.log.lastIndex() + 1, term: r.term, type, data };
   r.appendToLog([e]);
-  r.uncommitted.push({ index: e.index, bytes: data.byteLength });
-  r.uncommittedBytes += data.byteLength;
+  r.uncommitted.add(e.index, data.byteLength);
   bcastAppend(r);
   return e;
 }
@@ -231,7 +230,7 @@ export function maybeCommit(r: RaftCore): boolean {
 
 function afterCommit(r: RaftCore): void {
   const committed = r.log.committed;
-  while (r.uncommitted.length > 0 && r.uncommitted[0].index <= committed) r.uncommittedBytes -= (r.uncommitted.shift() as { bytes: number }).bytes;
+  r.uncommitted.releaseTo(committed);
   if (committed >= r.termStartIndex) for (const ctx of r.reads.takeWaitingForCommit()) r.serveRead(ctx, false);
   const config = r.config();
   if (r.configs.currentIndex() > committed) return;
