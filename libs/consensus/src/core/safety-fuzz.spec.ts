@@ -171,7 +171,7 @@ describe('safety under faults (core-level fuzz)', () => {
     const first = Number(process.env.FUZZ_FIRST_SEED ?? 1);
     for (let seed = first; seed < first + seeds; seed++) total += runSeed(seed, 3000).committed;
     expect(total).toBeGreaterThan(0);
-  });
+  }, 120_000);
 });
 
 
