@@ -111,7 +111,8 @@ async function appendRun(dir: string, appenders: number, raw: RawFile): Promise<
   await s.close();
   fs.rmSync(dir, { recursive: true, force: true });
   latencies.sort((a, b) => a - b);
-  const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] : NaN);
+  const pct = (p: number) =>
+    latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] : NaN;
   return {
     appenders,
     entriesPerSec: count / logSeconds,
@@ -165,7 +166,8 @@ async function buildLog(dir: string, n: number): Promise<number> {
   const t0 = Date.now();
   for (let i = 1; i <= n; i += batch) {
     const es: Entry[] = [];
-    for (let k = i; k < i + batch && k <= n; k++) es.push({ index: k, term: 1 + Math.floor(k / 100_000), type: EntryType.Normal, data });
+    for (let k = i; k < i + batch && k <= n; k++)
+      es.push({ index: k, term: 1 + Math.floor(k / 100_000), type: EntryType.Normal, data });
     await s.persist({ entries: es });
   }
   await s.close();
@@ -187,7 +189,9 @@ async function openChild(dir: string): Promise<void> {
   await sleep(50);
   const rss = process.memoryUsage().rss;
   const segments = fs.readdirSync(path.join(dir, 'log')).filter((n) => n.endsWith('.seg')).length;
-  process.stdout.write(JSON.stringify({ openMs, last, rssGrowthMiB: (rss - baseline) / 1048576, segments, probe }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ openMs, last, rssGrowthMiB: (rss - baseline) / 1048576, segments, probe }) + '\n',
+  );
   await s.close();
 }
 
@@ -202,7 +206,9 @@ function row(cells: (string | number)[], widths: number[]): string {
 async function main(): Promise<void> {
   if (process.argv[2] === '--open-child') return openChild(process.argv[3]);
   const root = benchDir();
-  console.log(`bench:log — ${entryPayloadBytes}-byte entries (${recordBytesEach}-byte records), ${runMs} ms per run`);
+  console.log(
+    `bench:log — ${entryPayloadBytes}-byte entries (${recordBytesEach}-byte records), ${runMs} ms per run`,
+  );
   console.log(`disk under test: ${fsOf(root)}`);
   console.log(`/tmp is on:      ${fsOf('/tmp')}`);
   console.log('');
@@ -212,7 +218,22 @@ async function main(): Promise<void> {
   const big = raw.run(256 * recordBytesEach, 1000);
   raw.close();
   const widths = [9, 11, 8, 9, 12, 13, 8, 8, 8];
-  console.log(row(['appenders', 'entries/s', 'MB/s', 'entries/', 'raw MB/s at', 'raw entries/s', 'ratio', 'p50 ms', 'p99 ms'], widths));
+  console.log(
+    row(
+      [
+        'appenders',
+        'entries/s',
+        'MB/s',
+        'entries/',
+        'raw MB/s at',
+        'raw entries/s',
+        'ratio',
+        'p50 ms',
+        'p99 ms',
+      ],
+      widths,
+    ),
+  );
   console.log(row(['', '', '', 'fsync', 'same batch', 'same batch', 'to raw', '', ''], widths));
   for (const r of results) {
     console.log(
@@ -233,15 +254,24 @@ async function main(): Promise<void> {
     );
   }
   const bigMb = big.bytes / big.seconds / 1e6;
-  console.log(`(raw ceiling at 256 records per fsync: ${bigMb.toFixed(1)} MB/s, ${Math.round((bigMb * 1e6) / recordBytesEach)} entries/s)`);
+  console.log(
+    `(raw ceiling at 256 records per fsync: ${bigMb.toFixed(1)} MB/s, ${Math.round((bigMb * 1e6) / recordBytesEach)} entries/s)`,
+  );
   console.log('');
   const logDir = path.join(root, 'open');
   const buildS = await buildLog(logDir, openEntries);
   console.log(`built a log of ${openEntries} entries in ${buildS.toFixed(1)} s`);
   for (const label of ['open (page cache warm)', 'open (again)']) {
-    const child = spawnSync(process.execPath, ['--expose-gc', __filename, '--open-child', logDir], { encoding: 'utf8' });
+    const child = spawnSync(process.execPath, ['--expose-gc', __filename, '--open-child', logDir], {
+      encoding: 'utf8',
+    });
     if (child.status !== 0) throw new Error(`open child failed: ${child.stderr}`);
-    const r = JSON.parse(child.stdout.trim().split('\n').pop()!) as { openMs: number; last: number; rssGrowthMiB: number; segments: number };
+    const r = JSON.parse(child.stdout.trim().split('\n').pop()!) as {
+      openMs: number;
+      last: number;
+      rssGrowthMiB: number;
+      segments: number;
+    };
     console.log(
       `${label}: ${r.last} entries in ${r.segments} segments opened in ${r.openMs.toFixed(0)} ms; RSS +${r.rssGrowthMiB.toFixed(1)} MiB over the baseline`,
     );

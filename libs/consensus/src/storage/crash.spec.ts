@@ -40,12 +40,27 @@ interface RunReport {
 }
 
 /** Starts the child and collects its durability reports until it dies. */
-function startChild(dir: string, from: number, term: number, childSeed: number): { child: ChildProcess; report: RunReport } {
-  const child = spawn(process.execPath, ['--require', register, childScript, dir, String(from), String(term), String(childSeed)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: repo,
-  });
-  const report: RunReport = { lastDurable: 0, hardStateTerm: 0, ready: false, stderr: '', exit: Promise.resolve() };
+function startChild(
+  dir: string,
+  from: number,
+  term: number,
+  childSeed: number,
+): { child: ChildProcess; report: RunReport } {
+  const child = spawn(
+    process.execPath,
+    ['--require', register, childScript, dir, String(from), String(term), String(childSeed)],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: repo,
+    },
+  );
+  const report: RunReport = {
+    lastDurable: 0,
+    hardStateTerm: 0,
+    ready: false,
+    stderr: '',
+    exit: Promise.resolve(),
+  };
   let partial = '';
   child.stdout!.setEncoding('utf8');
   child.stdout!.on('data', (chunk: string) => {
@@ -56,7 +71,8 @@ function startChild(dir: string, from: number, term: number, childSeed: number):
       const [kind, a, b] = line.split(' ');
       if (kind === 'ready') report.ready = true;
       else if (kind === 'hs') report.hardStateTerm = Number(a);
-      else if (kind === 'e' && Number(b) === term) report.lastDurable = Math.max(report.lastDurable, Number(a));
+      else if (kind === 'e' && Number(b) === term)
+        report.lastDurable = Math.max(report.lastDurable, Number(a));
     }
   });
   child.stderr!.setEncoding('utf8');
@@ -77,7 +93,8 @@ async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Pr
 function verify(s: DurableStorage, expectedTerm: number[]): string[] {
   const problems: string[] = [];
   const last = s.lastIndex();
-  if (last < expectedTerm.length - 1) problems.push(`last index ${last} < ${expectedTerm.length - 1} reported durable`);
+  if (last < expectedTerm.length - 1)
+    problems.push(`last index ${last} < ${expectedTerm.length - 1} reported durable`);
   let i = s.firstIndex();
   let prevTerm = 0;
   while (i <= last && problems.length < 10) {
@@ -85,8 +102,10 @@ function verify(s: DurableStorage, expectedTerm: number[]): string[] {
       const want = expectedTerm[i];
       if (e.index !== i) problems.push(`entry ${e.index} where ${i} was expected (gap)`);
       else if (e.term < prevTerm) problems.push(`term ${e.term} at ${i} below ${prevTerm}`);
-      else if (!Buffer.from(e.data).equals(Buffer.from(crashEntry(e.index, e.term).data))) problems.push(`entry ${i} damaged`);
-      else if (want !== undefined && e.term !== want) problems.push(`entry ${i} has term ${e.term}, ${want} was reported durable`);
+      else if (!Buffer.from(e.data).equals(Buffer.from(crashEntry(e.index, e.term).data)))
+        problems.push(`entry ${i} damaged`);
+      else if (want !== undefined && e.term !== want)
+        problems.push(`entry ${i} has term ${e.term}, ${want} was reported durable`);
       prevTerm = e.term;
       i++;
     }
@@ -112,9 +131,15 @@ describe('crash safety (SIGKILL at random moments)', () => {
       const term = run;
       const { child, report } = startChild(dir, from, term, Math.floor(random() * 1e9));
       try {
-        await waitFor(() => report.ready || child.exitCode !== null, readyTimeoutMs, `child ${run} to open the storage`);
+        await waitFor(
+          () => report.ready || child.exitCode !== null,
+          readyTimeoutMs,
+          `child ${run} to open the storage`,
+        );
         if (!report.ready) throw new Error(`child ${run} exited early: ${report.stderr}`);
-        await new Promise((r) => setTimeout(r, killDelayMsMin + random() * (killDelayMsMax - killDelayMsMin)));
+        await new Promise((r) =>
+          setTimeout(r, killDelayMsMin + random() * (killDelayMsMax - killDelayMsMin)),
+        );
       } finally {
         child.kill('SIGKILL');
         await report.exit;

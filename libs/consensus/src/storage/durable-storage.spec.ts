@@ -69,7 +69,8 @@ describe('DurableStorage log', () => {
     const s = await open({ segmentBytes: 1 << 20 });
     const order: number[] = [];
     const calls: Promise<void>[] = [];
-    for (let i = 1; i <= 200; i++) calls.push(s.persist({ entries: [entry(i)] }).then(() => void order.push(i)));
+    for (let i = 1; i <= 200; i++)
+      calls.push(s.persist({ entries: [entry(i)] }).then(() => void order.push(i)));
     await Promise.all(calls);
     expect(order).toEqual(Array.from({ length: 200 }, (_, k) => k + 1));
     const st = s.stats();
@@ -199,9 +200,12 @@ describe('DurableStorage log', () => {
     for (let i = 1; i <= 300; i += 30) await s.persist({ entries: entries(i, i + 29) });
     await s.compact(250); // no snapshot yet: clamped to 0, nothing goes
     expect(s.firstIndex()).toBe(1);
-    await s.saveSnapshot({ index: 250, term: 1, config: decodeConfig(Buffer.from('{"voters":["a"]}')) }, (async function* () {
-      yield Buffer.from('state at 250');
-    })());
+    await s.saveSnapshot(
+      { index: 250, term: 1, config: decodeConfig(Buffer.from('{"voters":["a"]}')) },
+      (async function* () {
+        yield Buffer.from('state at 250');
+      })(),
+    );
     const files = segmentFiles(dir).length;
     await s.compact(200);
     expect(segmentFiles(dir).length).toBeLessThan(files);

@@ -73,11 +73,15 @@ function isIoError(e: unknown): boolean {
 }
 
 /** `--repair=discard-and-rejoin` on the command line or `REPAIR=discard-and-rejoin` in the environment. */
-export function parseRepairOption(argv: readonly string[], env: Record<string, string | undefined>): RepairOption | undefined {
+export function parseRepairOption(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+): RepairOption | undefined {
   const arg = argv.find((a) => a.startsWith('--repair='));
   const value = arg !== undefined ? arg.slice('--repair='.length) : env.REPAIR;
   if (value === undefined || value === '') return undefined;
-  if (value !== 'discard-and-rejoin') throw new Error(`unknown repair option "${value}"; the only one is discard-and-rejoin`);
+  if (value !== 'discard-and-rejoin')
+    throw new Error(`unknown repair option "${value}"; the only one is discard-and-rejoin`);
   return value;
 }
 
@@ -140,7 +144,9 @@ export class DurableStorage implements NodeStorage {
       if (!(e instanceof StorageCorruptionError) || opts.repair !== 'discard-and-rejoin') throw e;
       const aside = DurableStorage.moveAside(dir, opts.fileOps ?? nodeFileOps);
       logger.error(`storage: ${e.message}`);
-      logger.error(`storage: repair discard-and-rejoin: moved the log and snapshots to ${aside}; starting empty, the node rejoins from the leader's snapshot`);
+      logger.error(
+        `storage: repair discard-and-rejoin: moved the log and snapshots to ${aside}; starting empty, the node rejoins from the leader's snapshot`,
+      );
       return DurableStorage.openNow(dir, opts, logger);
     }
   }
@@ -148,15 +154,29 @@ export class DurableStorage implements NodeStorage {
   private static openNow(dir: string, opts: DurableStorageOptions, logger: StorageLogger): DurableStorage {
     const ops = opts.fileOps ?? nodeFileOps;
     const segmentBytes = opts.segmentBytes ?? segmentBytesDefault;
-    assert(segmentBytes >= segmentBytesMin && segmentBytes <= segmentBytesMax, `segmentBytes ${segmentBytes} in [${segmentBytesMin}, ${segmentBytesMax}]`);
+    assert(
+      segmentBytes >= segmentBytesMin && segmentBytes <= segmentBytesMax,
+      `segmentBytes ${segmentBytes} in [${segmentBytesMin}, ${segmentBytesMax}]`,
+    );
     ops.mkdirSync(dir, { recursive: true });
     const line = (l: string) => logger.warn(l);
     const hs = HardStateFile.open(dir, ops);
-    const snaps = SnapshotStore.open(`${dir}/snapshots`, ops, opts.snapshotsKeep ?? snapshotsKeepDefault, line);
+    const snaps = SnapshotStore.open(
+      `${dir}/snapshots`,
+      ops,
+      opts.snapshotsKeep ?? snapshotsKeepDefault,
+      line,
+    );
     const snap = snaps.latestMeta();
     const log = SegmentLog.open(
       `${dir}/log`,
-      { segmentBytes, cacheEntries: opts.cacheEntries ?? cacheEntriesDefault, preallocate: opts.preallocate ?? true, ops, log: line },
+      {
+        segmentBytes,
+        cacheEntries: opts.cacheEntries ?? cacheEntriesDefault,
+        preallocate: opts.preallocate ?? true,
+        ops,
+        log: line,
+      },
       snap.index,
     );
     try {
@@ -187,7 +207,9 @@ export class DurableStorage implements NodeStorage {
         `the log starts at index ${first} but the snapshot ends at ${snap.index}: segments are missing`,
       );
     } else if (snap.index >= first && log.termAt(snap.index) !== snap.term) {
-      line(`storage: the log's entry ${snap.index} has term ${log.termAt(snap.index)}, the snapshot's is ${snap.term}: dropped the log`);
+      line(
+        `storage: the log's entry ${snap.index} has term ${log.termAt(snap.index)}, the snapshot's is ${snap.term}: dropped the log`,
+      );
       log.dropAll(snap.index + 1);
     }
   }
@@ -288,7 +310,9 @@ export class DurableStorage implements NodeStorage {
       this.readerLast = this.log.tailIndex();
       const hs = this.hardStateLatest;
       if (hs.commit < meta.index) this.hardStateLatest = { ...hs, commit: meta.index };
-      this.logger.log(`storage: installed snapshot ${meta.index}/${meta.term}; log ${kept === 'kept-suffix' ? 'kept after it' : 'dropped'}`);
+      this.logger.log(
+        `storage: installed snapshot ${meta.index}/${meta.term}; log ${kept === 'kept-suffix' ? 'kept after it' : 'dropped'}`,
+      );
     });
   }
 
@@ -297,7 +321,9 @@ export class DurableStorage implements NodeStorage {
       this.checkUsable();
       if (meta.index <= this.snaps.latestMeta().index) return;
       if (meta.index > this.readerLast) {
-        throw new Error(`storage: snapshot at ${meta.index} is past the log's last durable index ${this.readerLast}`);
+        throw new Error(
+          `storage: snapshot at ${meta.index} is past the log's last durable index ${this.readerLast}`,
+        );
       }
       try {
         await this.snaps.save(meta, data);
@@ -334,8 +360,15 @@ export class DurableStorage implements NodeStorage {
     this.closed = true;
     const hs = this.hardStateLatest;
     const durable = this.hs.current();
-    if (this.failed === null && (hs.term !== durable.term || hs.vote !== durable.vote || hs.commit !== durable.commit)) {
-      await this.hs.write(hs).catch((e: Error) => this.logger.warn(`storage: could not write the hard state on close: ${e.message}`));
+    if (
+      this.failed === null &&
+      (hs.term !== durable.term || hs.vote !== durable.vote || hs.commit !== durable.commit)
+    ) {
+      await this.hs
+        .write(hs)
+        .catch((e: Error) =>
+          this.logger.warn(`storage: could not write the hard state on close: ${e.message}`),
+        );
     }
     await this.log.close();
     this.snaps.close();
@@ -412,7 +445,8 @@ export class DurableStorage implements NodeStorage {
     if (this.failed !== null) return;
     const b = this.pending;
     if (b !== null && this.mayCut(b)) this.cut(b);
-    if (this.syncsInFlight < this.syncsInFlightMax && this.writtenUnsynced.length > 0 && this.failed === null) this.startSync();
+    if (this.syncsInFlight < this.syncsInFlightMax && this.writtenUnsynced.length > 0 && this.failed === null)
+      this.startSync();
     this.ackHead();
   }
 

@@ -31,7 +31,14 @@ export type FileOps = Pick<
 export const nodeFileOps: FileOps = fs;
 
 /** Writes all of `buf[off, off+len)` at `pos` (writeSync may write less than asked). */
-export function writeFully(ops: FileOps, fd: number, buf: Uint8Array, off: number, len: number, pos: number): void {
+export function writeFully(
+  ops: FileOps,
+  fd: number,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  pos: number,
+): void {
   let done = 0;
   while (done < len) {
     const n = ops.writeSync(fd, buf, off + done, len - done, pos + done);
@@ -41,7 +48,14 @@ export function writeFully(ops: FileOps, fd: number, buf: Uint8Array, off: numbe
 }
 
 /** Reads up to `len` bytes at `pos`; returns how many (less only at end of file). */
-export function readFully(ops: FileOps, fd: number, buf: Uint8Array, off: number, len: number, pos: number): number {
+export function readFully(
+  ops: FileOps,
+  fd: number,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  pos: number,
+): number {
   let done = 0;
   while (done < len) {
     const n = ops.readSync(fd, buf, off + done, len - done, pos + done);
@@ -74,6 +88,8 @@ export function writeFileAtomicSync(ops: FileOps, dir: string, name: string, dat
   fsyncDir(ops, dir);
 }
 
-export function promisify<T>(start: (cb: (err: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
+export function promisify<T>(
+  start: (cb: (err: NodeJS.ErrnoException | null, value?: T) => void) => void,
+): Promise<T> {
   return new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value as T))));
 }

@@ -39,7 +39,11 @@ export class HardStateFile {
       throw new StorageCorruptionError(path, 0, 'hard state is not valid JSON');
     }
     const hs: HardState = { term: stored.term, vote: stored.vote ?? null, commit: stored.commit };
-    if (!Number.isSafeInteger(hs.term) || !Number.isSafeInteger(hs.commit) || checksum(hs) !== stored.crc32c) {
+    if (
+      !Number.isSafeInteger(hs.term) ||
+      !Number.isSafeInteger(hs.commit) ||
+      checksum(hs) !== stored.crc32c
+    ) {
       throw new StorageCorruptionError(path, 0, 'hard state checksum mismatch');
     }
     return new HardStateFile(dir, ops, hs);

@@ -3,7 +3,16 @@ import * as path from 'path';
 import { DurableStorage, DurableStorageOptions } from './durable-storage';
 import { StorageCorruptionError } from './errors';
 import { recordHeaderBytes } from './record';
-import { CapturingLogger, chunksOf, collect, entries, expectEntry, removeDir, segmentFiles, tempDir } from './testing/fixtures';
+import {
+  CapturingLogger,
+  chunksOf,
+  collect,
+  entries,
+  expectEntry,
+  removeDir,
+  segmentFiles,
+  tempDir,
+} from './testing/fixtures';
 
 jest.setTimeout(60_000);
 
@@ -18,7 +27,8 @@ describe('recovery rules', () => {
   const logPath = (name: string) => path.join(dir, 'log', name);
   const tail = () => logPath(segmentFiles(dir).slice(-1)[0]);
   /** Byte offset of entry `index` in its segment (all records have the same size). */
-  const offsetIn = (file: string, index: number) => (index - Number(path.basename(file, '.seg'))) * recordBytes;
+  const offsetIn = (file: string, index: number) =>
+    (index - Number(path.basename(file, '.seg'))) * recordBytes;
 
   async function build(last: number): Promise<void> {
     const s = await open();
@@ -41,7 +51,11 @@ describe('recovery rules', () => {
     fs.closeSync(fd);
   }
 
-  async function expectCorruption(file: string, offset: number, detail: RegExp): Promise<StorageCorruptionError> {
+  async function expectCorruption(
+    file: string,
+    offset: number,
+    detail: RegExp,
+  ): Promise<StorageCorruptionError> {
     const err = await open().then(
       () => null,
       (e: unknown) => e,
@@ -131,7 +145,10 @@ describe('recovery rules', () => {
   test('repair discard-and-rejoin moves the log and snapshots aside and starts empty, keeping term and vote', async () => {
     const s = await open();
     await s.persist({ hardState: { term: 7, vote: 'n3', commit: 0 }, entries: entries(1, 60, 7) });
-    await s.saveSnapshot({ index: 10, term: 7, config: { voters: ['n1'], outgoing: [], learners: [], addresses: {} } }, chunksOf(Buffer.from('snap'), 2));
+    await s.saveSnapshot(
+      { index: 10, term: 7, config: { voters: ['n1'], outgoing: [], learners: [], addresses: {} } },
+      chunksOf(Buffer.from('snap'), 2),
+    );
     await s.close();
     const file = tail();
     flip(file, offsetIn(file, 20) + recordHeaderBytes);
@@ -177,7 +194,10 @@ describe('recovery rules', () => {
   test('an interrupted compaction (an older segment reappeared) is finished', async () => {
     const s = await open();
     for (let i = 1; i <= 300; i += 10) await s.persist({ entries: entries(i, i + 9) });
-    await s.saveSnapshot({ index: 250, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, chunksOf(Buffer.from('x'), 1));
+    await s.saveSnapshot(
+      { index: 250, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+      chunksOf(Buffer.from('x'), 1),
+    );
     await s.close();
     const segs = segmentFiles(dir);
     fs.rmSync(logPath(segs[1])); // as if segs[1]'s unlink reached the disk but segs[0]'s did not
@@ -242,7 +262,10 @@ describe('recovery rules', () => {
   test('a snapshot manifest checksum mismatch stops the open', async () => {
     const s = await open();
     await s.persist({ entries: entries(1, 10) });
-    await s.saveSnapshot({ index: 8, term: 1, config: { voters: ['a'], outgoing: [], learners: [], addresses: {} } }, chunksOf(Buffer.alloc(5000, 1), 1000));
+    await s.saveSnapshot(
+      { index: 8, term: 1, config: { voters: ['a'], outgoing: [], learners: [], addresses: {} } },
+      chunksOf(Buffer.alloc(5000, 1), 1000),
+    );
     await s.close();
     const snapDir = path.join(dir, 'snapshots', fs.readdirSync(path.join(dir, 'snapshots'))[0]);
     const manifest = path.join(snapDir, 'manifest.json');
@@ -254,7 +277,10 @@ describe('recovery rules', () => {
     const s = await open();
     await s.persist({ entries: entries(1, 10) });
     const data = Buffer.alloc(2.5 * 1024 * 1024, 3);
-    await s.saveSnapshot({ index: 8, term: 1, config: { voters: ['a'], outgoing: [], learners: [], addresses: {} } }, chunksOf(data, 300_000));
+    await s.saveSnapshot(
+      { index: 8, term: 1, config: { voters: ['a'], outgoing: [], learners: [], addresses: {} } },
+      chunksOf(data, 300_000),
+    );
     expect((await collect(s.readSnapshot())).equals(data)).toBe(true);
     await s.close();
     const snapDir = path.join(dir, 'snapshots', fs.readdirSync(path.join(dir, 'snapshots'))[0]);
@@ -275,7 +301,10 @@ describe('recovery rules', () => {
     await build(20);
     const s = await open();
     // A snapshot whose term disagrees with the log's entry at its index, as after a crash mid-install.
-    await s.saveSnapshot({ index: 15, term: 9, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, chunksOf(Buffer.from('s'), 1));
+    await s.saveSnapshot(
+      { index: 15, term: 9, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+      chunksOf(Buffer.from('s'), 1),
+    );
     await s.close();
     const r = await open();
     expect(logger.has(/entry 15 has term 1, the snapshot's is 9: dropped the log/)).toBe(true);

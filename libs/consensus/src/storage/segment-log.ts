@@ -203,13 +203,17 @@ export class SegmentLog {
   stage(entries: Entry[], minIndex: number): void {
     const t = entries[0].index;
     if (t <= this.tail) {
-      assert(t >= minIndex, `entries from ${t} would overwrite the snapshot (log may change from ${minIndex})`);
+      assert(
+        t >= minIndex,
+        `entries from ${t} would overwrite the snapshot (log may change from ${minIndex})`,
+      );
       this.dropCache(t, this.tail);
       if (this.stagedCount > 0 && t >= this.stagedFirst) {
         const keep = t - this.stagedFirst;
         this.stagedCount = keep;
         this.stagedBytes = this.stagedRel[keep];
-        while (this.stagedConfigs.length > 0 && this.stagedConfigs[this.stagedConfigs.length - 1] >= t) this.stagedConfigs.pop();
+        while (this.stagedConfigs.length > 0 && this.stagedConfigs[this.stagedConfigs.length - 1] >= t)
+          this.stagedConfigs.pop();
       } else {
         this.stagedCount = 0;
         this.stagedBytes = 0;
@@ -235,7 +239,10 @@ export class SegmentLog {
     for (let k = 0; k < entries.length; k++) {
       const e = entries[k];
       assert(e.index === expect, `entry index ${e.index} where ${expect} was expected`);
-      assert(e.data.length <= entryBytesMax, `entry ${e.index} of ${e.data.length} bytes exceeds ${entryBytesMax}`);
+      assert(
+        e.data.length <= entryBytesMax,
+        `entry ${e.index} of ${e.data.length} bytes exceeds ${entryBytesMax}`,
+      );
       rel[n] = at;
       terms[n] = e.term;
       at = encodeRecord(buf, at, e);
@@ -286,7 +293,10 @@ export class SegmentLog {
       syncedBefore = true;
     }
     if (seg === null) seg = this.createSegment(this.stagedFirst);
-    assert(seg.next === this.stagedFirst, `staged records from ${this.stagedFirst} continue segment ending at ${seg.next}`);
+    assert(
+      seg.next === this.stagedFirst,
+      `staged records from ${this.stagedFirst} continue segment ending at ${seg.next}`,
+    );
     assert(seg.end + this.stagedBytes < 2 ** 32, 'segment offsets fit 32 bits');
     writeFully(this.opts.ops, this.fdOf(seg), this.staging, 0, this.stagedBytes, seg.end);
     seg.pushBatch(seg.end, this.stagedRel, this.stagedCount, this.stagedTerms, this.stagedConfigs);
@@ -295,7 +305,8 @@ export class SegmentLog {
     this.stagedCount = 0;
     this.stagedBytes = 0;
     this.stagedConfigs.length = 0;
-    if (this.staging.length > 16 * stagingBytesInitial) this.staging = Buffer.allocUnsafe(stagingBytesInitial);
+    if (this.staging.length > 16 * stagingBytesInitial)
+      this.staging = Buffer.allocUnsafe(stagingBytesInitial);
     return syncedBefore;
   }
 
@@ -379,12 +390,21 @@ export class SegmentLog {
     const len = seg.offsetOf(hi) - start;
     const buf = Buffer.allocUnsafe(len);
     const n = readFully(this.opts.ops, this.fdOf(seg), buf, 0, len, start);
-    if (n !== len) throw new StorageCorruptionError(seg.path, start + n, `file ends before the record of index ${lo + (n > 0 ? 1 : 0)}`);
+    if (n !== len)
+      throw new StorageCorruptionError(
+        seg.path,
+        start + n,
+        `file ends before the record of index ${lo + (n > 0 ? 1 : 0)}`,
+      );
     let o = 0;
     for (let i = lo; i < hi; i++) {
       const check = checkRecord(buf, o);
       if (check !== 'ok' || recordIndex(buf, o) !== i) {
-        throw new StorageCorruptionError(seg.path, start + o, `record of index ${i} fails its check (${check === 'ok' ? 'index mismatch' : check}) on read`);
+        throw new StorageCorruptionError(
+          seg.path,
+          start + o,
+          `record of index ${i} fails its check (${check === 'ok' ? 'index mismatch' : check}) on read`,
+        );
       }
       out.push(decodeRecord(buf, o));
       o = seg.offsetOf(i + 1) - start;
@@ -417,7 +437,8 @@ export class SegmentLog {
   private deleteSegment(seg: Segment): void {
     this.closeFd(seg);
     this.opts.ops.unlinkSync(seg.path);
-    if (seg.hasSidecar || this.opts.ops.existsSync(this.sidecarPath(seg.first))) this.opts.ops.unlinkSync(this.sidecarPath(seg.first));
+    if (seg.hasSidecar || this.opts.ops.existsSync(this.sidecarPath(seg.first)))
+      this.opts.ops.unlinkSync(this.sidecarPath(seg.first));
     for (let i = seg.first; i < seg.next && i < seg.first + this.cache.length; i++) {
       const e = this.cache[i & this.cacheMask];
       if (e !== undefined && e.index === i) this.cache[i & this.cacheMask] = undefined;
@@ -561,7 +582,8 @@ export class SegmentLog {
     const fd = ops.openSync(path, 'r+');
     try {
       const { segment, damage } = scanSegment(ops, fd, path, first);
-      if (damage !== null) throw new StorageCorruptionError(path, damage.offset, `${damage.reason} in a sealed segment`);
+      if (damage !== null)
+        throw new StorageCorruptionError(path, damage.offset, `${damage.reason} in a sealed segment`);
       this.opts.log(`storage: rebuilt the index of ${path} by a scan (${why}): ${segment.count} entries`);
       const idx = segment.encodeSidecar();
       const ifd = ops.openSync(`${this.dir}/${idxName}`, 'w');
@@ -588,7 +610,8 @@ export class SegmentLog {
       const len = seg.end - start;
       const buf = Buffer.allocUnsafe(len);
       if (readFully(ops, fd, buf, 0, len, start) !== len) return 'segment shorter than its sidecar says';
-      if (checkRecord(buf, 0) !== 'ok' || recordIndex(buf, 0) !== seg.next - 1) return 'last record does not match the sidecar';
+      if (checkRecord(buf, 0) !== 'ok' || recordIndex(buf, 0) !== seg.next - 1)
+        return 'last record does not match the sidecar';
       return null;
     } finally {
       ops.closeSync(fd);
@@ -639,7 +662,9 @@ export class SegmentLog {
         const stale = this.segments.splice(0, k);
         for (const s of stale) this.deleteSegment(s);
         fsyncDir(this.opts.ops, this.dir);
-        this.opts.log(`storage: finished an interrupted compaction: removed ${stale.length} segment(s) before ${seg.path}`);
+        this.opts.log(
+          `storage: finished an interrupted compaction: removed ${stale.length} segment(s) before ${seg.path}`,
+        );
         return;
       }
       throw new StorageCorruptionError(

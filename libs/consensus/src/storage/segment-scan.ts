@@ -110,7 +110,7 @@ export function lastNonZeroEnd(ops: FileOps, fd: number, from: number, size: num
   const buf = Buffer.allocUnsafe(ioChunkBytes);
   const zeros = Buffer.alloc(ioChunkBytes);
   let end = from;
-  for (let pos = from; pos < size; ) {
+  for (let pos = from; pos < size;) {
     const n = readFully(ops, fd, buf, 0, Math.min(ioChunkBytes, size - pos), pos);
     if (n === 0) break;
     if (buf.compare(zeros, 0, n, 0, n) !== 0) {

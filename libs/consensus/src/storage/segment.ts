@@ -61,7 +61,10 @@ export class Segment {
   }
 
   termAt(index: number): number {
-    assert(index >= this.first && index < this.next, `index ${index} in segment [${this.first}, ${this.next})`);
+    assert(
+      index >= this.first && index < this.next,
+      `index ${index} in segment [${this.first}, ${this.next})`,
+    );
     const starts = this.runStarts;
     let lo = 0;
     let hi = starts.length - 1;
@@ -111,7 +114,10 @@ export class Segment {
   private noteTerm(index: number, term: number): void {
     const n = this.runTerms.length;
     if (n > 0) {
-      assert(term >= this.runTerms[n - 1], `term ${term} at ${index} not below the previous ${this.runTerms[n - 1]}`);
+      assert(
+        term >= this.runTerms[n - 1],
+        `term ${term} at ${index} not below the previous ${this.runTerms[n - 1]}`,
+      );
       if (this.runTerms[n - 1] === term) return;
     }
     this.runStarts.push(index);
@@ -154,7 +160,8 @@ export class Segment {
   /** Rebuilds a segment from its sidecar; a string says why the sidecar cannot be trusted. */
   static decodeSidecar(b: Buffer, first: number, path: string): Segment | string {
     if (b.length < sidecarHeaderBytes + 8) return 'sidecar too short';
-    if (b.readUInt32LE(0) !== sidecarMagic || b.readUInt32LE(4) !== sidecarVersion) return 'sidecar magic/version';
+    if (b.readUInt32LE(0) !== sidecarMagic || b.readUInt32LE(4) !== sidecarVersion)
+      return 'sidecar magic/version';
     if (b.readUInt32LE(8) + b.readUInt32LE(12) * two32 !== first) return 'sidecar names another segment';
     const count = b.readUInt32LE(16);
     const runs = b.readUInt32LE(20);
@@ -175,7 +182,8 @@ export class Segment {
       s.runTerms.push(b.readDoubleLE(o + 8));
     }
     for (let c = 0; c < configs; c++, o += 8) s.configs.push(b.readDoubleLE(o));
-    if (count > 0 && (runs === 0 || s.runStarts[0] !== first)) return 'sidecar term runs do not start at the first index';
+    if (count > 0 && (runs === 0 || s.runStarts[0] !== first))
+      return 'sidecar term runs do not start at the first index';
     s.hasSidecar = true;
     return s;
   }

@@ -45,7 +45,9 @@ interface Partial {
 }
 
 function manifestChecksum(m: Omit<Manifest, 'manifestCrc32c'>): number {
-  const body = Buffer.from(JSON.stringify([m.version, m.index, m.term, m.config, m.size, m.crc32c, m.blockBytes, m.blockCrc32c]));
+  const body = Buffer.from(
+    JSON.stringify([m.version, m.index, m.term, m.config, m.size, m.crc32c, m.blockBytes, m.blockCrc32c]),
+  );
   return crc32cRange(body, 0, body.length);
 }
 
@@ -138,7 +140,12 @@ export class SnapshotStore {
     const n = Math.min(Math.max(1, maxBytes), size - offset);
     const data = Buffer.allocUnsafe(n);
     const got = readFully(this.ops, this.latestFd, data, 0, n, offset);
-    if (got !== n) throw new StorageCorruptionError(`${latest.dir}/data`, offset + got, `snapshot shorter than its manifest (${size} bytes)`);
+    if (got !== n)
+      throw new StorageCorruptionError(
+        `${latest.dir}/data`,
+        offset + got,
+        `snapshot shorter than its manifest (${size} bytes)`,
+      );
     return { data, done: offset + n >= size };
   }
 
@@ -157,7 +164,11 @@ export class SnapshotStore {
           const buf = Buffer.allocUnsafe(n);
           const got = await promisify<number>((cb) => ops.read(fd, buf, 0, n, pos, cb));
           if (got !== n || crc32cRange(buf, 0, n) !== m.blockCrc32c[block]) {
-            throw new StorageCorruptionError(path, pos, `snapshot block ${block} does not match its manifest checksum`);
+            throw new StorageCorruptionError(
+              path,
+              pos,
+              `snapshot block ${block} does not match its manifest checksum`,
+            );
           }
           yield buf;
         }
@@ -244,8 +255,12 @@ export class SnapshotStore {
   publishPartial(meta: SnapshotMeta): void {
     const p = this.partial;
     if (p === null || p.meta.index !== meta.index || p.meta.term !== meta.term || !p.done) {
-      const have = p ? `${p.meta.index}/${p.meta.term}${p.done ? '' : ` (incomplete, ${p.bytes} bytes)`}` : 'none';
-      throw new Error(`storage: cannot install snapshot ${meta.index}/${meta.term}: received transfer is ${have}`);
+      const have = p
+        ? `${p.meta.index}/${p.meta.term}${p.done ? '' : ` (incomplete, ${p.bytes} bytes)`}`
+        : 'none';
+      throw new Error(
+        `storage: cannot install snapshot ${meta.index}/${meta.term}: received transfer is ${have}`,
+      );
     }
     const { ops } = this;
     const dir = `${this.dir}/partial`;
@@ -257,7 +272,7 @@ export class SnapshotStore {
     const fd = ops.openSync(`${dir}/data`, 'r');
     try {
       const buf = Buffer.allocUnsafe(ioChunkBytes);
-      for (let pos = 0; pos < p.bytes; ) {
+      for (let pos = 0; pos < p.bytes;) {
         const n = readFully(ops, fd, buf, 0, Math.min(buf.length, p.bytes - pos), pos);
         assert(n > 0, 'partial snapshot data readable');
         sums.update(buf.subarray(0, n));
@@ -309,7 +324,11 @@ export class SnapshotStore {
     ops.renameSync(from, target);
     fsyncDir(ops, this.dir);
     for (const e of extras) ops.rmSync(`${target}/${e}`, { force: true });
-    const entry: Published = { meta: { index: meta.index, term: meta.term, config: meta.config }, manifest, dir: target };
+    const entry: Published = {
+      meta: { index: meta.index, term: meta.term, config: meta.config },
+      manifest,
+      dir: target,
+    };
     this.published.push(entry);
     this.published.sort((a, b) => b.meta.index - a.meta.index);
     if (this.published[0] === entry) {
@@ -321,13 +340,15 @@ export class SnapshotStore {
 
   private prune(): void {
     if (this.published.length <= this.keep) return;
-    for (const old of this.published.splice(this.keep)) this.ops.rmSync(old.dir, { recursive: true, force: true });
+    for (const old of this.published.splice(this.keep))
+      this.ops.rmSync(old.dir, { recursive: true, force: true });
     fsyncDir(this.ops, this.dir);
   }
 
   private loadManifest(dir: string): Published {
     const path = `${dir}/manifest.json`;
-    if (!this.ops.existsSync(path)) throw new StorageCorruptionError(path, 0, 'published snapshot has no manifest');
+    if (!this.ops.existsSync(path))
+      throw new StorageCorruptionError(path, 0, 'published snapshot has no manifest');
     let m: Manifest;
     try {
       m = JSON.parse(this.ops.readFileSync(path, 'utf8')) as Manifest;
@@ -335,7 +356,8 @@ export class SnapshotStore {
       throw new StorageCorruptionError(path, 0, 'snapshot manifest is not valid JSON');
     }
     const { manifestCrc32c, ...body } = m;
-    if (manifestChecksum(body) !== manifestCrc32c) throw new StorageCorruptionError(path, 0, 'snapshot manifest checksum mismatch');
+    if (manifestChecksum(body) !== manifestCrc32c)
+      throw new StorageCorruptionError(path, 0, 'snapshot manifest checksum mismatch');
     return { meta: { index: m.index, term: m.term, config: m.config }, manifest: m, dir };
   }
 
@@ -346,7 +368,12 @@ export class SnapshotStore {
     const m = s.manifest;
     if (!ops.existsSync(path)) throw new StorageCorruptionError(path, 0, 'snapshot data file is missing');
     const size = ops.statSync(path).size;
-    if (size !== m.size) throw new StorageCorruptionError(path, Math.min(size, m.size), `snapshot is ${size} bytes, its manifest says ${m.size}`);
+    if (size !== m.size)
+      throw new StorageCorruptionError(
+        path,
+        Math.min(size, m.size),
+        `snapshot is ${size} bytes, its manifest says ${m.size}`,
+      );
     const fd = ops.openSync(path, 'r');
     try {
       const buf = Buffer.allocUnsafe(m.blockBytes);
@@ -355,7 +382,11 @@ export class SnapshotStore {
         const n = readFully(ops, fd, buf, 0, Math.min(m.blockBytes, m.size - pos), pos);
         const piece = buf.subarray(0, n);
         if (crc32cRange(piece, 0, n) !== m.blockCrc32c[block]) {
-          throw new StorageCorruptionError(path, pos, `snapshot block ${block} does not match its manifest checksum`);
+          throw new StorageCorruptionError(
+            path,
+            pos,
+            `snapshot block ${block} does not match its manifest checksum`,
+          );
         }
         crc = crc32cUpdate(crc, piece);
       }
@@ -419,7 +450,9 @@ export class SnapshotStore {
       ops.ftruncateSync(dataFd, bytes);
       ops.fsyncSync(chunksFd);
       ops.fsyncSync(dataFd);
-      this.log(`storage: resumed the partial snapshot ${meta.index}/${meta.term} at ${bytes} bytes (dropped ${dataSize - bytes} unverified bytes)`);
+      this.log(
+        `storage: resumed the partial snapshot ${meta.index}/${meta.term} at ${bytes} bytes (dropped ${dataSize - bytes} unverified bytes)`,
+      );
     }
     this.partial = { meta, bytes, done, dataFd, chunksFd, chunkRecords: count };
     this.expected = { index: meta.index, term: meta.term, bytes };

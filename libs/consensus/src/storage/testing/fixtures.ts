@@ -36,8 +36,14 @@ export function configEntry(index: number, term: number, voters: string[]): Entr
 
 /** Throws unless `e` is the entry `entry(index, term, bytes)` made. */
 export function expectEntry(e: Entry, index: number, term = 1, bytes = 32): void {
-  const same = e.index === index && e.term === term && Buffer.from(e.data).equals(Buffer.from(payload(index, term, bytes)));
-  if (!same) throw new Error(`entry ${e.index}/${e.term} (${e.data.length} bytes) is not the expected ${index}/${term} (${bytes} bytes)`);
+  const same =
+    e.index === index &&
+    e.term === term &&
+    Buffer.from(e.data).equals(Buffer.from(payload(index, term, bytes)));
+  if (!same)
+    throw new Error(
+      `entry ${e.index}/${e.term} (${e.data.length} bytes) is not the expected ${index}/${term} (${bytes} bytes)`,
+    );
 }
 
 export class CapturingLogger implements StorageLogger {
