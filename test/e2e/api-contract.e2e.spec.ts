@@ -29,13 +29,13 @@ afterAll(async () => {
  * Runs `attempt` against a current follower (with the leader it names) until `done` accepts the answer;
  * answers produced by a leadership change in between (503, or the follower having become leader) retry.
  */
-async function onFollower(attempt: (follower: ClusterNode, leader: ClusterNode) => Promise<HttpResult>, done: (r: HttpResult) => boolean): Promise<{ r: HttpResult; leader: ClusterNode; follower: ClusterNode }> {
+async function onFollower(attempt: (follower: ClusterNode, leader: ClusterNode) => Promise<HttpResult>, done: (r: HttpResult, leader: ClusterNode) => boolean): Promise<{ r: HttpResult; leader: ClusterNode; follower: ClusterNode }> {
   let last: HttpResult | null = null;
   for (let i = 0; i < 30; i++) {
     const leader = await h.waitForLeader();
     const follower = h.running().find((n) => n.id !== leader.id)!;
     last = await attempt(follower, leader);
-    if (done(last)) return { r: last, leader, follower };
+    if (done(last, leader)) return { r: last, leader, follower };
   }
   throw new Error(`no definitive answer from a follower after 30 attempts; last ${last?.status} ${last?.text}`);
 }
@@ -77,7 +77,7 @@ describe('append — POST /streams/{streamId}/events', () => {
     const s = `redirect-${randomUUID()}`;
     const { r, leader } = await onFollower(
       (f) => request('POST', `${f.url}/streams/${s}/events?x=1`, { body: { events: [event('A')] } }),
-      (r) => r.status === 307,
+      (r, l) => r.status === 307 && r.headers['raft-leader'] === l.id,
     );
     expect(r.headers['raft-leader']).toBe(leader.id);
     expect(r.headers.location).toBe(`${leader.url}/streams/${s}/events?x=1`);
@@ -218,7 +218,7 @@ describe('reads — GET /streams/{streamId} and /streams/$all', () => {
   });
 
   it('linearizable read on a follower answers 307 to the leader; local reads are served there', async () => {
-    const { r, leader } = await onFollower((f) => request('GET', `${f.url}/streams/${s}?limit=2`), (r) => r.status === 307);
+    const { r, leader } = await onFollower((f) => request('GET', `${f.url}/streams/${s}?limit=2`), (r, l) => r.status === 307 && r.headers['raft-leader'] === l.id);
     expect(r.headers.location).toBe(`${leader.url}/streams/${s}?limit=2`);
     expect(r.headers['raft-leader']).toBe(leader.id);
     const local = await onFollower((f) => request('GET', `${f.url}/streams/${s}?consistency=local`), (r) => r.status === 200 && r.body.events.length === 10);
@@ -323,9 +323,12 @@ describe('projections', () => {
 
 describe('cluster administration', () => {
   it('GET /cluster has the API.md shape', async () => {
-    const leader = await h.waitForLeader();
-    const r = await request('GET', `${leader.url}/cluster`);
-    expect(r.status).toBe(200);
+    // Re-read until the view is taken while the node still leads (an election may intervene under load).
+    const { r, leader } = await waitFor('a view of the cluster from its leader', async () => {
+      const l = await h.waitForLeader();
+      const view = await request('GET', `${l.url}/cluster`);
+      return view.status === 200 && view.body.role === 'leader' ? { r: view, leader: l } : undefined;
+    });
     expect(r.body).toMatchObject({ nodeId: leader.id, role: 'leader', leaderId: leader.id, leaderUrl: leader.url });
     for (const k of ['term', 'commitIndex', 'appliedIndex', 'lastLogIndex']) expect(typeof r.body[k]).toBe('number');
     expect(r.body.snapshot).toEqual({ index: expect.any(Number), term: expect.any(Number) });
