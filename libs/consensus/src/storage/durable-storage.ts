@@ -181,6 +181,7 @@ export class DurableStorage implements NodeStorage {
     );
     try {
       DurableStorage.reconcile(log, snap, line);
+      log.ensureSegment();
     } catch (e) {
       snaps.close();
       void log.close();

@@ -186,6 +186,11 @@ export class SegmentLog {
     return 0;
   }
 
+  /** Creates the first segment of an empty log now (zero-filled), so the first append does not pay for it. */
+  ensureSegment(): void {
+    if (this.segments.length === 0) this.createSegment(this.stagedFirst, true);
+  }
+
   firstSegmentPath(): string {
     return this.segments.length > 0 ? this.segments[0].path : this.dir;
   }
@@ -492,7 +497,7 @@ export class SegmentLog {
     this.readFds.delete(seg);
     const fd = this.fdOf(seg);
     const from = seg.offsetOf(Math.min(t, seg.next));
-    zeroFill(ops, fd, from, seg.end);
+    zeroFillRange(ops, fd, from, seg.end);
     ops.fdatasyncSync(fd);
     seg.truncate(Math.min(t, seg.next) - seg.first);
     this.lastWritten = seg.next - 1;
@@ -514,7 +519,11 @@ export class SegmentLog {
     this.readFds.add(seg);
   }
 
-  private createSegment(first: number): Segment {
+  /**
+   * Starts the segment for index `first`: the prepared spare when there is one; otherwise a new file,
+   * zero-filled only if `zeroFill` (at open; on the write path it grows as written instead of stalling).
+   */
+  private createSegment(first: number, zeroFill = false): Segment {
     const { ops } = this.opts;
     const path = `${this.dir}/${segmentName(first)}`;
     if (this.spare === 'ready') {
@@ -523,7 +532,7 @@ export class SegmentLog {
     } else {
       const fd = ops.openSync(path, 'w');
       try {
-        if (this.opts.preallocate) zeroFill(ops, fd, 0, this.opts.segmentBytes);
+        if (zeroFill && this.opts.preallocate) zeroFillRange(ops, fd, 0, this.opts.segmentBytes);
         ops.fsyncSync(fd);
       } finally {
         ops.closeSync(fd);
@@ -637,7 +646,7 @@ export class SegmentLog {
           );
         }
         const lost = damage.garbageEnd - damage.offset;
-        zeroFill(ops, fd, damage.offset, damage.garbageEnd);
+        zeroFillRange(ops, fd, damage.offset, damage.garbageEnd);
         ops.fdatasyncSync(fd);
         this.opts.log(
           `storage: recovered ${path}: truncated a torn tail at offset ${damage.offset} (${damage.reason}): ` +
@@ -677,7 +686,7 @@ export class SegmentLog {
 }
 
 /** Writes zeros over [from, to). */
-function zeroFill(ops: FileOps, fd: number, from: number, to: number): void {
+function zeroFillRange(ops: FileOps, fd: number, from: number, to: number): void {
   if (to <= from) return;
   const zeros = Buffer.alloc(Math.min(ioChunkBytes, to - from));
   for (let pos = from; pos < to; pos += zeros.length) {
