@@ -1,3 +1,4 @@
+import { InvariantName } from './checkers';
 import { BugName, ProfileName, makeScenario } from './scenario';
 import { CoreFactory, SimStorage } from './sim-node';
 import { SimResult, SimStats, Simulation } from './simulator';
@@ -96,4 +97,37 @@ export function describeTotals(ran: number, t: SimStats): string {
     `${per(t.membershipChanges)} membership changes, ${per(t.transfers)} transfers, ${per(t.snapshotsInstalled)} snapshots installed, ` +
     `${per(t.livenessMs)} ms to converge`
   );
+}
+
+export interface HuntOptions {
+  profile: ProfileName;
+  bug: BugName;
+  from: number;
+  seedsMax: number;
+  /** The invariants that count as "the simulator caught the mistake". */
+  accept: readonly InvariantName[];
+  persistCheck?: boolean;
+  makeCore: CoreFactory;
+  makeStorage: () => SimStorage;
+}
+
+export interface HuntResult {
+  /** The first run that broke an accepted invariant, or null. */
+  caught: SimResult | null;
+  seedsRun: number;
+  /** Failures of other kinds met on the way (e.g. liveness, a consequence of the same mistake). */
+  otherFailures: SimResult[];
+}
+
+/** Runs seeds with a deliberate mistake until one breaks an accepted invariant (or seedsMax runs pass). */
+export function huntViolation(o: HuntOptions): HuntResult {
+  const otherFailures: SimResult[] = [];
+  for (let i = 0; i < o.seedsMax; i++) {
+    const scenario = makeScenario(o.from + i, o.profile, o.bug, { persistCheck: o.persistCheck });
+    const result = new Simulation({ scenario, makeCore: o.makeCore, makeStorage: o.makeStorage }).run();
+    if (result.ok) continue;
+    if (result.violation && o.accept.includes(result.violation.invariant)) return { caught: result, seedsRun: i + 1, otherFailures };
+    otherFailures.push(result);
+  }
+  return { caught: null, seedsRun: o.seedsMax, otherFailures };
 }

@@ -579,14 +579,20 @@ export class Simulation implements NodeHost {
 
   private livenessFailed(): never {
     const leader = this.currentLeader();
-    const what =
-      leader === null
-        ? 'no leader'
-        : this.markerIndex === 0
-          ? `leader ${leader.id} (term ${leader.lastStatus!.term}) did not commit a fresh write`
-          : this.livenessReadServed
-            ? 'unknown'
-            : `members did not all apply index ${this.markerIndex}, or the read did not complete`;
+    let what: string;
+    if (leader === null) what = 'no leader';
+    else if (this.markerIndex === 0) what = `leader ${leader.id} (term ${leader.lastStatus!.term}) did not commit a fresh write`;
+    else {
+      const cfg = leader.lastStatus!.config;
+      const behind = [...cfg.voters, ...cfg.outgoing, ...cfg.learners].filter((id) => {
+        const n = this.nodes.get(id);
+        return n === undefined || !n.up || n.sm.appliedIndex < this.markerIndex;
+      });
+      what =
+        behind.length > 0
+          ? `members ${behind.join(', ')} did not apply the fresh write at index ${this.markerIndex} (leader ${leader.id})`
+          : `leader ${leader.id} did not complete a ReadIndex read`;
+    }
     throw new Violation('Liveness', `not converged ${this.s.livenessMsMax} ms after faults healed: ${what}`);
   }
 

@@ -1,0 +1,84 @@
+import { SAFETY_INVARIANTS, expectAllPass, expectCaught, runRange } from './sim-spec-support';
+
+const SIM_TIMEOUT_MS = 600_000;
+
+describe('simulator: fault profiles', () => {
+  it(
+    'figure8: 5 voters, leaders crash or go mute right after election or commit; every invariant holds',
+    () => {
+      const summary = runRange({ from: 1, seeds: 150, profile: 'figure8' });
+      expectAllPass(summary);
+      expect(summary.totals.leaders / summary.ran).toBeGreaterThan(10);
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
+    'partitions: leaders cut off (symmetric and one-way) while clients read; reads stay linearizable',
+    () => {
+      const summary = runRange({ from: 1, seeds: 300, profile: 'partitions' });
+      expectAllPass(summary);
+      expect(summary.totals.partitions / summary.ran).toBeGreaterThan(5);
+      expect(summary.totals.reads / summary.ran).toBeGreaterThan(50);
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
+    'elections: slow network, concurrent candidates, crashes right after voting; one leader per term',
+    () => {
+      const summary = runRange({ from: 1, seeds: 400, profile: 'elections' });
+      expectAllPass(summary);
+      expect(summary.totals.leaders / summary.ran).toBeGreaterThan(4);
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
+    'default seeds 2001..2200 (pipelined persistence, apply before persist, pending snapshot chunks in some)',
+    () => {
+      expectAllPass(runRange({ from: 2001, seeds: 200, profile: 'default' }));
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
+    'calm: no faults, membership changes and transfers only',
+    () => {
+      const summary = runRange({ from: 1, seeds: 50, profile: 'calm' });
+      expectAllPass(summary);
+      expect(summary.totals.acknowledgedWrites / summary.ran).toBeGreaterThan(50);
+    },
+    SIM_TIMEOUT_MS,
+  );
+});
+
+describe('simulator: deliberate mistakes are caught', () => {
+  it('ackBeforePersist is caught at once by the persist-before-acknowledge check', () => {
+    expectCaught({ profile: 'default', bug: 'ackBeforePersist', seedsMax: 5, accept: ['PersistBeforeAck'] });
+  });
+
+  it(
+    'ackBeforePersist without that check: crashes lose acknowledged entries and break safety within 200 seeds',
+    () => {
+      expectCaught({ profile: 'figure8', bug: 'ackBeforePersist', seedsMax: 200, accept: SAFETY_INVARIANTS, persistCheck: false });
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
+    'readWithoutQuorum: a deposed leader serves a stale read within 200 seeds',
+    () => {
+      expectCaught({ profile: 'partitions', bug: 'readWithoutQuorum', seedsMax: 200, accept: ['ReadLinearizability'] });
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
+    'forgetVoteOnRestart (simulated shell): a node votes twice in a term, two leaders within 200 seeds',
+    () => {
+      expectCaught({ profile: 'elections', bug: 'forgetVoteOnRestart', seedsMax: 200, accept: ['ElectionSafety', ...SAFETY_INVARIANTS] });
+    },
+    SIM_TIMEOUT_MS,
+  );
+});

@@ -1,0 +1,66 @@
+import { SAFETY_INVARIANTS, expectAllPass, expectCaught, runRange } from './sim-spec-support';
+import { makeScenario } from './scenario';
+import { defaultCoreFactory, defaultStorageFactory } from './sim-defaults';
+import { Simulation } from './simulator';
+
+// The two simulator spec files split the seeds so jest's two workers share them.
+const SIM_TIMEOUT_MS = 600_000;
+
+describe('simulator: default profile (crashes, partitions, lossy network, membership changes, transfers)', () => {
+  for (const [from, count] of [
+    [1, 300],
+    [301, 300],
+    [601, 300],
+    [901, 300],
+  ]) {
+    it(
+      `seeds ${from}..${from + count - 1} keep every invariant and converge after the faults heal`,
+      () => {
+        const summary = runRange({ from, seeds: count, profile: 'default' });
+        expectAllPass(summary);
+        // Long enough to matter: many elections, crashes and membership changes per run.
+        expect(summary.totals.leaders / summary.ran).toBeGreaterThan(3);
+        expect(summary.totals.crashes / summary.ran).toBeGreaterThan(3);
+        expect(summary.totals.membershipChanges / summary.ran).toBeGreaterThan(2);
+        expect(summary.totals.snapshotsInstalled).toBeGreaterThan(count);
+        expect(summary.totals.reads).toBeGreaterThan(count * 10);
+      },
+      SIM_TIMEOUT_MS,
+    );
+  }
+});
+
+describe('simulator: determinism', () => {
+  it('replays a seed exactly: same events, same trace, same outcome', () => {
+    const run = (seed: number) => {
+      const sim = new Simulation({ scenario: makeScenario(seed, 'default', null), makeCore: defaultCoreFactory, makeStorage: defaultStorageFactory, traceTail: 500 });
+      const result = sim.run();
+      return { result, trace: sim.trace.lines() };
+    };
+    const a = run(4242);
+    const b = run(4242);
+    const c = run(4243);
+    expect(a.result.ok).toBe(true);
+    expect(b.result.stats).toEqual(a.result.stats);
+    expect(b.trace).toEqual(a.trace);
+    expect(c.trace).not.toEqual(a.trace);
+  });
+});
+
+describe('simulator: deliberate core mistakes are caught', () => {
+  it(
+    'commitPreviousTermByCount (Figure 8) breaks Leader Completeness / State Machine Safety within 200 seeds',
+    () => {
+      expectCaught({ profile: 'figure8', bug: 'commitPreviousTermByCount', seedsMax: 200, accept: SAFETY_INVARIANTS });
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
+    'voteWithoutLogCheck elects a leader that lacks committed entries within 200 seeds',
+    () => {
+      expectCaught({ profile: 'default', bug: 'voteWithoutLogCheck', seedsMax: 200, accept: SAFETY_INVARIANTS });
+    },
+    SIM_TIMEOUT_MS,
+  );
+});
