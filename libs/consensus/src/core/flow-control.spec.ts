@@ -48,13 +48,15 @@ describe('flow control', () => {
     const s = leaderWith({ msgBytesMax: 10, inflightMsgsMax: 1 });
     s.core.step(ack('n2', 2, 2));
     s.persist();
-    // Index 3 goes out alone; 4..7 wait for room in the window and then go out in batches.
-    for (const n of [1, 4, 4, 4, 20]) s.core.propose(bytes(n));
     const sizes = () =>
       appendsTo(s.persist().messages, 'n2')
         .filter((m) => m.entries.length > 0)
         .map((m) => m.entries.map((e) => e.data.byteLength));
+    // Index 3 goes out alone; 4..7 wait for room in the window and then go out in batches.
+    s.core.propose(bytes(1));
     expect(sizes()).toEqual([[1]]);
+    for (const n of [4, 4, 4, 20]) s.core.propose(bytes(n));
+    expect(sizes()).toEqual([]);
     s.core.step(ack('n2', 2, 3));
     expect(sizes()).toEqual([[4, 4]]);
     s.core.step(ack('n2', 2, 5));

@@ -11,7 +11,7 @@ import { UncommittedBytes } from './uncommitted';
 import { RaftError, ReadState, Ready, Role, SnapshotChunk, SoftState } from './ready';
 import { stepCandidate } from './roles/candidate';
 import { stepFollower } from './roles/follower';
-import { appendAsLeader, bcastCommit, maybeCommit, sendAppends, sendHeartbeats, sendTimeoutNow, stepLeader, tickLeader } from './roles/leader';
+import { appendAsLeader, bcastAppend, bcastCommit, maybeCommit, sendAppends, sendHeartbeats, sendTimeoutNow, stepLeader, tickLeader } from './roles/leader';
 import { ConfigState, Entry, EntryType, HardState, InitialState, NodeId, RaftLogReader, SnapshotMeta, decodeConfig, encodeConfig } from './types';
 
 /** Payload bytes of committed entries handed out in one Ready. */
@@ -57,6 +57,8 @@ export class RaftCore implements RaftCoreApi {
   termStartIndex = 0;
   readonly reads = new ReadOnlyQueue();
   readonly uncommitted = new UncommittedBytes();
+  /** Leader: entries were appended since the last Ready; they are sent when the next one is taken. */
+  replicationPending = false;
 
   /** Snapshot being received: bytes handed to the shell so far. */
   incomingSnapshot: { index: number; term: number; bytes: number } | null;
@@ -231,11 +233,13 @@ export class RaftCore implements RaftCoreApi {
       this.failedReads.length > 0 ||
       this.hardStateChanged() ||
       this.softStateChanged() ||
-      (this.state === 'leader' && this.reads.needsRound())
+      (this.state === 'leader' && (this.reads.needsRound() || this.replicationPending))
     );
   }
 
   ready(): Ready {
+    if (this.state === 'leader' && this.replicationPending) bcastAppend(this);
+    this.replicationPending = false;
     if (this.state === 'leader' && this.reads.needsRound()) {
       const seq = this.nextSeq();
       this.reads.startRound(seq);

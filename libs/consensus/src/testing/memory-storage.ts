@@ -123,7 +123,9 @@ export class MemoryStorage implements RaftLogReader {
     const first = entries[0].index;
     if (first <= this.snap.index) throw new Error(`MemoryStorage: appending ${first} at or below the snapshot ${this.snap.index}`);
     if (first > this.lastIndex() + 1) throw new Error(`MemoryStorage: gap, appending ${first} after ${this.lastIndex()}`);
-    this.ents = this.ents.slice(0, first - this.snap.index - 1).concat(entries);
+    const keep = first - this.snap.index - 1;
+    if (keep < this.ents.length) this.ents.length = keep; // truncate a conflicting suffix
+    for (const e of entries) this.ents.push(e);
   }
 
   private saveChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): void {

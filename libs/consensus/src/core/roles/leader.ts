@@ -47,12 +47,15 @@ export function tickLeader(r: RaftCore): void {
   }
 }
 
-/** Appends one entry to the leader's log and replicates it (the leader persists it in parallel). */
+/**
+ * Appends one entry to the leader's log. It is replicated when the next Ready is taken, so that every entry
+ * proposed in between travels in the same AppendRequests (the leader persists them in parallel).
+ */
 export function appendAsLeader(r: RaftCore, type: EntryType, data: Uint8Array): Entry {
   const e: Entry = { index: r.log.lastIndex() + 1, term: r.term, type, data };
   r.appendToLog([e]);
   r.uncommitted.add(e.index, data.byteLength);
-  bcastAppend(r);
+  r.replicationPending = true;
   return e;
 }
 
