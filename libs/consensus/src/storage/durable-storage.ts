@@ -6,6 +6,7 @@ import { FileOps, fsyncDir, nodeFileOps } from './file-ops';
 import { HardStateFile } from './hard-state-file';
 import {
   assert,
+  cacheBytesDefault,
   cacheEntriesDefault,
   eagerFlushBytesDefault,
   segmentBytesDefault,
@@ -29,6 +30,8 @@ export interface StorageLogger {
 export interface DurableStorageOptions {
   segmentBytes?: number;
   cacheEntries?: number;
+  /** Payload bytes the entry cache may hold (default 16 MiB). */
+  cacheBytes?: number;
   snapshotsKeep?: number;
   logger?: StorageLogger;
   /** On corruption found at open: move the log and snapshots aside and start empty (rejoin from the leader). */
@@ -111,6 +114,7 @@ export class DurableStorage implements NodeStorage {
   private exclusive = 0;
   private deferred: { work: PersistWork; resolve: () => void; reject: (e: Error) => void }[] = [];
   private idleWaiters: (() => void)[] = [];
+  private syncWaiters: (() => void)[] = [];
   private snapshotChain: Promise<void> = Promise.resolve();
   private exclusiveChain: Promise<void> = Promise.resolve();
   /** Latest hard state seen (its commit may not be durable: commit is advisory). */
@@ -173,6 +177,7 @@ export class DurableStorage implements NodeStorage {
       {
         segmentBytes,
         cacheEntries: opts.cacheEntries ?? cacheEntriesDefault,
+        cacheBytes: opts.cacheBytes ?? cacheBytesDefault,
         preallocate: opts.preallocate ?? true,
         ops,
         log: line,
@@ -358,6 +363,8 @@ export class DurableStorage implements NodeStorage {
     await this.exclusiveChain;
     await this.snapshotChain;
     if (this.failed === null) await this.whenIdle();
+    // A sync whose batches a later sync already covered may still be running on the segment's descriptor.
+    if (this.syncsInFlight > 0) await new Promise<void>((resolve) => this.syncWaiters.push(resolve));
     this.closed = true;
     const hs = this.hardStateLatest;
     const durable = this.hs.current();
@@ -499,7 +506,8 @@ export class DurableStorage implements NodeStorage {
     this.counters.syncs++;
     this.log.sync((err) => {
       this.syncsInFlight--;
-      if (this.failed !== null) return;
+      if (this.syncsInFlight === 0) for (const w of this.syncWaiters.splice(0)) w();
+      if (this.failed !== null || this.closed) return;
       if (err) {
         this.fail(err, 'syncing the log (fdatasync)');
         return;

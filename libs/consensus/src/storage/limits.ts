@@ -7,6 +7,7 @@ export const segmentBytesMax = 1024 * 1024 * 1024;
 export const segmentBytesMin = 4 * 1024;
 /** Recent entries kept in memory for reads without IO. */
 export const cacheEntriesDefault = 4096;
+export const cacheBytesDefault = 16 * 1024 * 1024;
 export const snapshotsKeepDefault = 2;
 /** One entry's payload; a record claiming more is damage. */
 export const entryBytesMax = 64 * 1024 * 1024;

@@ -1,4 +1,5 @@
 import { Entry, EntryType } from '../core/types';
+import { EntryCache } from './entry-cache';
 import { StorageCorruptionError } from './errors';
 import { FileOps, fsyncDir, promisify, readFully, writeFully } from './file-ops';
 import { assert, entryBytesMax, ioChunkBytes, readFdsOpenMax, stagingBytesInitial } from './limits';
@@ -9,6 +10,7 @@ import { scanSegment } from './segment-scan';
 export interface SegmentLogOptions {
   segmentBytes: number;
   cacheEntries: number;
+  cacheBytes: number;
   /** Fill new segment files with zeros before use, so an fdatasync flushes data only (no block allocation). */
   preallocate: boolean;
   ops: FileOps;
@@ -43,8 +45,7 @@ export class SegmentLog {
   private stagedConfigs: number[] = [];
   private truncateFrom: number | null = null;
 
-  private readonly cache: (Entry | undefined)[];
-  private readonly cacheMask: number;
+  private readonly cache: EntryCache;
   /** Sealed segments with an open read descriptor, least recently used first. */
   private readonly readFds = new Set<Segment>();
   private spare: 'none' | 'preparing' | 'ready' = 'none';
@@ -56,10 +57,7 @@ export class SegmentLog {
     private readonly opts: SegmentLogOptions,
     base: number,
   ) {
-    let cap = 1;
-    while (cap < Math.max(1, opts.cacheEntries)) cap *= 2;
-    this.cache = new Array(cap);
-    this.cacheMask = cap - 1;
+    this.cache = new EntryCache(opts.cacheEntries, opts.cacheBytes);
     this.lastWritten = base - 1;
     this.tail = base - 1;
     this.stagedFirst = base;
@@ -136,8 +134,8 @@ export class SegmentLog {
 
   /** Term of a written entry; undefined outside [firstWritten, lastWritten]. */
   termAt(index: number): number | undefined {
-    const e = this.cache[index & this.cacheMask];
-    if (e !== undefined && e.index === index && index <= this.lastWritten) return e.term;
+    const e = this.cache.get(index);
+    if (e !== undefined && index <= this.lastWritten) return e.term;
     const seg = this.findSegment(index);
     if (seg === null || index > this.lastWritten) return undefined;
     return seg.termAt(index);
@@ -149,8 +147,8 @@ export class SegmentLog {
     let bytes = 0;
     let i = lo;
     while (i < hi) {
-      const e = this.cache[i & this.cacheMask];
-      if (e !== undefined && e.index === i) {
+      const e = this.cache.get(i);
+      if (e !== undefined) {
         if (out.length > 0 && bytes + e.data.length > maxBytes) break;
         out.push(e);
         bytes += e.data.length;
@@ -212,7 +210,7 @@ export class SegmentLog {
         t >= minIndex,
         `entries from ${t} would overwrite the snapshot (log may change from ${minIndex})`,
       );
-      this.dropCache(t, this.tail);
+      this.cache.drop(t, this.tail);
       if (this.stagedCount > 0 && t >= this.stagedFirst) {
         const keep = t - this.stagedFirst;
         this.stagedCount = keep;
@@ -237,7 +235,6 @@ export class SegmentLog {
     const rel = this.stagedRel;
     const terms = this.stagedTerms;
     const cache = this.cache;
-    const mask = this.cacheMask;
     let at = this.stagedBytes;
     let n = this.stagedCount;
     let expect = t;
@@ -252,7 +249,7 @@ export class SegmentLog {
       terms[n] = e.term;
       at = encodeRecord(buf, at, e);
       if (e.type === EntryType.Config) this.stagedConfigs.push(e.index);
-      cache[e.index & mask] = e;
+      cache.put(e);
       n++;
       expect++;
     }
@@ -358,7 +355,7 @@ export class SegmentLog {
     assert(!this.hasStaged(), 'nothing staged when the log is dropped');
     while (this.segments.length > 0) this.deleteSegment(this.segments.pop()!);
     fsyncDir(this.opts.ops, this.dir);
-    this.cache.fill(undefined);
+    this.cache.clear();
     this.lastWritten = next - 1;
     this.tail = next - 1;
     this.stagedFirst = next;
@@ -444,22 +441,11 @@ export class SegmentLog {
     this.opts.ops.unlinkSync(seg.path);
     if (seg.hasSidecar || this.opts.ops.existsSync(this.sidecarPath(seg.first)))
       this.opts.ops.unlinkSync(this.sidecarPath(seg.first));
-    for (let i = seg.first; i < seg.next && i < seg.first + this.cache.length; i++) {
-      const e = this.cache[i & this.cacheMask];
-      if (e !== undefined && e.index === i) this.cache[i & this.cacheMask] = undefined;
-    }
+    this.cache.drop(seg.first, seg.next - 1);
   }
 
   private sidecarPath(first: number): string {
     return `${this.dir}/${sidecarName(first)}`;
-  }
-
-  private dropCache(from: number, to: number): void {
-    const stop = Math.min(to, from + this.cache.length - 1);
-    for (let i = from; i <= stop; i++) {
-      const e = this.cache[i & this.cacheMask];
-      if (e !== undefined && e.index >= from) this.cache[i & this.cacheMask] = undefined;
-    }
   }
 
   private reserveStaging(bytes: number, records: number): void {
