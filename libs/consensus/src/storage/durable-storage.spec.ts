@@ -130,6 +130,28 @@ describe('DurableStorage log', () => {
     await s.close();
   });
 
+  test('an invalid batch is refused before it changes anything (no truncation is scheduled)', async () => {
+    const s = await open();
+    await s.persist({ entries: entries(1, 10, 2) });
+    const gap = [entry(5, 3), entry(6, 3), entry(8, 3)];
+    await expect(s.persist({ entries: gap })).rejects.toThrow(/entry index 8 where 7 was expected/);
+    await expect(s.persist({ entries: [entry(5, 1)] })).rejects.toThrow(/term 1 below 2/);
+    expect(s.lastIndex()).toBe(10);
+    await s.persist({ entries: [entry(11, 2)] });
+    expect(s.entries(1, 12, 1 << 20).map((e) => e.term)).toEqual(Array(11).fill(2));
+    await s.saveSnapshot(
+      { index: 6, term: 2, config: decodeConfig(Buffer.from('{}')) },
+      (async function* () {
+        yield Buffer.from('s');
+      })(),
+    );
+    await expect(s.persist({ entries: [entry(6, 3)] })).rejects.toThrow(/would overwrite the snapshot/);
+    await s.close();
+    const r = await open();
+    expect(r.lastIndex()).toBe(11);
+    await r.close();
+  });
+
   test('truncating inside the not-yet-written batch keeps only the new suffix', async () => {
     const s = await open();
     const a = s.persist({ entries: entries(1, 10, 1) });

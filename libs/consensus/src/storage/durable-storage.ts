@@ -289,12 +289,13 @@ export class DurableStorage implements NodeStorage {
     const entries = work.entries;
     if (entries.length > 0) {
       const t = entries[0].index;
+      const truncates = t <= this.log.tailIndex();
       try {
-        if (t <= this.log.tailIndex()) this.clampForTruncation(t);
         this.log.stage(entries, this.snaps.latestMeta().index + 1);
       } catch (e) {
         return Promise.reject(e);
       }
+      if (truncates) this.clampForTruncation(t);
       b.hasLog = true;
     }
     if (work.hardState !== undefined) this.stageHardState(b, work.hardState);

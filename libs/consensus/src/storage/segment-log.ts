@@ -205,11 +205,8 @@ export class SegmentLog {
    */
   stage(entries: Entry[], minIndex: number): void {
     const t = entries[0].index;
+    this.checkBatch(entries, minIndex);
     if (t <= this.tail) {
-      assert(
-        t >= minIndex,
-        `entries from ${t} would overwrite the snapshot (log may change from ${minIndex})`,
-      );
       this.cache.drop(t, this.tail);
       if (this.stagedCount > 0 && t >= this.stagedFirst) {
         const keep = t - this.stagedFirst;
@@ -226,7 +223,6 @@ export class SegmentLog {
       }
       this.tail = t - 1;
     }
-    assert(t === this.tail + 1, `entries from ${t} must follow the log's last index ${this.tail}`);
     if (this.stagedCount === 0) this.stagedFirst = t;
     let bytes = 0;
     for (let k = 0; k < entries.length; k++) bytes += recordHeaderBytes + entries[k].data.length;
@@ -240,11 +236,6 @@ export class SegmentLog {
     let expect = t;
     for (let k = 0; k < entries.length; k++) {
       const e = entries[k];
-      assert(e.index === expect, `entry index ${e.index} where ${expect} was expected`);
-      assert(
-        e.data.length <= entryBytesMax,
-        `entry ${e.index} of ${e.data.length} bytes exceeds ${entryBytesMax}`,
-      );
       rel[n] = at;
       terms[n] = e.term;
       at = encodeRecord(buf, at, e);
@@ -257,6 +248,34 @@ export class SegmentLog {
     this.stagedBytes = at;
     this.stagedCount = n;
     this.tail = expect - 1;
+  }
+
+  /** Rejects a batch that cannot be staged, before anything changes. */
+  private checkBatch(entries: Entry[], minIndex: number): void {
+    const t = entries[0].index;
+    if (t < minIndex) {
+      throw new Error(
+        `storage: entries from ${t} would overwrite the snapshot (the log may change from ${minIndex})`,
+      );
+    }
+    if (t > this.tail + 1)
+      throw new Error(`storage: entries from ${t} must follow the log's last index ${this.tail}`);
+    let prevTerm = 0;
+    if (t - 1 >= this.stagedFirst && t - 1 < this.stagedFirst + this.stagedCount) {
+      prevTerm = this.stagedTerms[t - 1 - this.stagedFirst];
+    } else if (t - 1 <= this.lastWritten) {
+      prevTerm = this.termAt(t - 1) ?? 0;
+    }
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k];
+      if (e.index !== t + k) throw new Error(`storage: entry index ${e.index} where ${t + k} was expected`);
+      if (e.data.length > entryBytesMax) {
+        throw new Error(`storage: entry ${e.index} of ${e.data.length} bytes exceeds ${entryBytesMax}`);
+      }
+      if (!(e.term >= prevTerm))
+        throw new Error(`storage: entry ${e.index} has term ${e.term} below ${prevTerm}`);
+      prevTerm = e.term;
+    }
   }
 
   /** Bytes staged and not written. */
