@@ -282,24 +282,29 @@ export class DurableStorage implements NodeStorage {
     if (this.exclusive > 0) return this.defer(work);
     const chunk = work.snapshotChunk;
     if (chunk !== undefined) {
-      const why = this.snaps.stageChunk(chunk);
+      const why = this.snaps.checkChunk(chunk);
       if (why !== null) return Promise.reject(new Error(`storage: ${why}`));
     }
-    const b = this.pending ?? this.newBatch();
+    // Nothing changes before the work is known to fit: a refused call leaves no trace.
     const entries = work.entries;
+    let truncatedFrom = 0;
     if (entries.length > 0) {
       const t = entries[0].index;
-      const truncates = t <= this.log.tailIndex();
+      if (t <= this.log.tailIndex()) truncatedFrom = t;
       try {
         this.log.stage(entries, this.snaps.latestMeta().index + 1);
       } catch (e) {
         return Promise.reject(e);
       }
-      if (truncates) this.clampForTruncation(t);
-      b.hasLog = true;
     }
+    if (truncatedFrom > 0) this.clampForTruncation(truncatedFrom);
+    const b = this.pending ?? this.newBatch();
+    if (entries.length > 0) b.hasLog = true;
     if (work.hardState !== undefined) this.stageHardState(b, work.hardState);
-    if (chunk !== undefined) (b.chunks ??= []).push(chunk);
+    if (chunk !== undefined) {
+      this.snaps.acceptChunk(chunk);
+      (b.chunks ??= []).push(chunk);
+    }
     b.endIndex = this.log.tailIndex();
     if (this.syncsInFlight < this.syncsInFlightMax && this.log.stagedByteCount() >= this.eagerFlushBytes) {
       this.drive();

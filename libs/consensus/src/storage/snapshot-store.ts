@@ -210,16 +210,18 @@ export class SnapshotStore {
   }
 
   /** Checks a chunk against the transfer staged so far; a string says why it does not fit. */
-  stageChunk(c: SnapshotChunk): string | null {
+  checkChunk(c: SnapshotChunk): string | null {
     const e = this.expected;
-    if (c.offset !== 0) {
-      if (e === null || e.index !== c.meta.index || e.term !== c.meta.term) {
-        return `snapshot chunk at offset ${c.offset} of ${c.meta.index}/${c.meta.term} without the transfer's start`;
-      }
-      if (e.bytes !== c.offset) return `snapshot chunk at offset ${c.offset}, expected ${e.bytes}`;
+    if (c.offset === 0) return null;
+    if (e === null || e.index !== c.meta.index || e.term !== c.meta.term) {
+      return `snapshot chunk at offset ${c.offset} of ${c.meta.index}/${c.meta.term} without the transfer's start`;
     }
+    return e.bytes !== c.offset ? `snapshot chunk at offset ${c.offset}, expected ${e.bytes}` : null;
+  }
+
+  /** Takes a checked chunk into the staged transfer (written at the next cut). */
+  acceptChunk(c: SnapshotChunk): void {
     this.expected = { index: c.meta.index, term: c.meta.term, bytes: c.offset + c.data.length };
-    return null;
   }
 
   /** Writes a staged chunk (page cache); `syncPartial` makes it durable. */
