@@ -552,14 +552,19 @@ export class RaftCore implements RaftCoreApi {
     this.send({ type: 'VoteResponse', from: this.id, to: m.from, term: granted ? m.term : this.term, preVote: m.preVote, granted }, true);
   }
 
-  /** A message from an older term: tell the sender our term so a stale leader or candidate steps down. */
+  /**
+   * A message from an older term: tell the sender our term so a stale leader or candidate steps down.
+   * The answer carries seq 0, never the request's: it is sent at our (newer) term, and if its receiver has
+   * meanwhile restarted and become leader of that term, an echoed seq from its earlier life would count as an
+   * acknowledgement of its own heartbeat rounds (confirming ReadIndex reads and leases without a quorum).
+   */
   private answerStale(m: Message): void {
     switch (m.type) {
       case 'AppendRequest':
-        this.send({ type: 'AppendResponse', from: this.id, to: m.from, term: this.term, success: false, matchIndex: 0, conflictTerm: 0, conflictIndex: 0, lastLogIndex: this.log.lastIndex(), seq: m.seq }, true);
+        this.send({ type: 'AppendResponse', from: this.id, to: m.from, term: this.term, success: false, matchIndex: 0, conflictTerm: 0, conflictIndex: 0, lastLogIndex: this.log.lastIndex(), seq: 0 }, true);
         return;
       case 'SnapshotRequest':
-        this.send({ type: 'SnapshotResponse', from: this.id, to: m.from, term: this.term, index: m.meta.index, nextOffset: -1, installed: false, seq: m.seq }, true);
+        this.send({ type: 'SnapshotResponse', from: this.id, to: m.from, term: this.term, index: m.meta.index, nextOffset: -1, installed: false, seq: 0 }, true);
         return;
       case 'VoteRequest':
         if (m.preVote) this.send({ type: 'VoteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false }, true);
