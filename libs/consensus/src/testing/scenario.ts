@@ -46,6 +46,8 @@ export interface Scenario {
   muteAfterElectionRate: number;
   /** Probability that a leader crashes right after its commit index advances (before telling anyone). */
   crashAfterCommitRate: number;
+  /** Probability, per Ready with work to persist, of a crash before its fsync completes. */
+  crashDuringFsyncRate: number;
   partitionEveryMs: number;
   partitionMsMin: number;
   partitionMsMax: number;
@@ -100,7 +102,8 @@ function baseScenario(seed: number, profile: ProfileName, bug: BugName | null, r
       snapshotChunkBytes: r.pick([48, 128, 100_000]),
       preVote: r.chance(0.7),
       checkQuorum: r.chance(0.7),
-      leaseReads: false,
+      // Lease reads assume clocks drift by less than clockDriftTicksMax per election timeout (ours: ±2%).
+      leaseReads: r.chance(0.3),
       clockDriftTicksMax: 2,
       unsafe,
     },
@@ -135,6 +138,7 @@ function baseScenario(seed: number, profile: ProfileName, bug: BugName | null, r
     crashAfterElectionMsMax: 30,
     muteAfterElectionRate: 0,
     crashAfterCommitRate: 0,
+    crashDuringFsyncRate: r.pick([0, 0.002]),
     partitionEveryMs: r.pick([0, 300, 700]),
     partitionMsMin: 50,
     partitionMsMax: 600,
@@ -166,6 +170,7 @@ function figure8(base: Scenario, r: Prng): Scenario {
     partitionMsMin: 10,
     partitionMsMax: 100,
     crashAfterCommitRate: r.pick([0.3, 0.6]),
+    crashDuringFsyncRate: r.pick([0.005, 0.02]),
     proposeEveryMs: r.pick([2, 5]),
     // One entry per AppendRequest: an old-term entry often reaches a majority before the new leader's no-op.
     raft: { ...base.raft, electionTicks: r.int(4, 6), heartbeatTicks: 1, preVote: false, checkQuorum: false, msgBytesMax: r.pick([1, 16]), inflightMsgsMax: r.pick([1, 2, 64]) },
@@ -191,14 +196,16 @@ function partitions(base: Scenario, r: Prng): Scenario {
 function elections(base: Scenario, r: Prng): Scenario {
   return {
     ...base,
-    initialVoters: r.pick([3, 5]),
-    raft: { ...base.raft, preVote: r.chance(0.3), electionTicks: r.int(4, 6) },
-    network: { ...base.network, delayMsMin: 2, delayMsMax: r.pick([15, 30]) },
+    initialVoters: r.chance(0.7) ? 5 : 3,
+    raft: { ...base.raft, preVote: r.chance(0.2), electionTicks: r.int(4, 6) },
+    // Vote requests are slow to arrive, so a voter can crash, restart and be asked again in the same term.
+    network: { ...base.network, delayMsMin: 5, delayMsMax: r.pick([20, 30]) },
     crashEveryMs: 100,
     downMsMin: 1,
-    downMsMax: 20,
+    downMsMax: r.pick([5, 20]),
     leaderCrashBias: 0.5,
-    crashAfterVoteRate: r.pick([0.2, 0.5]),
+    crashAfterVoteRate: r.pick([0.3, 0.6]),
+    faultPhaseMs: 8_000,
     membershipEveryMs: 0,
   };
 }
@@ -207,8 +214,8 @@ export function describeScenario(s: Scenario): string {
   const o = s.raft;
   return [
     `profile=${s.profile}${s.bug ? ` bug=${s.bug}` : ''} voters=${s.initialVoters}`,
-    `election=${o.electionTicks}t heartbeat=${o.heartbeatTicks}t preVote=${o.preVote} checkQuorum=${o.checkQuorum} inflight=${o.inflightMsgsMax} msgBytes=${o.msgBytesMax} chunk=${o.snapshotChunkBytes}`,
+    `election=${o.electionTicks}t heartbeat=${o.heartbeatTicks}t preVote=${o.preVote} checkQuorum=${o.checkQuorum} leaseReads=${o.leaseReads} inflight=${o.inflightMsgsMax} msgBytes=${o.msgBytesMax} chunk=${o.snapshotChunkBytes}`,
     `pipeline=${s.shell.pipelineDepth} applyBeforePersist=${s.shell.applyBeforePersist} fsync<=${s.shell.fsyncMsMax}ms snapshotEvery=${s.shell.snapshotEveryEntries} pendingSnap=${s.shell.pendingSnapshotRate}`,
-    `drop=${s.network.dropRate} dup=${s.network.duplicateRate} delay<=${s.network.delayMsMax}ms crashEvery=${s.crashEveryMs}ms crashAfterVote=${s.crashAfterVoteRate} crashAfterElection=${s.crashAfterElectionRate}/${s.crashAfterElectionMsMax}ms muteAfterElection=${s.muteAfterElectionRate} crashAfterCommit=${s.crashAfterCommitRate} down<=${s.downMsMax}ms partitionEvery=${s.partitionEveryMs}ms membershipEvery=${s.membershipEveryMs}ms`,
+    `drop=${s.network.dropRate} dup=${s.network.duplicateRate} delay<=${s.network.delayMsMax}ms crashEvery=${s.crashEveryMs}ms crashAfterVote=${s.crashAfterVoteRate} crashAfterElection=${s.crashAfterElectionRate}/${s.crashAfterElectionMsMax}ms muteAfterElection=${s.muteAfterElectionRate} crashAfterCommit=${s.crashAfterCommitRate} crashDuringFsync=${s.crashDuringFsyncRate} down<=${s.downMsMax}ms partitionEvery=${s.partitionEveryMs}ms membershipEvery=${s.membershipEveryMs}ms`,
   ].join('\n  ');
 }

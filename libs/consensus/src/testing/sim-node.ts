@@ -56,6 +56,8 @@ export interface NodeHost {
   onNewLeader(node: SimNode): void;
   /** A leader's commit index advanced. */
   onLeaderCommit(node: SimNode): void;
+  /** A Ready with work to persist was taken; it becomes durable in `durableInMs`. */
+  onPersistStarted(node: SimNode, durableInMs: number): void;
   onReadServed(node: SimNode, ctx: string, sm: CounterStateMachine): void;
   onReadFailed(node: SimNode, ctx: string, error: RaftError): void;
 }
@@ -235,6 +237,7 @@ export class SimNode {
     const hasWork = ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshotChunk !== undefined;
     const delay = hasWork ? this.fsyncDelayMs() : 0;
     this.lastPersistAt = Math.max(this.lastPersistAt, now + delay);
+    if (hasWork) this.host.onPersistStarted(this, this.lastPersistAt - now);
     this.pending.push({ ready, durable: false, applied: false });
     this.host.schedulePersisted(this, this.incarnation, this.lastPersistAt);
   }

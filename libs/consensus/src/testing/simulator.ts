@@ -350,6 +350,11 @@ export class Simulation implements NodeHost {
     }
   }
 
+  onPersistStarted(node: SimNode, durableInMs: number): void {
+    if (this.phase !== 'faults' || !this.prng.chance(this.s.crashDuringFsyncRate)) return;
+    this.scheduler.after(this.prng.range(0, durableInMs), { k: 'crashNode', id: node.id });
+  }
+
   onLeaderCommit(node: SimNode): void {
     if (this.phase !== 'faults' || !this.prng.chance(this.s.crashAfterCommitRate)) return;
     this.scheduler.after(this.prng.range(0, 1), { k: 'crashNode', id: node.id });
@@ -507,7 +512,8 @@ export class Simulation implements NodeHost {
     const read: PendingRead = { node: n.id, inc: n.incarnation, ackedCountAtStart: this.ackedCount, maxAckedIndexAtStart: this.maxAckedIndex, startedMs: this.now() };
     // Registered first: a read may be served within the same call.
     this.pendingReads.set(ctx, read);
-    if (!this.tryCore(n, `readIndex ${ctx}`, (c) => c.readIndex(ctx))) this.pendingReads.delete(ctx);
+    const lease = this.s.raft.leaseReads && this.prng.chance(0.5);
+    if (!this.tryCore(n, `readIndex ${ctx}${lease ? ' (lease)' : ''}`, (c) => c.readIndex(ctx, { lease }))) this.pendingReads.delete(ctx);
     return ctx;
   }
 
