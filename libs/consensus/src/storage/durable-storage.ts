@@ -38,9 +38,9 @@ export interface DurableStorageOptions {
   repair?: RepairOption;
   /** Zero-fill new segment files (default true). */
   preallocate?: boolean;
-  /** With an fsync slot free, write a batch as soon as this many bytes are staged (default 32 KiB). */
+  /** With an fsync slot free, write a batch as soon as this many bytes are staged (default 16 KiB). */
   eagerFlushBytes?: number;
-  /** fdatasync calls allowed to overlap (default 2); each covers every batch written before it started. */
+  /** fdatasync calls allowed to overlap (default 3); each covers every batch written before it started. */
   syncsInFlightMax?: number;
   /** The file-system calls; tests inject failures here. */
   fileOps?: FileOps;

@@ -12,9 +12,9 @@ export const snapshotsKeepDefault = 2;
 /** One entry's payload; a record claiming more is damage. */
 export const entryBytesMax = 64 * 1024 * 1024;
 /** With no fsync in flight, a batch this large is written at once instead of waiting for the end of the tick. */
-export const eagerFlushBytesDefault = 32 * 1024;
+export const eagerFlushBytesDefault = 16 * 1024;
 /** Overlapping fdatasync calls (each holds a libuv pool thread; the pool has 4 by default). */
-export const syncsInFlightMaxDefault = 2;
+export const syncsInFlightMaxDefault = 3;
 /** While every fsync slot is busy, the next batch is written ahead (page cache only) once it is this large. */
 export const writeAheadBytesMin = 16 * 1024;
 /** The staging buffer starts at this size, doubles as needed and shrinks back after a larger batch. */
