@@ -10,6 +10,7 @@ export type InvariantName =
   | 'AckedWriteLost'
   | 'ReadLinearizability'
   | 'PersistBeforeAck'
+  | 'StaleAck'
   | 'Liveness'
   | 'CoreContract';
 

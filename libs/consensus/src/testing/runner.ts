@@ -101,7 +101,7 @@ export function describeTotals(ran: number, t: SimStats): string {
 
 export interface HuntOptions {
   profile: ProfileName;
-  bug: BugName;
+  bug: BugName | null;
   from: number;
   seedsMax: number;
   /** The invariants that count as "the simulator caught the mistake". */

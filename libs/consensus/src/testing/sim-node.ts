@@ -92,6 +92,8 @@ export class SimNode {
   private hardCommitSeen = 0;
   private termSeen = 0;
   private checkedLeaderTerm = -1;
+  /** Per term, the range of seq numbers this life sent in AppendRequests and SnapshotRequests. */
+  private seqsSent = new Map<number, { min: number; max: number }>();
   lastStatus: RaftStatus | null = null;
   stats = { readies: 0, snapshotsTaken: 0, snapshotsInstalled: 0, restarts: 0 };
 
@@ -127,6 +129,7 @@ export class SimNode {
     this.hardCommitSeen = 0;
     this.termSeen = 0;
     this.checkedLeaderTerm = -1;
+    this.seqsSent = new Map();
     this.lastPersistAt = this.host.now();
     const options: RaftOptions = {
       ...this.baseOptions,
@@ -318,8 +321,37 @@ export class SimNode {
   /** Sends messages after checking each acknowledgement only promises what is durable now. */
   private sendChecked(messages: readonly Message[]): void {
     if (messages.length === 0) return;
-    if (this.shell.checkPersistBeforeAck) for (const m of messages) this.checkDurable(m);
+    for (const m of messages) {
+      if (this.shell.checkPersistBeforeAck) this.checkDurable(m);
+      if (m.type === 'AppendRequest' || m.type === 'SnapshotRequest') this.noteSeqSent(m.term, m.seq);
+    }
     this.host.send(messages);
+  }
+
+  private noteSeqSent(term: number, seq: number): void {
+    const r = this.seqsSent.get(term);
+    if (r === undefined) this.seqsSent.set(term, { min: seq, max: seq });
+    else {
+      if (seq < r.min) r.min = seq;
+      if (seq > r.max) r.max = seq;
+    }
+  }
+
+  /**
+   * A leader counts a response's seq as an acknowledgement of its own heartbeat rounds (ReadIndex, leases).
+   * So a response at the leader's term must echo a seq that this leader (this life) sent in that term.
+   */
+  checkEchoedSeq(m: Message): void {
+    if ((m.type !== 'AppendResponse' && m.type !== 'SnapshotResponse') || m.seq === 0) return;
+    const s = this.lastStatus;
+    if (s === null || s.role !== 'leader' || s.term !== m.term) return;
+    const r = this.seqsSent.get(m.term);
+    if (r === undefined || m.seq < r.min || m.seq > r.max) {
+      throw new Violation(
+        'StaleAck',
+        `${this.id}, leader of term ${m.term}, receives a ${m.type} from ${m.from} echoing seq ${m.seq}, but sent seqs ${r ? `${r.min}..${r.max}` : 'none'} in this term: it would count as a heartbeat acknowledgement`,
+      );
+    }
   }
 
   private checkDurable(m: Message): void {

@@ -1,6 +1,7 @@
 import { InvariantName } from './checkers';
 import { HuntOptions, RunSummary, huntViolation, reportFailure, runSeeds } from './runner';
 import { BugName, ProfileName } from './scenario';
+import { CoreFactory } from './sim-node';
 import { SimResult } from './simulator';
 import { defaultCoreFactory, defaultStorageFactory } from './sim-defaults';
 
@@ -42,15 +43,15 @@ export function expectAllPass(summary: RunSummary & { report: string }): void {
 }
 
 /** Asserts that the mistake breaks an accepted invariant within seedsMax seeds, and that the report can replay it. */
-export function expectCaught(o: Omit<HuntOptions, 'from' | 'makeCore' | 'makeStorage'> & { from?: number }): SimResult {
-  const hunt = huntViolation({ ...o, from: o.from ?? 1, makeCore: defaultCoreFactory, makeStorage: defaultStorageFactory });
+export function expectCaught(o: Omit<HuntOptions, 'from' | 'makeCore' | 'makeStorage'> & { from?: number; makeCore?: CoreFactory }): SimResult {
+  const hunt = huntViolation({ ...o, from: o.from ?? 1, makeCore: o.makeCore ?? defaultCoreFactory, makeStorage: defaultStorageFactory });
   if (hunt.caught === null) {
     const others = hunt.otherFailures.map((r) => `seed ${r.seed}: ${r.violation?.message}`).join('\n');
     throw new Error(`bug ${o.bug} (profile ${o.profile}) went unnoticed in ${hunt.seedsRun} seeds (expected one of ${o.accept.join(', ')})${others ? `\nother failures:\n${others}` : ''}`);
   }
   const r = hunt.caught;
   check(o.accept.includes(r.violation!.invariant), `unexpected invariant ${r.violation!.invariant}`);
-  check(r.replay.includes(`--from ${r.seed}`) && r.replay.includes(`--bug ${o.bug}`), `replay command does not name the seed and bug: ${r.replay}`);
+  check(r.replay.includes(`--from ${r.seed}`) && (o.bug === null || r.replay.includes(`--bug ${o.bug}`)), `replay command does not name the seed and bug: ${r.replay}`);
   check(r.trace.length > 10, `failure trace too short (${r.trace.length} lines)`);
   const lines: string[] = [];
   reportFailure(r, (l) => lines.push(l));

@@ -1,4 +1,8 @@
+import { RaftCoreApi } from '../core/api';
+import { Message } from '../core/messages';
+import { RaftCore } from '../core/raft';
 import { SAFETY_INVARIANTS, expectAllPass, expectCaught, runRange } from './sim-spec-support';
+import { CoreFactory } from './sim-node';
 
 const SIM_TIMEOUT_MS = 600_000;
 
@@ -78,6 +82,53 @@ describe('simulator: deliberate mistakes are caught', () => {
     'forgetVoteOnRestart (simulated shell): a node votes twice in a term, two leaders within 200 seeds',
     () => {
       expectCaught({ profile: 'elections', bug: 'forgetVoteOnRestart', seedsMax: 200, accept: ['ElectionSafety', ...SAFETY_INVARIANTS] });
+    },
+    SIM_TIMEOUT_MS,
+  );
+});
+
+/**
+ * The core bug of FINDINGS.md #1, put back from outside: answers to requests of an older term echo the
+ * request's seq again. A restarted leader of the newer term would count them as acknowledgements.
+ */
+const echoingStaleSeqCore: CoreFactory = (options, log, initial) => {
+  const core = new RaftCore(options, log, initial);
+  const staleSeq = new Map<string, number>();
+  const isRequest = (m: Message) => m.type === 'AppendRequest' || m.type === 'SnapshotRequest';
+  const wrapped: RaftCoreApi = {
+    tick: () => core.tick(),
+    step: (m) => {
+      if (isRequest(m) && m.term < core.status().term) staleSeq.set(m.from, (m as { seq: number }).seq);
+      core.step(m);
+    },
+    propose: (data) => core.propose(data),
+    readIndex: (ctx, opts) => core.readIndex(ctx, opts),
+    changeMembership: (change) => core.changeMembership(change),
+    transferLeadership: (to) => core.transferLeadership(to),
+    campaign: () => core.campaign(),
+    hasReady: () => core.hasReady(),
+    ready: () => {
+      const rd = core.ready();
+      for (const m of [...rd.messages, ...rd.persistedMessages]) {
+        if ((m.type === 'AppendResponse' || m.type === 'SnapshotResponse') && m.seq === 0 && staleSeq.has(m.to)) {
+          m.seq = staleSeq.get(m.to)!;
+          staleSeq.delete(m.to);
+        }
+      }
+      return rd;
+    },
+    advance: (rd) => core.advance(rd),
+    snapshotTaken: (meta) => core.snapshotTaken(meta),
+    status: () => core.status(),
+  };
+  return wrapped;
+};
+
+describe('simulator: the bug it found stays found', () => {
+  it(
+    'stale-term answers that echo the request seq are flagged (StaleAck) within 200 seeds',
+    () => {
+      expectCaught({ profile: 'elections', bug: null, seedsMax: 200, accept: ['StaleAck'], makeCore: echoingStaleSeqCore });
     },
     SIM_TIMEOUT_MS,
   );

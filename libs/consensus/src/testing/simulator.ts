@@ -287,6 +287,7 @@ export class Simulation implements NodeHost {
     const n = this.nodes.get(m.to);
     if (n === undefined || !n.up || !this.network.canReach(m.from, m.to)) return;
     this.trace.message(this.now(), 'recv', m);
+    n.checkEchoedSeq(m);
     n.drive((c) => c.step(m));
   }
 
