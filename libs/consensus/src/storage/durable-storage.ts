@@ -466,8 +466,9 @@ export class DurableStorage implements NodeStorage {
 
   private mayCut(b: Batch): boolean {
     if (!b.hasLog) return true;
-    // Truncations and segment rolls sync synchronously and change the file being synced: only when idle.
-    if (this.log.writeNeedsQuiescence()) return this.syncsInFlight === 0;
+    // Truncations and segment rolls change the file being synced: only once everything written is durable
+    // (then a roll needs no fsync of its own; a truncation fsyncs what it zeroed).
+    if (this.log.writeNeedsQuiescence()) return this.syncsInFlight === 0 && this.writtenUnsynced.length === 0;
     return this.syncsInFlight < this.syncsInFlightMax || this.log.stagedByteCount() >= writeAheadBytesMin;
   }
 

@@ -49,6 +49,11 @@ export class SegmentLog {
   /** Sealed segments with an open read descriptor, least recently used first. */
   private readonly readFds = new Set<Segment>();
   private spare: 'none' | 'preparing' | 'ready' = 'none';
+  /** Writes made, and the count of them the last completed sync covered. */
+  private writeSeq = 0;
+  private syncedSeq = 0;
+  /** A segment was created on the write path; the next sync also fsyncs the directory. */
+  private dirSyncPending = false;
   private sparePrep: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -309,9 +314,8 @@ export class SegmentLog {
     if (this.stagedCount === 0) return syncedBefore;
     let seg = this.active();
     if (seg !== null && seg.count > 0 && seg.end + this.stagedBytes > this.opts.segmentBytes) {
-      this.seal(seg);
+      if (this.seal(seg)) syncedBefore = true;
       seg = null;
-      syncedBefore = true;
     }
     if (seg === null) seg = this.createSegment(this.stagedFirst);
     assert(
@@ -320,6 +324,7 @@ export class SegmentLog {
     );
     assert(seg.end + this.stagedBytes < 2 ** 32, 'segment offsets fit 32 bits');
     writeFully(this.opts.ops, this.fdOf(seg), this.staging, 0, this.stagedBytes, seg.end);
+    this.writeSeq++;
     seg.pushBatch(seg.end, this.stagedRel, this.stagedCount, this.stagedTerms, this.stagedConfigs);
     this.lastWritten = this.stagedFirst + this.stagedCount - 1;
     this.stagedFirst = this.lastWritten + 1;
@@ -334,11 +339,34 @@ export class SegmentLog {
   /** fdatasync of the segment being written; every record written before the call is durable when cb runs. */
   sync(cb: (err: Error | null) => void): void {
     const seg = this.active();
+    const seq = this.writeSeq;
+    const done = (err: Error | null) => {
+      if (err === null && seq > this.syncedSeq) this.syncedSeq = seq;
+      cb(err);
+    };
     if (seg === null || seg.fd === null) {
-      queueMicrotask(() => cb(null));
+      queueMicrotask(() => done(null));
       return;
     }
-    this.opts.ops.fdatasync(seg.fd, cb);
+    if (!this.dirSyncPending) {
+      this.opts.ops.fdatasync(seg.fd, done);
+      return;
+    }
+    // The segment was just created: its directory entry becomes durable with its first batch.
+    this.dirSyncPending = false;
+    const { ops } = this.opts;
+    let waiting = 2;
+    let failure: Error | null = null;
+    const both = (err: Error | null) => {
+      failure ??= err;
+      if (--waiting === 0) done(failure);
+    };
+    const dirFd = ops.openSync(this.dir, 'r');
+    ops.fsync(dirFd, (err) => {
+      ops.closeSync(dirFd);
+      both(err);
+    });
+    ops.fdatasync(seg.fd, both);
   }
 
   // ---- truncation, compaction, reset -----------------------------------------------------------------
@@ -504,24 +532,32 @@ export class SegmentLog {
     const from = seg.offsetOf(Math.min(t, seg.next));
     zeroFillRange(ops, fd, from, seg.end);
     ops.fdatasyncSync(fd);
+    this.syncedSeq = this.writeSeq;
     seg.truncate(Math.min(t, seg.next) - seg.first);
     this.lastWritten = seg.next - 1;
   }
 
   /** Makes a full segment read-only: fsync, then a sidecar index so the next open needs no scan. */
-  private seal(seg: Segment): void {
+  /**
+   * Makes a full segment read-only and writes its sidecar index (not fsynced: a lost or torn sidecar only
+   * costs a scan at the next open). Returns true if it had to fsync the segment (data written since the
+   * last completed sync; the group commit normally rolls only when everything written is durable).
+   */
+  private seal(seg: Segment): boolean {
     const { ops } = this.opts;
-    ops.fdatasyncSync(this.fdOf(seg));
+    const synced = this.syncedSeq < this.writeSeq;
+    if (synced) ops.fdatasyncSync(this.fdOf(seg));
+    this.syncedSeq = this.writeSeq;
     const idx = seg.encodeSidecar();
     const fd = ops.openSync(this.sidecarPath(seg.first), 'w');
     try {
       writeFully(ops, fd, idx, 0, idx.length, 0);
-      ops.fsyncSync(fd);
     } finally {
       ops.closeSync(fd);
     }
     seg.hasSidecar = true;
     this.readFds.add(seg);
+    return synced;
   }
 
   /**
@@ -538,12 +574,13 @@ export class SegmentLog {
       const fd = ops.openSync(path, 'w');
       try {
         if (zeroFill && this.opts.preallocate) zeroFillRange(ops, fd, 0, this.opts.segmentBytes);
-        ops.fsyncSync(fd);
+        if (zeroFill) ops.fsyncSync(fd);
       } finally {
         ops.closeSync(fd);
       }
     }
-    fsyncDir(ops, this.dir);
+    if (zeroFill) fsyncDir(ops, this.dir);
+    else this.dirSyncPending = true;
     const seg = new Segment(first, path, 1 << 16);
     seg.fd = ops.openSync(path, 'r+');
     this.segments.push(seg);
