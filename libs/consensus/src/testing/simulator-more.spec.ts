@@ -10,7 +10,7 @@ describe('simulator: fault profiles', () => {
   it(
     'figure8: 5 voters, leaders crash or go mute right after election or commit; every invariant holds',
     () => {
-      const summary = runRange({ from: 1, seeds: 150, profile: 'figure8' });
+      const summary = runRange({ from: 1, seeds: 120, profile: 'figure8' });
       expectAllPass(summary);
       expect(summary.totals.leaders / summary.ran).toBeGreaterThan(10);
     },
