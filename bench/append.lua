@@ -5,7 +5,8 @@
 --   EVENTS  events per request (1, 100, 1000)
 --   BYTES   serialized size of one event object in the body (~200)
 --   STREAMS streams written round-robin: bench-0 .. bench-(STREAMS-1)
---   STOP    each thread stops after this many 201 answers (0 = run for the duration)
+--   STOP    each thread stops after this many 201 answers (0 = run for the duration) and prints
+--           WRK_THREAD_STOPPED; wrk itself ends early only on SIGINT (bench/support/wrk.ts sends it)
 -- Event id: RUN-TTTT-4CCC-8CCC-CCCCCCCCCCCC (T = thread, C = the thread's event counter): unique per run.
 -- done() prints one line `WRK_RESULT {json}` with counts, statuses and latency percentiles (us).
 
@@ -60,7 +61,12 @@ end
 function response(status, hdrs, body)
   if status == 201 then
     ok = ok + 1
-    if stopAfter > 0 and ok >= stopAfter then wrk.thread:stop() end
+    if stopAfter > 0 and ok == stopAfter then
+      -- wrk's main thread sleeps for the whole -d duration: the caller sends SIGINT on this line
+      io.write("WRK_THREAD_STOPPED\n")
+      io.flush()
+      wrk.thread:stop()
+    end
   elseif status >= 300 and status < 400 then
     redirects = redirects + 1
   elseif status >= 400 and status < 500 then

@@ -27,7 +27,7 @@ import { envInt, int, log, ms, percentile, ratio, table } from './support/report
 import { requireWrk, wrkProblems } from './support/wrk';
 
 const durationS = envInt('BENCH_DURATION_S', 10);
-const failoverTrials = envInt('BENCH_FAILOVER_TRIALS', 20);
+const failoverTrials = envInt('BENCH_FAILOVER_TRIALS', 20, 0);
 const concurrencies = [1, 32, 256];
 const commandBytes = 200;
 const streams = 1000;
@@ -174,7 +174,7 @@ function printReport(wrkVersion: string, dir: string, fsync: ReturnType<typeof f
     '',
     table(
       ['failover (kill -9 leader → next commit)', 'trials', 'p50', 'max', 'min'],
-      [['probe every 10 ms to every node, 307 followed', String(trials.length), ms(percentile(fo, 50), 0), ms(Math.max(...fo), 0), ms(Math.min(...fo), 0)]],
+      [['probe every 10 ms to every node, 307 followed', String(trials.length), ms(percentile(fo, 50), 0), ms(fo.length ? Math.max(...fo) : NaN, 0), ms(fo.length ? Math.min(...fo) : NaN, 0)]],
     ),
     `trials (ms): ${fo.map((x) => x.toFixed(0)).join(' ')}`,
     '',

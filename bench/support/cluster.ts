@@ -188,9 +188,19 @@ export class BenchCluster {
     await sleep(10);
   }
 
-  /** Kills every node by PID and removes the data directory (unless BENCH_KEEP_DATA=1). */
+  /**
+   * Kills every node by PID, keeps the nodes' logs in `.bench-tmp/logs-<name>/` (replacing the previous
+   * run's) and removes the data directory (unless BENCH_KEEP_DATA=1).
+   */
   async cleanup(): Promise<void> {
     await this.stopAll(process.env.BENCH_CPU_PROF === '1' ? 'SIGTERM' : 'SIGKILL');
+    const logsDir = path.join(repoRoot, '.bench-tmp', `logs-${path.basename(this.root).replace(/-\d+$/, '')}`);
+    fs.rmSync(logsDir, { recursive: true, force: true });
+    fs.mkdirSync(logsDir, { recursive: true });
+    for (const n of this.nodes) {
+      const log = path.join(this.root, `${n.id}.log`);
+      if (fs.existsSync(log)) fs.copyFileSync(log, path.join(logsDir, `${n.id}.log`));
+    }
     if (process.env.BENCH_KEEP_DATA !== '1') fs.rmSync(this.root, { recursive: true, force: true });
   }
 }

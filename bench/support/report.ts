@@ -35,13 +35,13 @@ export function log(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
 
-/** Reads a positive integer from the environment or returns the default; exits naming the variable if bad. */
-export function envInt(name: string, dflt: number): number {
+/** Reads an integer >= `min` from the environment or returns the default; exits naming the variable if bad. */
+export function envInt(name: string, dflt: number, min = 1): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return dflt;
   const v = Number(raw.replace(/_/g, ''));
-  if (!Number.isInteger(v) || v <= 0) {
-    process.stderr.write(`bench: ${name} must be a positive integer, got ${JSON.stringify(raw)}\n`);
+  if (!Number.isInteger(v) || v < min) {
+    process.stderr.write(`bench: ${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}\n`);
     process.exit(2);
   }
   return v;

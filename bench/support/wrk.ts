@@ -84,7 +84,14 @@ export async function runWrk(run: WrkRun): Promise<WrkResult> {
     const c = child.pid ? cpuSeconds(child.pid) : NaN;
     if (Number.isFinite(c)) cpu = c;
   }, 200);
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  let stoppedThreads = 0;
+  child.stdout.on('data', (c: Buffer) => {
+    const text = c.toString();
+    out += text;
+    stoppedThreads += text.split('WRK_THREAD_STOPPED').length - 1;
+    // every thread reached its count: wrk would sleep out the rest of -d; SIGINT makes it report now
+    if (stoppedThreads >= threads && run.stopAfterOkPerThread) child.kill('SIGINT');
+  });
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   clearInterval(cpuTimer);
