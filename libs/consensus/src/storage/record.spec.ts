@@ -55,7 +55,7 @@ describe('record framing', () => {
   test('a sidecar index round-trips and any damage to it is detected', () => {
     const s = new Segment(101, '/x/seg', 4);
     for (let k = 1; k <= 50; k++) s.push(k * 40, k < 20 ? 2 : 5, k === 30);
-    const side = s.encodeSidecar();
+    const side = s.encodeSidecar(0xdeadbeef);
     const back = Segment.decodeSidecar(side, 101, '/x/seg');
     if (typeof back === 'string') throw new Error(back);
     expect(back.count).toBe(50);
@@ -64,6 +64,7 @@ describe('record framing', () => {
     expect(back.termAt(119)).toBe(2);
     expect(back.termAt(120)).toBe(5);
     expect(back.configs).toEqual([130]);
+    expect(back.lastCrc).toBe(0xdeadbeef);
     expect(Segment.decodeSidecar(side, 102, '/x/seg')).toMatch(/another segment/);
     side[40] ^= 1;
     expect(Segment.decodeSidecar(side, 101, '/x/seg')).toMatch(/checksum/);

@@ -229,6 +229,24 @@ describe('recovery rules', () => {
     expect(fs.readdirSync(path.join(dir, 'log')).filter((n) => n.endsWith('.idx'))).toHaveLength(idx.length);
   });
 
+  test('a stale sidecar that outlived a truncation is not trusted (its last record changed)', async () => {
+    await build(200);
+    const [first, second] = segmentFiles(dir);
+    const idxFile = logPath(first.replace('.seg', '.idx'));
+    const stale = fs.readFileSync(idxFile);
+    const s = await open();
+    // Rewrite the whole log with a new term in the same batches: same record sizes, so the same offsets.
+    for (let i = 1; i <= 200; i += 10) await s.persist({ entries: entries(i, Math.min(200, i + 9), 5) });
+    await s.close();
+    expect(segmentFiles(dir)[1]).toBe(second);
+    fs.writeFileSync(idxFile, stale); // as if the sidecar's unlink and rewrite had not reached the disk
+    const r = await open();
+    expect(logger.has(/rebuilt the index of .* \(last record does not match the sidecar\)/)).toBe(true);
+    expect(r.term(10)).toBe(5);
+    expectEntry(r.entries(10, 11, 100)[0], 10, 5);
+    await r.close();
+  });
+
   test('damage inside a sealed segment without a sidecar stops the open', async () => {
     await build(200);
     const segs = segmentFiles(dir);

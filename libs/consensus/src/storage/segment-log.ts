@@ -525,6 +525,7 @@ export class SegmentLog {
     const seg = this.segments[this.segments.length - 1];
     if (seg.hasSidecar) {
       ops.unlinkSync(this.sidecarPath(seg.first));
+      fsyncDir(ops, this.dir);
       seg.hasSidecar = false;
     }
     this.readFds.delete(seg);
@@ -535,6 +536,14 @@ export class SegmentLog {
     this.syncedSeq = this.writeSeq;
     seg.truncate(Math.min(t, seg.next) - seg.first);
     this.lastWritten = seg.next - 1;
+  }
+
+  /** The CRC field of the segment's last record (0 for an empty segment). */
+  private lastRecordCrc(seg: Segment, fd = this.fdOf(seg)): number {
+    if (seg.count === 0) return 0;
+    const b = Buffer.alloc(8);
+    readFully(this.opts.ops, fd, b, 0, 8, seg.offsetOf(seg.next - 1));
+    return b.readUInt32LE(4);
   }
 
   /** Makes a full segment read-only: fsync, then a sidecar index so the next open needs no scan. */
@@ -548,7 +557,7 @@ export class SegmentLog {
     const synced = this.syncedSeq < this.writeSeq;
     if (synced) ops.fdatasyncSync(this.fdOf(seg));
     this.syncedSeq = this.writeSeq;
-    const idx = seg.encodeSidecar();
+    const idx = seg.encodeSidecar(this.lastRecordCrc(seg));
     const fd = ops.openSync(this.sidecarPath(seg.first), 'w');
     try {
       writeFully(ops, fd, idx, 0, idx.length, 0);
@@ -636,7 +645,7 @@ export class SegmentLog {
       if (damage !== null)
         throw new StorageCorruptionError(path, damage.offset, `${damage.reason} in a sealed segment`);
       this.opts.log(`storage: rebuilt the index of ${path} by a scan (${why}): ${segment.count} entries`);
-      const idx = segment.encodeSidecar();
+      const idx = segment.encodeSidecar(this.lastRecordCrc(segment, fd));
       const ifd = ops.openSync(`${this.dir}/${idxName}`, 'w');
       try {
         writeFully(ops, ifd, idx, 0, idx.length, 0);
@@ -661,7 +670,11 @@ export class SegmentLog {
       const len = seg.end - start;
       const buf = Buffer.allocUnsafe(len);
       if (readFully(ops, fd, buf, 0, len, start) !== len) return 'segment shorter than its sidecar says';
-      if (checkRecord(buf, 0) !== 'ok' || recordIndex(buf, 0) !== seg.next - 1)
+      if (
+        checkRecord(buf, 0) !== 'ok' ||
+        recordIndex(buf, 0) !== seg.next - 1 ||
+        buf.readUInt32LE(4) !== seg.lastCrc
+      )
         return 'last record does not match the sidecar';
       return null;
     } finally {

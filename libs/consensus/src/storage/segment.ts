@@ -5,8 +5,8 @@ import { assert } from './limits';
 const two32 = 0x1_0000_0000;
 assert(endianness() === 'LE', 'sidecar offsets are read as a little-endian typed array');
 const sidecarMagic = 0x58444953; // "SIDX"
-const sidecarVersion = 1;
-const sidecarHeaderBytes = 28;
+const sidecarVersion = 2;
+const sidecarHeaderBytes = 32;
 
 /** 20 digits: names sort in index order. */
 export function segmentName(firstIndex: number): string {
@@ -37,6 +37,11 @@ export class Segment {
   fd: number | null = null;
   /** Written when the segment was sealed; absent for the segment being appended to. */
   hasSidecar = false;
+  /**
+   * The CRC field of the last record, as the sidecar recorded it. A sidecar is trusted only if the segment's
+   * last record still carries it: same index and term there means the same log before it (log matching).
+   */
+  lastCrc = 0;
 
   constructor(
     readonly first: number,
@@ -132,7 +137,7 @@ export class Segment {
   }
 
   /** The sealed segment's index, to be written beside it: opening then needs no scan. */
-  encodeSidecar(): Buffer {
+  encodeSidecar(lastCrc: number): Buffer {
     const runs = this.runStarts.length;
     const bytes = sidecarHeaderBytes + 4 * (this.count + 1) + 16 * runs + 8 * this.configs.length + 4;
     const b = Buffer.alloc(bytes);
@@ -143,6 +148,7 @@ export class Segment {
     b.writeUInt32LE(this.count, 16);
     b.writeUInt32LE(runs, 20);
     b.writeUInt32LE(this.configs.length, 24);
+    b.writeUInt32LE(lastCrc, 28);
     let o = sidecarHeaderBytes;
     for (let k = 0; k <= this.count; k++, o += 4) b.writeUInt32LE(this.offsets[k], o);
     for (let r = 0; r < runs; r++, o += 16) {
@@ -177,6 +183,7 @@ export class Segment {
     for (let k = 0; k < count; k++) if (off[k + 1] <= off[k]) return `sidecar offsets not increasing at ${k}`;
     s.offsets = off;
     s.count = count;
+    s.lastCrc = b.readUInt32LE(28);
     for (let r = 0; r < runs; r++, o += 16) {
       s.runStarts.push(b.readDoubleLE(o));
       s.runTerms.push(b.readDoubleLE(o + 8));
