@@ -116,8 +116,18 @@ function verify(s: DurableStorage, expectedTerm: number[]): string[] {
 
 describe('crash safety (SIGKILL at random moments)', () => {
   let dir: string;
+  let live: ChildProcess | null = null;
   beforeEach(() => (dir = tempDir('storage-crash-')));
-  afterEach(() => removeDir(dir));
+  afterEach(async () => {
+    // A failed or timed-out test must not leave a child writing into the directory.
+    if (live !== null && live.exitCode === null && live.signalCode === null) {
+      const exited = new Promise((r) => live!.once('exit', r));
+      live.kill('SIGKILL');
+      await exited;
+    }
+    live = null;
+    removeDir(dir);
+  });
 
   test(`${iterations} kills: every entry reported durable is present and intact, the log has no gaps`, async () => {
     const random = prng(seed);
@@ -130,6 +140,7 @@ describe('crash safety (SIGKILL at random moments)', () => {
       const from = Math.max(1, lastIndex + 1 - Math.floor(random() * 4));
       const term = run;
       const { child, report } = startChild(dir, from, term, Math.floor(random() * 1e9));
+      live = child;
       try {
         await waitFor(
           () => report.ready || child.exitCode !== null,

@@ -9,6 +9,8 @@ import { DurableStorage } from '../durable-storage';
 import { payload } from './fixtures';
 
 const appenders = 4;
+/** The parent kills the child within a second; this only bounds an orphan's life. */
+const lifetimeMsMax = 60_000;
 const batchEntriesMax = 40;
 const payloadBytesMax = 300;
 
@@ -57,6 +59,8 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
+  setTimeout(() => process.exit(3), lifetimeMsMax).unref();
+  process.stdout.on('error', () => process.exit(4)); // the parent is gone
   main().catch((e) => {
     process.stderr.write(`crash child failed: ${(e as Error).stack}\n`);
     process.exit(1);
