@@ -29,6 +29,8 @@ export interface RunSummary {
   elapsedMs: number;
   seedsPerSecond: number;
   totals: SimStats;
+  /** The slowest convergence after the faults healed (virtual ms) and its seed. */
+  slowestLiveness: { ms: number; seed: number };
 }
 
 /** Runs seeds from..from+seeds-1; each failure is reported with its trace and the command that replays it. */
@@ -37,6 +39,7 @@ export function runSeeds(o: RunOptions): RunSummary {
   const failed: SimResult[] = [];
   const totals = zeroStats();
   let ran = 0;
+  let slowestLiveness = { ms: -1, seed: 0 };
   for (let seed = o.from; seed < o.from + o.seeds; seed++) {
     const sim = new Simulation({
       scenario: makeScenario(seed, o.profile, o.bug, { persistCheck: o.persistCheck }),
@@ -48,6 +51,7 @@ export function runSeeds(o: RunOptions): RunSummary {
     const result = sim.run();
     ran++;
     addStats(totals, result.stats);
+    if (result.stats.livenessMs > slowestLiveness.ms) slowestLiveness = { ms: result.stats.livenessMs, seed };
     o.onSeed?.(result);
     if (!result.ok) {
       failed.push(result);
@@ -56,7 +60,7 @@ export function runSeeds(o: RunOptions): RunSummary {
     }
   }
   const elapsedMs = performance.now() - started;
-  return { ran, failed, elapsedMs, seedsPerSecond: ran / Math.max(elapsedMs / 1000, 1e-9), totals };
+  return { ran, failed, elapsedMs, seedsPerSecond: ran / Math.max(elapsedMs / 1000, 1e-9), totals, slowestLiveness };
 }
 
 export function reportFailure(r: SimResult, out: (line: string) => void): void {

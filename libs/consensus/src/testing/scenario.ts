@@ -158,6 +158,8 @@ function figure8(base: Scenario, r: Prng): Scenario {
     ...base,
     initialVoters: 5,
     faultPhaseMs: 9_000,
+    // One entry per message and one message in flight: a new leader may have hundreds of entries to send.
+    livenessMsMax: 10_000,
     membershipEveryMs: 0,
     partitionEveryMs: 0,
     crashEveryMs: r.pick([100, 200]),

@@ -101,6 +101,7 @@ function main(): void {
     },
   });
   console.log(describeTotals(summary.ran, summary.totals));
+  console.log(`slowest convergence after faults healed: ${summary.slowestLiveness.ms.toFixed(0)} virtual ms (seed ${summary.slowestLiveness.seed})`);
   console.log(
     `sim: ran ${summary.ran} seeds in ${(summary.elapsedMs / 1000).toFixed(1)} s: ${summary.seedsPerSecond.toFixed(1)} seeds/s, ${summary.failed.length} failed` +
       (summary.failed.length > 0 ? ` (seeds ${summary.failed.map((r) => r.seed).join(', ')})` : ''),

@@ -68,6 +68,8 @@ type SimEvent =
 /** A hard cap on events per run, far above what a healthy run needs (a bug that loops must still end). */
 const EVENTS_PER_RUN_MAX = 5_000_000;
 const LIVENESS_CHECK_EVERY_MS = 10;
+/** Share of crash events that take down every node at once. */
+const POWER_OUTAGE_RATE = 0.05;
 const TRACE_TAIL_DEFAULT = 80;
 
 interface PendingWrite {
@@ -324,6 +326,16 @@ export class Simulation implements NodeHost {
   private crashSomeone(): void {
     const live = this.liveNodes();
     if (live.length === 0) return;
+    if (this.prng.chance(POWER_OUTAGE_RATE)) {
+      // Everyone at once: only what each node fsynced survives.
+      this.trace.note(this.now(), 'POWER OUTAGE: every node crashes');
+      for (const n of live) {
+        n.crash();
+        this.counters.crashes++;
+        this.scheduler.after(this.prng.range(this.s.downMsMin, this.s.downMsMax), { k: 'restart', id: n.id });
+      }
+      return;
+    }
     const leader = this.currentLeader();
     const victim = leader !== null && this.prng.chance(this.s.leaderCrashBias) ? leader : this.prng.pick(live);
     victim.crash();
