@@ -312,6 +312,9 @@ export class ClusterHarness {
       raftAddress: `127.0.0.1:${raftPort}`,
       dataDir,
       env: {
+        // Small segments: each new log zero-fills its first segment and a spare (64 MiB each by default),
+        // which across the suites' dozens of processes would be gigabytes of writes. Tests may override.
+        RAFT_SEGMENT_BYTES: String(4 * 1024 * 1024),
         ...this.commonEnv,
         NODE_ID: id,
         DATA_DIR: dataDir,
