@@ -23,10 +23,10 @@ import { BenchCluster, BenchNode } from './support/cluster';
 import { fsyncCeiling, FsyncCeiling } from './support/fsync';
 import { getJson, postJson } from './support/http';
 import { coresNote, loadCluster, LoadResult } from './support/load';
-import { benchDir, filesystemOf, sleep, waitUntil } from './support/procs';
+import { benchDir, cpuSeconds, filesystemOf, sleep, waitUntil } from './support/procs';
 import { envInt, int, log, ms, pct, ratio, table } from './support/report';
 import { SseCounter } from './support/sse';
-import { CeilingServer, requireWrk, runWrk, WrkResult, wrkProblems } from './support/wrk';
+import { CeilingServer, requireWrk, runWrk, WrkResult, WrkRun, wrkProblems } from './support/wrk';
 
 const durationS = envInt('BENCH_DURATION_S', 10);
 const totalEvents = envInt('BENCH_EVENTS', 1_000_000);
@@ -55,7 +55,24 @@ const target = {
 interface Pair {
   concurrency: number;
   ceiling: WrkResult;
+  /** CPU cores the trivial server used during its run. */
+  ceilingCores: number;
   cluster: LoadResult;
+}
+
+/** wrk against the trivial server, with the CPU that server used (cores). */
+async function ceilingRun(ceiling: CeilingServer, run: Omit<WrkRun, 'url'>): Promise<{ r: WrkResult; cores: number }> {
+  const cpu0 = cpuSeconds(ceiling.proc.pid);
+  const t0 = performance.now();
+  const r = await runWrk({ ...run, url: ceiling.url });
+  return { r, cores: (cpuSeconds(ceiling.proc.pid) - cpu0) / ((performance.now() - t0) / 1000) };
+}
+
+/** CPU microseconds per answered request: leader vs trivial server (robust to other load on the box). */
+function cpuPerRequest(p: Pair): string {
+  const leaderUs = (p.cluster.nodeCores[p.cluster.leaderId] / p.cluster.okPerS) * 1e6;
+  const trivialUs = (p.ceilingCores / p.ceiling.okPerS) * 1e6;
+  return `${int(leaderUs)} / ${int(trivialUs)} us`;
 }
 
 interface Subscriber {
@@ -110,20 +127,20 @@ async function singleAppends(cluster: BenchCluster, ceiling: CeilingServer, res:
   for (const c of concurrencies) {
     const run = { connections: c, durationS, eventsPerRequest: 1, eventBytes, streams, timeoutS: 30 };
     log(`${durationS} s single-event appends at ${c} connection(s): trivial server, then the cluster`);
-    const ceil = await runWrk({ ...run, url: ceiling.url });
+    const { r: ceil, cores } = await ceilingRun(ceiling, run);
     const r = await loadCluster(cluster, run);
     log(`  ceiling ${int(ceil.okPerS)}/s; cluster ${int(r.okPerS)}/s p50 ${ms(r.latencyUs.p50 / 1000, 2)} p99 ${ms(r.latencyUs.p99 / 1000, 2)} ${wrkProblems(r)}`);
-    res.singles.push({ concurrency: c, ceiling: ceil, cluster: r });
+    res.singles.push({ concurrency: c, ceiling: ceil, ceilingCores: cores, cluster: r });
   }
 }
 
 async function batchAppends(cluster: BenchCluster, ceiling: CeilingServer, res: Results): Promise<void> {
   const run = { connections: batchConnections, durationS, eventsPerRequest: batchEvents, eventBytes, streams, timeoutS: 30 };
   log(`${durationS} s of ${batchEvents}-event batches at ${batchConnections} connections: trivial server, then the cluster`);
-  const ceil = await runWrk({ ...run, url: ceiling.url });
+  const { r: ceil, cores } = await ceilingRun(ceiling, run);
   const r = await loadCluster(cluster, run);
   log(`  ceiling ${int(ceil.okPerS * batchEvents)} events/s; cluster ${int(r.okPerS * batchEvents)} events/s ${wrkProblems(r)}`);
-  res.batch = { concurrency: batchConnections, ceiling: ceil, cluster: r };
+  res.batch = { concurrency: batchConnections, ceiling: ceil, ceilingCores: cores, cluster: r };
 }
 
 async function liveSubscriber(cluster: BenchCluster, res: Results): Promise<void> {
@@ -299,7 +316,7 @@ function met(ok: boolean | null): string {
 }
 
 function printReport(wrkVersion: string, dir: string, res: Results): void {
-  const header = ['measurement', 'figure', 'p50', 'p99', 'ceiling (same run)', 'vs ceiling', 'target', 'met', 'CPU leader / followers', 'non-201 / errors'];
+  const header = ['measurement', 'figure', 'p50', 'p99', 'ceiling (same run)', 'vs ceiling', 'target', 'met', 'CPU leader / followers', 'CPU/req leader / trivial', 'non-201 / errors'];
   const rows: string[][] = [];
   for (const p of res.singles) {
     const c = p.cluster;
@@ -315,6 +332,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       isTarget ? `>= ${int(target.appendsPerS)}/s, p99 <= ${target.appendP99Ms} ms` : '',
       isTarget ? met(c.okPerS >= target.appendsPerS && p99Ms <= target.appendP99Ms) : '',
       coresNote(c),
+      cpuPerRequest(p),
       wrkProblems(c) || 'none',
     ]);
   }
@@ -331,6 +349,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       `>= ${int(target.batchEventsPerS)}/s`,
       met(evPerS >= target.batchEventsPerS),
       coresNote(c),
+      cpuPerRequest(res.batch),
       wrkProblems(c) || 'none',
     ]);
   }
@@ -347,21 +366,22 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       '',
       '',
       coresNote(s.load),
+      '',
       `${complete}; caught up ${ms(s.lagAfterLoadMs, 0)} after load`,
     ]);
   }
   if (res.fill) {
     const f = res.fill;
-    rows.push([`fill: ${fillBatchEvents}-event batches, ${fillConnections} conn`, `${int(f.events / f.seconds)} ev/s`, ms(f.load.latencyUs.p50 / 1000, 0), ms(f.load.latencyUs.p99 / 1000, 0), '', '', '', '', coresNote(f.load), wrkProblems(f.load) || 'none']);
+    rows.push([`fill: ${fillBatchEvents}-event batches, ${fillConnections} conn`, `${int(f.events / f.seconds)} ev/s`, ms(f.load.latencyUs.p50 / 1000, 0), ms(f.load.latencyUs.p99 / 1000, 0), '', '', '', '', coresNote(f.load), '', wrkProblems(f.load) || 'none']);
   }
   if (res.catchUp) {
     const c = res.catchUp;
-    rows.push([`$all catch-up from 0 (SSE, follower), ${int(c.events)} events`, `${int(c.events / c.seconds)} ev/s`, '', '', '', '', '', '', '', `${c.seconds.toFixed(2)} s`]);
+    rows.push([`$all catch-up from 0 (SSE, follower), ${int(c.events)} events`, `${int(c.events / c.seconds)} ev/s`, '', '', '', '', '', '', '', '', `${c.seconds.toFixed(2)} s`]);
   }
   if (res.replay) {
     const r = res.replay;
     const perS = r.events / r.seconds;
-    rows.push([`replay: reset projection streams, ${int(r.events)} events`, `${int(perS)} ev/s`, '', '', '', '', `>= ${int(target.replayEventsPerS)}/s`, met(perS >= target.replayEventsPerS), '', `${r.seconds.toFixed(2)} s; node reported <= ${int(r.reportedPerS)}/s`]);
+    rows.push([`replay: reset projection streams, ${int(r.events)} events`, `${int(perS)} ev/s`, '', '', '', '', `>= ${int(target.replayEventsPerS)}/s`, met(perS >= target.replayEventsPerS), '', '', `${r.seconds.toFixed(2)} s; node reported <= ${int(r.reportedPerS)}/s`]);
   }
   for (const r of res.restarts) {
     const withHistory = r.what.includes('history');
@@ -374,6 +394,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       ratio(r.readyMs, res.nodeStartFloorMs),
       withHistory ? `< ${target.restartMs} ms` : '',
       withHistory ? met(r.readyMs < target.restartMs) : '',
+      '',
       '',
       `kill -9; spawn → /health ${ms(r.healthMs, 0)} → /ready`,
     ]);

@@ -158,6 +158,7 @@ function printReport(wrkVersion: string, dir: string, fsync: ReturnType<typeof f
     ms(r.latencyUs.max / 1000, 1),
     ratio(r.okPerS, fsync.preallocOpsPerS),
     coresNote(r),
+    `${int((r.nodeCores[r.leaderId] / r.okPerS) * 1e6)} us`,
     r.wrkCores.toFixed(2),
     wrkProblems(r) || 'none',
   ]);
@@ -170,7 +171,7 @@ function printReport(wrkVersion: string, dir: string, fsync: ReturnType<typeof f
     '',
     `raw fsync ceiling (serial write+fdatasync ${commandBytes} B, same disk): ${int(fsync.preallocOpsPerS)} ops/s preallocated (p50 ${ms(fsync.preallocP50Ms, 3)}), ${int(fsync.appendOpsPerS)} ops/s appending (p50 ${ms(fsync.appendP50Ms, 3)})`,
     '',
-    table(['proposers', 'commits/s', 'p50', 'p99', 'max', 'vs fsync/s', 'CPU cores leader / followers', 'wrk CPU', 'non-201 / errors'], rows),
+    table(['proposers', 'commits/s', 'p50', 'p99', 'max', 'vs fsync/s', 'CPU cores leader / followers', 'leader CPU/commit', 'wrk CPU', 'non-201 / errors'], rows),
     '',
     table(
       ['failover (kill -9 leader → next commit)', 'trials', 'p50', 'max', 'min'],
