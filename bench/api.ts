@@ -42,7 +42,16 @@ const catchUpTimeoutMs = 600_000;
 const replayTimeoutMs = 600_000;
 const replayPollMs = 20;
 const readyTimeoutMs = 300_000;
-const passThrough = ['TICK_MS', 'ELECTION_TICKS', 'SNAPSHOT_EVERY_ENTRIES', 'SNAPSHOT_EVERY_BYTES', 'SNAPSHOT_KEEP_ENTRIES', 'PROPOSAL_TIMEOUT_MS', 'LOG_LEVEL', 'RAFT_SEGMENT_BYTES'];
+const passThrough = [
+  'TICK_MS',
+  'ELECTION_TICKS',
+  'SNAPSHOT_EVERY_ENTRIES',
+  'SNAPSHOT_EVERY_BYTES',
+  'SNAPSHOT_KEEP_ENTRIES',
+  'PROPOSAL_TIMEOUT_MS',
+  'LOG_LEVEL',
+  'RAFT_SEGMENT_BYTES',
+];
 
 const target = {
   appendsPerS: 20_000,
@@ -61,7 +70,10 @@ interface Pair {
 }
 
 /** wrk against the trivial server, with the CPU that server used (cores). */
-async function ceilingRun(ceiling: CeilingServer, run: Omit<WrkRun, 'url'>): Promise<{ r: WrkResult; cores: number }> {
+async function ceilingRun(
+  ceiling: CeilingServer,
+  run: Omit<WrkRun, 'url'>,
+): Promise<{ r: WrkResult; cores: number }> {
   const cpu0 = cpuSeconds(ceiling.proc.pid);
   const t0 = performance.now();
   const r = await runWrk({ ...run, url: ceiling.url });
@@ -114,7 +126,8 @@ function nodeEnv(): Record<string, string> {
 async function lastPosition(cluster: BenchCluster): Promise<number> {
   const leader = await cluster.waitLeader();
   const r = await getJson(`${leader.url}/streams/$all?direction=backward&limit=1`, 30_000);
-  if (r.status !== 200) throw new Error(`bench: GET $all on ${leader.id} answered ${r.status}: ${JSON.stringify(r.body)}`);
+  if (r.status !== 200)
+    throw new Error(`bench: GET $all on ${leader.id} answered ${r.status}: ${JSON.stringify(r.body)}`);
   return r.body.lastPosition as number;
 }
 
@@ -129,17 +142,30 @@ async function singleAppends(cluster: BenchCluster, ceiling: CeilingServer, res:
     log(`${durationS} s single-event appends at ${c} connection(s): trivial server, then the cluster`);
     const { r: ceil, cores } = await ceilingRun(ceiling, run);
     const r = await loadCluster(cluster, run);
-    log(`  ceiling ${int(ceil.okPerS)}/s; cluster ${int(r.okPerS)}/s p50 ${ms(r.latencyUs.p50 / 1000, 2)} p99 ${ms(r.latencyUs.p99 / 1000, 2)} ${wrkProblems(r)}`);
+    log(
+      `  ceiling ${int(ceil.okPerS)}/s; cluster ${int(r.okPerS)}/s p50 ${ms(r.latencyUs.p50 / 1000, 2)} p99 ${ms(r.latencyUs.p99 / 1000, 2)} ${wrkProblems(r)}`,
+    );
     res.singles.push({ concurrency: c, ceiling: ceil, ceilingCores: cores, cluster: r });
   }
 }
 
 async function batchAppends(cluster: BenchCluster, ceiling: CeilingServer, res: Results): Promise<void> {
-  const run = { connections: batchConnections, durationS, eventsPerRequest: batchEvents, eventBytes, streams, timeoutS: 30 };
-  log(`${durationS} s of ${batchEvents}-event batches at ${batchConnections} connections: trivial server, then the cluster`);
+  const run = {
+    connections: batchConnections,
+    durationS,
+    eventsPerRequest: batchEvents,
+    eventBytes,
+    streams,
+    timeoutS: 30,
+  };
+  log(
+    `${durationS} s of ${batchEvents}-event batches at ${batchConnections} connections: trivial server, then the cluster`,
+  );
   const { r: ceil, cores } = await ceilingRun(ceiling, run);
   const r = await loadCluster(cluster, run);
-  log(`  ceiling ${int(ceil.okPerS * batchEvents)} events/s; cluster ${int(r.okPerS * batchEvents)} events/s ${wrkProblems(r)}`);
+  log(
+    `  ceiling ${int(ceil.okPerS * batchEvents)} events/s; cluster ${int(r.okPerS * batchEvents)} events/s ${wrkProblems(r)}`,
+  );
   res.batch = { concurrency: batchConnections, ceiling: ceil, ceilingCores: cores, cluster: r };
 }
 
@@ -150,7 +176,14 @@ async function liveSubscriber(cluster: BenchCluster, res: Results): Promise<void
   try {
     log(`$all subscriber on ${f.id} while the cluster takes ${batchEvents}-event batches for ${durationS} s`);
     const t0 = performance.now();
-    const load = await loadCluster(cluster, { connections: batchConnections, durationS, eventsPerRequest: batchEvents, eventBytes, streams, timeoutS: 30 });
+    const load = await loadCluster(cluster, {
+      connections: batchConnections,
+      durationS,
+      eventsPerRequest: batchEvents,
+      eventBytes,
+      streams,
+      timeoutS: 30,
+    });
     const tEnd = performance.now();
     const deliveredDuringLoad = sub.count;
     const end = await lastPosition(cluster);
@@ -164,7 +197,9 @@ async function liveSubscriber(cluster: BenchCluster, res: Results): Promise<void
       delivered: sub.count,
       load,
     };
-    log(`  delivered ${int(res.subscriber.deliveredPerS)}/s during the load, caught up ${ms(res.subscriber.lagAfterLoadMs, 0)} after it; ${sub.count} events for ${end - start} appended`);
+    log(
+      `  delivered ${int(res.subscriber.deliveredPerS)}/s during the load, caught up ${ms(res.subscriber.lagAfterLoadMs, 0)} after it; ${sub.count} events for ${end - start} appended`,
+    );
   } finally {
     sub.close();
   }
@@ -175,7 +210,9 @@ async function fill(cluster: BenchCluster, res: Results): Promise<void> {
   const missing = totalEvents - have;
   if (missing <= 0) return;
   const requests = Math.ceil(missing / fillBatchEvents);
-  log(`filling to ${int(totalEvents)} events: ${int(requests)} requests of ${fillBatchEvents} events on ${fillConnections} connections`);
+  log(
+    `filling to ${int(totalEvents)} events: ${int(requests)} requests of ${fillBatchEvents} events on ${fillConnections} connections`,
+  );
   const t0 = performance.now();
   const load = await loadCluster(cluster, {
     connections: fillConnections,
@@ -189,7 +226,9 @@ async function fill(cluster: BenchCluster, res: Results): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   const events = (await lastPosition(cluster)) + 1 - have;
   res.fill = { events, seconds, load };
-  log(`  ${int(events)} events in ${seconds.toFixed(1)} s (${int(events / seconds)} events/s) ${wrkProblems(load)}`);
+  log(
+    `  ${int(events)} events in ${seconds.toFixed(1)} s (${int(events / seconds)} events/s) ${wrkProblems(load)}`,
+  );
   log('waiting until every node applied everything');
   await cluster.waitCaughtUp(catchUpTimeoutMs);
 }
@@ -203,7 +242,9 @@ async function catchUp(cluster: BenchCluster, res: Results): Promise<void> {
   try {
     const t = await sub.waitFor(end, catchUpTimeoutMs);
     res.catchUp = { events: sub.count, seconds: (t - t0) / 1000 };
-    log(`  ${int(sub.count)} events in ${res.catchUp.seconds.toFixed(2)} s (${int(sub.count / res.catchUp.seconds)}/s)`);
+    log(
+      `  ${int(sub.count)} events in ${res.catchUp.seconds.toFixed(2)} s (${int(sub.count / res.catchUp.seconds)}/s)`,
+    );
   } finally {
     sub.close();
   }
@@ -240,7 +281,9 @@ async function replay(cluster: BenchCluster, res: Results): Promise<void> {
   );
   const seconds = (performance.now() - t0) / 1000;
   res.replay = { events, seconds, reportedPerS };
-  log(`  ${int(events)} events in ${seconds.toFixed(2)} s (${int(events / seconds)}/s; the node reported up to ${int(reportedPerS)}/s)`);
+  log(
+    `  ${int(events)} events in ${seconds.toFixed(2)} s (${int(events / seconds)}/s; the node reported up to ${int(reportedPerS)}/s)`,
+  );
 }
 
 /** kill -9 the given nodes, start them again together; ms from the spawn until each answers GET /ready 200. */
@@ -260,7 +303,9 @@ async function restart(cluster: BenchCluster, ids: string[], what: string, res: 
   const healthMs = Math.max(...times.map((t) => t.health));
   res.restarts.push({ what, events, healthMs, readyMs });
   const each = times.map((t) => `${t.health.toFixed(0)}/${t.ready.toFixed(0)}`).join(', ');
-  log(`restart-to-ready, ${what} with ${int(events)} events: ${ms(readyMs, 0)} (health/ready each: ${each} ms)`);
+  log(
+    `restart-to-ready, ${what} with ${int(events)} events: ${ms(readyMs, 0)} (health/ready each: ${each} ms)`,
+  );
   await cluster.waitCaughtUp(catchUpTimeoutMs);
 }
 
@@ -268,7 +313,12 @@ async function restarts(cluster: BenchCluster, res: Results, phase: string): Pro
   await restart(cluster, [(await follower(cluster)).id], `a follower${phase}`, res);
   if (phase) {
     await restart(cluster, [(await cluster.waitLeader()).id], `the leader${phase}`, res);
-    await restart(cluster, cluster.nodes.map((n) => n.id), `all three${phase}`, res);
+    await restart(
+      cluster,
+      cluster.nodes.map((n) => n.id),
+      `all three${phase}`,
+      res,
+    );
   }
 }
 
@@ -282,7 +332,12 @@ async function main(): Promise<void> {
   const wrkVersion = requireWrk();
   const dir = benchDir('api-ceiling');
   log(`fsync ceiling in ${dir} (${filesystemOf(dir)})`);
-  const res: Results = { fsync: fsyncCeiling(dir, eventBytes), nodeStartFloorMs: NaN, singles: [], restarts: [] };
+  const res: Results = {
+    fsync: fsyncCeiling(dir, eventBytes),
+    nodeStartFloorMs: NaN,
+    singles: [],
+    restarts: [],
+  };
   const floor = await nodeStartFloor(dir);
   res.nodeStartFloorMs = floor.ms;
   log('starting a 3-node cluster');
@@ -291,7 +346,13 @@ async function main(): Promise<void> {
   try {
     await restarts(cluster, res, '');
     log(`warm-up ${warmupS} s`);
-    await loadCluster(cluster, { connections: 32, durationS: warmupS, eventsPerRequest: 1, eventBytes, streams });
+    await loadCluster(cluster, {
+      connections: 32,
+      durationS: warmupS,
+      eventsPerRequest: 1,
+      eventBytes,
+      streams,
+    });
     await singleAppends(cluster, floor.ceiling, res);
     await batchAppends(cluster, floor.ceiling, res);
     await floor.ceiling.stop();
@@ -302,7 +363,9 @@ async function main(): Promise<void> {
     await restarts(cluster, res, ' (history)');
   } catch (err) {
     failure = err as Error;
-    process.stderr.write(`bench: stage failed: ${failure.stack ?? failure.message}\n${cluster.nodes.map((n) => cluster.tail(n.id, 15)).join('\n')}\n`);
+    process.stderr.write(
+      `bench: stage failed: ${failure.stack ?? failure.message}\n${cluster.nodes.map((n) => cluster.tail(n.id, 15)).join('\n')}\n`,
+    );
   } finally {
     await floor.ceiling.stop();
     await cluster.cleanup();
@@ -316,7 +379,19 @@ function met(ok: boolean | null): string {
 }
 
 function printReport(wrkVersion: string, dir: string, res: Results): void {
-  const header = ['measurement', 'figure', 'p50', 'p99', 'ceiling (same run)', 'vs ceiling', 'target', 'met', 'CPU leader / followers', 'CPU/req leader / trivial', 'non-201 / errors'];
+  const header = [
+    'measurement',
+    'figure',
+    'p50',
+    'p99',
+    'ceiling (same run)',
+    'vs ceiling',
+    'target',
+    'met',
+    'CPU leader / followers',
+    'CPU/req leader / trivial',
+    'non-201 / errors',
+  ];
   const rows: string[][] = [];
   for (const p of res.singles) {
     const c = p.cluster;
@@ -355,7 +430,10 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
   }
   if (res.subscriber) {
     const s = res.subscriber;
-    const complete = s.delivered === s.expected ? 'complete' : `MISMATCH: ${s.delivered} delivered for ${s.expected} appended`;
+    const complete =
+      s.delivered === s.expected
+        ? 'complete'
+        : `MISMATCH: ${s.delivered} delivered for ${s.expected} appended`;
     rows.push([
       '$all subscriber (SSE, follower) under batch load',
       `${int(s.deliveredPerS)} ev/s`,
@@ -372,16 +450,52 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
   }
   if (res.fill) {
     const f = res.fill;
-    rows.push([`fill: ${fillBatchEvents}-event batches, ${fillConnections} conn`, `${int(f.events / f.seconds)} ev/s`, ms(f.load.latencyUs.p50 / 1000, 0), ms(f.load.latencyUs.p99 / 1000, 0), '', '', '', '', coresNote(f.load), '', wrkProblems(f.load) || 'none']);
+    rows.push([
+      `fill: ${fillBatchEvents}-event batches, ${fillConnections} conn`,
+      `${int(f.events / f.seconds)} ev/s`,
+      ms(f.load.latencyUs.p50 / 1000, 0),
+      ms(f.load.latencyUs.p99 / 1000, 0),
+      '',
+      '',
+      '',
+      '',
+      coresNote(f.load),
+      '',
+      wrkProblems(f.load) || 'none',
+    ]);
   }
   if (res.catchUp) {
     const c = res.catchUp;
-    rows.push([`$all catch-up from 0 (SSE, follower), ${int(c.events)} events`, `${int(c.events / c.seconds)} ev/s`, '', '', '', '', '', '', '', '', `${c.seconds.toFixed(2)} s`]);
+    rows.push([
+      `$all catch-up from 0 (SSE, follower), ${int(c.events)} events`,
+      `${int(c.events / c.seconds)} ev/s`,
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      '',
+      `${c.seconds.toFixed(2)} s`,
+    ]);
   }
   if (res.replay) {
     const r = res.replay;
     const perS = r.events / r.seconds;
-    rows.push([`replay: reset projection streams, ${int(r.events)} events`, `${int(perS)} ev/s`, '', '', '', '', `>= ${int(target.replayEventsPerS)}/s`, met(perS >= target.replayEventsPerS), '', '', `${r.seconds.toFixed(2)} s; node reported <= ${int(r.reportedPerS)}/s`]);
+    rows.push([
+      `replay: reset projection streams, ${int(r.events)} events`,
+      `${int(perS)} ev/s`,
+      '',
+      '',
+      '',
+      '',
+      `>= ${int(target.replayEventsPerS)}/s`,
+      met(perS >= target.replayEventsPerS),
+      '',
+      '',
+      `${r.seconds.toFixed(2)} s; node reported <= ${int(r.reportedPerS)}/s`,
+    ]);
   }
   for (const r of res.restarts) {
     const withHistory = r.what.includes('history');
@@ -404,7 +518,10 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
     `bench (API) — 3 node processes on 127.0.0.1, fsync on, keep-alive; ${os.cpus().length} cores shared by nodes + load generator; ${new Date().toISOString()}`,
     `load: ${wrkVersion}, 1 thread, bench/append.lua (~${eventBytes}-byte events, unique ids, ${streams} streams), ${durationS} s per run; appends go to the leader`,
     `ceilings: a trivial node:http server answering 201 at once, same wrk, same concurrency, same run; disk ${filesystemOf(dir)}: serial write+fdatasync ${eventBytes} B ${int(res.fsync.preallocOpsPerS)} ops/s preallocated, ${int(res.fsync.appendOpsPerS)} ops/s appending`,
-    `load average at the end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (other work on the box skews every figure; compare with the same-run ceilings)`,
+    `load average at the end: ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} (other work on the box skews every figure; compare with the same-run ceilings)`,
     '',
     table(header, rows),
     '',

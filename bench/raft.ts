@@ -36,7 +36,15 @@ const probeTimeoutMs = 3000;
 const probeInFlightPerNodeMax = 3;
 const failoverGiveUpMs = 60_000;
 const warmupS = 3;
-const passThrough = ['TICK_MS', 'ELECTION_TICKS', 'SNAPSHOT_EVERY_ENTRIES', 'SNAPSHOT_EVERY_BYTES', 'PROPOSAL_TIMEOUT_MS', 'LOG_LEVEL', 'RAFT_SEGMENT_BYTES'];
+const passThrough = [
+  'TICK_MS',
+  'ELECTION_TICKS',
+  'SNAPSHOT_EVERY_ENTRIES',
+  'SNAPSHOT_EVERY_BYTES',
+  'PROPOSAL_TIMEOUT_MS',
+  'LOG_LEVEL',
+  'RAFT_SEGMENT_BYTES',
+];
 
 function nodeEnv(): Record<string, string> {
   const env: Record<string, string> = {};
@@ -49,16 +57,23 @@ const probeData = { pad: 'x'.repeat(commandBytes - 90) };
 
 /** One append; follows one 307. Resolves with the status of the final answer (0 on a network error). */
 function probe(url: string, redirectsLeft = 1): Promise<number> {
-  const body = Buffer.from(JSON.stringify({ events: [{ id: randomUUID(), type: 'FailoverProbe', data: probeData }] }));
+  const body = Buffer.from(
+    JSON.stringify({ events: [{ id: randomUUID(), type: 'FailoverProbe', data: probeData }] }),
+  );
   return new Promise((resolve) => {
     const req = http.request(
       url,
-      { method: 'POST', agent: probeAgent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
+      {
+        method: 'POST',
+        agent: probeAgent,
+        headers: { 'content-type': 'application/json', 'content-length': body.length },
+      },
       (res) => {
         res.resume();
         res.on('end', () => {
           const location = res.headers.location;
-          if (res.statusCode === 307 && location && redirectsLeft > 0) resolve(probe(location, redirectsLeft - 1));
+          if (res.statusCode === 307 && location && redirectsLeft > 0)
+            resolve(probe(location, redirectsLeft - 1));
           else resolve(res.statusCode ?? 0);
         });
         res.on('error', () => resolve(0));
@@ -117,7 +132,9 @@ async function failoverTrial(cluster: BenchCluster, trial: number): Promise<Tria
   await proc.exit;
   const newLeader = await cluster.waitLeader();
   const t: Trial = { ms: committedAt - killedAt, killed: leader.id, newLeader: newLeader.id };
-  log(`failover ${trial + 1}/${failoverTrials}: killed leader ${t.killed}, next commit after ${t.ms.toFixed(0)} ms (new leader ${t.newLeader})`);
+  log(
+    `failover ${trial + 1}/${failoverTrials}: killed leader ${t.killed}, next commit after ${t.ms.toFixed(0)} ms (new leader ${t.newLeader})`,
+  );
   await cluster.spawn(leader.id);
   await cluster.waitReady(leader.id);
   await cluster.waitCaughtUp();
@@ -135,11 +152,26 @@ async function main(): Promise<void> {
   const trials: Trial[] = [];
   try {
     log(`warm-up ${warmupS} s at 32 connections`);
-    await loadCluster(cluster, { connections: 32, durationS: warmupS, eventsPerRequest: 1, eventBytes: commandBytes, streams });
+    await loadCluster(cluster, {
+      connections: 32,
+      durationS: warmupS,
+      eventsPerRequest: 1,
+      eventBytes: commandBytes,
+      streams,
+    });
     for (const c of concurrencies) {
       log(`${durationS} s of single-command proposals at ${c} concurrent proposer(s)`);
-      const r = await loadCluster(cluster, { connections: c, durationS, eventsPerRequest: 1, eventBytes: commandBytes, streams, timeoutS: 30 });
-      log(`  ${int(r.okPerS)} commits/s, p50 ${ms(r.latencyUs.p50 / 1000, 2)}, p99 ${ms(r.latencyUs.p99 / 1000, 2)} ${wrkProblems(r)}`);
+      const r = await loadCluster(cluster, {
+        connections: c,
+        durationS,
+        eventsPerRequest: 1,
+        eventBytes: commandBytes,
+        streams,
+        timeoutS: 30,
+      });
+      log(
+        `  ${int(r.okPerS)} commits/s, p50 ${ms(r.latencyUs.p50 / 1000, 2)}, p99 ${ms(r.latencyUs.p99 / 1000, 2)} ${wrkProblems(r)}`,
+      );
       loads.push(r);
     }
     for (let i = 0; i < failoverTrials; i++) trials.push(await failoverTrial(cluster, i));
@@ -149,7 +181,13 @@ async function main(): Promise<void> {
   printReport(wrkVersion, dir, fsync, loads, trials);
 }
 
-function printReport(wrkVersion: string, dir: string, fsync: ReturnType<typeof fsyncCeiling>, loads: LoadResult[], trials: Trial[]): void {
+function printReport(
+  wrkVersion: string,
+  dir: string,
+  fsync: ReturnType<typeof fsyncCeiling>,
+  loads: LoadResult[],
+  trials: Trial[],
+): void {
   const rows = loads.map((r, i) => [
     String(concurrencies[i]),
     int(r.okPerS),
@@ -167,15 +205,40 @@ function printReport(wrkVersion: string, dir: string, fsync: ReturnType<typeof f
     '',
     `bench:raft — 3 node processes on 127.0.0.1, fsync on, ${os.cpus().length} cores shared by nodes + load generator; ${new Date().toISOString()}`,
     `proposals = POST /streams/{id}/events with one ${commandBytes}-byte event (the only way to propose from outside), ${wrkVersion}, 1 thread, keep-alive, ${durationS} s each; latency = wrk's, commit+apply+HTTP`,
-    `disk: ${filesystemOf(dir)}; load average at the end ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (other work on the box skews every figure; ratios are same-run)`,
+    `disk: ${filesystemOf(dir)}; load average at the end ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} (other work on the box skews every figure; ratios are same-run)`,
     '',
     `raw fsync ceiling (serial write+fdatasync ${commandBytes} B, same disk): ${int(fsync.preallocOpsPerS)} ops/s preallocated (p50 ${ms(fsync.preallocP50Ms, 3)}), ${int(fsync.appendOpsPerS)} ops/s appending (p50 ${ms(fsync.appendP50Ms, 3)})`,
     '',
-    table(['proposers', 'commits/s', 'p50', 'p99', 'max', 'vs fsync/s', 'CPU cores leader / followers', 'leader CPU/commit', 'wrk CPU', 'non-201 / errors'], rows),
+    table(
+      [
+        'proposers',
+        'commits/s',
+        'p50',
+        'p99',
+        'max',
+        'vs fsync/s',
+        'CPU cores leader / followers',
+        'leader CPU/commit',
+        'wrk CPU',
+        'non-201 / errors',
+      ],
+      rows,
+    ),
     '',
     table(
       ['failover (kill -9 leader → next commit)', 'trials', 'p50', 'max', 'min'],
-      [['probe every 10 ms to every node, 307 followed', String(trials.length), ms(percentile(fo, 50), 0), ms(fo.length ? Math.max(...fo) : NaN, 0), ms(fo.length ? Math.min(...fo) : NaN, 0)]],
+      [
+        [
+          'probe every 10 ms to every node, 307 followed',
+          String(trials.length),
+          ms(percentile(fo, 50), 0),
+          ms(fo.length ? Math.max(...fo) : NaN, 0),
+          ms(fo.length ? Math.min(...fo) : NaN, 0),
+        ],
+      ],
     ),
     `trials (ms): ${fo.map((x) => x.toFixed(0)).join(' ')}`,
     '',

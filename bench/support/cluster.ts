@@ -60,7 +60,8 @@ export class BenchCluster {
 
   /** Starts `size` voters n1..nN and waits until every one answers /health and they agree on a leader. */
   static async start(name: string, size: number, env: Record<string, string> = {}): Promise<BenchCluster> {
-    if (!fs.existsSync(nodeMain)) throw new Error(`bench: ${nodeMain} is missing: run \`npm run build\` first`);
+    if (!fs.existsSync(nodeMain))
+      throw new Error(`bench: ${nodeMain} is missing: run \`npm run build\` first`);
     const c = new BenchCluster(benchDir(name));
     const ports = await freePorts(size * 2);
     for (let i = 0; i < size; i++) {
@@ -72,7 +73,13 @@ export class BenchCluster {
         raftAddress: `127.0.0.1:${ports[2 * i + 1]}`,
         dataDir,
         proc: null,
-        env: { ...env, NODE_ID: id, DATA_DIR: dataDir, HTTP_ADDR: `127.0.0.1:${ports[2 * i]}`, RAFT_ADDR: `127.0.0.1:${ports[2 * i + 1]}` },
+        env: {
+          ...env,
+          NODE_ID: id,
+          DATA_DIR: dataDir,
+          HTTP_ADDR: `127.0.0.1:${ports[2 * i]}`,
+          RAFT_ADDR: `127.0.0.1:${ports[2 * i + 1]}`,
+        },
       });
     }
     const initial = c.nodes.map((n) => `${n.id}=${n.raftAddress}/${n.url}`).join(',');
@@ -157,7 +164,12 @@ export class BenchCluster {
   /** Polls GET /ready every `intervalMs` until 200. */
   async waitReady(id: string, timeoutMs = 120_000, intervalMs = 10): Promise<void> {
     const n = this.node(id);
-    await waitUntil(`${id} GET /ready = 200`, async () => (await getJson(`${n.url}/ready`, 2000)).status === 200, timeoutMs, intervalMs);
+    await waitUntil(
+      `${id} GET /ready = 200`,
+      async () => (await getJson(`${n.url}/ready`, 2000)).status === 200,
+      timeoutMs,
+      intervalMs,
+    );
   }
 
   /** Waits until every running node has applied at least what the leader had committed when this was called. */
@@ -167,7 +179,10 @@ export class BenchCluster {
     const target = lv?.commitIndex ?? 0;
     await waitUntil(
       `all nodes applied >= ${target}`,
-      async () => (await Promise.all(this.running().map((n) => this.view(n.id)))).every((v) => v !== null && v.appliedIndex >= target),
+      async () =>
+        (await Promise.all(this.running().map((n) => this.view(n.id)))).every(
+          (v) => v !== null && v.appliedIndex >= target,
+        ),
       timeoutMs,
       100,
     );
@@ -175,7 +190,10 @@ export class BenchCluster {
 
   tail(id: string, lines = 30): string {
     try {
-      const text = fs.readFileSync(path.join(this.root, `${id}.log`), 'utf8').trimEnd().split('\n');
+      const text = fs
+        .readFileSync(path.join(this.root, `${id}.log`), 'utf8')
+        .trimEnd()
+        .split('\n');
       return `--- ${id} log (last ${lines} lines) ---\n${text.slice(-lines).join('\n')}`;
     } catch {
       return `--- ${id}: no log ---`;
@@ -194,7 +212,11 @@ export class BenchCluster {
    */
   async cleanup(): Promise<void> {
     await this.stopAll(process.env.BENCH_CPU_PROF === '1' ? 'SIGTERM' : 'SIGKILL');
-    const logsDir = path.join(repoRoot, '.bench-tmp', `logs-${path.basename(this.root).replace(/-\d+$/, '')}`);
+    const logsDir = path.join(
+      repoRoot,
+      '.bench-tmp',
+      `logs-${path.basename(this.root).replace(/-\d+$/, '')}`,
+    );
     fs.rmSync(logsDir, { recursive: true, force: true });
     fs.mkdirSync(logsDir, { recursive: true });
     for (const n of this.nodes) {

@@ -45,7 +45,12 @@ export function fsyncCeiling(dir: string, bytes = 200, runMs = 2000): FsyncCeili
     fs.writeSync(fdP, Buffer.alloc(preallocBytes), 0, preallocBytes, 0);
     fs.fsyncSync(fdP);
     const pre = measure(fdP, bytes, runMs, preallocBytes);
-    return { appendOpsPerS: append.opsPerS, appendP50Ms: append.p50Ms, preallocOpsPerS: pre.opsPerS, preallocP50Ms: pre.p50Ms };
+    return {
+      appendOpsPerS: append.opsPerS,
+      appendP50Ms: append.p50Ms,
+      preallocOpsPerS: pre.opsPerS,
+      preallocP50Ms: pre.p50Ms,
+    };
   } finally {
     fs.closeSync(fdA);
     fs.closeSync(fdP);

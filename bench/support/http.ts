@@ -9,7 +9,13 @@ export interface Reply {
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-export function requestJson(method: string, url: string, body?: unknown, timeoutMs = 10_000, useAgent: http.Agent = agent): Promise<Reply> {
+export function requestJson(
+  method: string,
+  url: string,
+  body?: unknown,
+  timeoutMs = 10_000,
+  useAgent: http.Agent = agent,
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = http.request(
@@ -35,11 +41,14 @@ export function requestJson(method: string, url: string, body?: unknown, timeout
         res.on('error', reject);
       },
     );
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`)));
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`)),
+    );
     req.on('error', reject);
     req.end(payload);
   });
 }
 
 export const getJson = (url: string, timeoutMs?: number) => requestJson('GET', url, undefined, timeoutMs);
-export const postJson = (url: string, body: unknown, timeoutMs?: number) => requestJson('POST', url, body, timeoutMs);
+export const postJson = (url: string, body: unknown, timeoutMs?: number) =>
+  requestJson('POST', url, body, timeoutMs);

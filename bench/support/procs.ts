@@ -40,7 +40,8 @@ function killAllNow(): void {
       /* already gone */
     }
   }
-  if (process.env.BENCH_KEEP_DATA !== '1') for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  if (process.env.BENCH_KEEP_DATA !== '1')
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 }
 
 process.on('exit', killAllNow);
@@ -59,7 +60,8 @@ export function benchDir(name: string): string {
   fs.mkdirSync(dir, { recursive: true });
   dirs.add(dir);
   const fsType = filesystemOf(dir);
-  if (/tmpfs|ramfs/.test(fsType)) process.stderr.write(`bench: WARNING ${dir} is on ${fsType}: fsync figures mean nothing\n`);
+  if (/tmpfs|ramfs/.test(fsType))
+    process.stderr.write(`bench: WARNING ${dir} is on ${fsType}: fsync figures mean nothing\n`);
   return dir;
 }
 
@@ -75,9 +77,18 @@ export function filesystemOf(dir: string): string {
 }
 
 /** Starts a tracked process; stdout and stderr go to `logFile`. */
-export function spawnTracked(name: string, args: string[], env: Record<string, string>, logFile: string): Proc {
+export function spawnTracked(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  logFile: string,
+): Proc {
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(args[0], args.slice(1), { cwd: repoRoot, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', out, out] });
+  const child = spawn(args[0], args.slice(1), {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', out, out],
+  });
   fs.closeSync(out);
   return trackChild(name, child, logFile);
 }
@@ -98,7 +109,11 @@ export function trackChild(name: string, child: ChildProcess, logFile = ''): Pro
 }
 
 /** Sends `signal` to the process by PID and waits for its exit (bounded). */
-export async function killProc(p: Proc, signal: NodeJS.Signals = 'SIGKILL', timeoutMs = 30_000): Promise<void> {
+export async function killProc(
+  p: Proc,
+  signal: NodeJS.Signals = 'SIGKILL',
+  timeoutMs = 30_000,
+): Promise<void> {
   if (p.exited) return;
   try {
     process.kill(p.pid, signal);
@@ -131,7 +146,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` every `intervalMs` until it returns true; throws naming `what` after `timeoutMs`. */
-export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number, intervalMs = 20): Promise<void> {
+export async function waitUntil(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 20,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check().catch(() => false)) return;

@@ -65,12 +65,24 @@ export class SseCounter {
   waitFor(id: number, timeoutMs: number): Promise<number> {
     if (this.lastId >= id) return Promise.resolve(performance.now());
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`bench: ${this.url}: id ${id} not seen within ${timeoutMs} ms (last ${this.lastId}, ${this.count} events${this.errorEvent ? `, ${this.errorEvent}` : ''})`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `bench: ${this.url}: id ${id} not seen within ${timeoutMs} ms (last ${this.lastId}, ${this.count} events${this.errorEvent ? `, ${this.errorEvent}` : ''})`,
+            ),
+          ),
+        timeoutMs,
+      );
       const closedPoll = setInterval(() => {
         if (this.closed) {
           clearTimeout(timer);
           clearInterval(closedPoll);
-          reject(new Error(`bench: ${this.url} closed at id ${this.lastId}${this.errorEvent ? `: ${this.errorEvent}` : ''}`));
+          reject(
+            new Error(
+              `bench: ${this.url} closed at id ${this.lastId}${this.errorEvent ? `: ${this.errorEvent}` : ''}`,
+            ),
+          );
         }
       }, 200);
       this.waiters.push({

@@ -6,12 +6,17 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-const answer = Buffer.from('{"streamId":"bench-0","firstRevision":0,"lastRevision":0,"firstPosition":0,"lastPosition":0}');
+const answer = Buffer.from(
+  '{"streamId":"bench-0","firstRevision":0,"lastRevision":0,"firstPosition":0,"lastPosition":0}',
+);
 
 const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   req.on('data', () => undefined);
   req.on('end', () => {
-    res.writeHead(201, { 'content-type': 'application/json; charset=utf-8', 'content-length': answer.length });
+    res.writeHead(201, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': answer.length,
+    });
     res.end(answer);
   });
 });

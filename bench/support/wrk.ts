@@ -62,11 +62,16 @@ export function requireWrk(): string {
 export async function runWrk(run: WrkRun): Promise<WrkResult> {
   const threads = run.threads ?? 1;
   const args = [
-    '-t', String(threads),
-    '-c', String(Math.max(run.connections, threads)),
-    '-d', `${run.durationS}s`,
-    '--timeout', `${run.timeoutS ?? 30}s`,
-    '-s', appendLua,
+    '-t',
+    String(threads),
+    '-c',
+    String(Math.max(run.connections, threads)),
+    '-d',
+    `${run.durationS}s`,
+    '--timeout',
+    `${run.timeoutS ?? 30}s`,
+    '-s',
+    appendLua,
     run.url,
     '--',
     randomBytes(4).toString('hex'),
@@ -96,7 +101,8 @@ export async function runWrk(run: WrkRun): Promise<WrkResult> {
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   clearInterval(cpuTimer);
   const line = out.split('\n').find((l) => l.startsWith('WRK_RESULT '));
-  if (code !== 0 || !line) throw new Error(`bench: wrk ${args.join(' ')} failed (exit ${code}):\n${out}\n${err}`);
+  if (code !== 0 || !line)
+    throw new Error(`bench: wrk ${args.join(' ')} failed (exit ${code}):\n${out}\n${err}`);
   const r = JSON.parse(line.slice('WRK_RESULT '.length)) as WrkResult;
   const seconds = r.durationUs / 1e6;
   r.okPerS = r.ok / seconds;
