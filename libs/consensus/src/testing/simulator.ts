@@ -2,7 +2,7 @@ import { MembershipChange } from '../core/api';
 import { Message } from '../core/messages';
 import { RaftError } from '../core/ready';
 import { ConfigState, Entry, EntryType, MemberAddress, NodeId, decodeConfig, emptyConfig } from '../core/types';
-import { ClusterChecker, InvariantName, Violation } from './checkers';
+import { ClusterChecker, Violation } from './checkers';
 import { CounterStateMachine, configText, encodeWrite } from './counter-state-machine';
 import { RELIABLE_NETWORK, SimNetwork } from './network';
 import { Prng } from './prng';
@@ -680,5 +680,3 @@ function shuffle<T>(items: T[], p: Prng): T[] {
   }
   return a;
 }
-
-export type { InvariantName };
