@@ -544,8 +544,8 @@ export class RaftNode implements RaftNodeApi {
     this.core.snapshotTaken(meta);
     await storage.compact(Math.max(0, index - this.opts.snapshotKeepEntries));
     this.configs.pruneBefore(index);
+    // The core logs "took a snapshot at index N term T" (snapshotTaken); the duration goes to the metrics.
     this.opts.metrics?.snapshotTaken((performance.now() - startedMs) / 1000, index);
-    this.logger.log(`node ${this.id} took a snapshot at index ${index} term ${term}`);
     return meta;
   }
 
