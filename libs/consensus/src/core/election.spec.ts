@@ -190,13 +190,25 @@ describe('elections', () => {
     expect(answers).toEqual([expect.objectContaining({ type: 'AppendResponse', to: 'n1', term: 5, success: false, seq: 0 })]);
   });
 
-  it('a node restarts with the guard armed: it ignores vote requests for one election timeout', () => {
+  it('a restarted node knows no leader: it answers vote requests at once (no extra election timeout)', () => {
     const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { keepStartupGuard: true, electionTicks: 10 });
     s.core.step(voteRequest('n1', 'n2', 2, 1, 1));
+    expect(s.core.term).toBe(2);
+    expect(votesIn(s.persist().persistedMessages)[0].granted).toBe(true);
+  });
+
+  it('a node that heard from the leader within the election timeout ignores vote requests, then answers them', () => {
+    const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { keepStartupGuard: true, electionTicks: 10 });
+    s.core.step({ type: 'AppendRequest', from: 'n1', to: 'n2', term: 1, prevLogIndex: 1, prevLogTerm: 1, entries: [], leaderCommit: 1, seq: 1 });
+    s.persist();
+    s.core.step(voteRequest('n3', 'n2', 2, 1, 1));
     expect(s.core.term).toBe(1);
     expect(s.core.hasReady()).toBe(false);
-    for (let i = 0; i < 10; i++) s.core.tick();
-    s.core.step(voteRequest('n1', 'n2', 2, 1, 1));
+    for (let i = 0; i < 9; i++) s.core.tick();
+    s.core.step(voteRequest('n3', 'n2', 2, 1, 1));
+    expect(s.core.term).toBe(1);
+    s.core.tick();
+    s.core.step(voteRequest('n3', 'n2', 2, 1, 1));
     expect(votesIn(s.persist().persistedMessages)[0].granted).toBe(true);
   });
 

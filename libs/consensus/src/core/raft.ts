@@ -38,7 +38,11 @@ export class RaftCore implements RaftCoreApi {
   electionElapsed = 0;
   heartbeatElapsed = 0;
   randomizedElectionTicks = 0;
-  /** Removed-server guard: starts at 0 so a (re)starting node ignores vote requests for one election timeout. */
+  /**
+   * Removed-server guard: vote requests are ignored while we know a leader and heard from it within the
+   * (minimum) election timeout (etcd's rule). A (re)started node knows no leader, so it votes at once: after
+   * a full-cluster restart an election costs one timeout, not two.
+   */
   ticksSinceHeardLeader = 0;
   /** Ticks since start (lease arithmetic). */
   now = 0;
@@ -115,7 +119,7 @@ export class RaftCore implements RaftCoreApi {
     }
     if (m.term > this.term) {
       if (m.type === 'VoteRequest') {
-        const inLease = this.state === 'leader' || this.ticksSinceHeardLeader < this.opts.electionTicks;
+        const inLease = this.state === 'leader' || (this.leaderId !== null && this.ticksSinceHeardLeader < this.opts.electionTicks);
         if (inLease && !m.transfer) {
           this.logLine(`ignored a ${m.preVote ? 'pre-vote' : 'vote'} request from ${m.from} at term ${m.term}: heard from leader ${this.leaderId ?? '-'} within the election timeout`);
           return;
