@@ -6,11 +6,13 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyInstance } from 'fastify';
 import { AppModule } from './app.module';
 import { AppConfig, ConfigError, loadConfig } from './config';
+import { AppendFastPath } from './http/append-fast-path';
 import { ApiExceptionFilter } from './http/api-exception.filter';
 import { serveDocsUi } from './http/docs';
 import { countRequests, frameworkErrors, guardRequestBodies } from './http/fastify-setup';
 import { NodeRuntime } from './runtime/node-runtime';
 import { MetricsService } from './services/metrics.service';
+import { StreamsService } from './services/streams.service';
 import { SubscriptionsService } from './services/subscriptions.service';
 
 /** Exit code for a bad configuration (the message names the variable). */
@@ -70,6 +72,8 @@ async function bootstrap(): Promise<void> {
     .build();
   SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { ui: false, jsonDocumentUrl: 'docs-json', yamlDocumentUrl: 'docs-yaml' });
   serveDocsUi(fastify, '/docs-json');
+  await app.init();
+  new AppendFastPath(app.get(StreamsService), runtime, config.appendBodyBytesMax, (m, r, s) => metrics.countRequest(m, r, s)).install(app.getHttpServer());
   await app.listen(config.httpPort, config.httpHost);
   logger.log(`node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`, 'main');
 

@@ -1,0 +1,161 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Logger } from '@nestjs/common';
+// fastify's own JSON parser (a dependency of fastify): same BOM and prototype-poisoning handling.
+import secureJsonParse from 'secure-json-parse';
+import { DEFAULT_LIMITS } from '../../../../libs/event-store/src';
+import { AppendResponse, StreamsService } from '../services/streams.service';
+import { ApiError } from './api-error';
+import { appendBodySchema, AppendBodyDto, ZodPipe } from './dto';
+import { LeaderLocator, toApiResponse } from './error-mapping';
+
+/**
+ * The hot route `POST /streams/{streamId}/events` served straight from node:http, without Nest's and
+ * fastify's per-request machinery (router, hooks, content-type parser, pipes, interceptors, reply
+ * serialization), which cost most of a single-event append's CPU.
+ *
+ * Taken only when the request head alone shows that the general path would reach the controller: a
+ * plain stream id in the path (no escapes, no query), `Content-Type: application/json`, a declared
+ * Content-Length within the limit, no transfer encoding. Everything else goes to fastify untouched.
+ * From there it does what the general path does, with the same functions: the body parsed like
+ * fastify's JSON parser (BOM, `__proto__`/`constructor` poisoning refused), validated by the same zod
+ * schema (only when the cheap exact check below cannot vouch for it), appended by StreamsService, every
+ * error mapped by toApiResponse, the request counted under the same route label.
+ */
+
+const routeLabel = '/streams/:streamId/events';
+/** Only ids that need no decoding; anything else (escapes, `$`, a query) takes the general path. */
+const appendUrl = new RegExp(`^/streams/([A-Za-z0-9._:@-]{1,${DEFAULT_LIMITS.streamIdCharsMax}})/events$`);
+const contentLengthDigits = /^\d{1,12}$/;
+const jsonContentTypes = new Set(['application/json', 'application/json; charset=utf-8']);
+const contentTypeJson = 'application/json; charset=utf-8';
+/** The general path's answer to a body that is not JSON (fastify's FST_ERR_CTP_INVALID_JSON_BODY, connection closed). */
+const invalidJsonMessage = "Body is not valid JSON but content-type is set to 'application/json'";
+/** appendEventSchema's `type` bound. */
+const eventTypeCharsMax = 256;
+
+export class AppendFastPath {
+  private readonly logger = new Logger('http');
+  private readonly validate = new ZodPipe(appendBodySchema, 'body');
+
+  constructor(
+    private readonly streams: StreamsService,
+    private readonly leader: LeaderLocator,
+    private readonly bodyBytesMax: number,
+    private readonly count: (method: string, route: string, status: number) => void,
+  ) {}
+
+  /** Puts the fast path in front of fastify's request listener on `server`. */
+  install(server: Server): void {
+    const listeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+    if (listeners.length !== 1)
+      throw new Error(
+        `append fast path: expected one request listener on the HTTP server, found ${listeners.length}`,
+      );
+    const general = listeners[0];
+    server.removeAllListeners('request');
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if (!this.maybeHandle(req, res)) general.call(server, req, res);
+    });
+  }
+
+  /** Serves the request and returns true when it qualifies (see the class comment); false otherwise. */
+  maybeHandle(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method !== 'POST') return false;
+    const url = req.url ?? '';
+    const m = appendUrl.exec(url);
+    if (m === null) return false;
+    const h = req.headers;
+    const declared = h['content-length'];
+    if (declared === undefined || h['transfer-encoding'] !== undefined || !contentLengthDigits.test(declared))
+      return false;
+    const length = Number(declared);
+    if (length === 0 || length > this.bodyBytesMax) return false;
+    const ct = h['content-type'];
+    if (ct === undefined || !jsonContentTypes.has(ct.toLowerCase())) return false;
+    const streamId = m[1];
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      this.serve(streamId, url, body, res).catch((err: Error) =>
+        this.logger.error(`POST ${url} failed while answering: ${err.stack ?? err.message}`),
+      );
+    });
+    req.on('error', () => res.destroy());
+    return true;
+  }
+
+  private async serve(streamId: string, url: string, raw: Buffer, res: ServerResponse): Promise<void> {
+    let out: AppendResponse;
+    try {
+      out = await this.streams.append(streamId, this.parse(raw));
+    } catch (err) {
+      this.fail(err, url, res);
+      return;
+    }
+    this.send(res, 201, JSON.stringify(out), null);
+  }
+
+  private parse(raw: Buffer): AppendBodyDto {
+    let body: unknown;
+    try {
+      body = secureJsonParse(raw, undefined, { protoAction: 'error', constructorAction: 'error' });
+    } catch {
+      throw new ApiError(400, 'invalid_request', invalidJsonMessage, undefined, { connection: 'close' });
+    }
+    return isValidAppendBody(body) ? body : this.validate.transform(body);
+  }
+
+  private fail(err: unknown, url: string, res: ServerResponse): void {
+    const r = toApiResponse(err, { url }, this.leader);
+    if (r.unexpected) this.logger.error(`POST ${url} failed: ${(err as Error)?.stack ?? String(err)}`);
+    this.send(res, r.status, r.body === null ? null : JSON.stringify(r.body), r.headers);
+  }
+
+  private send(
+    res: ServerResponse,
+    status: number,
+    json: string | null,
+    headers: Record<string, string> | null,
+  ): void {
+    if (res.destroyed || res.headersSent) return;
+    const head: Record<string, string | number> = { ...headers };
+    if (json === null) {
+      head['content-length'] = 0;
+    } else {
+      head['content-type'] = contentTypeJson;
+      head['content-length'] = Buffer.byteLength(json);
+    }
+    res.writeHead(status, head);
+    res.end(json ?? undefined);
+    this.count('POST', routeLabel, status);
+  }
+}
+
+/**
+ * True only for a body that `appendBodySchema` accepts unchanged for what the service reads (so the zod
+ * pass can be skipped); anything doubtful returns false and goes through zod for its exact message.
+ */
+export function isValidAppendBody(b: unknown): b is AppendBodyDto {
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) return false;
+  const body = b as Record<string, unknown>;
+  const e = body.expectedRevision;
+  if (
+    e !== undefined &&
+    e !== 'any' &&
+    e !== 'no_stream' &&
+    e !== 'stream_exists' &&
+    !(typeof e === 'number' && Number.isSafeInteger(e) && e >= 0)
+  )
+    return false;
+  const events = body.events;
+  if (!Array.isArray(events) || events.length === 0) return false;
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as Record<string, unknown> | null;
+    if (typeof ev !== 'object' || ev === null || Array.isArray(ev)) return false;
+    if (ev.id !== undefined && typeof ev.id !== 'string') return false;
+    const t = ev.type;
+    if (typeof t !== 'string' || t.length === 0 || t.length > eventTypeCharsMax) return false;
+  }
+  return true;
+}
