@@ -84,16 +84,39 @@ describe('flow control', () => {
     expect(beats.find((m) => m.to === 'n3')?.leaderCommit).toBe(0);
   });
 
-  it('a lost append in replicate state is resent after a heartbeat response shows the follower lacks it', () => {
-    const s = leaderWith({ heartbeatTicks: 1 });
+  it('a lost append in replicate state is resent once a heartbeat sent an election timeout later is answered without it', () => {
+    const s = leaderWith({ heartbeatTicks: 1, electionTicks: 10, checkQuorum: false });
     s.core.step(ack('n2', 2, 2));
     s.persist();
     s.core.propose(bytes(1)); // index 3, sent and lost
     s.persist();
-    s.core.tick();
-    const beat = appendsTo(s.persist().messages, 'n2').find((m) => m.entries.length === 0) as AppendRequest;
-    s.core.step(ack('n2', 2, 2, beat.seq));
+    const beatAfter = (ticks: number) => {
+      for (let i = 0; i < ticks; i++) s.core.tick();
+      return appendsTo(s.persist().messages, 'n2').filter((m) => m.entries.length === 0).pop() as AppendRequest;
+    };
+    // A heartbeat answer may overtake an append still on its way (another connection): no resend yet.
+    s.core.step(ack('n2', 2, 2, beatAfter(1).seq));
+    expect(appendsTo(s.persist().messages, 'n2').filter((m) => m.entries.length > 0)).toEqual([]);
+    s.core.step(ack('n2', 2, 2, beatAfter(9).seq));
     expect(appendsTo(s.persist().messages, 'n2').map((m) => m.entries.map((e) => e.index))).toEqual([[3]]);
+  });
+
+  it('at most inflightBytesMax payload bytes are in flight (one message may cross it); acknowledgements free them', () => {
+    const s = leaderWith({ inflightMsgsMax: 100, msgBytesMax: 10, inflightBytesMax: 25 });
+    s.core.step(ack('n2', 2, 2));
+    s.persist();
+    for (let i = 0; i < 8; i++) s.core.propose(bytes(10)); // indexes 3..10
+    const sent = () => appendsTo(s.persist().messages, 'n2').filter((m) => m.entries.length > 0).map((m) => m.entries.map((e) => e.index));
+    expect(sent()).toEqual([[3], [4], [5]]);
+    s.core.step(ack('n2', 2, 3));
+    expect(sent()).toEqual([[6]]);
+    s.core.step(ack('n2', 2, 5));
+    expect(sent()).toEqual([[7], [8]]);
+    expect(s.core.status().progress.n2.next).toBe(9);
+  });
+
+  it('inflightBytesMax below msgBytesMax is refused at construction', () => {
+    expect(() => leaderWith({ msgBytesMax: 100, inflightBytesMax: 10 })).toThrow(/inflightBytesMax/);
   });
 
   it('proposals are refused with overloaded while uncommittedBytesMax bytes are uncommitted', () => {

@@ -10,6 +10,12 @@ export interface RaftOptions {
   inflightMsgsMax: number;
   /** Payload bytes per AppendRequest (at least one entry is always sent). */
   msgBytesMax: number;
+  /**
+   * Entry payload bytes in flight per follower (etcd's MaxInflightBytes): no new AppendRequest goes out while
+   * this much is unacknowledged, so at most inflightBytesMax plus one message is in flight (a message may exceed
+   * msgBytesMax by carrying one large entry). Unset: bounded by inflightMsgsMax × msgBytesMax only.
+   */
+  inflightBytesMax?: number;
   /** Proposals are refused with 'overloaded' while this many bytes are appended but not committed. */
   uncommittedBytesMax: number;
   snapshotChunkBytes: number;
@@ -45,6 +51,7 @@ export const DEFAULT_RAFT_OPTIONS: Omit<RaftOptions, 'id' | 'random'> = {
   heartbeatTicks: 2,
   inflightMsgsMax: 64,
   msgBytesMax: 1024 * 1024,
+  inflightBytesMax: 16 * 1024 * 1024,
   uncommittedBytesMax: 64 * 1024 * 1024,
   snapshotChunkBytes: 1024 * 1024,
   preVote: true,

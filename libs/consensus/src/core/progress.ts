@@ -3,36 +3,56 @@ import { SnapshotMeta } from './types';
 
 export type ProgressState = 'probe' | 'replicate' | 'snapshot';
 
-/** A bounded window of AppendRequests in flight to one follower, by the last index each carried. */
+/**
+ * A bounded window of AppendRequests in flight to one follower, by the last index and payload bytes each
+ * carried. Full at inflightMsgsMax messages or once inflightBytesMax bytes are out (the message that crosses
+ * the byte bound is still sent: an empty window always admits one, whatever its size).
+ */
 export class Inflights {
   private readonly lastIndexes: number[] = [];
+  private readonly sizes: number[] = [];
+  private totalBytes = 0;
 
-  constructor(readonly inflightMsgsMax: number) {
+  constructor(
+    readonly inflightMsgsMax: number,
+    readonly inflightBytesMax: number = Number.POSITIVE_INFINITY,
+  ) {
     if (!(inflightMsgsMax >= 1)) throw new Error(`inflightMsgsMax must be ≥ 1, got ${inflightMsgsMax}`);
+    if (!(inflightBytesMax >= 1)) throw new Error(`inflightBytesMax must be ≥ 1, got ${inflightBytesMax}`);
   }
 
   get count(): number {
     return this.lastIndexes.length;
   }
 
-  full(): boolean {
-    return this.lastIndexes.length >= this.inflightMsgsMax;
+  get bytes(): number {
+    return this.totalBytes;
   }
 
-  add(lastIndex: number): void {
-    if (this.full()) throw new Error(`inflights: adding index ${lastIndex} to a full window of ${this.inflightMsgsMax}`);
+  full(): boolean {
+    return this.lastIndexes.length >= this.inflightMsgsMax || this.totalBytes >= this.inflightBytesMax;
+  }
+
+  add(lastIndex: number, bytes: number): void {
+    if (this.full()) throw new Error(`inflights: adding index ${lastIndex} to a full window (${this.count} messages, ${this.totalBytes} bytes)`);
     this.lastIndexes.push(lastIndex);
+    this.sizes.push(bytes);
+    this.totalBytes += bytes;
   }
 
   /** Frees every message whose entries are all acknowledged (last index ≤ index). */
   freeLE(index: number): void {
     let n = 0;
-    while (n < this.lastIndexes.length && this.lastIndexes[n] <= index) n++;
+    while (n < this.lastIndexes.length && this.lastIndexes[n] <= index) this.totalBytes -= this.sizes[n++];
     this.lastIndexes.splice(0, n);
+    this.sizes.splice(0, n);
+    if (this.lastIndexes.length === 0) this.totalBytes = 0;
   }
 
   reset(): void {
     this.lastIndexes.length = 0;
+    this.sizes.length = 0;
+    this.totalBytes = 0;
   }
 }
 
@@ -67,9 +87,9 @@ export class Progress {
   lastAppendSeq = 0;
   snapshot: SnapshotTransfer | null = null;
 
-  constructor(next: number, inflightMsgsMax: number) {
+  constructor(next: number, inflightMsgsMax: number, inflightBytesMax?: number) {
     this.next = next;
-    this.inflights = new Inflights(inflightMsgsMax);
+    this.inflights = new Inflights(inflightMsgsMax, inflightBytesMax);
   }
 
   becomeProbe(next: number): void {
@@ -112,11 +132,11 @@ export class Progress {
     }
   }
 
-  /** Records an AppendRequest that was sent with entries up to `lastIndex` (none: lastIndex = next - 1). */
-  sentAppend(lastIndex: number, withEntries: boolean): void {
+  /** Records an AppendRequest sent with entries up to `lastIndex` and `bytes` of payload (none: lastIndex = next - 1). */
+  sentAppend(lastIndex: number, withEntries: boolean, bytes: number): void {
     if (this.state === 'replicate' && withEntries) {
       this.next = lastIndex + 1;
-      this.inflights.add(lastIndex);
+      this.inflights.add(lastIndex, bytes);
     } else if (this.state === 'probe') {
       this.probeSent = true;
     }

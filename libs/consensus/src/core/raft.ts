@@ -506,7 +506,7 @@ export class RaftCore implements RaftCoreApi {
     ids.add(this.id);
     for (const id of ids) {
       if (this.progress.has(id)) continue;
-      const pr = new Progress(this.log.lastIndex() + 1, this.opts.inflightMsgsMax);
+      const pr = new Progress(this.log.lastIndex() + 1, this.opts.inflightMsgsMax, this.opts.inflightBytesMax);
       pr.recentActive = true;
       this.progress.set(id, pr);
     }

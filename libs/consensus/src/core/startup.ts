@@ -15,6 +15,9 @@ export function validateOptions(o: RaftOptions): void {
   if (!(Number.isInteger(o.electionTicks) && o.electionTicks > o.heartbeatTicks)) fail(`electionTicks (${o.electionTicks}) must be an integer > heartbeatTicks (${o.heartbeatTicks})`);
   if (!(o.inflightMsgsMax >= 1)) fail(`inflightMsgsMax must be ≥ 1, got ${o.inflightMsgsMax}`);
   if (!(o.msgBytesMax >= 1)) fail(`msgBytesMax must be ≥ 1, got ${o.msgBytesMax}`);
+  if (o.inflightBytesMax !== undefined && !(o.inflightBytesMax >= o.msgBytesMax)) {
+    fail(`inflightBytesMax (${o.inflightBytesMax}) must be ≥ msgBytesMax (${o.msgBytesMax})`);
+  }
   if (!(o.snapshotChunkBytes >= 1)) fail(`snapshotChunkBytes must be ≥ 1, got ${o.snapshotChunkBytes}`);
   if (!(o.clockDriftTicksMax >= 0 && o.clockDriftTicksMax < o.electionTicks)) fail(`clockDriftTicksMax (${o.clockDriftTicksMax}) must be in [0, electionTicks)`);
 }

@@ -1,6 +1,8 @@
 /**
- * Every limit of the peer transport, with its unit. One place, relations asserted below.
+ * Every limit of the peer transport, with its unit. One place, relations asserted below (also against the
+ * Raft core's flow-control limits, whose messages these queues hold).
  */
+import { DEFAULT_RAFT_OPTIONS } from '../core/options';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -40,7 +42,7 @@ export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   controlQueueMessagesMax: 8192,
   controlQueueBytesMax: 32 * MiB,
   bulkQueueMessagesMax: 1024,
-  bulkQueueBytesMax: 160 * MiB,
+  bulkQueueBytesMax: 96 * MiB,
   queuedAgeMsMax: 5000,
   reconnectDelayMsMin: 50,
   reconnectDelayMsMax: 2000,
@@ -64,6 +66,12 @@ export function checkTransportLimits(l: TransportLimits): void {
   if (l.frameCoalesceBytesMax > l.frameBytesMax) fail('frameCoalesceBytesMax must be <= frameBytesMax');
   if (l.bulkAppendBytesMin > l.controlQueueBytesMax) fail('bulkAppendBytesMin must be <= controlQueueBytesMax');
   if (l.bulkQueueBytesMax < l.frameBytesMax) fail('bulkQueueBytesMax must hold at least one largest frame');
+  // The core keeps at most inflightBytesMax plus one message (≤ one frame) of appends in flight per follower, and
+  // one snapshot chunk; a resend drops the queued copies it supersedes (outbound-lane.ts). So this much always fits.
+  const raft = DEFAULT_RAFT_OPTIONS;
+  const inflightBound = (raft.inflightBytesMax ?? raft.inflightMsgsMax * raft.msgBytesMax) + l.frameBytesMax + raft.snapshotChunkBytes;
+  if (l.bulkQueueBytesMax < inflightBound) fail(`bulkQueueBytesMax must hold the core's appends in flight to one follower (${inflightBound} bytes)`);
+  if (l.bulkQueueMessagesMax < raft.inflightMsgsMax + 1) fail(`bulkQueueMessagesMax must be > the core's inflightMsgsMax (${raft.inflightMsgsMax})`);
   if (l.reconnectDelayMsMin > l.reconnectDelayMsMax) fail('reconnectDelayMsMin must be <= reconnectDelayMsMax');
 }
 

@@ -78,6 +78,7 @@ export class OutboundLane {
       this.ctx.logger.error(`${this.describe()}: dropped a ${message.type} of ~${bytes} bytes: over frameBytesMax ${this.ctx.limits.frameBytesMax}; send smaller chunks`);
       return;
     }
+    if (this.lane === 'bulk' && message.type === 'AppendRequest') this.dropSuperseded(message);
     if (!this.makeRoom(bytes)) {
       c.dropsQueueFull++;
       this.warnThrottled('queue-full', `${this.describe()}: outbound queue full (${this.queued.messages} messages, ${this.queuedBytes} bytes); dropping`);
@@ -103,6 +104,33 @@ export class OutboundLane {
       c.dropsQueueFull++;
     }
     return true;
+  }
+
+  /**
+   * A resend (the leader went back to probing, or a new term) supersedes the AppendRequests still queued from
+   * before it: drop them rather than send them after it. Safe, as Raft tolerates lost messages; without it every
+   * resend adds another copy of the leader's whole in-flight window to the queue.
+   */
+  private dropSuperseded(m: Extract<Message, { type: 'AppendRequest' }>): void {
+    let kept = this.head;
+    let dropped = 0;
+    for (let i = this.head; i < this.queue.length; i++) {
+      const q = this.queue[i];
+      const old = q.message;
+      if (old.type === 'AppendRequest' && (old.term < m.term || (old.term === m.term && old.prevLogIndex >= m.prevLogIndex))) {
+        this.queuedBytes -= q.bytes;
+        dropped++;
+      } else {
+        this.queue[kept++] = q;
+      }
+    }
+    if (dropped === 0) return;
+    this.queue.length = kept;
+    if (kept === this.head) {
+      this.queue = [];
+      this.head = 0;
+    }
+    this.ctx.counters(this.peerId).dropsSuperseded += dropped;
   }
 
   setAddress(address: HostPort): void {

@@ -12,6 +12,8 @@ export interface PeerCounters {
   dropsQueueFull: number;
   /** Dropped because they waited longer than queuedAgeMsMax (peer unreachable meanwhile). */
   dropsStale: number;
+  /** Queued AppendRequests dropped because a resend from an earlier index (or a newer term) replaced them. */
+  dropsSuperseded: number;
   /** Dropped because they could not be encoded or exceed frameBytesMax (a bug in the sender). */
   dropsUnencodable: number;
   /** Dropped because the peer had no address (not in setPeers) or the transport was closed. */
@@ -55,6 +57,7 @@ export function newPeerCounters(): PeerCounters {
     framesReceived: 0,
     dropsQueueFull: 0,
     dropsStale: 0,
+    dropsSuperseded: 0,
     dropsUnencodable: 0,
     dropsNoRoute: 0,
     connects: 0,

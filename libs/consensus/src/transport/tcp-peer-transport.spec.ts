@@ -234,6 +234,18 @@ describe('TcpPeerTransport', () => {
     await waitFor('a connect failure logged', () => a.logger.has('n1 → n2 (control)', 'cannot connect', 'ECONNREFUSED'));
   });
 
+  it('a resend from an earlier index (or a newer term) drops the bulk AppendRequests queued before it', async () => {
+    const a = await node('n1', secret);
+    a.transport.setPeers({ n2: `127.0.0.1:${await closedPort()}` });
+    const big = (seq: number, prevLogIndex: number, term = 1) => ({ ...appendRequest('n1', 'n2', seq, 2, 64 * 1024), prevLogIndex, term });
+    a.transport.send([big(1, 10), big(2, 12), big(3, 14)]);
+    expect(a.transport.stats().peers.n2).toMatchObject({ queuedMessages: 3, dropsSuperseded: 0 });
+    a.transport.send([big(4, 12)]);
+    expect(a.transport.stats().peers.n2).toMatchObject({ queuedMessages: 2, dropsSuperseded: 2 });
+    a.transport.send([big(5, 100, 2)]);
+    expect(a.transport.stats().peers.n2).toMatchObject({ queuedMessages: 1, dropsSuperseded: 4 });
+  });
+
   it('refuses to start on an address in use, naming it', async () => {
     const a = await node('n1');
     const clash = new TcpPeerTransport({ nodeId: 'n2', listen: a.transport.listenAddress, secret, logger: new CapturingLogger() });

@@ -98,8 +98,14 @@ export function maybeSendAppend(r: RaftCore, to: string, sendIfEmpty: boolean): 
   const seq = r.nextSeq();
   r.send({ type: 'AppendRequest', from: r.id, to, term: r.term, prevLogIndex: prevIndex, prevLogTerm: prevTerm, entries, leaderCommit: r.log.committed, seq }, false);
   if (entries.length > 0) pr.lastAppendSeq = seq;
-  pr.sentAppend(entries.length > 0 ? entries[entries.length - 1].index : prevIndex, entries.length > 0);
+  pr.sentAppend(entries.length > 0 ? entries[entries.length - 1].index : prevIndex, entries.length > 0, payloadBytes(entries));
   return entries.length > 0;
+}
+
+function payloadBytes(entries: Entry[]): number {
+  let n = 0;
+  for (const e of entries) n += e.data.byteLength;
+  return n;
 }
 
 /**
@@ -175,14 +181,24 @@ function handleAppendResponse(r: RaftCore, m: AppendResponse): void {
     if (maybeCommit(r)) bcastCommit(r);
   } else if (pr.state === 'probe') {
     pr.probeSent = false;
-  } else if (pr.state === 'replicate' && m.seq > pr.lastAppendSeq && pr.match < pr.next - 1) {
-    // Answered a message sent after our last append, yet does not have it: that append was lost.
+  } else if (pr.state === 'replicate' && m.seq > pr.lastAppendSeq && pr.match < pr.next - 1 && appendOverdue(r, pr, m.seq)) {
+    // Answered a message sent well after our last append, yet does not have it: that append was lost.
     r.logLine(`resending to ${m.from} from ${pr.match + 1}: entries up to ${pr.next - 1} were not received`);
     pr.becomeProbe(pr.match + 1);
   }
   if (r.state !== 'leader') return;
   sendAppends(r, m.from);
   if (r.leadTransferee === m.from && pr.match === r.log.lastIndex()) sendTimeoutNow(r, m.from);
+}
+
+/**
+ * A heartbeat answer proves an append lost only if the heartbeat left an election timeout after it: heartbeats
+ * and appends travel on different connections (and a big append waits behind others), so a heartbeat answer
+ * overtaking an append still on its way is normal. Concluding loss sooner resends everything in flight while
+ * the first copies are still queued, which doubled the leader's outbound queue under load.
+ */
+function appendOverdue(r: RaftCore, pr: Progress, answeredSeq: number): boolean {
+  return r.sentTick(answeredSeq) - r.sentTick(pr.lastAppendSeq) >= r.opts.electionTicks;
 }
 
 /** Fast backup: the next index to try after a rejection, from the follower's conflict hint. */
