@@ -27,13 +27,15 @@ export class RaftLog {
   constructor(
     readonly reader: RaftLogReader,
     commit: number,
+    appliedByShell = 0,
   ) {
     this.offset = reader.lastIndex() + 1;
     this.inProgress = this.offset;
     const snapIndex = reader.snapshotMeta().index;
-    this.committed = Math.min(Math.max(commit, snapIndex), this.lastIndex());
-    this.applying = snapIndex;
-    this.applied = snapIndex;
+    const applied = Math.max(snapIndex, Math.min(appliedByShell, this.lastIndex()));
+    this.committed = Math.min(Math.max(commit, applied), this.lastIndex());
+    this.applying = applied;
+    this.applied = applied;
   }
 
   firstIndex(): number {
@@ -181,10 +183,10 @@ export class RaftLog {
     return this.committed > this.applying && !this.snapshot;
   }
 
-  /** Committed entries not yet handed out for applying (up to maxBytes); marks them as applying. */
-  takeCommitted(maxBytes: number): Entry[] {
+  /** Committed entries not yet handed out for applying (up to maxBytes and maxEntries); marks them as applying. */
+  takeCommitted(maxBytes: number, maxEntries: number): Entry[] {
     if (!this.hasNextCommitted()) return [];
-    const out = this.entries(this.applying + 1, this.committed + 1, maxBytes);
+    const out = this.entries(this.applying + 1, Math.min(this.committed, this.applying + maxEntries) + 1, maxBytes);
     if (out.length > 0) this.applying = out[out.length - 1].index;
     return out;
   }

@@ -16,6 +16,12 @@ export interface RaftOptions {
    * msgBytesMax by carrying one large entry). Unset: bounded by inflightMsgsMax × msgBytesMax only.
    */
   inflightBytesMax?: number;
+  /**
+   * Committed entries handed out in one Ready: at most this many payload bytes (at least one entry) and entries.
+   * Bounds one apply batch, e.g. re-applying a long log after a restart. Unset: 4 MiB and 4096 entries.
+   */
+  committedBytesPerReadyMax?: number;
+  committedEntriesPerReadyMax?: number;
   /** Proposals are refused with 'overloaded' while this many bytes are appended but not committed. */
   uncommittedBytesMax: number;
   snapshotChunkBytes: number;
@@ -53,6 +59,8 @@ export const DEFAULT_RAFT_OPTIONS: Omit<RaftOptions, 'id' | 'random'> = {
   msgBytesMax: 1024 * 1024,
   inflightBytesMax: 16 * 1024 * 1024,
   uncommittedBytesMax: 64 * 1024 * 1024,
+  committedBytesPerReadyMax: 4 * 1024 * 1024,
+  committedEntriesPerReadyMax: 4096,
   snapshotChunkBytes: 1024 * 1024,
   preVote: true,
   checkQuorum: true,

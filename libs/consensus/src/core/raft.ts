@@ -14,8 +14,9 @@ import { stepFollower } from './roles/follower';
 import { appendAsLeader, bcastAppend, bcastCommit, maybeCommit, sendAppends, sendHeartbeats, sendTimeoutNow, stepLeader, tickLeader } from './roles/leader';
 import { ConfigState, Entry, EntryType, HardState, InitialState, NodeId, RaftLogReader, SnapshotMeta, decodeConfig, encodeConfig } from './types';
 
-/** Payload bytes of committed entries handed out in one Ready. */
-export const COMMITTED_BYTES_PER_READY_MAX = 64 * 1024 * 1024;
+/** Committed entries handed out in one Ready when the options do not say (see RaftOptions). */
+export const COMMITTED_BYTES_PER_READY_MAX = 4 * 1024 * 1024;
+export const COMMITTED_ENTRIES_PER_READY_MAX = 4096;
 
 export type RoleState = 'follower' | 'pre-candidate' | 'candidate' | 'leader';
 
@@ -85,7 +86,7 @@ export class RaftCore implements RaftCoreApi {
     this.opts = options;
     this.term = initial.hardState.term;
     this.vote = initial.hardState.vote;
-    this.log = new RaftLog(reader, initial.hardState.commit);
+    this.log = new RaftLog(reader, initial.hardState.commit, initial.applied);
     this.configs = loadConfigs(this.log, initial);
     this.incomingSnapshot = initial.partialSnapshot ? { ...initial.partialSnapshot } : null;
     this.handedHard = { term: this.term, vote: this.vote, commit: this.log.committed };
@@ -259,7 +260,10 @@ export class RaftCore implements RaftCoreApi {
       messages: this.msgs,
       // A response promising state of an older term is dropped: a newer leader may have replaced that state.
       persistedMessages: holdPersisted ? [] : this.persistedMsgs.filter((m) => m.term >= this.term || !isResponse(m)),
-      committedEntries: this.log.takeCommitted(COMMITTED_BYTES_PER_READY_MAX),
+      committedEntries: this.log.takeCommitted(
+        this.opts.committedBytesPerReadyMax ?? COMMITTED_BYTES_PER_READY_MAX,
+        this.opts.committedEntriesPerReadyMax ?? COMMITTED_ENTRIES_PER_READY_MAX,
+      ),
       readStates: this.readStates,
       failedReads: this.failedReads,
     };

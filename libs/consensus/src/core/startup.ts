@@ -18,19 +18,24 @@ export function validateOptions(o: RaftOptions): void {
   if (o.inflightBytesMax !== undefined && !(o.inflightBytesMax >= o.msgBytesMax)) {
     fail(`inflightBytesMax (${o.inflightBytesMax}) must be ≥ msgBytesMax (${o.msgBytesMax})`);
   }
+  if (o.committedBytesPerReadyMax !== undefined && !(o.committedBytesPerReadyMax >= 1)) fail(`committedBytesPerReadyMax must be ≥ 1, got ${o.committedBytesPerReadyMax}`);
+  if (o.committedEntriesPerReadyMax !== undefined && !(Number.isInteger(o.committedEntriesPerReadyMax) && o.committedEntriesPerReadyMax >= 1)) {
+    fail(`committedEntriesPerReadyMax must be an integer ≥ 1, got ${o.committedEntriesPerReadyMax}`);
+  }
   if (!(o.snapshotChunkBytes >= 1)) fail(`snapshotChunkBytes must be ≥ 1, got ${o.snapshotChunkBytes}`);
   if (!(o.clockDriftTicksMax >= 0 && o.clockDriftTicksMax < o.electionTicks)) fail(`clockDriftTicksMax (${o.clockDriftTicksMax}) must be in [0, electionTicks)`);
 }
 
 /**
  * The configuration history at start-up: the base (snapshot, or bootstrap) plus the config entries of the log
- * back to the newest committed one (older ones can never become current again).
+ * back to the newest committed one (older ones can never become current again). Entries up to the snapshot are
+ * not read: the snapshot's configuration covers them (a log kept long behind a snapshot is not rescanned).
  */
 export function loadConfigs(log: RaftLog, initial: InitialState): ConfigHistory {
   const snap = log.snapshotMeta();
   const found: { index: number; config: ConfigState }[] = [];
   let hi = log.lastIndex() + 1;
-  const first = log.firstIndex();
+  const first = Math.max(log.firstIndex(), snap.index + 1);
   while (hi > first) {
     const lo = Math.max(first, hi - CONFIG_SCAN_ENTRIES);
     let cursor = lo;

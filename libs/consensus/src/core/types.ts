@@ -88,6 +88,12 @@ export interface InitialState {
    * if a conflicting append truncates every (uncommitted) config entry. Defaults to `config`.
    */
   bootstrapConfig?: ConfigState;
+  /**
+   * The state machine's applied index, if the shell's state machine keeps its state across restarts (etcd's
+   * Config.Applied): committed entries are handed out from after it, not from after the snapshot. At most the
+   * last index; entries up to it count as committed.
+   */
+  applied?: number;
 }
 
 const textEncoder = new TextEncoder();

@@ -3,6 +3,9 @@
 /** Readies taken from the core but not yet advanced (their persists queue up behind the fsync in flight). */
 export const readiesInflightMax = 16;
 
+/** Applying committed entries yields to the event loop after this long, so timers and IO keep going. */
+export const applySliceMsMax = 10;
+
 /** stop({ transferLeadership }) waits at most this long for another voter to take over. */
 export const stopTransferTimeoutMs = 2_000;
 

@@ -9,6 +9,7 @@ import { AppliedEntry, NodeError, NodeStatus, RaftNodeApi, RaftNodeOptions, Read
 import { AppliedConfigs, isEmptyConfig } from './applied-configs';
 import { notLeaderError, toNodeError } from './errors';
 import {
+  applySliceMsMax,
   catchUpSlackEntries,
   catchUpTimeoutMsDefault,
   configScanBytesMax,
@@ -127,6 +128,8 @@ export class RaftNode implements RaftNodeApi {
 
     this.core = this.coreFactory(this.raftOptions, storage, {
       ...initial,
+      // The state machine keeps what it applied: the core hands out committed entries from after it.
+      applied: this.applied,
       config,
       bootstrapConfig: snap.index === 0 && this.opts.bootstrap ? this.opts.bootstrap : undefined,
     });
@@ -374,9 +377,16 @@ export class RaftNode implements RaftNodeApi {
     this.schedulePump();
   }
 
+  /** Applies in slices of at most applySliceMsMax, yielding to the event loop between them (ticks, HTTP, peers). */
   private async applyEntries(entries: Entry[]): Promise<void> {
     const sm = this.opts.stateMachine;
+    let sliceStartMs = performance.now();
     for (const e of entries) {
+      if (performance.now() - sliceStartMs > applySliceMsMax) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.state !== 'running') return;
+        sliceStartMs = performance.now();
+      }
       if (e.index <= this.applied) continue; // already in the state machine (its own progress or a snapshot)
       if (e.index !== this.applied + 1) {
         throw new Error(`raft node ${this.id}: committed entry ${e.index} follows applied index ${this.applied}; entries must be applied without gaps`);
