@@ -167,40 +167,53 @@ export function encodeCommand(cmd: AppendCommand): Uint8Array {
   return out;
 }
 
-/** A decoded command as apply uses it: ids stay 16 raw bytes. All byte fields are views into the entry. */
+/**
+ * A decoded command as apply uses it: byte fields are offsets into `bytes` (the entry; no copies, no views).
+ * An event's `tail` (u16 typeLen type u32 dataLen data u32 metaLen metadata) has the same layout as the end
+ * of a stored record, and so has the command's `head` (u8 tsLen ts u16 streamLen stream): apply copies both.
+ */
 export interface DecodedEvent {
-  idBytes: Uint8Array;
+  /** Offset of the 16 id bytes. */
+  idAt: number;
   type: string;
-  data: Uint8Array;
-  metadata: Uint8Array;
+  tailAt: number;
+  tailEnd: number;
+  dataAt: number;
+  dataLen: number;
+  metaAt: number;
+  metaLen: number;
 }
 
 export interface DecodedCommand {
+  bytes: Buffer;
   streamId: string;
   expectedRevision: ExpectedRevision;
   timestamp: string;
+  headAt: number;
+  headLen: number;
   events: DecodedEvent[];
 }
 
 /** Decodes a command; data/metadata are views into `bytes` (no copy). Throws on malformed input. */
 export function decodeCommand(bytes: Uint8Array): AppendCommand {
   const raw = decodeCommandRaw(bytes);
+  const b = raw.bytes;
   return {
     kind: 'append',
     streamId: raw.streamId,
     expectedRevision: raw.expectedRevision,
     timestamp: raw.timestamp,
     events: raw.events.map((e) => ({
-      id: readUuid(e.idBytes, 0),
+      id: readUuid(b, e.idAt),
       type: e.type,
-      data: e.data,
-      metadata: e.metadata,
+      data: b.subarray(e.dataAt, e.dataAt + e.dataLen),
+      metadata: b.subarray(e.metaAt, e.metaAt + e.metaLen),
     })),
   };
 }
 
 export function decodeCommandRaw(bytes: Uint8Array): DecodedCommand {
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const need = (o: number, n: number) => {
     if (o + n > b.length) throw new Error(`decodeCommand: truncated at byte ${o} (need ${n} of ${b.length})`);
   };
@@ -210,6 +223,7 @@ export function decodeCommandRaw(bytes: Uint8Array): DecodedCommand {
   let o = 2;
   const expectedRevision = decodeExpected(b.readDoubleLE(o));
   o += 8;
+  const headAt = o;
   const tsLen = b[o++];
   need(o, tsLen + 2);
   const timestamp = b.toString('latin1', o, o + tsLen);
@@ -219,13 +233,15 @@ export function decodeCommandRaw(bytes: Uint8Array): DecodedCommand {
   need(o, streamLen + 4);
   const streamId = b.toString('utf8', o, o + streamLen);
   o += streamLen;
+  const headLen = o - headAt;
   const count = b.readUInt32LE(o);
   o += 4;
   const events: DecodedEvent[] = [];
   for (let i = 0; i < count; i++) {
     need(o, UUID_BYTES + 2);
-    const idBytes = b.subarray(o, o + UUID_BYTES);
+    const idAt = o;
     o += UUID_BYTES;
+    const tailAt = o;
     const typeLen = b.readUInt16LE(o);
     o += 2;
     need(o, typeLen + 4);
@@ -234,15 +250,15 @@ export function decodeCommandRaw(bytes: Uint8Array): DecodedCommand {
     const dataLen = b.readUInt32LE(o);
     o += 4;
     need(o, dataLen + 4);
-    const data = b.subarray(o, o + dataLen);
+    const dataAt = o;
     o += dataLen;
     const metaLen = b.readUInt32LE(o);
     o += 4;
     need(o, metaLen);
-    const metadata = b.subarray(o, o + metaLen);
+    const metaAt = o;
     o += metaLen;
-    events.push({ idBytes, type, data, metadata });
+    events.push({ idAt, type, tailAt, tailEnd: o, dataAt, dataLen, metaAt, metaLen });
   }
   if (o !== b.length) throw new Error(`decodeCommand: ${b.length - o} trailing bytes`);
-  return { streamId, expectedRevision, timestamp, events };
+  return { bytes: b, streamId, expectedRevision, timestamp, headAt, headLen, events };
 }

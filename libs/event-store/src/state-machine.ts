@@ -23,6 +23,7 @@ import {
 } from './storage/cut';
 import { EventFiles, EventFilesOptions } from './storage/event-files';
 import { IdWindow } from './storage/id-window';
+import { StoredEvent } from './storage/record';
 import { StreamIndex } from './storage/stream-index';
 import { EventSubscription, subscribe } from './subscription';
 import {
@@ -332,7 +333,7 @@ export class EventStoreStateMachine implements StateMachine {
     let firstKnown = -1;
     let found: number[] | null = null;
     for (let i = 0; i < n; i++) {
-      const p = this.window.find(cmd.events[i].idBytes, 0);
+      const p = this.window.find(cmd.bytes, cmd.events[i].idAt);
       if (p >= 0 && firstKnown < 0) {
         firstKnown = i;
         found = [];
@@ -342,7 +343,7 @@ export class EventStoreStateMachine implements StateMachine {
     }
     if (found === null) return null;
     const conflict = (i: number, why: string): IdempotencyConflict => {
-      const id = readUuid(cmd.events[i].idBytes, 0);
+      const id = readUuid(cmd.bytes, cmd.events[i].idAt);
       return {
         ok: false,
         error: 'idempotency_conflict',
@@ -368,8 +369,8 @@ export class EventStoreStateMachine implements StateMachine {
         return conflict(i, `was already committed to stream ${stored.streamId}`);
       if (
         stored.type !== e.type ||
-        !stored.rawData().equals(e.data) ||
-        !stored.rawMetadata().equals(e.metadata)
+        !stored.rawData().equals(cmd.bytes.subarray(e.dataAt, e.dataAt + e.dataLen)) ||
+        !stored.rawMetadata().equals(cmd.bytes.subarray(e.metaAt, e.metaAt + e.metaLen))
       ) {
         return conflict(
           i,
@@ -393,26 +394,30 @@ export class EventStoreStateMachine implements StateMachine {
     const firstPosition = this.files.lastPosition() + 1;
     const stream = this.streams.getOrCreate(cmd.streamId);
     const firstRevision = stream.count;
+    const feed = this.projections.hasRunning();
+    const b = cmd.bytes;
     for (let i = 0; i < cmd.events.length; i++) {
       const e = cmd.events[i];
       const position = firstPosition + i;
       const revision = stream.push(position);
-      this.files.append({
+      const record = this.files.appendParts(
         position,
         revision,
-        id: e.idBytes,
-        timestamp: cmd.timestamp,
-        streamId: cmd.streamId,
-        type: e.type,
-        data: e.data,
-        metadata: e.metadata,
-      });
-      this.window.add(position, e.idBytes, 0);
+        b,
+        e.idAt,
+        cmd.headAt,
+        cmd.headLen,
+        e.tailAt,
+        e.tailEnd,
+      );
+      this.window.add(position, b, e.idAt);
+      // Projections see the record just written (no re-read, no re-decode of its strings).
+      if (feed) {
+        const known = { position, revision, timestamp: cmd.timestamp, streamId: cmd.streamId, type: e.type };
+        this.projections.feed(new StoredEvent(record, 0, known));
+      }
     }
     const lastPosition = firstPosition + cmd.events.length - 1;
-    if (this.projections.hasRunning()) {
-      for (let p = firstPosition; p <= lastPosition; p++) this.projections.feed(this.files.read(p));
-    }
     const batch: AppendedBatch = {
       streamId: cmd.streamId,
       firstRevision,

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { encodeRecord, RecordFields, recordBytes, StoredEvent } from './record';
+import { encodeRecord, RECORD_HEADER_BYTES, RecordFields, recordBytes, StoredEvent } from './record';
+import { UUID_BYTES } from '../uuid';
 import { RecentRecords } from './recent-records';
 
 export interface EventFileInfo {
@@ -26,6 +27,17 @@ export interface EventFilesOptions {
 const FILE_SUFFIX = '.evt';
 /** Sequential reads (scans, ranges) read the files in blocks of this size. */
 const READ_BLOCK_BYTES = 4 * 1024 * 1024;
+
+/** Below this many bytes a plain loop copies faster than Buffer.copy (which checks and dispatches per call). */
+const COPY_LOOP_BYTES_MAX = 64;
+
+function copySmall(src: Buffer, from: number, dst: Buffer, to: number, n: number): void {
+  if (n > COPY_LOOP_BYTES_MAX) {
+    src.copy(dst, to, from, from + n);
+    return;
+  }
+  for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
+}
 
 export function eventFileName(startPosition: number): string {
   return String(startPosition).padStart(16, '0') + FILE_SUFFIX;
@@ -109,6 +121,54 @@ export class EventFiles {
     file.count++;
     this.lastPos = f.position;
     if (this.tailLen >= this.opts.writeBufferBytesMax) this.flush();
+  }
+
+  /**
+   * Appends a record assembled from byte ranges of `src` (apply passes the command entry): the 16 id bytes
+   * at `idAt`, then `head` (u8 tsLen ts u16 streamLen stream) and `tail` (u16 typeLen type u32 dataLen data
+   * u32 metaLen metadata), which are laid out exactly as in a record. Returns the record (a view that stays
+   * valid: the tail buffer is never reused).
+   */
+  appendParts(
+    position: number,
+    revision: number,
+    src: Buffer,
+    idAt: number,
+    headAt: number,
+    headLen: number,
+    tailAt: number,
+    tailEnd: number,
+  ): Buffer {
+    if (position !== this.lastPos + 1)
+      throw new Error(`event files: append at position ${position}, expected ${this.lastPos + 1}`);
+    const size = RECORD_HEADER_BYTES + headLen + (tailEnd - tailAt);
+    let file = this.files[this.files.length - 1];
+    if (!file || (file.count > 0 && file.bytes + size > this.opts.fileBytesMax)) file = this.roll(position);
+    if (this.tailLen + size > this.tail.length) {
+      this.flush();
+      if (size > this.tail.length)
+        this.tail = Buffer.allocUnsafe(Math.max(size, this.opts.writeBufferBytesMax));
+    }
+    const out = this.tail;
+    const start = this.tailLen;
+    out.writeUInt32LE(size, start);
+    out.writeDoubleLE(position, start + 4);
+    out.writeDoubleLE(revision, start + 12);
+    copySmall(src, idAt, out, start + 20, UUID_BYTES);
+    copySmall(src, headAt, out, start + RECORD_HEADER_BYTES, headLen);
+    const tailLen = tailEnd - tailAt;
+    if (tailLen <= COPY_LOOP_BYTES_MAX)
+      copySmall(src, tailAt, out, start + RECORD_HEADER_BYTES + headLen, tailLen);
+    else src.copy(out, start + RECORD_HEADER_BYTES + headLen, tailAt, tailEnd);
+    const record = out.subarray(start, start + size);
+    this.recent.add(position, record);
+    this.tailLen = start + size;
+    this.setOffset(position, file.bytes);
+    file.bytes += size;
+    file.count++;
+    this.lastPos = position;
+    if (this.tailLen >= this.opts.writeBufferBytesMax) this.flush();
+    return record;
   }
 
   /** Writes buffered bytes to the OS (no fsync). */

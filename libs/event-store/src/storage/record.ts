@@ -83,25 +83,34 @@ export class StoredEvent implements EventEnvelope {
   private readonly dataStart: number;
   private readonly metaStart: number;
 
-  /** `buf` must not be modified afterwards (it is kept for the lazy fields). */
+  /**
+   * `buf` must not be modified afterwards (it is kept for the lazy fields). `known` skips decoding the
+   * strings when the caller just wrote the record from them (apply).
+   */
   constructor(
     private readonly buf: Buffer,
     private readonly start: number,
+    known?: { position: number; revision: number; timestamp: string; streamId: string; type: string },
   ) {
-    let o = start + 4;
-    this.position = buf.readDoubleLE(o);
-    this.revision = buf.readDoubleLE(o + 8);
-    o = start + RECORD_HEADER_BYTES;
+    let o = start + RECORD_HEADER_BYTES;
     const tsLen = buf[o++];
-    this.timestamp = buf.toString('latin1', o, o + tsLen);
+    if (known === undefined) {
+      this.position = buf.readDoubleLE(start + 4);
+      this.revision = buf.readDoubleLE(start + 12);
+      this.timestamp = buf.toString('latin1', o, o + tsLen);
+    } else {
+      this.position = known.position;
+      this.revision = known.revision;
+      this.timestamp = known.timestamp;
+    }
     o += tsLen;
     const streamLen = buf.readUInt16LE(o);
     o += 2;
-    this.streamId = buf.toString('latin1', o, o + streamLen);
+    this.streamId = known === undefined ? buf.toString('latin1', o, o + streamLen) : known.streamId;
     o += streamLen;
     const typeLen = buf.readUInt16LE(o);
     o += 2;
-    this.type = buf.toString('utf8', o, o + typeLen);
+    this.type = known === undefined ? buf.toString('utf8', o, o + typeLen) : known.type;
     o += typeLen;
     this.dataStart = o;
     this.metaStart = o + 4 + buf.readUInt32LE(o);
