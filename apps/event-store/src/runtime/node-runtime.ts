@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Registry } from 'prom-client';
+import { SoftState } from '../../../../libs/consensus/src/core/ready';
 import { NodeId } from '../../../../libs/consensus/src/core/types';
 import { NodeError, ReadConsistency, RaftNodeApi } from '../../../../libs/consensus/src/node/api';
 import { PromRaftMetrics } from '../../../../libs/consensus/src/node/metrics';
@@ -21,6 +22,8 @@ const shutdownMsMax = 10_000;
  */
 export class NodeRuntime implements LeaderLocator {
   private stopping: Promise<void> | null = null;
+  /** The node's latest soft state (role, leader): a cheap leader check per append instead of status(). */
+  private soft: SoftState | null = null;
 
   private constructor(
     readonly config: AppConfig,
@@ -30,7 +33,9 @@ export class NodeRuntime implements LeaderLocator {
     readonly transportStrategy: RaftTransportStrategy,
     readonly registry: Registry,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    node.softState$.subscribe((s) => (this.soft = s));
+  }
 
   static async open(config: AppConfig, logger: Logger): Promise<NodeRuntime> {
     const raftDir = path.join(config.dataDir, 'raft');
@@ -81,6 +86,14 @@ export class NodeRuntime implements LeaderLocator {
   }
 
   /** Writes and linearizable reads are the leader's: elsewhere this throws not_leader (→ 307) or unavailable (→ 503). */
+  /**
+   * requireLeader() before a proposal, answered from the cached soft state when it says leader: a stale yes
+   * is harmless there (the core refuses the proposal with not_leader, which maps to the same answer).
+   */
+  requireLeaderToPropose(): void {
+    if (this.soft?.role !== 'leader') this.requireLeader();
+  }
+
   requireLeader(): void {
     const s = this.node.status();
     if (s.role === 'leader') return;

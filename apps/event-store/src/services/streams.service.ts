@@ -34,7 +34,7 @@ export class StreamsService {
 
   async append(streamId: string, body: AppendBodyDto): Promise<AppendResponse> {
     const command = prepareAppend({ streamId, expectedRevision: body.expectedRevision, events: body.events }, this.limits, new Date(), randomUUID);
-    this.rt.requireLeader();
+    this.rt.requireLeaderToPropose();
     const { result } = await this.rt.node.propose(encodeCommand(command));
     return toAppendResponse(result as AppendResult);
   }
