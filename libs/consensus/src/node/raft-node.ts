@@ -57,6 +57,11 @@ export class RaftNode implements RaftNodeApi {
   private readiesInflight = 0;
   /** Completion of the Readies taken so far, in order. */
   private chain: Promise<void> = Promise.resolve();
+  /**
+   * Sending what waited for persistence, in order. It does not wait for earlier Readies' applies (a vote
+   * must not wait behind seconds of catch-up applying), except behind a snapshot install.
+   */
+  private sendChain: Promise<void> = Promise.resolve();
 
   private applied = 0;
   private appliedTerm = 0;
@@ -345,25 +350,37 @@ export class RaftNode implements RaftNodeApi {
       this.onFailedRead(fr.ctx, error);
     }
     if (ready.entries.some((e) => e.type === EntryType.Config)) this.refreshPeers();
-    this.chain = this.chain.then(() => this.complete(ready, persisted));
+    const durable = this.sendChain.then(() => this.afterPersist(ready, persisted));
+    this.chain = this.chain.then(() => this.complete(ready, durable));
+    this.sendChain = ready.snapshot ? this.chain : durable.then(() => {});
   }
 
-  /** The in-order part of a Ready, once its persist is durable. */
-  private async complete(ready: Ready, persisted: Promise<void>): Promise<void> {
+  /** In persist order: once the Ready is durable, send what waited for it (after a snapshot's install: complete()). */
+  private async afterPersist(ready: Ready, persisted: Promise<void>): Promise<boolean> {
     if (this.state !== 'running' || this.failure !== null) {
       await persisted.catch(() => {});
-      return;
+      return false;
     }
     try {
       await persisted;
     } catch (e) {
       this.fail(`storage failed to persist: ${(e as Error).message}`);
-      return;
+      return false;
     }
+    if (this.state !== 'running' || this.failure !== null) return false;
+    if (!ready.snapshot && ready.persistedMessages.length > 0) this.opts.transport.send(ready.persistedMessages);
+    return true;
+  }
+
+  /** The in-order part of a Ready, once it is durable: install, apply, advance. */
+  private async complete(ready: Ready, durable: Promise<boolean>): Promise<void> {
+    if (!(await durable) || this.state !== 'running' || this.failure !== null) return;
     try {
-      if (ready.snapshot) await this.installSnapshot(ready.snapshot);
-      if (this.state !== 'running') return;
-      if (ready.persistedMessages.length > 0) this.opts.transport.send(ready.persistedMessages);
+      if (ready.snapshot) {
+        await this.installSnapshot(ready.snapshot);
+        if (this.state !== 'running') return;
+        if (ready.persistedMessages.length > 0) this.opts.transport.send(ready.persistedMessages);
+      }
       await this.applyEntries(ready.committedEntries);
       if (this.state !== 'running') return;
       this.core.advance(ready);
