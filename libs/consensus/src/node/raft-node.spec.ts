@@ -2,7 +2,7 @@ import { Message } from '../core/messages';
 import { sumCommand } from '../testing/sum-state-machine';
 import { MemoryNodeStorage } from '../testing/memory-node-storage';
 import { AppliedEntry, NodeError } from './api';
-import { TestCluster, clusterConfig } from './node-test-cluster';
+import { TestCluster, clusterConfig, waitUntil } from './node-test-cluster';
 
 jest.setTimeout(90_000);
 
@@ -47,6 +47,26 @@ describe('RaftNode', () => {
     expect(c.value).toBe(210);
     expect(b.commandIndexes).toEqual(a.commandIndexes);
     expect(c.commandIndexes).toEqual(a.commandIndexes);
+  });
+
+  it('a follower still acknowledges appends (and votes) while its state machine is busy applying earlier entries', async () => {
+    cluster = await TestCluster.start(['n1', 'n2', 'n3']);
+    const leader = await cluster.waitLeader();
+    const slow = [...cluster.members.values()].find((m) => m.id !== leader.id)!;
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const apply = slow.sm.apply.bind(slow.sm);
+    slow.sm.apply = (e) => gate.then(() => apply(e));
+    try {
+      const first = await leader.node.propose(sumCommand(1));
+      for (let i = 0; i < 5; i++) await leader.node.propose(sumCommand(1));
+      // Its apply of `first` is stuck, yet its log acknowledges what came after.
+      await waitUntil(() => (leader.node.status().progress[slow.id]?.match ?? 0) >= first.index + 5, 20_000, 'the busy follower to acknowledge later appends');
+      expect(slow.node.status().applied).toBeLessThan(first.index);
+    } finally {
+      release();
+    }
+    await cluster.waitApplied(leader.node.status().commit);
   });
 
   it('batches proposals from many concurrent callers into fewer persists than proposals', async () => {
