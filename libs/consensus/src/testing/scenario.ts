@@ -3,7 +3,7 @@ import { NetworkFaults } from './network';
 import { Prng } from './prng';
 import { ShellProfile } from './sim-node';
 
-export const PROFILES = ['default', 'figure8', 'partitions', 'elections', 'calm'] as const;
+export const PROFILES = ['default', 'figure8', 'partitions', 'elections', 'leases', 'calm'] as const;
 export type ProfileName = (typeof PROFILES)[number];
 
 /** Deliberate mistakes: the core's unsafe switches plus one of the simulated shell. */
@@ -51,6 +51,8 @@ export interface Scenario {
   partitionEveryMs: number;
   partitionMsMin: number;
   partitionMsMax: number;
+  /** Share of partitions that cut only the link between the leader and one follower (both ways). */
+  linkCutRate: number;
   proposeEveryMs: number;
   readEveryMs: number;
   membershipEveryMs: number;
@@ -68,6 +70,8 @@ export function makeScenario(seed: number, profile: ProfileName, bug: BugName | 
       return partitions(base, r);
     case 'elections':
       return elections(base, r);
+    case 'leases':
+      return leases(base, r);
     case 'calm':
       return { ...base, crashEveryMs: 0, partitionEveryMs: 0, network: { ...base.network, dropRate: 0, duplicateRate: 0, longDelayRate: 0 } };
     case 'figure8':
@@ -142,6 +146,7 @@ function baseScenario(seed: number, profile: ProfileName, bug: BugName | null, r
     partitionEveryMs: r.pick([0, 300, 700]),
     partitionMsMin: 50,
     partitionMsMax: 600,
+    linkCutRate: 0,
     proposeEveryMs: r.pick([4, 10, 25]),
     readEveryMs: r.pick([10, 30]),
     membershipEveryMs: r.pick([150, 400]),
@@ -209,6 +214,32 @@ function elections(base: Scenario, r: Prng): Scenario {
     crashAfterVoteRate: r.pick([0.3, 0.6]),
     faultPhaseMs: 8_000,
     membershipEveryMs: 0,
+  };
+}
+
+/**
+ * Lease reads under partial partitions (leader cut off from one follower) and followers that crash and
+ * come back at once: a restarted voter must not help elect a new leader while the old one's lease runs.
+ */
+function leases(base: Scenario, r: Prng): Scenario {
+  return {
+    ...base,
+    initialVoters: r.chance(0.7) ? 3 : 5,
+    raft: { ...base.raft, leaseReads: true, checkQuorum: true, preVote: r.chance(0.5), heartbeatTicks: r.int(2, 3) },
+    shell: { ...base.shell, fsyncMsMax: r.pick([1, 3]) },
+    network: { ...base.network, delayMsMax: r.pick([2, 5]) },
+    crashEveryMs: r.pick([20, 40]),
+    leaderCrashBias: 0,
+    downMsMin: 1,
+    downMsMax: r.pick([3, 10]),
+    partitionEveryMs: r.pick([100, 200]),
+    partitionMsMin: 50,
+    partitionMsMax: 300,
+    linkCutRate: 0.8,
+    readEveryMs: 2,
+    proposeEveryMs: 3,
+    membershipEveryMs: 0,
+    transferEveryMs: 0,
   };
 }
 

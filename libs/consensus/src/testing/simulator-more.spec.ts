@@ -39,6 +39,16 @@ describe('simulator: fault profiles', () => {
   );
 
   it(
+    'leases: lease reads while the leader loses one follower and others crash and restart at once',
+    () => {
+      const summary = runRange({ from: 1, seeds: 300, profile: 'leases' });
+      expectAllPass(summary);
+      expect(summary.totals.reads / summary.ran).toBeGreaterThan(100);
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
     'default seeds 2001..2200 (pipelined persistence, apply before persist, pending snapshot chunks in some)',
     () => {
       expectAllPass(runRange({ from: 2001, seeds: 200, profile: 'default' }));

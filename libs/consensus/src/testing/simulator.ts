@@ -377,6 +377,14 @@ export class Simulation implements NodeHost {
     const ids = [...this.nodes.values()].filter((n) => !n.stopped).map((n) => n.id);
     if (ids.length < 2) return;
     const leader = this.currentLeader();
+    const followers = leader === null ? [] : ids.filter((id) => id !== leader.id);
+    if (leader !== null && followers.length > 0 && this.prng.chance(this.s.linkCutRate)) {
+      this.network.partition([[leader.id], [this.prng.pick(followers)]]);
+      this.counters.partitions++;
+      this.trace.note(this.now(), `network partition: blocked ${this.network.describePartitions()}`);
+      this.scheduler.after(this.prng.range(this.s.partitionMsMin, this.s.partitionMsMax), { k: 'heal' });
+      return;
+    }
     const kind = this.prng.int(0, 3);
     if (kind === 0) {
       const shuffled = shuffle(ids, this.prng);
