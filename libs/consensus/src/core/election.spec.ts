@@ -197,6 +197,16 @@ describe('elections', () => {
     expect(votesIn(s.persist().persistedMessages)[0].granted).toBe(true);
   });
 
+  it('with lease reads on, a restarted node ignores vote requests for one election timeout (a lease it acknowledged may be in use)', () => {
+    const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { keepStartupGuard: true, electionTicks: 10, leaseReads: true });
+    s.core.step(voteRequest('n1', 'n2', 2, 1, 1));
+    expect(s.core.term).toBe(1);
+    expect(s.core.hasReady()).toBe(false);
+    for (let i = 0; i < 10; i++) s.core.tick();
+    s.core.step(voteRequest('n1', 'n2', 2, 1, 1));
+    expect(votesIn(s.persist().persistedMessages)[0].granted).toBe(true);
+  });
+
   it('a node that heard from the leader within the election timeout ignores vote requests, then answers them', () => {
     const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { keepStartupGuard: true, electionTicks: 10 });
     s.core.step({ type: 'AppendRequest', from: 'n1', to: 'n2', term: 1, prevLogIndex: 1, prevLogTerm: 1, entries: [], leaderCommit: 1, seq: 1 });

@@ -42,7 +42,9 @@ export class RaftCore implements RaftCoreApi {
   /**
    * Removed-server guard: vote requests are ignored while we know a leader and heard from it within the
    * (minimum) election timeout (etcd's rule). A (re)started node knows no leader, so it votes at once: after
-   * a full-cluster restart an election costs one timeout, not two.
+   * a full-cluster restart an election costs one timeout, not two. With lease reads on, the guard also holds for
+   * one election timeout after start whatever the leader: a voter that acknowledged a lease round and restarted
+   * at once must not help elect a new leader while that lease may still be in use.
    */
   ticksSinceHeardLeader = 0;
   /** Ticks since start (lease arithmetic). */
@@ -120,7 +122,8 @@ export class RaftCore implements RaftCoreApi {
     }
     if (m.term > this.term) {
       if (m.type === 'VoteRequest') {
-        const inLease = this.state === 'leader' || (this.leaderId !== null && this.ticksSinceHeardLeader < this.opts.electionTicks);
+        const guarded = this.leaderId !== null || this.opts.leaseReads;
+        const inLease = this.state === 'leader' || (guarded && this.ticksSinceHeardLeader < this.opts.electionTicks);
         if (inLease && !m.transfer) {
           this.logLine(`ignored a ${m.preVote ? 'pre-vote' : 'vote'} request from ${m.from} at term ${m.term}: heard from leader ${this.leaderId ?? '-'} within the election timeout`);
           return;
