@@ -42,6 +42,9 @@ const catchUpTimeoutMs = 600_000;
 const replayTimeoutMs = 600_000;
 const replayPollMs = 20;
 const readyTimeoutMs = 300_000;
+const settleSamples = 3;
+const settlePollMs = 200;
+const settleTimeoutMs = 60_000;
 const passThrough = [
   'TICK_MS',
   'ELECTION_TICKS',
@@ -93,6 +96,12 @@ interface Subscriber {
   lagAfterLoadMs: number;
   expected: number;
   delivered: number;
+  firstId: number;
+  wantFirstId: number;
+  /** Positions skipped between delivered events (a lost event shows here). */
+  skipped: number;
+  /** Events delivered again or out of order. */
+  repeats: number;
   load: LoadResult;
 }
 
@@ -169,10 +178,33 @@ async function batchAppends(cluster: BenchCluster, ceiling: CeilingServer, res: 
   res.batch = { concurrency: batchConnections, ceiling: ceil, ceilingCores: cores, cluster: r };
 }
 
+/**
+ * The last position once it stopped moving: wrk exits with its in-flight requests unanswered, and the
+ * cluster still commits them afterwards (32 connections × 100 events), so a position read at once is early.
+ */
+async function settledLastPosition(cluster: BenchCluster): Promise<number> {
+  let last = await lastPosition(cluster);
+  let same = 0;
+  await waitUntil(
+    `the last position to stay put for ${settleSamples} reads ${settlePollMs} ms apart`,
+    async () => {
+      const p = await lastPosition(cluster);
+      same = p === last ? same + 1 : 0;
+      last = p;
+      return same >= settleSamples;
+    },
+    settleTimeoutMs,
+    settlePollMs,
+  );
+  return last;
+}
+
 async function liveSubscriber(cluster: BenchCluster, res: Results): Promise<void> {
   const f = await follower(cluster);
-  const start = await lastPosition(cluster);
-  const sub = await SseCounter.open(`${f.url}/streams/$all/subscribe`);
+  const start = await settledLastPosition(cluster);
+  // From an explicit position (not "only new events", which is the follower's own applied end at connect
+  // time): the count compares exactly with the events appended after `start`.
+  const sub = await SseCounter.open(`${f.url}/streams/$all/subscribe?from=${start + 1}`);
   try {
     log(`$all subscriber on ${f.id} while the cluster takes ${batchEvents}-event batches for ${durationS} s`);
     const t0 = performance.now();
@@ -186,8 +218,9 @@ async function liveSubscriber(cluster: BenchCluster, res: Results): Promise<void
     });
     const tEnd = performance.now();
     const deliveredDuringLoad = sub.count;
-    const end = await lastPosition(cluster);
-    const tCaught = await sub.waitFor(end, catchUpTimeoutMs);
+    const tCaught = await sub.waitFor(await lastPosition(cluster), catchUpTimeoutMs);
+    const end = await settledLastPosition(cluster);
+    await sub.waitFor(end, catchUpTimeoutMs);
     await sleep(200); // a duplicate after the last event would show in the count
     res.subscriber = {
       appendedPerS: (load.ok * batchEvents) / (load.durationUs / 1e6),
@@ -195,10 +228,14 @@ async function liveSubscriber(cluster: BenchCluster, res: Results): Promise<void
       lagAfterLoadMs: tCaught - tEnd,
       expected: end - start,
       delivered: sub.count,
+      firstId: sub.firstId,
+      wantFirstId: start + 1,
+      skipped: sub.skipped,
+      repeats: sub.repeats,
       load,
     };
     log(
-      `  delivered ${int(res.subscriber.deliveredPerS)}/s during the load, caught up ${ms(res.subscriber.lagAfterLoadMs, 0)} after it; ${sub.count} events for ${end - start} appended`,
+      `  delivered ${int(res.subscriber.deliveredPerS)}/s during the load, caught up ${ms(res.subscriber.lagAfterLoadMs, 0)} after it; ${sub.count} events for ${end - start} appended (ids ${sub.firstId}..${sub.lastId}, ${sub.skipped} skipped, ${sub.repeats} repeated)`,
     );
   } finally {
     sub.close();
@@ -431,9 +468,9 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
   if (res.subscriber) {
     const s = res.subscriber;
     const complete =
-      s.delivered === s.expected
+      s.delivered === s.expected && s.skipped === 0 && s.repeats === 0 && s.firstId === s.wantFirstId
         ? 'complete'
-        : `MISMATCH: ${s.delivered} delivered for ${s.expected} appended`;
+        : `MISMATCH: ${s.delivered} delivered for ${s.expected} appended (first id ${s.firstId}, wanted ${s.wantFirstId}; ${s.skipped} skipped, ${s.repeats} repeated)`;
     rows.push([
       '$all subscriber (SSE, follower) under batch load',
       `${int(s.deliveredPerS)} ev/s`,

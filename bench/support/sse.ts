@@ -1,12 +1,18 @@
 /**
  * A light Server-Sent Events reader for the benchmarks: counts `id:` lines (one per event) and keeps the
- * last id, without parsing the JSON envelopes.
+ * first and last id, without parsing the JSON envelopes. For `$all` (ids are consecutive positions) it also
+ * counts gaps (an id more than one past the previous) and repeats (an id not past the previous).
  */
 import * as http from 'node:http';
 
 export class SseCounter {
   count = 0;
   lastId = -1;
+  firstId = -1;
+  /** Ids skipped between two delivered ids (positions never delivered), summed over the stream. */
+  skipped = 0;
+  /** Deliveries whose id was not past the previous one (duplicates or reordering). */
+  repeats = 0;
   errorEvent: string | null = null;
   closed = false;
   connectedAt = 0;
@@ -46,8 +52,12 @@ export class SseCounter {
       const j = text.indexOf('\n', i);
       if (j < 0) break;
       if (text.startsWith('id:', i)) {
+        const id = Number(text.slice(i + 3, j));
+        if (this.count === 0) this.firstId = id;
+        else if (id <= this.lastId) this.repeats++;
+        else this.skipped += id - this.lastId - 1;
         this.count++;
-        this.lastId = Number(text.slice(i + 3, j));
+        this.lastId = id;
       } else if (text.startsWith('event: error', i)) {
         this.errorEvent = text.slice(i, Math.min(text.length, j + 300));
       }
