@@ -48,6 +48,8 @@ export class ClusterChecker {
   /** index -> key of the committed entry (sparse). */
   private committedKey: string[] = [];
   private committedTerm: number[] = [];
+  /** The term in which each index was first seen committed (the committing leader's term, or later). */
+  private committedInTerm: number[] = [];
   private committedBy: NodeId[] = [];
   /** The highest index known committed anywhere. */
   maxCommitted = 0;
@@ -94,14 +96,18 @@ export class ClusterChecker {
     }
   }
 
-  /** `node` holds `entry` as committed (its commit index covers it). */
-  observeCommitted(node: NodeId, entry: Entry): void {
+  /**
+   * `node` holds `entry` as committed (its commit index covers it); `inTerm` is the node's current term, the
+   * committing leader's term when the leader reports it (it always learns of a commit first).
+   */
+  observeCommitted(node: NodeId, entry: Entry, inTerm: number): void {
     const i = entry.index;
     const key = entryKey(entry);
     const known = this.committedKey[i];
     if (known === undefined) {
       this.committedKey[i] = key;
       this.committedTerm[i] = entry.term;
+      this.committedInTerm[i] = inTerm;
       this.committedBy[i] = node;
       this.counts.committedEntries++;
       if (i > this.maxCommitted) this.maxCommitted = i;
@@ -133,26 +139,23 @@ export class ClusterChecker {
   }
 
   /**
-   * A leader of `term` must hold every entry committed before it took office. `termAt` reads its log;
-   * entries at or below `coveredIndex` are inside its snapshot (checked by the digests instead).
+   * Leader Completeness as the paper states it: an entry committed in a term is in the log of every leader of
+   * a higher term. (A leader of a lower term can still be elected after it, by votes delivered late; it
+   * need not hold entries committed in later terms, and can never commit anything over them.) `termAt`
+   * reads its log; entries at or below `coveredIndex` are inside its snapshot (checked by the digests).
    */
   checkLeaderCompleteness(node: NodeId, term: number, coveredIndex: number, lastIndex: number, termAt: (index: number) => number | undefined): void {
-    if (lastIndex < this.maxCommitted) {
-      throw new Violation(
-        'LeaderCompleteness',
-        `${node} became leader of term ${term} with log ending at ${lastIndex}, but index ${this.maxCommitted} (${this.committedKey[this.maxCommitted]}) was committed by ${this.committedBy[this.maxCommitted]}`,
-      );
-    }
     for (let i = coveredIndex + 1; i <= this.maxCommitted; i++) {
       const want = this.committedTerm[i];
-      if (want === undefined) continue;
-      const have = termAt(i);
+      if (want === undefined || !(this.committedInTerm[i] < term)) continue;
+      const have = i <= lastIndex ? termAt(i) : undefined;
       if (have !== want) {
         throw new Violation(
           'LeaderCompleteness',
-          `${node} became leader of term ${term} with term ${String(have)} at index ${i}, but ${this.committedKey[i]} was committed there (seen on ${this.committedBy[i]})`,
+          `${node} became leader of term ${term} with ${have === undefined ? `log ending at ${lastIndex}` : `term ${have}`} at index ${i}, but ${this.committedKey[i]} was committed there in term ${this.committedInTerm[i]} (seen on ${this.committedBy[i]})`,
         );
       }
     }
   }
+
 }

@@ -226,7 +226,7 @@ export class SimNode {
       throw new Violation('CoreContract', `${this.id}: Ready entries do not fit the log: ${describeError(err)}`);
     }
     this.host.checker.observeEntries(this.id, ready.entries, (i) => this.shadow.term(i));
-    for (const e of ready.committedEntries) this.host.checker.observeCommitted(this.id, e);
+    for (const e of ready.committedEntries) this.host.checker.observeCommitted(this.id, e, this.currentTerm());
     if (ready.softState) this.host.trace.note(now, `${this.id} is ${ready.softState.role} (leader ${ready.softState.leaderId ?? '-'})`);
     if (ready.hardState) {
       if (ready.hardState.commit < this.hardCommitSeen) {
@@ -266,7 +266,7 @@ export class SimNode {
     }
     const key = entryKey(e);
     const writeId = this.sm.apply(e, key);
-    this.host.checker.observeCommitted(this.id, e);
+    this.host.checker.observeCommitted(this.id, e, this.currentTerm());
     this.host.checker.observeDigest(this.id, e.index, this.sm.digest, `applying ${key}`);
     this.host.onApplied(this, e, writeId);
   }
@@ -382,7 +382,7 @@ export class SimNode {
     this.termSeen = s.term;
     if (s.commit < this.commitSeen) throw new Violation('CommitMonotonic', `${this.id}: commit index went back from ${this.commitSeen} to ${s.commit} without a restart`);
     if (s.role === 'leader' && s.commit > this.commitSeen) {
-      this.recordLeaderCommit(this.commitSeen, s.commit);
+      this.recordLeaderCommit(this.commitSeen, s.commit, s.term);
       this.host.onLeaderCommit(this);
     }
     this.commitSeen = s.commit;
@@ -399,9 +399,17 @@ export class SimNode {
    * A leader's commit decision counts at once, before any Ready reports it (it may crash first). Every entry a
    * quorum matched went out in a Ready, so the shadow log holds it; a leader never rewrites its own log.
    */
-  private recordLeaderCommit(from: number, to: number): void {
+  private recordLeaderCommit(from: number, to: number, term: number): void {
     const hi = Math.min(to, this.shadow.lastIndex());
-    for (let i = Math.max(from, this.shadow.baseIndex) + 1; i <= hi; i++) this.host.checker.observeCommitted(this.id, this.shadow.entry(i)!);
+    for (let i = Math.max(from, this.shadow.baseIndex) + 1; i <= hi; i++) this.host.checker.observeCommitted(this.id, this.shadow.entry(i)!, term);
+  }
+
+  /**
+   * This node's term now. A node learns of a commit only from a leader of its term or from its own commit
+   * decision, so this is never below the term the entry was committed in.
+   */
+  private currentTerm(): number {
+    return this.core === null ? Number.MAX_SAFE_INTEGER : this.core.status().term;
   }
 
   private callCore<T>(what: string, fn: (core: RaftCoreApi) => T): T {

@@ -151,20 +151,32 @@ describe('ClusterChecker', () => {
 
   it('flags a different entry committed at an index (State Machine Safety)', () => {
     const c = new ClusterChecker();
-    c.observeCommitted('n1', entry(1, 1, 'w:1'));
-    c.observeCommitted('n2', entry(1, 1, 'w:1'));
-    expect(violationOf(() => c.observeCommitted('n3', entry(1, 2, 'w:9'))).invariant).toBe('StateMachineSafety');
+    c.observeCommitted('n1', entry(1, 1, 'w:1'), 1);
+    c.observeCommitted('n2', entry(1, 1, 'w:1'), 1);
+    expect(violationOf(() => c.observeCommitted('n3', entry(1, 2, 'w:9'), 2)).invariant).toBe('StateMachineSafety');
     c.observeDigest('n1', 1, 123, 'x');
     expect(violationOf(() => c.observeDigest('n2', 1, 124, 'y')).invariant).toBe('StateMachineSafety');
   });
 
   it('flags a leader missing a committed entry (Leader Completeness)', () => {
     const c = new ClusterChecker();
-    c.observeCommitted('n1', entry(1, 1));
-    c.observeCommitted('n1', entry(2, 1));
+    c.observeCommitted('n1', entry(1, 1), 1);
+    c.observeCommitted('n1', entry(2, 1), 1);
     c.checkLeaderCompleteness('n2', 2, 0, 2, () => 1);
     expect(violationOf(() => c.checkLeaderCompleteness('n3', 2, 0, 1, () => 1)).invariant).toBe('LeaderCompleteness');
     expect(violationOf(() => c.checkLeaderCompleteness('n3', 2, 0, 2, (i) => (i === 2 ? 2 : 1))).invariant).toBe('LeaderCompleteness');
+  });
+
+  it('does not require a leader of a lower term to hold entries committed in a later term (late votes)', () => {
+    // Sim seed 1051077: n3's term-6 votes arrived after the leader of term 7 had committed index 31.
+    const c = new ClusterChecker();
+    c.observeCommitted('n1', entry(1, 5), 5);
+    c.observeCommitted('n1', entry(2, 7), 7);
+    c.checkLeaderCompleteness('n3', 6, 0, 1, () => 5);
+    expect(violationOf(() => c.checkLeaderCompleteness('n3', 8, 0, 1, () => 5)).invariant).toBe('LeaderCompleteness');
+    // An entry of an earlier term committed only in term 7 is not required of a leader of term 6 either.
+    c.observeCommitted('n1', entry(3, 5), 7);
+    c.checkLeaderCompleteness('n4', 6, 0, 1, () => 5);
   });
 });
 
