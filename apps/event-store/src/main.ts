@@ -40,6 +40,14 @@ function readConfig(): AppConfig {
 }
 
 async function bootstrap(): Promise<void> {
+  // performance.now() counts from the process start: this is the time spent loading modules.
+  const phases: [string, number][] = [['modules', performance.now()]];
+  let t = performance.now();
+  const phase = (name: string) => {
+    const now = performance.now();
+    phases.push([name, now - t]);
+    t = now;
+  };
   const config = readConfig();
   const logger = new ConsoleLogger(config.nodeId, { logLevels: levels[config.logLevel], prefix: `es ${config.nodeId}`, colors: process.stdout.isTTY === true, timestamp: false });
   const runtime = await NodeRuntime.open(config, {
@@ -47,6 +55,8 @@ async function bootstrap(): Promise<void> {
     warn: (m) => logger.warn(m, 'raft'),
     error: (m) => logger.error(m, undefined, 'raft'),
   });
+  phases.push(...runtime.startupPhases);
+  t = performance.now();
   const adapter = new FastifyAdapter({
     bodyLimit: config.appendBodyBytesMax,
     routerOptions: { maxParamLength: 1024 },
@@ -57,6 +67,7 @@ async function bootstrap(): Promise<void> {
     frameworkErrors,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRuntime(runtime), adapter, { logger, bufferLogs: false });
+  phase('nest-create');
   // @nestjs/platform-fastify carries its own fastify copy; the hooks only use the stable hook API.
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
   guardRequestBodies(fastify, config.appendBodyBytesMax);
@@ -65,6 +76,7 @@ async function bootstrap(): Promise<void> {
   app.useGlobalFilters(new ApiExceptionFilter(runtime));
   app.connectMicroservice({ strategy: runtime.transportStrategy }, { inheritAppConfig: false });
   await app.startAllMicroservices();
+  phase('microservice');
   const doc = new DocumentBuilder()
     .setTitle('Event store')
     .setDescription('Replicated event store on Raft — HTTP API contract v1 (API.md)')
@@ -72,9 +84,13 @@ async function bootstrap(): Promise<void> {
     .build();
   SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { ui: false, jsonDocumentUrl: 'docs-json', yamlDocumentUrl: 'docs-yaml' });
   serveDocsUi(fastify, '/docs-json');
+  phase('docs');
   await app.init();
+  phase('nest-init');
   new AppendFastPath(app.get(StreamsService), runtime, config.appendBodyBytesMax, (m, r, s) => metrics.countRequest(m, r, s)).install(app.getHttpServer());
   await app.listen(config.httpPort, config.httpHost);
+  phase('listen');
+  logger.log(`node ${config.nodeId} started in ${performance.now().toFixed(0)} ms: ${phases.map(([n, ms]) => `${n} ${ms.toFixed(0)}`).join(', ')} (ms)`, 'main');
   logger.log(`node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`, 'main');
 
   let stopping = false;

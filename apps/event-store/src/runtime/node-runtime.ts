@@ -22,6 +22,8 @@ const shutdownMsMax = 10_000;
  */
 export class NodeRuntime implements LeaderLocator {
   private stopping: Promise<void> | null = null;
+  /** How long each step of open() took (ms), for the start-up line main.ts logs. */
+  readonly startupPhases: [string, number][] = [];
   /** The node's latest soft state (role, leader): a cheap leader check per append instead of status(). */
   private soft: SoftState | null = null;
 
@@ -38,6 +40,13 @@ export class NodeRuntime implements LeaderLocator {
   }
 
   static async open(config: AppConfig, logger: Logger): Promise<NodeRuntime> {
+    const phases: [string, number][] = [];
+    let t = performance.now();
+    const phase = (name: string) => {
+      const now = performance.now();
+      phases.push([name, now - t]);
+      t = now;
+    };
     const raftDir = path.join(config.dataDir, 'raft');
     const eventsDir = path.join(config.dataDir, 'events');
     const fresh = isEmptyDir(config.dataDir);
@@ -46,12 +55,14 @@ export class NodeRuntime implements LeaderLocator {
     const registry = new Registry();
     const metrics = new PromRaftMetrics(registry);
     const storage = await DurableStorage.open(raftDir, { segmentBytes: config.raftSegmentBytes, repair: config.repair ?? undefined, logger });
+    phase('raft-storage');
     const projections = new ProjectionEngine([...builtInProjections(), ordersProjection], { logger });
     const store = await EventStoreStateMachine.open(eventsDir, {
       projections,
       logger,
       limits: { appendBytesMax: config.appendBodyBytesMax, eventsPerAppendMax: config.appendEventsMax, eventBytesMax: config.eventBytesMax },
     });
+    phase('event-store');
     const transportStrategy = new RaftTransportStrategy(new TcpPeerTransport({ nodeId: config.nodeId, listen: config.raftAddr, secret: config.clusterSecret, logger }));
     const node = new RaftNode({
       id: config.nodeId,
@@ -74,6 +85,8 @@ export class NodeRuntime implements LeaderLocator {
     if (!fresh && config.initialCluster) logger.log(`DATA_DIR ${config.dataDir} is not empty: INITIAL_CLUSTER ignored, membership comes from the log`);
     if (fresh && !config.initialCluster) logger.log(`node ${config.nodeId} starts in join mode: waiting to be added with POST /cluster/members`);
     await node.start();
+    phase('raft-start');
+    runtime.startupPhases.push(...phases);
     return runtime;
   }
 

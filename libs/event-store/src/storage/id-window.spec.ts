@@ -40,4 +40,28 @@ describe('IdWindow', () => {
     expect(copy.find(ids[15], 0)).toBe(-1);
     expect(() => copy.add(30, randomBytes(16), 0)).toThrow(/expected 26/);
   });
+
+  it('a loaded window (wrapping the ring) goes on evicting and finding exactly like the one it was saved from', () => {
+    for (const [capacity, total, loadCapacity] of [
+      [13, 40, 13],
+      [13, 40, 9],
+      [13, 40, 30],
+      [64, 500, 50],
+    ]) {
+      const w = new IdWindow(capacity);
+      const ids = Array.from({ length: total + 30 }, () => randomBytes(16));
+      for (let p = 0; p < total; p++) w.add(p, ids[p], 0);
+      const copy = new IdWindow(loadCapacity);
+      copy.load(w.encode());
+      const kept = Math.min(capacity, loadCapacity);
+      for (let p = total; p < total + 30; p++) {
+        copy.add(p, ids[p], 0);
+        for (let q = 0; q <= p; q++) {
+          // Positions from the saved window count only if they are among its `kept` most recent.
+          const inWindow = q > p - loadCapacity && (q >= total || q >= total - kept);
+          expect(copy.find(ids[q], 0)).toBe(inWindow ? q : -1);
+        }
+      }
+    }
+  });
 });

@@ -75,7 +75,21 @@ export class IdWindow {
       throw new Error(`IdWindow.load: ${buf.length} bytes for positions ${start}..${end}`);
     const from = Math.max(start, end - this.capacity);
     this.reset(from);
-    for (let p = from; p < end; p++) this.add(p, buf, 16 + (p - start) * UUID_BYTES);
+    // Bulk: copy the ids into their ring slots (at most two runs), then index each slot. No eviction can
+    // happen (end - from <= capacity), so this equals add() per position without its per-id copies.
+    for (let p = from; p < end; ) {
+      const slot = p % this.capacity;
+      const run = Math.min(end - p, this.capacity - slot);
+      const src = 16 + (p - start) * UUID_BYTES;
+      this.ring.set(buf.subarray(src, src + run * UUID_BYTES), slot * UUID_BYTES);
+      for (let k = 0; k < run; k++) {
+        let i = this.hashAt(this.ring, (slot + k) * UUID_BYTES) & this.mask;
+        while (this.table[i] !== 0) i = (i + 1) & this.mask;
+        this.table[i] = slot + k + 1;
+      }
+      p += run;
+    }
+    this.end = end;
   }
 
   private positionOfSlot(slot: number): number {
