@@ -1,4 +1,8 @@
+import * as os from 'node:os';
 import { UUID_BYTES } from '../uuid';
+
+/** Words of an id read 4 bytes at a time are the little-endian words hashAt() builds byte by byte. */
+const littleEndian = os.endianness() === 'LE';
 
 /**
  * The idempotency window: the ids of the events at the most recent `capacity` positions, i.e. positions
@@ -8,6 +12,8 @@ import { UUID_BYTES } from '../uuid';
  */
 export class IdWindow {
   private readonly ring: Uint8Array;
+  /** The ring as 32-bit words (4 per id), for hashing ids already in the ring. */
+  private readonly ringWords: Int32Array;
   private readonly table: Uint32Array;
   private readonly mask: number;
   /** Positions [start, end) are in the window. */
@@ -19,6 +25,7 @@ export class IdWindow {
       throw new Error(`IdWindow: capacity ${capacity} must be an integer in 1..2^28`);
     }
     this.ring = new Uint8Array(capacity * UUID_BYTES);
+    this.ringWords = new Int32Array(this.ring.buffer, this.ring.byteOffset, capacity * (UUID_BYTES / 4));
     let size = 1;
     while (size < capacity * 2) size *= 2;
     this.table = new Uint32Array(size);
@@ -37,7 +44,7 @@ export class IdWindow {
     if (this.end - this.start === this.capacity) this.evictOldest();
     const slot = position % this.capacity;
     this.ring.set(src.subarray(o, o + UUID_BYTES), slot * UUID_BYTES);
-    let i = this.hashAt(this.ring, slot * UUID_BYTES) & this.mask;
+    let i = this.hashSlot(slot) & this.mask;
     while (this.table[i] !== 0) i = (i + 1) & this.mask;
     this.table[i] = slot + 1;
     this.end++;
@@ -83,7 +90,7 @@ export class IdWindow {
       const src = 16 + (p - start) * UUID_BYTES;
       this.ring.set(buf.subarray(src, src + run * UUID_BYTES), slot * UUID_BYTES);
       for (let k = 0; k < run; k++) {
-        let i = this.hashAt(this.ring, (slot + k) * UUID_BYTES) & this.mask;
+        let i = this.hashSlot(slot + k) & this.mask;
         while (this.table[i] !== 0) i = (i + 1) & this.mask;
         this.table[i] = slot + k + 1;
       }
@@ -99,7 +106,7 @@ export class IdWindow {
 
   private evictOldest(): void {
     const slot = this.start % this.capacity;
-    let i = this.hashAt(this.ring, slot * UUID_BYTES) & this.mask;
+    let i = this.hashSlot(slot) & this.mask;
     while (this.table[i] !== slot + 1) {
       if (this.table[i] === 0)
         throw new Error(`IdWindow: id of position ${this.start} missing from the table`);
@@ -111,7 +118,7 @@ export class IdWindow {
       j = (j + 1) & this.mask;
       const cell = this.table[j];
       if (cell === 0) break;
-      const home = this.hashAt(this.ring, (cell - 1) * UUID_BYTES) & this.mask;
+      const home = this.hashSlot(cell - 1) & this.mask;
       const movable = i <= j ? home <= i || home > j : home <= i && home > j;
       if (movable) {
         this.table[i] = cell;
@@ -126,6 +133,24 @@ export class IdWindow {
     const r = slot * UUID_BYTES;
     for (let k = 0; k < UUID_BYTES; k++) if (this.ring[r + k] !== src[o + k]) return false;
     return true;
+  }
+
+  /** hashAt() of the id in ring slot `slot`, reading whole words. */
+  private hashSlot(slot: number): number {
+    if (!littleEndian) return this.hashAt(this.ring, slot * UUID_BYTES);
+    const r = this.ringWords;
+    const o = slot * 4;
+    let h = 0x811c9dc5;
+    h = Math.imul(h ^ r[o], 0x9e3779b1);
+    h ^= h >>> 15;
+    h = Math.imul(h ^ r[o + 1], 0x9e3779b1);
+    h ^= h >>> 15;
+    h = Math.imul(h ^ r[o + 2], 0x9e3779b1);
+    h ^= h >>> 15;
+    h = Math.imul(h ^ r[o + 3], 0x9e3779b1);
+    h ^= h >>> 15;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    return (h ^ (h >>> 13)) >>> 0;
   }
 
   private hashAt(b: Uint8Array, o: number): number {
