@@ -1,19 +1,7 @@
 import 'reflect-metadata';
 import { ConsoleLogger, LogLevel } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import type { FastifyInstance } from 'fastify';
-import { AppModule } from './app.module';
 import { AppConfig, ConfigError, loadConfig } from './config';
-import { AppendFastPath } from './http/append-fast-path';
-import { ApiExceptionFilter } from './http/api-exception.filter';
-import { serveDocsUi } from './http/docs';
-import { countRequests, frameworkErrors, guardRequestBodies } from './http/fastify-setup';
 import { NodeRuntime } from './runtime/node-runtime';
-import { MetricsService } from './services/metrics.service';
-import { StreamsService } from './services/streams.service';
-import { SubscriptionsService } from './services/subscriptions.service';
 
 /** Exit code for a bad configuration (the message names the variable). */
 const exitBadConfig = 2;
@@ -57,39 +45,11 @@ async function bootstrap(): Promise<void> {
   });
   phases.push(...runtime.startupPhases);
   t = performance.now();
-  const adapter = new FastifyAdapter({
-    bodyLimit: config.appendBodyBytesMax,
-    routerOptions: { maxParamLength: 1024 },
-    keepAliveTimeout: 65_000,
-    forceCloseConnections: 'idle',
-    onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error',
-    frameworkErrors,
-  });
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRuntime(runtime), adapter, { logger, bufferLogs: false });
-  phase('nest-create');
-  // @nestjs/platform-fastify carries its own fastify copy; the hooks only use the stable hook API.
-  const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
-  guardRequestBodies(fastify, config.appendBodyBytesMax);
-  const metrics = app.get(MetricsService);
-  countRequests(fastify, (m, r, s) => metrics.countRequest(m, r, s));
-  app.useGlobalFilters(new ApiExceptionFilter(runtime));
-  app.connectMicroservice({ strategy: runtime.transportStrategy }, { inheritAppConfig: false });
-  await app.startAllMicroservices();
-  phase('microservice');
-  const doc = new DocumentBuilder()
-    .setTitle('Event store')
-    .setDescription('Replicated event store on Raft — HTTP API contract v1 (API.md)')
-    .setVersion('1')
-    .build();
-  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { ui: false, jsonDocumentUrl: 'docs-json', yamlDocumentUrl: 'docs-yaml' });
-  serveDocsUi(fastify, '/docs-json');
-  phase('docs');
-  await app.init();
-  phase('nest-init');
-  new AppendFastPath(app.get(StreamsService), runtime, config.appendBodyBytesMax, (m, r, s) => metrics.countRequest(m, r, s)).install(app.getHttpServer());
-  await app.listen(config.httpPort, config.httpHost);
-  phase('listen');
+  // NestJS, fastify, swagger and the controllers load only now: the Raft node already listens for its
+  // peers, elects and catches up meanwhile (a restarted cluster is ready sooner).
+  const { startHttp } = await import('./http-app');
+  phase('http-modules');
+  const app = await startHttp(config, runtime, logger, phase);
   logger.log(`node ${config.nodeId} started in ${performance.now().toFixed(0)} ms: ${phases.map(([n, ms]) => `${n} ${ms.toFixed(0)}`).join(', ')} (ms)`, 'main');
   logger.log(`node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`, 'main');
 
@@ -102,7 +62,7 @@ async function bootstrap(): Promise<void> {
       logger.error(`graceful stop took over ${shutdownHardMs} ms; exiting`, undefined, 'main');
       process.exit(1);
     }, shutdownHardMs).unref();
-    app.get(SubscriptionsService).closeAll();
+    app.closeSubscriptions();
     await runtime.shutdown();
     await app.close().catch((err: Error) => logger.warn(`closing HTTP: ${err.message}`, 'main'));
     logger.log('stopped', 'main');

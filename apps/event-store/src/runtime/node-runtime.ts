@@ -7,13 +7,15 @@ import { NodeError, ReadConsistency, RaftNodeApi } from '../../../../libs/consen
 import { PromRaftMetrics } from '../../../../libs/consensus/src/node/metrics';
 import { RaftNode } from '../../../../libs/consensus/src/node/raft-node';
 import { DurableStorage } from '../../../../libs/consensus/src/storage';
-import { RaftTransportStrategy, TcpPeerTransport } from '../../../../libs/consensus/src/transport';
+import { DEFAULT_TRANSPORT_LIMITS, RaftTransportStrategy, TcpPeerTransport } from '../../../../libs/consensus/src/transport';
 import { builtInProjections, EventStoreStateMachine, Logger, ordersProjection, ProjectionEngine } from '../../../../libs/event-store/src';
 import { AppConfig } from '../config';
 import { LeaderLocator } from '../http/error-mapping';
 
 /** How long a graceful stop may spend handing leadership over before it just stops. */
 const shutdownMsMax = 10_000;
+/** The reconnect backoff cap is never below this (the transport's minimum delay is 50 ms). */
+const reconnectDelayMsFloor = 100;
 
 /**
  * One node of the cluster: durable Raft storage (DATA_DIR/raft), the event-store state machine
@@ -63,7 +65,9 @@ export class NodeRuntime implements LeaderLocator {
       limits: { appendBytesMax: config.appendBodyBytesMax, eventsPerAppendMax: config.appendEventsMax, eventBytesMax: config.eventBytesMax },
     });
     phase('event-store');
-    const transportStrategy = new RaftTransportStrategy(new TcpPeerTransport({ nodeId: config.nodeId, listen: config.raftAddr, secret: config.clusterSecret, logger }));
+    const transportStrategy = new RaftTransportStrategy(
+      new TcpPeerTransport({ nodeId: config.nodeId, listen: config.raftAddr, secret: config.clusterSecret, logger, limits: { reconnectDelayMsMax: reconnectDelayMsMax(config) } }),
+    );
     const node = new RaftNode({
       id: config.nodeId,
       storage,
@@ -136,6 +140,16 @@ export class NodeRuntime implements LeaderLocator {
     await bounded(this.node.stop({ transferLeadership: true }), 'stopping the raft node');
     await bounded(this.store.close(), 'closing the event store');
   }
+}
+
+/**
+ * Reconnect backoff cap: half the (minimum) election timeout, at most the transport's default. A peer that
+ * restarts then hears from the leader (and gets its votes) within a fraction of an election timeout; with
+ * the transport's 2 s cap a peer down for a second was not retried for up to another 0.8–1.6 s, which was
+ * most of a restart's /health → /ready time. Retrying a down peer a few times a second costs nothing.
+ */
+function reconnectDelayMsMax(config: AppConfig): number {
+  return Math.max(reconnectDelayMsFloor, Math.min(DEFAULT_TRANSPORT_LIMITS.reconnectDelayMsMax, (config.tickMs * config.electionTicks) / 2));
 }
 
 function isEmptyDir(dir: string): boolean {
