@@ -1,18 +1,7 @@
-import { AppendRequest, AppendResponse } from './messages';
-import { electSolo, soloCore } from '../testing/interaction';
+import { AppendRequest } from './messages';
+import { ackFrom, electSolo, soloCore } from '../testing/interaction';
 
-const ack = (from: string, term: number, matchIndex: number, seq = 0): AppendResponse => ({
-  type: 'AppendResponse',
-  from,
-  to: 'n1',
-  term,
-  success: true,
-  matchIndex,
-  conflictTerm: 0,
-  conflictIndex: 0,
-  lastLogIndex: matchIndex,
-  seq,
-});
+const ack = ackFrom;
 
 describe('commit rule', () => {
   it('a leader does not commit an entry of a previous term by counting replicas', () => {

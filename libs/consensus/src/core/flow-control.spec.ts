@@ -1,20 +1,8 @@
-import { AppendRequest, AppendResponse, Message } from './messages';
+import { AppendRequest } from './messages';
 import { RaftError } from './ready';
-import { electSolo, soloCore } from '../testing/interaction';
+import { ackFrom, appendsTo, electSolo, soloCore } from '../testing/interaction';
 
-const appendsTo = (msgs: Message[], to: string) => msgs.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.to === to);
-const ack = (from: string, term: number, matchIndex: number, seq = 0): AppendResponse => ({
-  type: 'AppendResponse',
-  from,
-  to: 'n1',
-  term,
-  success: true,
-  matchIndex,
-  conflictTerm: 0,
-  conflictIndex: 0,
-  lastLogIndex: matchIndex,
-  seq,
-});
+const ack = ackFrom;
 const bytes = (n: number) => new Uint8Array(n).fill(7);
 
 function leaderWith(options: Parameters<typeof soloCore>[3]) {

@@ -1,20 +1,9 @@
-import { AppendRequest, AppendResponse, Message } from './messages';
+import { AppendRequest, Message } from './messages';
 import { RaftError } from './ready';
-import { InteractionCluster, electSolo, soloCore } from '../testing/interaction';
+import { InteractionCluster, ackFrom, electSolo, soloCore } from '../testing/interaction';
 
 const heartbeatsTo = (msgs: Message[], to: string) => msgs.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.to === to && m.entries.length === 0);
-const ack = (from: string, term: number, matchIndex: number, seq: number): AppendResponse => ({
-  type: 'AppendResponse',
-  from,
-  to: 'n1',
-  term,
-  success: true,
-  matchIndex,
-  conflictTerm: 0,
-  conflictIndex: 0,
-  lastLogIndex: matchIndex,
-  seq,
-});
+const ack = ackFrom;
 
 /** n1 leads n1..n5 at term 2 and has committed its no-op (index 2). */
 function committedLeader(options: Parameters<typeof soloCore>[3] = {}) {

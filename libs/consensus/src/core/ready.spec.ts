@@ -1,20 +1,9 @@
-import { AppendRequest } from './messages';
 import { DEFAULT_RAFT_OPTIONS } from './options';
 import { RaftCore } from './raft';
-import { configOf, electSolo, entriesWithTerms, soloCore } from '../testing/interaction';
+import { appendFromLeader, configOf, electSolo, entriesWithTerms, soloCore } from '../testing/interaction';
 import { MemoryStorage } from '../testing/memory-storage';
 
-const append = (prevLogIndex: number, prevLogTerm: number, terms: number[], term: number, leaderCommit = 0): AppendRequest => ({
-  type: 'AppendRequest',
-  from: 'n1',
-  to: 'n2',
-  term,
-  prevLogIndex,
-  prevLogTerm,
-  entries: entriesWithTerms(terms, prevLogIndex + 1),
-  leaderCommit,
-  seq: 1,
-});
+const append = appendFromLeader;
 
 describe('Ready contract', () => {
   it('a Ready taken before the previous one is advanced holds only entries not handed out yet', () => {

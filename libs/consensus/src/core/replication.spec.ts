@@ -1,21 +1,11 @@
 import { AppendRequest, AppendResponse, Message } from './messages';
 import { MemoryStorage } from '../testing/memory-storage';
-import { InteractionCluster, configOf, electSolo, entriesWithTerms, soloCore } from '../testing/interaction';
+import { InteractionCluster, appendFromLeader, appendsTo, configOf, electSolo, entriesWithTerms, soloCore } from '../testing/interaction';
 
-const appendsTo = (msgs: Message[], to: string) => msgs.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.to === to);
 const responsesFrom = (msgs: Message[], from: string) => msgs.filter((m): m is AppendResponse => m.type === 'AppendResponse' && m.from === from);
 
-const append = (prevLogIndex: number, prevLogTerm: number, terms: number[], leaderCommit = 0, term = 5): AppendRequest => ({
-  type: 'AppendRequest',
-  from: 'n1',
-  to: 'n2',
-  term,
-  prevLogIndex,
-  prevLogTerm,
-  entries: entriesWithTerms(terms, prevLogIndex + 1),
-  leaderCommit,
-  seq: 1,
-});
+const append = (prevLogIndex: number, prevLogTerm: number, terms: number[], leaderCommit = 0, term = 5): AppendRequest =>
+  appendFromLeader(prevLogIndex, prevLogTerm, terms, term, leaderCommit);
 
 /** A 3-node cluster where n1 and n3 hold `leaderTerms` and n2 holds `followerTerms`; all at hard-state term `term`. */
 function divergedCluster(leaderTerms: number[], followerTerms: number[], term: number): InteractionCluster {

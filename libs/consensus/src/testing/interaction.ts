@@ -1,4 +1,4 @@
-import { Message } from '../core/messages';
+import { AppendRequest, AppendResponse, Message } from '../core/messages';
 import { DEFAULT_RAFT_OPTIONS, RaftOptions } from '../core/options';
 import { RaftCore } from '../core/raft';
 import { RaftError, ReadState, Ready } from '../core/ready';
@@ -251,3 +251,34 @@ export function electSolo(s: SoloCore): void {
   if (core.state !== 'leader') throw new Error(`electSolo: ${core.id} is ${core.state}`);
   s.persist();
 }
+
+/** Message builders shared by the core's rule tests. */
+export const appendsTo = (msgs: Message[], to: string): AppendRequest[] =>
+  msgs.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.to === to);
+
+/** A successful AppendResponse from `from` to the leader n1. */
+export const ackFrom = (from: string, term: number, matchIndex: number, seq = 0): AppendResponse => ({
+  type: 'AppendResponse',
+  from,
+  to: 'n1',
+  term,
+  success: true,
+  matchIndex,
+  conflictTerm: 0,
+  conflictIndex: 0,
+  lastLogIndex: matchIndex,
+  seq,
+});
+
+/** An AppendRequest from n1 to n2 carrying entries of the given terms after (prevLogIndex, prevLogTerm). */
+export const appendFromLeader = (prevLogIndex: number, prevLogTerm: number, terms: number[], term: number, leaderCommit = 0): AppendRequest => ({
+  type: 'AppendRequest',
+  from: 'n1',
+  to: 'n2',
+  term,
+  prevLogIndex,
+  prevLogTerm,
+  entries: entriesWithTerms(terms, prevLogIndex + 1),
+  leaderCommit,
+  seq: 1,
+});
