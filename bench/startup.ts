@@ -85,9 +85,17 @@ async function main(): Promise<void> {
       const f = cluster.running().find((n) => n.id !== leader.id)!;
       log(`round ${r + 1}: a follower, then all three`);
       one.push((await restart(cluster, [f.id])).ready);
-      all.push((await restart(cluster, cluster.nodes.map((n) => n.id))).ready);
+      all.push(
+        (
+          await restart(
+            cluster,
+            cluster.nodes.map((n) => n.id),
+          )
+        ).ready,
+      );
     }
-    const fmt = (xs: number[]) => `median ${ms(percentile(xs, 50), 0)} (${xs.map((x) => x.toFixed(0)).join(', ')})`;
+    const fmt = (xs: number[]) =>
+      `median ${ms(percentile(xs, 50), 0)} (${xs.map((x) => x.toFixed(0)).join(', ')})`;
     process.stdout.write(
       `\nrestart-to-ready with ${int(events)} events, ${rounds} rounds:\n  one follower: ${fmt(one)}\n  all three:    ${fmt(all)}\n`,
     );

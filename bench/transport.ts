@@ -34,11 +34,25 @@ interface Harness {
 
 type Receive = (m: Message) => void;
 
-const quietLogger = { log: () => {}, warn: (m: string) => console.warn(m), error: (m: string) => console.error(m) };
+const quietLogger = {
+  log: () => {},
+  warn: (m: string) => console.warn(m),
+  error: (m: string) => console.error(m),
+};
 
 async function binaryHarness(receive: Receive): Promise<Harness> {
-  const receiver = new TcpPeerTransport({ nodeId: 'n2', listen: '127.0.0.1:0', secret: 'bench-secret', logger: quietLogger });
-  const sender = new TcpPeerTransport({ nodeId: 'n1', listen: '127.0.0.1:0', secret: 'bench-secret', logger: quietLogger });
+  const receiver = new TcpPeerTransport({
+    nodeId: 'n2',
+    listen: '127.0.0.1:0',
+    secret: 'bench-secret',
+    logger: quietLogger,
+  });
+  const sender = new TcpPeerTransport({
+    nodeId: 'n1',
+    listen: '127.0.0.1:0',
+    secret: 'bench-secret',
+    logger: quietLogger,
+  });
   await receiver.start(receive);
   await sender.start(() => {});
   sender.setPeers({ n2: receiver.listenAddress });
@@ -57,13 +71,18 @@ async function binaryHarness(receive: Receive): Promise<Harness> {
 
 /** What a Nest TCP adapter would have to do: JSON has no bytes, so payloads travel as base64. */
 function toJson(m: Message): unknown {
-  if (m.type === 'AppendRequest') return { ...m, entries: m.entries.map((e) => ({ ...e, data: Buffer.from(e.data).toString('base64') })) };
+  if (m.type === 'AppendRequest')
+    return { ...m, entries: m.entries.map((e) => ({ ...e, data: Buffer.from(e.data).toString('base64') })) };
   if (m.type === 'SnapshotRequest') return { ...m, data: Buffer.from(m.data).toString('base64') };
   return m;
 }
 
 function fromJson(j: any): Message {
-  if (j.type === 'AppendRequest') return { ...j, entries: j.entries.map((e: any) => ({ ...e, data: new Uint8Array(Buffer.from(e.data, 'base64')) })) };
+  if (j.type === 'AppendRequest')
+    return {
+      ...j,
+      entries: j.entries.map((e: any) => ({ ...e, data: new Uint8Array(Buffer.from(e.data, 'base64')) })),
+    };
   if (j.type === 'SnapshotRequest') return { ...j, data: new Uint8Array(Buffer.from(j.data, 'base64')) };
   return j as Message;
 }
@@ -71,7 +90,9 @@ function fromJson(j: any): Message {
 async function nestHarness(receive: Receive): Promise<Harness> {
   const server = new ServerTCP({ host: '127.0.0.1', port: 0 });
   server.addHandler('raft', async (data: unknown) => receive(fromJson(data)), true);
-  await new Promise<void>((resolve, reject) => server.listen((err?: unknown) => (err ? reject(err) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    server.listen((err?: unknown) => (err ? reject(err) : resolve())),
+  );
   const port = (server.unwrap<net.Server>().address() as net.AddressInfo).port;
   const client = new ClientTCP({ host: '127.0.0.1', port });
   await client.connect();
@@ -90,8 +111,19 @@ async function nestHarness(receive: Receive): Promise<Harness> {
 
 function appendRequest(seq: number, entries: number, data: Uint8Array): AppendRequest {
   const list: Entry[] = new Array(entries);
-  for (let i = 0; i < entries; i++) list[i] = { index: seq * entries + i + 1, term: 2, type: EntryType.Normal, data };
-  return { type: 'AppendRequest', from: 'n1', to: 'n2', term: 2, prevLogIndex: seq * entries, prevLogTerm: 2, leaderCommit: seq, seq, entries: list };
+  for (let i = 0; i < entries; i++)
+    list[i] = { index: seq * entries + i + 1, term: 2, type: EntryType.Normal, data };
+  return {
+    type: 'AppendRequest',
+    from: 'n1',
+    to: 'n2',
+    term: 2,
+    prevLogIndex: seq * entries,
+    prevLogTerm: 2,
+    leaderCommit: seq,
+    seq,
+    entries: list,
+  };
 }
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
@@ -150,14 +182,29 @@ async function heartbeatUnderSnapshot(make: (r: Receive) => Promise<Harness>) {
 
   const data = new Uint8Array(snapshotChunkBytes).fill(9);
   const chunks = snapshotBytes / snapshotChunkBytes;
-  const chunk = (i: number): SnapshotRequest => ({ type: 'SnapshotRequest', from: 'n1', to: 'n2', term: 2, meta: { index: 5000, term: 2, config: { voters: ['n1', 'n2', 'n3'], outgoing: [], learners: [], addresses: {} } }, offset: i * snapshotChunkBytes, data, done: i === chunks - 1, seq: i });
+  const chunk = (i: number): SnapshotRequest => ({
+    type: 'SnapshotRequest',
+    from: 'n1',
+    to: 'n2',
+    term: 2,
+    meta: {
+      index: 5000,
+      term: 2,
+      config: { voters: ['n1', 'n2', 'n3'], outgoing: [], learners: [], addresses: {} },
+    },
+    offset: i * snapshotChunkBytes,
+    data,
+    done: i === chunks - 1,
+    seq: i,
+  });
   const timer = setInterval(heartbeat, heartbeatEveryMs);
   const start = process.hrtime.bigint();
   for (let round = 0; round < snapshotRounds; round++) {
     chunksReceived = 0;
     let sentChunks = 0;
     while (chunksReceived < chunks) {
-      while (sentChunks < chunks && sentChunks - chunksReceived < snapshotChunksInFlight) h.send(chunk(sentChunks++));
+      while (sentChunks < chunks && sentChunks - chunksReceived < snapshotChunksInFlight)
+        h.send(chunk(sentChunks++));
       await tick();
     }
   }
@@ -166,14 +213,25 @@ async function heartbeatUnderSnapshot(make: (r: Receive) => Promise<Harness>) {
   await new Promise((r) => setTimeout(r, 200)); // let heartbeats in flight land
   await h.close();
   const busy = latencies.sort((a, b) => a - b);
-  return { name: h.name, idleP50: percentile(idle, 50), p50: percentile(busy, 50), p99: percentile(busy, 99), max: busy[busy.length - 1], heartbeats: busy.length, snapshotMBps: (snapshotRounds * snapshotBytes) / 1e6 / seconds };
+  return {
+    name: h.name,
+    idleP50: percentile(idle, 50),
+    p50: percentile(busy, 50),
+    p99: percentile(busy, 99),
+    max: busy[busy.length - 1],
+    heartbeats: busy.length,
+    snapshotMBps: (snapshotRounds * snapshotBytes) / 1e6 / seconds,
+  };
 }
 
-const f = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const f = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 async function main(): Promise<void> {
   const harnesses = [nestHarness, binaryHarness];
-  console.log(`transport benchmark: sender and receiver in one process on 127.0.0.1, ${throughputSeconds} s per throughput run, node ${process.version}\n`);
+  console.log(
+    `transport benchmark: sender and receiver in one process on 127.0.0.1, ${throughputSeconds} s per throughput run, node ${process.version}\n`,
+  );
   console.log('AppendRequest throughput (200-byte entries; MB/s of entry payload)');
   console.log('| transport | entries/msg | messages/s | MB/s |');
   console.log('|---|---:|---:|---:|');
@@ -183,12 +241,16 @@ async function main(): Promise<void> {
       console.log(`| ${r.name} | ${entries} | ${f(r.msgsPerS)} | ${f(r.mbPerS, 1)} |`);
     }
   }
-  console.log(`\nHeartbeat latency (ms) while a 64 MiB snapshot streams (1 MiB chunks, ${snapshotChunksInFlight} in flight, ${snapshotRounds} snapshots, a heartbeat every ${heartbeatEveryMs} ms)`);
+  console.log(
+    `\nHeartbeat latency (ms) while a 64 MiB snapshot streams (1 MiB chunks, ${snapshotChunksInFlight} in flight, ${snapshotRounds} snapshots, a heartbeat every ${heartbeatEveryMs} ms)`,
+  );
   console.log('| transport | idle p50 | p50 | p99 | max | heartbeats | snapshot MB/s |');
   console.log('|---|---:|---:|---:|---:|---:|---:|');
   for (const make of harnesses) {
     const r = await heartbeatUnderSnapshot(make);
-    console.log(`| ${r.name} | ${f(r.idleP50, 2)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.max, 2)} | ${r.heartbeats} | ${f(r.snapshotMBps, 1)} |`);
+    console.log(
+      `| ${r.name} | ${f(r.idleP50, 2)} | ${f(r.p50, 2)} | ${f(r.p99, 2)} | ${f(r.max, 2)} | ${r.heartbeats} | ${f(r.snapshotMBps, 1)} |`,
+    );
   }
 }
 

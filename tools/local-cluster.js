@@ -20,7 +20,9 @@ function intFromEnv(name, dflt, min, max) {
   if (raw === undefined || raw === '') return dflt;
   const v = Number(raw);
   if (!Number.isInteger(v) || v < min || v > max) {
-    process.stderr.write(`local-cluster: ${name} must be an integer in ${min}..${max}, got ${JSON.stringify(raw)}\n`);
+    process.stderr.write(
+      `local-cluster: ${name} must be an integer in ${min}..${max}, got ${JSON.stringify(raw)}\n`,
+    );
     process.exit(2);
   }
   return v;
@@ -40,9 +42,18 @@ if (!fs.existsSync(main)) {
 const nodes = Array.from({ length: count }, (_, i) => {
   const id = `n${i + 1}`;
   const httpPort = basePort + 10 * i;
-  return { id, httpPort, raftPort: httpPort + 1, dataDir: path.join(dataRoot, id), child: null, exited: false };
+  return {
+    id,
+    httpPort,
+    raftPort: httpPort + 1,
+    dataDir: path.join(dataRoot, id),
+    child: null,
+    exited: false,
+  };
 });
-const initialCluster = nodes.map((n) => `${n.id}=127.0.0.1:${n.raftPort}/http://127.0.0.1:${n.httpPort}`).join(',');
+const initialCluster = nodes
+  .map((n) => `${n.id}=127.0.0.1:${n.raftPort}/http://127.0.0.1:${n.httpPort}`)
+  .join(',');
 
 function prefixLines(id, stream, out) {
   let partial = '';
@@ -93,7 +104,9 @@ function stopAll(signal) {
   setTimeout(() => {
     for (const n of nodes) {
       if (!n.exited && n.child.pid) {
-        process.stdout.write(`[local-cluster] ${n.id} did not stop within ${stopGraceMs} ms; killing pid ${n.child.pid}\n`);
+        process.stdout.write(
+          `[local-cluster] ${n.id} did not stop within ${stopGraceMs} ms; killing pid ${n.child.pid}\n`,
+        );
         n.child.kill('SIGKILL');
       }
     }

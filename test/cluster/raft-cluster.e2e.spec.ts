@@ -17,7 +17,9 @@ const stableEnv = { TICK_MS: '50', ELECTION_TICKS: '20' };
 async function appendMany(client: E2EClient, streamId: string, count: number, batch = 10): Promise<void> {
   for (let i = 0; i < count; i += batch) {
     const n = Math.min(batch, count - i);
-    await client.appendOk(streamId, { events: Array.from({ length: n }, (_, k) => event('Counted', { i: i + k })) });
+    await client.appendOk(streamId, {
+      events: Array.from({ length: n }, (_, k) => event('Counted', { i: i + k })),
+    });
   }
 }
 
@@ -27,7 +29,15 @@ describe('a 3-node cluster of real processes', () => {
 
   beforeAll(async () => {
     // Small segments so that compaction (which drops whole segments) really removes the log's prefix.
-    h = await ClusterHarness.start({ nodes: 3, env: { ...stableEnv, SNAPSHOT_EVERY_ENTRIES: '200', SNAPSHOT_KEEP_ENTRIES: '20', RAFT_SEGMENT_BYTES: '16384' } });
+    h = await ClusterHarness.start({
+      nodes: 3,
+      env: {
+        ...stableEnv,
+        SNAPSHOT_EVERY_ENTRIES: '200',
+        SNAPSHOT_KEEP_ENTRIES: '20',
+        RAFT_SEGMENT_BYTES: '16384',
+      },
+    });
     client = new E2EClient(() => h.urls());
   }, 180_000);
 
@@ -53,7 +63,9 @@ describe('a 3-node cluster of real processes', () => {
   it('commits proposals and applies them on every node', async () => {
     await appendMany(client, 'counter-a', 30);
     const all = await convergedAll(h, client);
-    expect(all.filter((e) => e.streamId === 'counter-a').map((e) => e.revision)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(all.filter((e) => e.streamId === 'counter-a').map((e) => e.revision)).toEqual(
+      Array.from({ length: 30 }, (_, i) => i),
+    );
   });
 
   it('after kill -9 of the leader elects a new one and commits resume; the old leader restarted catches up', async () => {
@@ -123,15 +135,24 @@ describe('a 3-node cluster of real processes', () => {
     await client.appendOk('graceful', { events: [event('AfterStop')] });
     await h.restart(old.id);
     const all = await convergedAll(h, client);
-    expect(all.filter((e) => e.streamId === 'graceful').map((e) => e.type)).toEqual(['BeforeStop', 'AfterStop']);
+    expect(all.filter((e) => e.streamId === 'graceful').map((e) => e.type)).toEqual([
+      'BeforeStop',
+      'AfterStop',
+    ]);
   });
 
   it('adds a 4th node as learner and promotes it, transfers leadership and removes a node, under a write load', async () => {
-    const load = new WriteLoad(client, { streams: ['member-1', 'member-2', 'member-3'], concurrency: 3 }).start();
+    const load = new WriteLoad(client, {
+      streams: ['member-1', 'member-2', 'member-3'],
+      concurrency: 3,
+    }).start();
     try {
       await load.waitAcked(10);
       const n4 = await h.addJoiningNode('n4', { INITIAL_CLUSTER: h.initialCluster(['n1', 'n2', 'n3']) });
-      const added = await client.send('POST', '/cluster/members', { body: { id: 'n4', httpUrl: n4.url, raftAddress: n4.raftAddress }, timeoutMs: 240_000 });
+      const added = await client.send('POST', '/cluster/members', {
+        body: { id: 'n4', httpUrl: n4.url, raftAddress: n4.raftAddress },
+        timeoutMs: 240_000,
+      });
       expect(added.status).toBe(200);
       await waitFor('n4 to be a voter on every node', async () => {
         const views = await Promise.all(h.running().map((n) => h.clusterView(n.id)));
@@ -141,7 +162,10 @@ describe('a 3-node cluster of real processes', () => {
 
       const leader = await h.waitForLeader();
       const target = h.running().find((n) => n.id !== leader.id)!.id;
-      const moved = await client.send('POST', '/cluster/leadership-transfer', { body: { to: target }, startAt: leader.url });
+      const moved = await client.send('POST', '/cluster/leadership-transfer', {
+        body: { to: target },
+        startAt: leader.url,
+      });
       expect(moved.status).toBe(200);
       expect(moved.body.leaderId).toBe(target);
       await load.waitAcked(10);
@@ -151,7 +175,12 @@ describe('a 3-node cluster of real processes', () => {
       const removed = await client.send('DELETE', `/cluster/members/${victim}`);
       expect(removed.status).toBe(200);
       await waitFor(`${victim} to be gone from the configuration of the others`, async () => {
-        const views = await Promise.all(h.running().filter((n) => n.id !== victim).map((n) => h.clusterView(n.id)));
+        const views = await Promise.all(
+          h
+            .running()
+            .filter((n) => n.id !== victim)
+            .map((n) => h.clusterView(n.id)),
+        );
         return views.every((v) => v !== null && !v.members.some((m) => m.id === victim));
       });
       await h.kill(victim);
@@ -187,13 +216,20 @@ describe('a 5-node cluster of real processes', () => {
     await appendMany(client, 'five', 20);
     await h.restart(old.id);
     const all = await convergedAll(h, client);
-    expect(all.filter((e) => e.streamId === 'five').map((e) => e.revision)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(all.filter((e) => e.streamId === 'five').map((e) => e.revision)).toEqual(
+      Array.from({ length: 40 }, (_, i) => i),
+    );
   });
 });
 
 describe('node configuration', () => {
   const run = (env: Record<string, string>) =>
-    spawnSync(process.execPath, [nodeMain], { cwd: repoRoot, env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 60_000 });
+    spawnSync(process.execPath, [nodeMain], {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH ?? '', ...env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
 
   it.each([
     ['CLUSTER_SECRET', { RAFT_ADDR: '0.0.0.0:1' }],

@@ -29,7 +29,10 @@ afterAll(async () => {
  * Runs `attempt` against a current follower (with the leader it names) until `done` accepts the answer;
  * answers produced by a leadership change in between (503, or the follower having become leader) retry.
  */
-async function onFollower(attempt: (follower: ClusterNode, leader: ClusterNode) => Promise<HttpResult>, done: (r: HttpResult, leader: ClusterNode) => boolean): Promise<{ r: HttpResult; leader: ClusterNode; follower: ClusterNode }> {
+async function onFollower(
+  attempt: (follower: ClusterNode, leader: ClusterNode) => Promise<HttpResult>,
+  done: (r: HttpResult, leader: ClusterNode) => boolean,
+): Promise<{ r: HttpResult; leader: ClusterNode; follower: ClusterNode }> {
   let last: HttpResult | null = null;
   for (let i = 0; i < 30; i++) {
     const leader = await h.waitForLeader();
@@ -37,7 +40,9 @@ async function onFollower(attempt: (follower: ClusterNode, leader: ClusterNode) 
     last = await attempt(follower, leader);
     if (done(last, leader)) return { r: last, leader, follower };
   }
-  throw new Error(`no definitive answer from a follower after 30 attempts; last ${last?.status} ${last?.text}`);
+  throw new Error(
+    `no definitive answer from a follower after 30 attempts; last ${last?.status} ${last?.text}`,
+  );
 }
 
 async function leaderUrl(): Promise<string> {
@@ -52,7 +57,10 @@ function post(path: string, body: unknown) {
 describe('append — POST /streams/{streamId}/events', () => {
   it('201 with revisions and positions after commit; events read back in order', async () => {
     const s = `order-${randomUUID()}`;
-    const r = await post(`/streams/${s}/events`, { expectedRevision: 'no_stream', events: [event('OrderPlaced', { total: 5 }), event('OrderPaid', {})] });
+    const r = await post(`/streams/${s}/events`, {
+      expectedRevision: 'no_stream',
+      events: [event('OrderPlaced', { total: 5 }), event('OrderPaid', {})],
+    });
     expect(r.status).toBe(201);
     expect(r.headers['content-type']).toMatch(/^application\/json/);
     expect(r.body).toMatchObject({ streamId: s, firstRevision: 0, lastRevision: 1 });
@@ -61,7 +69,16 @@ describe('append — POST /streams/{streamId}/events', () => {
     expect(read.status).toBe(200);
     expect(read.body.events.map((e: { type: string }) => e.type)).toEqual(['OrderPlaced', 'OrderPaid']);
     const e0 = read.body.events[0];
-    expect(Object.keys(e0).sort()).toEqual(['data', 'id', 'metadata', 'position', 'revision', 'streamId', 'timestamp', 'type']);
+    expect(Object.keys(e0).sort()).toEqual([
+      'data',
+      'id',
+      'metadata',
+      'position',
+      'revision',
+      'streamId',
+      'timestamp',
+      'type',
+    ]);
     expect(e0.data).toEqual({ total: 5 });
     expect(new Date(e0.timestamp).toISOString()).toBe(e0.timestamp);
   });
@@ -97,17 +114,45 @@ describe('append — POST /streams/{streamId}/events', () => {
 
   it('409 wrong_expected_revision with exactly the API.md body', async () => {
     const s = `wer-${randomUUID()}`;
-    const missing = await post(`/streams/${s}/events`, { expectedRevision: 'stream_exists', events: [event('A')] });
+    const missing = await post(`/streams/${s}/events`, {
+      expectedRevision: 'stream_exists',
+      events: [event('A')],
+    });
     expect(missing.status).toBe(409);
-    expect(missing.body).toEqual({ error: 'wrong_expected_revision', streamId: s, expectedRevision: 'stream_exists', actualRevision: -1 });
-    expect((await post(`/streams/${s}/events`, { expectedRevision: 'no_stream', events: [event('A')] })).status).toBe(201);
-    const exists = await post(`/streams/${s}/events`, { expectedRevision: 'no_stream', events: [event('B')] });
-    expect(exists.body).toEqual({ error: 'wrong_expected_revision', streamId: s, expectedRevision: 'no_stream', actualRevision: 0 });
+    expect(missing.body).toEqual({
+      error: 'wrong_expected_revision',
+      streamId: s,
+      expectedRevision: 'stream_exists',
+      actualRevision: -1,
+    });
+    expect(
+      (await post(`/streams/${s}/events`, { expectedRevision: 'no_stream', events: [event('A')] })).status,
+    ).toBe(201);
+    const exists = await post(`/streams/${s}/events`, {
+      expectedRevision: 'no_stream',
+      events: [event('B')],
+    });
+    expect(exists.body).toEqual({
+      error: 'wrong_expected_revision',
+      streamId: s,
+      expectedRevision: 'no_stream',
+      actualRevision: 0,
+    });
     const exact = await post(`/streams/${s}/events`, { expectedRevision: 5, events: [event('B')] });
     expect(exact.status).toBe(409);
-    expect(exact.body).toEqual({ error: 'wrong_expected_revision', streamId: s, expectedRevision: 5, actualRevision: 0 });
-    expect((await post(`/streams/${s}/events`, { expectedRevision: 0, events: [event('B')] })).status).toBe(201);
-    expect((await post(`/streams/${s}/events`, { expectedRevision: 'stream_exists', events: [event('C')] })).status).toBe(201);
+    expect(exact.body).toEqual({
+      error: 'wrong_expected_revision',
+      streamId: s,
+      expectedRevision: 5,
+      actualRevision: 0,
+    });
+    expect((await post(`/streams/${s}/events`, { expectedRevision: 0, events: [event('B')] })).status).toBe(
+      201,
+    );
+    expect(
+      (await post(`/streams/${s}/events`, { expectedRevision: 'stream_exists', events: [event('C')] }))
+        .status,
+    ).toBe(201);
   });
 
   it('concurrent writers with exact expected revisions: exactly one wins per revision', async () => {
@@ -117,14 +162,18 @@ describe('append — POST /streams/{streamId}/events', () => {
     for (let rev = -1; rev < revisions - 1; rev++) {
       const expected = rev < 0 ? 'no_stream' : rev;
       const answers = await Promise.all(
-        Array.from({ length: writers }, (_, w) => post(`/streams/${s}/events`, { expectedRevision: expected, events: [event('Raced', { w, rev })] })),
+        Array.from({ length: writers }, (_, w) =>
+          post(`/streams/${s}/events`, { expectedRevision: expected, events: [event('Raced', { w, rev })] }),
+        ),
       );
       const statuses = answers.map((a) => a.status).sort();
       expect(statuses).toEqual([201, ...Array(writers - 1).fill(409)]);
       for (const a of answers.filter((x) => x.status === 409)) expect(a.body.actualRevision).toBe(rev + 1);
     }
     const read = await client.get(`/streams/${s}?limit=4096`);
-    expect(read.body.events.map((e: { revision: number }) => e.revision)).toEqual(Array.from({ length: revisions }, (_, i) => i));
+    expect(read.body.events.map((e: { revision: number }) => e.revision)).toEqual(
+      Array.from({ length: revisions }, (_, i) => i),
+    );
   });
 
   it.each([
@@ -135,7 +184,15 @@ describe('append — POST /streams/{streamId}/events', () => {
     ['bad expectedRevision', { expectedRevision: 'sometimes', events: [{ type: 'A' }] }],
     ['negative expectedRevision', { expectedRevision: -2, events: [{ type: 'A' }] }],
     ['type not a string', { events: [{ type: 42 }] }],
-    ['duplicate ids in one request', { events: [{ id: '7c9e6679-7425-40de-944b-e07fc1f90ae7', type: 'A' }, { id: '7c9e6679-7425-40de-944b-e07fc1f90ae7', type: 'B' }] }],
+    [
+      'duplicate ids in one request',
+      {
+        events: [
+          { id: '7c9e6679-7425-40de-944b-e07fc1f90ae7', type: 'A' },
+          { id: '7c9e6679-7425-40de-944b-e07fc1f90ae7', type: 'B' },
+        ],
+      },
+    ],
   ])('400 invalid_request for %s', async (_name, body) => {
     const r = await post(`/streams/bad-${randomUUID()}/events`, body);
     expect(r.status).toBe(400);
@@ -144,7 +201,10 @@ describe('append — POST /streams/{streamId}/events', () => {
   });
 
   it('400 for malformed JSON and for a bad stream id', async () => {
-    const bad = await client.send('POST', `/streams/json-${randomUUID()}/events`, { rawBody: '{"events": [', headers: { 'content-type': 'application/json' } });
+    const bad = await client.send('POST', `/streams/json-${randomUUID()}/events`, {
+      rawBody: '{"events": [',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(bad.status).toBe(400);
     expect(bad.body.error).toBe('invalid_request');
     for (const id of ['has space', 'a/b', '$reserved', 'x'.repeat(257), 'ünïcode']) {
@@ -155,17 +215,27 @@ describe('append — POST /streams/{streamId}/events', () => {
 
   it('413 payload_too_large: declared body over 4 MiB, more than 1,000 events, one event over 1 MiB', async () => {
     const leader = await h.waitForLeader();
-    const raw = await rawRequest(leader.httpPort, `POST /streams/big/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${5 * MiB}\r\n\r\n{"events":[`);
+    const raw = await rawRequest(
+      leader.httpPort,
+      `POST /streams/big/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${5 * MiB}\r\n\r\n{"events":[`,
+    );
     expect(raw.status).toBe(413);
     expect(JSON.parse(raw.body)).toMatchObject({ error: 'payload_too_large' });
-    const many = await post(`/streams/many-${randomUUID()}/events`, { events: Array.from({ length: 1001 }, () => ({ type: 'A' })) });
+    const many = await post(`/streams/many-${randomUUID()}/events`, {
+      events: Array.from({ length: 1001 }, () => ({ type: 'A' })),
+    });
     expect([many.status, many.body.error]).toEqual([413, 'payload_too_large']);
-    const huge = await post(`/streams/huge-${randomUUID()}/events`, { events: [{ type: 'A', data: { s: 'x'.repeat(MiB + 10) } }] });
+    const huge = await post(`/streams/huge-${randomUUID()}/events`, {
+      events: [{ type: 'A', data: { s: 'x'.repeat(MiB + 10) } }],
+    });
     expect([huge.status, huge.body.error]).toEqual([413, 'payload_too_large']);
   });
 
   it('415 for a body that is not JSON', async () => {
-    const r = await client.send('POST', `/streams/ct-${randomUUID()}/events`, { rawBody: 'events=1', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    const r = await client.send('POST', `/streams/ct-${randomUUID()}/events`, {
+      rawBody: 'events=1',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
     expect(r.status).toBe(415);
   });
 });
@@ -173,7 +243,13 @@ describe('append — POST /streams/{streamId}/events', () => {
 describe('reads — GET /streams/{streamId} and /streams/$all', () => {
   const s = `read-${randomUUID()}`;
   beforeAll(async () => {
-    expect((await post(`/streams/${s}/events`, { events: Array.from({ length: 10 }, (_, i) => event(i % 2 ? 'Odd' : 'Even', { i })) })).status).toBe(201);
+    expect(
+      (
+        await post(`/streams/${s}/events`, {
+          events: Array.from({ length: 10 }, (_, i) => event(i % 2 ? 'Odd' : 'Even', { i })),
+        })
+      ).status,
+    ).toBe(201);
   });
 
   it('pages forward and backward with next', async () => {
@@ -193,11 +269,14 @@ describe('reads — GET /streams/{streamId} and /streams/$all', () => {
     expect(r.body.error).toBe('stream_not_found');
   });
 
-  it.each(['limit=0', 'limit=4097', 'limit=abc', 'from=-1', 'direction=sideways', 'consistency=eventual'])('400 for bad query %s', async (q) => {
-    const r = await client.get(`/streams/${s}?${q}`);
-    expect(r.status).toBe(400);
-    expect(r.body.error).toBe('invalid_request');
-  });
+  it.each(['limit=0', 'limit=4097', 'limit=abc', 'from=-1', 'direction=sideways', 'consistency=eventual'])(
+    '400 for bad query %s',
+    async (q) => {
+      const r = await client.get(`/streams/${s}?${q}`);
+      expect(r.status).toBe(400);
+      expect(r.body.error).toBe('invalid_request');
+    },
+  );
 
   it('$all with type and stream-prefix filters', async () => {
     const all = await client.get(`/streams/$all?streamPrefix=${s}&types=Odd&limit=4096`);
@@ -218,10 +297,16 @@ describe('reads — GET /streams/{streamId} and /streams/$all', () => {
   });
 
   it('linearizable read on a follower answers 307 to the leader; local reads are served there', async () => {
-    const { r, leader } = await onFollower((f) => request('GET', `${f.url}/streams/${s}?limit=2`), (r, l) => r.status === 307 && r.headers['raft-leader'] === l.id);
+    const { r, leader } = await onFollower(
+      (f) => request('GET', `${f.url}/streams/${s}?limit=2`),
+      (r, l) => r.status === 307 && r.headers['raft-leader'] === l.id,
+    );
     expect(r.headers.location).toBe(`${leader.url}/streams/${s}?limit=2`);
     expect(r.headers['raft-leader']).toBe(leader.id);
-    const local = await onFollower((f) => request('GET', `${f.url}/streams/${s}?consistency=local`), (r) => r.status === 200 && r.body.events.length === 10);
+    const local = await onFollower(
+      (f) => request('GET', `${f.url}/streams/${s}?consistency=local`),
+      (r) => r.status === 200 && r.body.events.length === 10,
+    );
     expect(local.r.body.lastRevision).toBe(9);
   });
 });
@@ -259,7 +344,9 @@ describe('subscriptions — Server-Sent Events', () => {
     try {
       await sub.opened;
       expect(sub.status).toBe(200);
-      await post(`/streams/${prefix}-1/events`, { events: [event('Keep', { n: 1 }), event('Drop'), event('Keep', { n: 2 })] });
+      await post(`/streams/${prefix}-1/events`, {
+        events: [event('Keep', { n: 1 }), event('Drop'), event('Keep', { n: 2 })],
+      });
       await waitFor('2 filtered events', () => sub.envelopes().length >= 2);
       const got = sub.envelopes();
       expect(got.map((e) => e.data)).toEqual([{ n: 1 }, { n: 2 }]);
@@ -273,14 +360,20 @@ describe('subscriptions — Server-Sent Events', () => {
   it('400 for a bad Last-Event-ID or from', async () => {
     const node = h.running()[0];
     expect((await request('GET', `${node.url}/streams/x/subscribe?from=abc`)).status).toBe(400);
-    expect((await request('GET', `${node.url}/streams/$all/subscribe`, { headers: { 'Last-Event-ID': 'nope' } })).status).toBe(400);
+    expect(
+      (await request('GET', `${node.url}/streams/$all/subscribe`, { headers: { 'Last-Event-ID': 'nope' } }))
+        .status,
+    ).toBe(400);
   });
 });
 
 describe('projections', () => {
   const s = `proj-${randomUUID()}`;
   beforeAll(async () => {
-    expect((await post(`/streams/${s}/events`, { events: [event('Made'), event('Made'), event('Changed')] })).status).toBe(201);
+    expect(
+      (await post(`/streams/${s}/events`, { events: [event('Made'), event('Made'), event('Changed')] }))
+        .status,
+    ).toBe(201);
   });
 
   it('lists the built-ins with status, position and lag', async () => {
@@ -329,11 +422,23 @@ describe('cluster administration', () => {
       const view = await request('GET', `${l.url}/cluster`);
       return view.status === 200 && view.body.role === 'leader' ? { r: view, leader: l } : undefined;
     });
-    expect(r.body).toMatchObject({ nodeId: leader.id, role: 'leader', leaderId: leader.id, leaderUrl: leader.url });
-    for (const k of ['term', 'commitIndex', 'appliedIndex', 'lastLogIndex']) expect(typeof r.body[k]).toBe('number');
+    expect(r.body).toMatchObject({
+      nodeId: leader.id,
+      role: 'leader',
+      leaderId: leader.id,
+      leaderUrl: leader.url,
+    });
+    for (const k of ['term', 'commitIndex', 'appliedIndex', 'lastLogIndex'])
+      expect(typeof r.body[k]).toBe('number');
     expect(r.body.snapshot).toEqual({ index: expect.any(Number), term: expect.any(Number) });
     expect(r.body.members).toHaveLength(3);
-    for (const m of r.body.members) expect(m).toMatchObject({ id: expect.any(String), httpUrl: expect.any(String), raftAddress: expect.any(String), voter: true });
+    for (const m of r.body.members)
+      expect(m).toMatchObject({
+        id: expect.any(String),
+        httpUrl: expect.any(String),
+        raftAddress: expect.any(String),
+        voter: true,
+      });
   });
 
   it('POST /cluster/snapshot takes a snapshot', async () => {
@@ -350,14 +455,19 @@ describe('cluster administration', () => {
     expect(r.status).toBe(200);
     expect(r.body.leaderId).toBe(to);
     await h.waitForLeader();
-    expect((await client.send('POST', '/cluster/leadership-transfer', { body: { to: 'nobody' } })).status).toBe(400);
+    expect(
+      (await client.send('POST', '/cluster/leadership-transfer', { body: { to: 'nobody' } })).status,
+    ).toBe(400);
   });
 
   it('400 for a bad member body; 404 for removing a stranger; 307 from a follower', async () => {
     const bad = await client.send('POST', '/cluster/members', { body: { id: 'n9' } });
     expect([bad.status, bad.body.error]).toEqual([400, 'invalid_request']);
     expect((await client.send('DELETE', '/cluster/members/stranger')).status).toBe(404);
-    const { r } = await onFollower((f) => request('DELETE', `${f.url}/cluster/members/stranger`), (r) => r.status === 307);
+    const { r } = await onFollower(
+      (f) => request('DELETE', `${f.url}/cluster/members/stranger`),
+      (r) => r.status === 307,
+    );
     expect(r.headers['raft-leader']).toBeDefined();
   });
 });
@@ -373,11 +483,20 @@ describe('operations', () => {
     const metrics = await request('GET', `${n.url}/metrics`);
     expect(metrics.status).toBe(200);
     expect(metrics.headers['content-type']).toMatch(/^text\/plain/);
-    for (const name of ['raft_term', 'raft_commit_index', 'raft_applied_index', 'raft_persist_seconds', 'http_requests_total']) expect(metrics.text).toContain(name);
+    for (const name of [
+      'raft_term',
+      'raft_commit_index',
+      'raft_applied_index',
+      'raft_persist_seconds',
+      'http_requests_total',
+    ])
+      expect(metrics.text).toContain(name);
     expect((await request('GET', `${n.url}/docs`)).status).toBe(200);
     const doc = await request('GET', `${n.url}/docs-json`);
     expect(doc.status).toBe(200);
-    expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/streams/{streamId}/events', '/streams/$all', '/cluster', '/projections']));
+    expect(Object.keys(doc.body.paths)).toEqual(
+      expect.arrayContaining(['/streams/{streamId}/events', '/streams/$all', '/cluster', '/projections']),
+    );
   });
 
   it('404 in API shape for an unknown route', async () => {

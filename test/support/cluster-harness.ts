@@ -99,7 +99,11 @@ export interface WaitOptions {
 }
 
 /** Polls `check` until it returns a value other than undefined/false, or fails naming `what`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, opts: WaitOptions = {}): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  opts: WaitOptions = {},
+): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const intervalMs = opts.intervalMs ?? 100;
   const deadline = Date.now() + timeoutMs;
@@ -154,7 +158,10 @@ export class ClusterHarness {
 
   /** `id=raftHost:port/httpUrl,…` for the given nodes. */
   initialCluster(ids: string[]): string {
-    return ids.map((id) => this.node(id)).map((n) => `${n.id}=${n.raftAddress}/${n.url}`).join(',');
+    return ids
+      .map((id) => this.node(id))
+      .map((n) => `${n.id}=${n.raftAddress}/${n.url}`)
+      .join(',');
   }
 
   /** Starts a node in join mode (INITIAL_CLUSTER empty): it waits to be added with POST /cluster/members. */
@@ -246,7 +253,8 @@ export class ClusterHarness {
         const leaders = new Set(views.map((v) => v!.leaderId));
         if (leaders.size !== 1) return undefined;
         const id = views[0]!.leaderId;
-        if (!id || id === opts.not || !this.nodes.has(id) || this.node(id).state !== 'running') return undefined;
+        if (!id || id === opts.not || !this.nodes.has(id) || this.node(id).state !== 'running')
+          return undefined;
         const lv = views.find((v) => v!.nodeId === id) ?? (await this.clusterView(id));
         return lv && lv.role === 'leader' ? id : undefined;
       },
@@ -275,13 +283,16 @@ export class ClusterHarness {
   /** Log lines of `id` since its latest (re)start. */
   logsSinceStart(id: string): string[] {
     const logs = this.node(id).logs;
-    for (let i = logs.length - 1; i >= 0; i--) if (logs[i].startsWith(`[harness] ${id} started`)) return logs.slice(i + 1);
+    for (let i = logs.length - 1; i >= 0; i--)
+      if (logs[i].startsWith(`[harness] ${id} started`)) return logs.slice(i + 1);
     return logs;
   }
 
   /** The last lines of every node's log, for failure messages. */
   tail(lines = 30): string {
-    return [...this.nodes.values()].map((n) => `--- ${n.id} (${n.state}) ---\n${n.logs.slice(-lines).join('\n')}`).join('\n');
+    return [...this.nodes.values()]
+      .map((n) => `--- ${n.id} (${n.state}) ---\n${n.logs.slice(-lines).join('\n')}`)
+      .join('\n');
   }
 
   /** Ends every process by PID (SIGKILL) and removes the data directories. Safe to call twice. */
@@ -332,7 +343,11 @@ export class ClusterHarness {
 
   private async spawnNode(n: ClusterNode): Promise<void> {
     const env: Record<string, string> = { PATH: process.env.PATH ?? '', ...n.env };
-    const child = spawn(process.execPath, [nodeMain], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [nodeMain], {
+      cwd: repoRoot,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     if (!child.pid) throw new Error(`could not start node ${n.id}`);
     live.add(child);
     n.child = child;
@@ -359,7 +374,8 @@ export class ClusterHarness {
     await waitFor(
       `node ${n.id} to answer GET /health`,
       async () => {
-        if (n.child !== child || n.state === 'exited') throw new Error(`node ${n.id} exited during start-up (${n.exitCodes.at(-1)})`);
+        if (n.child !== child || n.state === 'exited')
+          throw new Error(`node ${n.id} exited during start-up (${n.exitCodes.at(-1)})`);
         const r = await getJson(`${n.url}/health`, 2000).catch(() => null);
         return r?.status === 200;
       },
@@ -382,9 +398,13 @@ export class ClusterHarness {
 
   private waitExit(n: ClusterNode): Promise<void> {
     const child = n.child;
-    if (!child || n.state === 'exited' || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    if (!child || n.state === 'exited' || child.exitCode !== null || child.signalCode !== null)
+      return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`node ${n.id} (pid ${child.pid}) did not exit within ${exitTimeoutMs} ms`)), exitTimeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`node ${n.id} (pid ${child.pid}) did not exit within ${exitTimeoutMs} ms`)),
+        exitTimeoutMs,
+      );
       child.once('exit', () => {
         clearTimeout(timer);
         resolve();

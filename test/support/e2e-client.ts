@@ -106,7 +106,11 @@ export class E2EClient {
    * Sends a request until the answer is not transient (307 is followed; 503/504 and network errors are
    * retried on the next node with the same body — appends with event ids are idempotent).
    */
-  async send(method: string, path: string, opts: RequestOptions & RetryOptions & { startAt?: string } = {}): Promise<HttpResult> {
+  async send(
+    method: string,
+    path: string,
+    opts: RequestOptions & RetryOptions & { startAt?: string } = {},
+  ): Promise<HttpResult> {
     const attempts = opts.attempts ?? 200;
     const deadline = Date.now() + (opts.timeoutMs ?? 90_000);
     let target: string | null = opts.startAt ? opts.startAt + path : null;
@@ -116,7 +120,10 @@ export class E2EClient {
       const url = target ?? this.pick(i) + path;
       target = null;
       try {
-        const r = await request(method, url, { ...opts, timeoutMs: opts.attemptTimeoutMs ?? attemptTimeoutMsDefault });
+        const r = await request(method, url, {
+          ...opts,
+          timeoutMs: opts.attemptTimeoutMs ?? attemptTimeoutMsDefault,
+        });
         this.seen.push(r.status);
         last = r;
         if (r.status === 307 && r.headers.location) {
@@ -134,7 +141,11 @@ export class E2EClient {
     );
   }
 
-  append(streamId: string, body: AppendBody, opts: RetryOptions & { startAt?: string } = {}): Promise<HttpResult> {
+  append(
+    streamId: string,
+    body: AppendBody,
+    opts: RetryOptions & { startAt?: string } = {},
+  ): Promise<HttpResult> {
     return this.send('POST', `/streams/${encodeURIComponent(streamId)}/events`, { ...opts, body });
   }
 
@@ -150,29 +161,46 @@ export class E2EClient {
   }
 
   /** Every event of $all from one node (local reads: what that node applied), paging until the end. */
-  async readAllFrom(nodeUrl: string, consistency: 'local' | 'linearizable' = 'local', pageLimit = 1000): Promise<Envelope[]> {
+  async readAllFrom(
+    nodeUrl: string,
+    consistency: 'local' | 'linearizable' = 'local',
+    pageLimit = 1000,
+  ): Promise<Envelope[]> {
     const out: Envelope[] = [];
     let from = 0;
     for (let page = 0; page < 100_000; page++) {
-      const r = await this.send('GET', `/streams/$all?from=${from}&limit=${pageLimit}&consistency=${consistency}`, {
-        startAt: nodeUrl,
-        attempts: 50,
-      });
+      const r = await this.send(
+        'GET',
+        `/streams/$all?from=${from}&limit=${pageLimit}&consistency=${consistency}`,
+        {
+          startAt: nodeUrl,
+          attempts: 50,
+        },
+      );
       if (r.status !== 200) throw new Error(`GET $all from ${nodeUrl} answered ${r.status}: ${r.text}`);
       out.push(...(r.body.events as Envelope[]));
       if (r.body.next === null || r.body.next === undefined) return out;
-      if (r.body.next <= from) throw new Error(`$all paging did not advance: from ${from} next ${r.body.next}`);
+      if (r.body.next <= from)
+        throw new Error(`$all paging did not advance: from ${from} next ${r.body.next}`);
       from = r.body.next;
     }
     throw new Error('$all paging did not end');
   }
 
   /** Every event of one stream from one node. */
-  async readStreamFrom(nodeUrl: string, streamId: string, consistency: 'local' | 'linearizable' = 'local'): Promise<Envelope[] | null> {
+  async readStreamFrom(
+    nodeUrl: string,
+    streamId: string,
+    consistency: 'local' | 'linearizable' = 'local',
+  ): Promise<Envelope[] | null> {
     const out: Envelope[] = [];
     let from = 0;
     for (let page = 0; page < 100_000; page++) {
-      const r = await this.send('GET', `/streams/${encodeURIComponent(streamId)}?from=${from}&limit=1000&consistency=${consistency}`, { startAt: nodeUrl, attempts: 50 });
+      const r = await this.send(
+        'GET',
+        `/streams/${encodeURIComponent(streamId)}?from=${from}&limit=1000&consistency=${consistency}`,
+        { startAt: nodeUrl, attempts: 50 },
+      );
       if (r.status === 404) return null;
       if (r.status !== 200) throw new Error(`GET ${streamId} answered ${r.status}: ${r.text}`);
       out.push(...(r.body.events as Envelope[]));
@@ -277,11 +305,14 @@ export class SseReader {
 
   /** Parsed envelopes of the data messages received so far (error events excluded). */
   envelopes(): Envelope[] {
-    return this.messages.filter((m) => m.event === null || m.event === 'message').map((m) => JSON.parse(m.data) as Envelope);
+    return this.messages
+      .filter((m) => m.event === null || m.event === 'message')
+      .map((m) => JSON.parse(m.data) as Envelope);
   }
 
   lastId(): string | null {
-    for (let i = this.messages.length - 1; i >= 0; i--) if (this.messages[i].id !== null) return this.messages[i].id;
+    for (let i = this.messages.length - 1; i >= 0; i--)
+      if (this.messages[i].id !== null) return this.messages[i].id;
     return null;
   }
 

@@ -43,7 +43,11 @@ export class WriteLoad {
   /** Waits until at least `n` more events were acknowledged than when called (bounded). */
   async waitAcked(n: number, timeoutMs = 120_000): Promise<void> {
     const target = this.acked.length + n;
-    await waitFor(`${target} acknowledged appends (have ${this.acked.length})`, () => this.acked.length >= target, { timeoutMs, intervalMs: 50 });
+    await waitFor(
+      `${target} acknowledged appends (have ${this.acked.length})`,
+      () => this.acked.length >= target,
+      { timeoutMs, intervalMs: 50 },
+    );
   }
 
   private async work(w: number): Promise<void> {
@@ -53,8 +57,13 @@ export class WriteLoad {
       const streamId = this.opts.streams[(w + i) % this.opts.streams.length];
       const id = randomUUID();
       try {
-        const r = await this.client.append(streamId, { events: [{ id, type: 'LoadEvent', data: { w, i } }] }, { timeoutMs: 120_000, attempts: 1000 });
-        if (r.status === 201) this.acked.push({ id, streamId, position: r.body.firstPosition, revision: r.body.firstRevision });
+        const r = await this.client.append(
+          streamId,
+          { events: [{ id, type: 'LoadEvent', data: { w, i } }] },
+          { timeoutMs: 120_000, attempts: 1000 },
+        );
+        if (r.status === 201)
+          this.acked.push({ id, streamId, position: r.body.firstPosition, revision: r.body.firstRevision });
         else this.rejected.push({ status: r.status, text: r.text });
       } catch {
         this.unknown.push(id);
@@ -68,7 +77,11 @@ export class WriteLoad {
  * The whole $all of every running node once they all applied the same commit index: identical lists,
  * gapless positions, every id once. Returns the common list.
  */
-export async function convergedAll(h: ClusterHarness, client: E2EClient, timeoutMs = 120_000): Promise<Envelope[]> {
+export async function convergedAll(
+  h: ClusterHarness,
+  client: E2EClient,
+  timeoutMs = 120_000,
+): Promise<Envelope[]> {
   let lists: Envelope[][] = [];
   await waitFor(
     'every running node to hold the same $all',
@@ -83,7 +96,9 @@ export async function convergedAll(h: ClusterHarness, client: E2EClient, timeout
     },
     { timeoutMs, intervalMs: 250 },
   ).catch((err: Error) => {
-    const summary = lists.map((l, i) => `${h.running()[i]?.id}: ${l.length} events, last position ${l.at(-1)?.position}`).join('; ');
+    const summary = lists
+      .map((l, i) => `${h.running()[i]?.id}: ${l.length} events, last position ${l.at(-1)?.position}`)
+      .join('; ');
     throw new Error(`${err.message} (${summary})\n${h.tail(10)}`);
   });
   const all = lists[0];
@@ -100,9 +115,14 @@ export function assertAckedPresent(acked: Acked[], all: Envelope[]): void {
   const byId = new Map(all.map((e) => [e.id, e]));
   for (const a of acked) {
     const e = byId.get(a.id);
-    if (!e) throw new Error(`acknowledged event ${a.id} (${a.streamId}@${a.revision}, position ${a.position}) is missing`);
+    if (!e)
+      throw new Error(
+        `acknowledged event ${a.id} (${a.streamId}@${a.revision}, position ${a.position}) is missing`,
+      );
     if (e.position !== a.position || e.revision !== a.revision || e.streamId !== a.streamId) {
-      throw new Error(`event ${a.id} acknowledged at ${a.streamId}@${a.revision}/${a.position} but stored at ${e.streamId}@${e.revision}/${e.position}`);
+      throw new Error(
+        `event ${a.id} acknowledged at ${a.streamId}@${a.revision}/${a.position} but stored at ${e.streamId}@${e.revision}/${e.position}`,
+      );
     }
   }
 }
@@ -129,7 +149,12 @@ export function rawRequest(port: number, payload: Buffer | string, waitMs = 5000
       const text = Buffer.concat(chunks).toString('latin1');
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
       const split = text.indexOf('\r\n\r\n');
-      resolve({ status: m ? Number(m[1]) : null, head: split >= 0 ? text.slice(0, split) : text, body: split >= 0 ? text.slice(split + 4) : '', closed });
+      resolve({
+        status: m ? Number(m[1]) : null,
+        head: split >= 0 ? text.slice(0, split) : text,
+        body: split >= 0 ? text.slice(split + 4) : '',
+        closed,
+      });
     };
     const timer = setTimeout(finish, waitMs);
     socket.on('data', (c) => chunks.push(c));

@@ -48,10 +48,13 @@ const nodeIdPattern = /^[A-Za-z0-9._-]{1,64}$/;
 const hostPortPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const hostPort = z.string().regex(hostPortPattern, 'expected host:port, e.g. 127.0.0.1:2114').refine((v) => {
-  const port = Number(v.slice(v.lastIndexOf(':') + 1));
-  return port >= 1 && port <= 65535;
-}, 'port must be 1-65535');
+const hostPort = z
+  .string()
+  .regex(hostPortPattern, 'expected host:port, e.g. 127.0.0.1:2114')
+  .refine((v) => {
+    const port = Number(v.slice(v.lastIndexOf(':') + 1));
+    return port >= 1 && port <= 65535;
+  }, 'port must be 1-65535');
 
 /** Every variable, its schema and default. Keys are the environment names; flags are their kebab-case forms. */
 const schema = z.object({
@@ -90,7 +93,8 @@ export function parseFlags(argv: readonly string[]): Record<string, string> {
     const eq = arg.indexOf('=');
     const flag = eq >= 0 ? arg.slice(0, eq) : arg;
     const variable = byFlag.get(flag);
-    if (!variable) throw new ConfigError(arg, `unknown argument; known flags: ${[...byFlag.keys()].join(' ')}`);
+    if (!variable)
+      throw new ConfigError(arg, `unknown argument; known flags: ${[...byFlag.keys()].join(' ')}`);
     if (eq >= 0) out[variable] = arg.slice(eq + 1);
     else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[variable] = argv[++i];
     else out[variable] = 'true';
@@ -109,20 +113,27 @@ function splitHostPort(addr: string): { host: string; port: number } {
 }
 
 /** `id=raftHost:port/httpUrl,…` → addresses by id, in the given order. */
-export function parseInitialCluster(value: string): { ids: string[]; addresses: Record<string, MemberAddress> } {
+export function parseInitialCluster(value: string): {
+  ids: string[];
+  addresses: Record<string, MemberAddress>;
+} {
   const ids: string[] = [];
   const addresses: Record<string, MemberAddress> = {};
   for (const part of value.split(',').map((s) => s.trim())) {
     if (part === '') continue;
     const eq = part.indexOf('=');
     const slash = part.indexOf('/', eq + 1);
-    if (eq <= 0 || slash < 0) throw new ConfigError('INITIAL_CLUSTER', `"${part}" is not id=raftHost:port/httpUrl`);
+    if (eq <= 0 || slash < 0)
+      throw new ConfigError('INITIAL_CLUSTER', `"${part}" is not id=raftHost:port/httpUrl`);
     const id = part.slice(0, eq);
     const raftAddress = part.slice(eq + 1, slash);
     const httpUrl = part.slice(slash + 1).replace(/\/+$/, '');
-    if (!nodeIdPattern.test(id)) throw new ConfigError('INITIAL_CLUSTER', `node id "${id}" must be 1-64 characters from [A-Za-z0-9._-]`);
-    if (!hostPort.safeParse(raftAddress).success) throw new ConfigError('INITIAL_CLUSTER', `"${raftAddress}" (of ${id}) is not a raft host:port`);
-    if (!/^https?:\/\/[^/\s]+$/.test(httpUrl)) throw new ConfigError('INITIAL_CLUSTER', `"${httpUrl}" (of ${id}) is not an http(s)://host:port URL`);
+    if (!nodeIdPattern.test(id))
+      throw new ConfigError('INITIAL_CLUSTER', `node id "${id}" must be 1-64 characters from [A-Za-z0-9._-]`);
+    if (!hostPort.safeParse(raftAddress).success)
+      throw new ConfigError('INITIAL_CLUSTER', `"${raftAddress}" (of ${id}) is not a raft host:port`);
+    if (!/^https?:\/\/[^/\s]+$/.test(httpUrl))
+      throw new ConfigError('INITIAL_CLUSTER', `"${httpUrl}" (of ${id}) is not an http(s)://host:port URL`);
     if (addresses[id]) throw new ConfigError('INITIAL_CLUSTER', `node id "${id}" appears twice`);
     ids.push(id);
     addresses[id] = { raftAddress, httpUrl };
@@ -131,7 +142,10 @@ export function parseInitialCluster(value: string): { ids: string[]; addresses: 
 }
 
 /** Validates env + flags once; throws ConfigError naming the variable. */
-export function loadConfig(env: Readonly<Record<string, string | undefined>>, argv: readonly string[] = []): AppConfig {
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  argv: readonly string[] = [],
+): AppConfig {
   const input: Record<string, string | undefined> = {};
   for (const v of variables) input[v] = env[v];
   Object.assign(input, parseFlags(argv));
@@ -149,7 +163,10 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
   const http = splitHostPort(raw.HTTP_ADDR);
   const raft = splitHostPort(raw.RAFT_ADDR);
   if (!isLoopbackHost(raft.host) && !raw.CLUSTER_SECRET) {
-    throw new ConfigError('CLUSTER_SECRET', `required because RAFT_ADDR ${raw.RAFT_ADDR} is not a loopback address`);
+    throw new ConfigError(
+      'CLUSTER_SECRET',
+      `required because RAFT_ADDR ${raw.RAFT_ADDR} is not a loopback address`,
+    );
   }
   const ownHttpUrl = `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}`;
   let initialCluster: ConfigState | null;
@@ -197,7 +214,10 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     eventBytesMax: raw.EVENT_BYTES_MAX,
   };
   if (config.eventBytesMax > config.appendBodyBytesMax) {
-    throw new ConfigError('EVENT_BYTES_MAX', `must not exceed APPEND_BODY_BYTES_MAX (${config.appendBodyBytesMax})`);
+    throw new ConfigError(
+      'EVENT_BYTES_MAX',
+      `must not exceed APPEND_BODY_BYTES_MAX (${config.appendBodyBytesMax})`,
+    );
   }
   return config;
 }

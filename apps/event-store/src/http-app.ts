@@ -26,7 +26,12 @@ export interface HttpApp {
  * append fast path. Resolves once the server listens. main.ts loads this module only after the Raft node
  * started, so the node elects and catches up while NestJS loads. `phase(name)` marks each step's end.
  */
-export async function startHttp(config: AppConfig, runtime: NodeRuntime, logger: ConsoleLogger, phase: (name: string) => void): Promise<HttpApp> {
+export async function startHttp(
+  config: AppConfig,
+  runtime: NodeRuntime,
+  logger: ConsoleLogger,
+  phase: (name: string) => void,
+): Promise<HttpApp> {
   const adapter = new FastifyAdapter({
     bodyLimit: config.appendBodyBytesMax,
     routerOptions: { maxParamLength: 1024 },
@@ -36,7 +41,10 @@ export async function startHttp(config: AppConfig, runtime: NodeRuntime, logger:
     onConstructorPoisoning: 'error',
     frameworkErrors,
   });
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRuntime(runtime), adapter, { logger, bufferLogs: false });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRuntime(runtime), adapter, {
+    logger,
+    bufferLogs: false,
+  });
   phase('nest-create');
   // @nestjs/platform-fastify carries its own fastify copy; the hooks only use the stable hook API.
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
@@ -52,12 +60,18 @@ export async function startHttp(config: AppConfig, runtime: NodeRuntime, logger:
     .setDescription('Replicated event store on Raft — HTTP API contract v1 (API.md)')
     .setVersion('1')
     .build();
-  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), { ui: false, jsonDocumentUrl: 'docs-json', yamlDocumentUrl: 'docs-yaml' });
+  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), {
+    ui: false,
+    jsonDocumentUrl: 'docs-json',
+    yamlDocumentUrl: 'docs-yaml',
+  });
   serveDocsUi(fastify, '/docs-json');
   phase('docs');
   await app.init();
   phase('nest-init');
-  new AppendFastPath(app.get(StreamsService), runtime, config.appendBodyBytesMax, (m, r, s) => metrics.countRequest(m, r, s)).install(app.getHttpServer());
+  new AppendFastPath(app.get(StreamsService), runtime, config.appendBodyBytesMax, (m, r, s) =>
+    metrics.countRequest(m, r, s),
+  ).install(app.getHttpServer());
   await app.listen(config.httpPort, config.httpHost);
   phase('listen');
   return {

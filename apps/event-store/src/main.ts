@@ -37,7 +37,12 @@ async function bootstrap(): Promise<void> {
     t = now;
   };
   const config = readConfig();
-  const logger = new ConsoleLogger(config.nodeId, { logLevels: levels[config.logLevel], prefix: `es ${config.nodeId}`, colors: process.stdout.isTTY === true, timestamp: false });
+  const logger = new ConsoleLogger(config.nodeId, {
+    logLevels: levels[config.logLevel],
+    prefix: `es ${config.nodeId}`,
+    colors: process.stdout.isTTY === true,
+    timestamp: false,
+  });
   const runtime = await NodeRuntime.open(config, {
     log: (m) => logger.log(m, 'raft'),
     warn: (m) => logger.warn(m, 'raft'),
@@ -50,8 +55,14 @@ async function bootstrap(): Promise<void> {
   const { startHttp } = await import('./http-app');
   phase('http-modules');
   const app = await startHttp(config, runtime, logger, phase);
-  logger.log(`node ${config.nodeId} started in ${performance.now().toFixed(0)} ms: ${phases.map(([n, ms]) => `${n} ${ms.toFixed(0)}`).join(', ')} (ms)`, 'main');
-  logger.log(`node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`, 'main');
+  logger.log(
+    `node ${config.nodeId} started in ${performance.now().toFixed(0)} ms: ${phases.map(([n, ms]) => `${n} ${ms.toFixed(0)}`).join(', ')} (ms)`,
+    'main',
+  );
+  logger.log(
+    `node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`,
+    'main',
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

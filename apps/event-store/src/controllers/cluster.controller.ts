@@ -16,7 +16,9 @@ export class ClusterController {
 
   @Post('members')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Add a node: joins as learner, catches up, then is promoted by joint consensus (leader only)' })
+  @ApiOperation({
+    summary: 'Add a node: joins as learner, catches up, then is promoted by joint consensus (leader only)',
+  })
   @ZodBody(addMemberSchema)
   add(@Body(new ZodPipe(addMemberSchema, 'body')) dto: AddMemberDto) {
     return this.cluster.addMember(dto);

@@ -20,15 +20,28 @@ export class OpsController {
   }
 
   @Get('ready')
-  @ApiOperation({ summary: 'Member of a cluster with a known leader, applied up to the commit index seen at start (503 otherwise)' })
+  @ApiOperation({
+    summary:
+      'Member of a cluster with a known leader, applied up to the commit index seen at start (503 otherwise)',
+  })
   ready() {
     const s = this.rt.node.status();
     const c = s.config;
     const member = [...c.voters, ...c.outgoing, ...c.learners].includes(this.rt.config.nodeId);
-    const checks = { member, leaderKnown: s.leaderId !== null, caughtUp: s.caughtUp, storageOk: s.storageFailed === null };
-    if (Object.values(checks).every(Boolean)) return { ready: true, nodeId: this.rt.config.nodeId, leaderId: s.leaderId, ...checks };
-    const failing = Object.entries(checks).filter(([, ok]) => !ok).map(([k]) => k);
-    throw new ApiError(503, 'unavailable', `not ready: ${failing.join(', ')} false`, checks, { 'Retry-After': '1' });
+    const checks = {
+      member,
+      leaderKnown: s.leaderId !== null,
+      caughtUp: s.caughtUp,
+      storageOk: s.storageFailed === null,
+    };
+    if (Object.values(checks).every(Boolean))
+      return { ready: true, nodeId: this.rt.config.nodeId, leaderId: s.leaderId, ...checks };
+    const failing = Object.entries(checks)
+      .filter(([, ok]) => !ok)
+      .map(([k]) => k);
+    throw new ApiError(503, 'unavailable', `not ready: ${failing.join(', ')} false`, checks, {
+      'Retry-After': '1',
+    });
   }
 
   @Get('metrics')

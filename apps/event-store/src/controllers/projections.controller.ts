@@ -24,13 +24,19 @@ export class ProjectionsController {
   @Get(':name/:key')
   @ApiOperation({ summary: "One partition's state (404 if none)" })
   @ZodQuery(consistencyQuerySchema)
-  partition(@Param('name') name: string, @Param('key') key: string, @Query(new ZodPipe(consistencyQuerySchema, 'query')) q: ConsistencyQuery) {
+  partition(
+    @Param('name') name: string,
+    @Param('key') key: string,
+    @Query(new ZodPipe(consistencyQuerySchema, 'query')) q: ConsistencyQuery,
+  ) {
     return this.projections.partition(name, key, q.consistency);
   }
 
   @Post(':name/reset')
   @HttpCode(202)
-  @ApiOperation({ summary: 'Rebuild the projection by replaying from position 0 (progress in GET /projections)' })
+  @ApiOperation({
+    summary: 'Rebuild the projection by replaying from position 0 (progress in GET /projections)',
+  })
   reset(@Param('name') name: string) {
     return this.projections.reset(name);
   }

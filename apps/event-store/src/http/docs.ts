@@ -28,7 +28,10 @@ export function serveDocsUi(fastify: FastifyInstance, jsonUrl: string): void {
   fastify.get<{ Params: { file: string } }>('/docs/:file', (req, reply) => {
     const type = assets[req.params.file];
     if (!type) {
-      reply.code(404).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify({ error: 'not_found', message: `no file ${req.params.file} under /docs` }));
+      reply
+        .code(404)
+        .header('content-type', 'application/json; charset=utf-8')
+        .send(JSON.stringify({ error: 'not_found', message: `no file ${req.params.file} under /docs` }));
       return;
     }
     let body = cache.get(req.params.file);

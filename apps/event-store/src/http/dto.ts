@@ -18,10 +18,16 @@ const nonNegativeInt = z
   .transform(Number)
   .refine(Number.isSafeInteger, 'must be a safe integer');
 
-export const expectedRevisionSchema = z.union([z.enum(['any', 'no_stream', 'stream_exists']), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]);
+export const expectedRevisionSchema = z.union([
+  z.enum(['any', 'no_stream', 'stream_exists']),
+  z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+]);
 
 export const appendEventSchema = z.object({
-  id: z.string().optional().describe('UUID chosen by the client (any version); assigned by the server when absent'),
+  id: z
+    .string()
+    .optional()
+    .describe('UUID chosen by the client (any version); assigned by the server when absent'),
   type: z.string().min(1).max(256),
   data: z.unknown().optional(),
   metadata: z.unknown().optional(),
@@ -35,7 +41,9 @@ export type AppendBodyDto = z.infer<typeof appendBodySchema>;
 
 const consistency = z.enum(['linearizable', 'local']).default('linearizable');
 const direction = z.enum(['forward', 'backward']).default('forward');
-const limit = nonNegativeInt.refine((n) => n >= 1 && n <= readLimitMax, `must be 1-${readLimitMax}`).optional();
+const limit = nonNegativeInt
+  .refine((n) => n >= 1 && n <= readLimitMax, `must be 1-${readLimitMax}`)
+  .optional();
 
 export const readStreamQuerySchema = z.object({
   from: nonNegativeInt.optional().describe('revision; default 0 forward, the last backward'),
@@ -74,7 +82,10 @@ export const addMemberSchema = z.object({
   id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1-64 characters from [A-Za-z0-9._-]'),
   httpUrl: z.string().regex(/^https?:\/\/[^/\s]+\/?$/, 'expected http(s)://host:port'),
   raftAddress: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port'),
-  promote: z.boolean().default(true).describe('promote to voter once caught up (default true); false keeps a learner'),
+  promote: z
+    .boolean()
+    .default(true)
+    .describe('promote to voter once caught up (default true); false keeps a learner'),
 });
 export type AddMemberDto = z.infer<typeof addMemberSchema>;
 
@@ -88,10 +99,13 @@ export class ZodPipe<S extends z.ZodType> implements PipeTransform {
   ) {}
 
   transform(value: unknown): z.infer<S> {
-    const input = this.what === 'body' && (value === undefined || value === null || value === '') ? {} : value;
+    const input =
+      this.what === 'body' && (value === undefined || value === null || value === '') ? {} : value;
     const r = this.schema.safeParse(input);
     if (r.success) return r.data;
-    const details = r.error.issues.slice(0, 20).map((i) => ({ field: i.path.map(String).join('.') || this.what, problem: i.message }));
+    const details = r.error.issues
+      .slice(0, 20)
+      .map((i) => ({ field: i.path.map(String).join('.') || this.what, problem: i.message }));
     throw ApiError.invalid(`${details[0].field}: ${details[0].problem}`, details);
   }
 }
@@ -116,5 +130,9 @@ export function ZodBody(schema: z.ZodType) {
 export function ZodQuery(schema: z.ZodObject<any>) {
   const json = openApiSchema(schema);
   const props = (json.properties ?? {}) as Record<string, any>;
-  return applyDecorators(...Object.entries(props).map(([name, s]) => ApiQuery({ name, required: false, schema: s, description: s.description })));
+  return applyDecorators(
+    ...Object.entries(props).map(([name, s]) =>
+      ApiQuery({ name, required: false, schema: s, description: s.description }),
+    ),
+  );
 }

@@ -19,7 +19,11 @@ const retryAfterS = '1';
  * Maps any thrown value to API.md's status and body. Client mistakes are 4xx; only a value nobody
  * recognises becomes 500 (and is logged by the caller).
  */
-export function toApiResponse(err: unknown, req: RequestInfo, leader: LeaderLocator): ApiErrorResponse & { unexpected: boolean } {
+export function toApiResponse(
+  err: unknown,
+  req: RequestInfo,
+  leader: LeaderLocator,
+): ApiErrorResponse & { unexpected: boolean } {
   const r = (status: number, body: Record<string, unknown> | null, headers: Record<string, string> = {}) => ({
     status,
     body,
@@ -27,7 +31,11 @@ export function toApiResponse(err: unknown, req: RequestInfo, leader: LeaderLoca
     unexpected: false,
   });
   if (err instanceof ApiError) {
-    return r(err.status, err.body ?? withDetails({ error: err.error, message: err.message }, err.details), err.headers);
+    return r(
+      err.status,
+      err.body ?? withDetails({ error: err.error, message: err.message }, err.details),
+      err.headers,
+    );
   }
   if (err instanceof ZodError) {
     return r(400, { error: 'invalid_request', message: zodMessage(err), details: zodDetails(err) });
@@ -45,10 +53,19 @@ export function toApiResponse(err: unknown, req: RequestInfo, leader: LeaderLoca
   if (e && typeof e.statusCode === 'number' && typeof e.code === 'string' && e.code.startsWith('FST_')) {
     return fromFastifyError(e.statusCode, e.code, e.message ?? '', r);
   }
-  return { status: 500, body: { error: 'internal', message: 'internal error; see the node log' }, headers: {}, unexpected: true };
+  return {
+    status: 500,
+    body: { error: 'internal', message: 'internal error; see the node log' },
+    headers: {},
+    unexpected: true,
+  };
 }
 
-type Reply = (status: number, body: Record<string, unknown> | null, headers?: Record<string, string>) => ApiErrorResponse & { unexpected: boolean };
+type Reply = (
+  status: number,
+  body: Record<string, unknown> | null,
+  headers?: Record<string, string>,
+) => ApiErrorResponse & { unexpected: boolean };
 interface NodeLikeError {
   code: string;
   message: string;
@@ -69,20 +86,40 @@ function fromNodeError(e: NodeLikeError, req: RequestInfo, leader: LeaderLocator
       const leaderId = e.leaderId ?? leader.leaderId();
       const base = leaderId ? leader.httpUrlOf(leaderId) : null;
       if (!leaderId || !base) {
-        return r(503, { error: 'unavailable', message: 'no leader known (election in progress?); retry shortly' }, { 'Retry-After': retryAfterS });
+        return r(
+          503,
+          { error: 'unavailable', message: 'no leader known (election in progress?); retry shortly' },
+          { 'Retry-After': retryAfterS },
+        );
       }
       const location = base.replace(/\/+$/, '') + req.url;
-      return r(307, { error: 'not_leader', message: `this node is not the leader; the leader is ${leaderId}`, leaderId, leaderUrl: base }, { Location: location, 'Raft-Leader': leaderId });
+      return r(
+        307,
+        {
+          error: 'not_leader',
+          message: `this node is not the leader; the leader is ${leaderId}`,
+          leaderId,
+          leaderUrl: base,
+        },
+        { Location: location, 'Raft-Leader': leaderId },
+      );
     }
     case 'timeout':
-      return r(504, { error: 'timeout', message: `${e.message}; the outcome is unknown: retry with the same event ids` });
+      return r(504, {
+        error: 'timeout',
+        message: `${e.message}; the outcome is unknown: retry with the same event ids`,
+      });
     case 'invalid_request':
       return r(400, { error: 'invalid_request', message: e.message });
     case 'conflict':
     case 'config_change_in_progress':
       return r(409, { error: 'conflict', message: e.message });
     case 'overloaded':
-      return r(503, { error: 'overloaded', message: `${e.message}; retry shortly` }, { 'Retry-After': retryAfterS });
+      return r(
+        503,
+        { error: 'overloaded', message: `${e.message}; retry shortly` },
+        { 'Retry-After': retryAfterS },
+      );
     default:
       // unavailable, leadership_lost, transfer_in_progress, stopped, storage_failed
       return r(503, { error: 'unavailable', message: e.message }, { 'Retry-After': retryAfterS });
@@ -123,16 +160,22 @@ function fromHttpException(err: HttpException, r: Reply) {
   if (status === 413) return r(413, { error: 'payload_too_large', message });
   if (status === 415) return r(415, { error: 'unsupported_media_type', message });
   if (status === 405) return r(405, { error: 'method_not_allowed', message });
-  if (status >= 400 && status < 500) return r(status === 400 ? 400 : status, { error: 'invalid_request', message });
+  if (status >= 400 && status < 500)
+    return r(status === 400 ? 400 : status, { error: 'invalid_request', message });
   return r(status, { error: 'internal', message });
 }
 
 function fromFastifyError(status: number, code: string, message: string, r: Reply) {
-  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413) return r(413, { error: 'payload_too_large', message: 'request body exceeds the limit' });
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE' || status === 413)
+    return r(413, { error: 'payload_too_large', message: 'request body exceeds the limit' });
   if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || status === 415) {
-    return r(415, { error: 'unsupported_media_type', message: 'send JSON with Content-Type: application/json' });
+    return r(415, {
+      error: 'unsupported_media_type',
+      message: 'send JSON with Content-Type: application/json',
+    });
   }
-  if (status >= 400 && status < 500) return r(400, { error: 'invalid_request', message: `invalid request body: ${message}` });
+  if (status >= 400 && status < 500)
+    return r(400, { error: 'invalid_request', message: `invalid request body: ${message}` });
   return r(status, { error: 'internal', message });
 }
 
@@ -141,7 +184,9 @@ function withDetails(body: Record<string, unknown>, details: unknown): Record<st
 }
 
 export function zodDetails(err: ZodError): { field: string; message: string }[] {
-  return err.issues.slice(0, 20).map((i) => ({ field: i.path.map(String).join('.') || '(body)', message: i.message }));
+  return err.issues
+    .slice(0, 20)
+    .map((i) => ({ field: i.path.map(String).join('.') || '(body)', message: i.message }));
 }
 
 export function zodMessage(err: ZodError): string {

@@ -7,8 +7,18 @@ import { NodeError, ReadConsistency, RaftNodeApi } from '../../../../libs/consen
 import { PromRaftMetrics } from '../../../../libs/consensus/src/node/metrics';
 import { RaftNode } from '../../../../libs/consensus/src/node/raft-node';
 import { DurableStorage } from '../../../../libs/consensus/src/storage';
-import { DEFAULT_TRANSPORT_LIMITS, RaftTransportStrategy, TcpPeerTransport } from '../../../../libs/consensus/src/transport';
-import { builtInProjections, EventStoreStateMachine, Logger, ordersProjection, ProjectionEngine } from '../../../../libs/event-store/src';
+import {
+  DEFAULT_TRANSPORT_LIMITS,
+  RaftTransportStrategy,
+  TcpPeerTransport,
+} from '../../../../libs/consensus/src/transport';
+import {
+  builtInProjections,
+  EventStoreStateMachine,
+  Logger,
+  ordersProjection,
+  ProjectionEngine,
+} from '../../../../libs/event-store/src';
 import { AppConfig } from '../config';
 import { LeaderLocator } from '../http/error-mapping';
 
@@ -56,17 +66,31 @@ export class NodeRuntime implements LeaderLocator {
     fs.mkdirSync(eventsDir, { recursive: true });
     const registry = new Registry();
     const metrics = new PromRaftMetrics(registry);
-    const storage = await DurableStorage.open(raftDir, { segmentBytes: config.raftSegmentBytes, repair: config.repair ?? undefined, logger });
+    const storage = await DurableStorage.open(raftDir, {
+      segmentBytes: config.raftSegmentBytes,
+      repair: config.repair ?? undefined,
+      logger,
+    });
     phase('raft-storage');
     const projections = new ProjectionEngine([...builtInProjections(), ordersProjection], { logger });
     const store = await EventStoreStateMachine.open(eventsDir, {
       projections,
       logger,
-      limits: { appendBytesMax: config.appendBodyBytesMax, eventsPerAppendMax: config.appendEventsMax, eventBytesMax: config.eventBytesMax },
+      limits: {
+        appendBytesMax: config.appendBodyBytesMax,
+        eventsPerAppendMax: config.appendEventsMax,
+        eventBytesMax: config.eventBytesMax,
+      },
     });
     phase('event-store');
     const transportStrategy = new RaftTransportStrategy(
-      new TcpPeerTransport({ nodeId: config.nodeId, listen: config.raftAddr, secret: config.clusterSecret, logger, limits: { reconnectDelayMsMax: reconnectDelayMsMax(config) } }),
+      new TcpPeerTransport({
+        nodeId: config.nodeId,
+        listen: config.raftAddr,
+        secret: config.clusterSecret,
+        logger,
+        limits: { reconnectDelayMsMax: reconnectDelayMsMax(config) },
+      }),
     );
     const node = new RaftNode({
       id: config.nodeId,
@@ -86,8 +110,12 @@ export class NodeRuntime implements LeaderLocator {
       metrics,
     });
     const runtime = new NodeRuntime(config, node, store, transportStrategy, registry, logger);
-    if (!fresh && config.initialCluster) logger.log(`DATA_DIR ${config.dataDir} is not empty: INITIAL_CLUSTER ignored, membership comes from the log`);
-    if (fresh && !config.initialCluster) logger.log(`node ${config.nodeId} starts in join mode: waiting to be added with POST /cluster/members`);
+    if (!fresh && config.initialCluster)
+      logger.log(
+        `DATA_DIR ${config.dataDir} is not empty: INITIAL_CLUSTER ignored, membership comes from the log`,
+      );
+    if (fresh && !config.initialCluster)
+      logger.log(`node ${config.nodeId} starts in join mode: waiting to be added with POST /cluster/members`);
     await node.start();
     phase('raft-start');
     runtime.startupPhases.push(...phases);
@@ -114,8 +142,12 @@ export class NodeRuntime implements LeaderLocator {
   requireLeader(): void {
     const s = this.node.status();
     if (s.role === 'leader') return;
-    if (s.leaderId && s.leaderId !== this.config.nodeId) throw new NodeError('not_leader', `node ${this.config.nodeId} is not the leader`, s.leaderId);
-    throw new NodeError('unavailable', `node ${this.config.nodeId} knows no leader (election in progress?); retry shortly`);
+    if (s.leaderId && s.leaderId !== this.config.nodeId)
+      throw new NodeError('not_leader', `node ${this.config.nodeId} is not the leader`, s.leaderId);
+    throw new NodeError(
+      'unavailable',
+      `node ${this.config.nodeId} knows no leader (election in progress?); retry shortly`,
+    );
   }
 
   /** Waits until this node may serve a read at `consistency` (linearizable: ReadIndex on the leader). */
@@ -135,7 +167,12 @@ export class NodeRuntime implements LeaderLocator {
     const bounded = <T>(p: Promise<T>, what: string) =>
       Promise.race([
         p.catch((err: Error) => this.logger.warn(`${what} failed: ${err.message}`)),
-        new Promise<void>((r) => setTimeout(() => (this.logger.warn(`${what} took over ${shutdownMsMax} ms; going on`), r()), shutdownMsMax).unref()),
+        new Promise<void>((r) =>
+          setTimeout(
+            () => (this.logger.warn(`${what} took over ${shutdownMsMax} ms; going on`), r()),
+            shutdownMsMax,
+          ).unref(),
+        ),
       ]);
     await bounded(this.node.stop({ transferLeadership: true }), 'stopping the raft node');
     await bounded(this.store.close(), 'closing the event store');
@@ -149,7 +186,10 @@ export class NodeRuntime implements LeaderLocator {
  * most of a restart's /health → /ready time. Retrying a down peer a few times a second costs nothing.
  */
 function reconnectDelayMsMax(config: AppConfig): number {
-  return Math.max(reconnectDelayMsFloor, Math.min(DEFAULT_TRANSPORT_LIMITS.reconnectDelayMsMax, (config.tickMs * config.electionTicks) / 2));
+  return Math.max(
+    reconnectDelayMsFloor,
+    Math.min(DEFAULT_TRANSPORT_LIMITS.reconnectDelayMsMax, (config.tickMs * config.electionTicks) / 2),
+  );
 }
 
 function isEmptyDir(dir: string): boolean {

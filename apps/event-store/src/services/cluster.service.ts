@@ -48,7 +48,11 @@ export class ClusterService {
     if (isVoter) return this.view();
     if (!config.learners.includes(dto.id)) {
       this.logger.log(`adding ${dto.id} (${dto.raftAddress}, ${dto.httpUrl}) as a learner`);
-      await this.rt.node.changeMembership({ type: 'addLearner', id: dto.id, address: { raftAddress: dto.raftAddress, httpUrl: dto.httpUrl.replace(/\/+$/, '') } });
+      await this.rt.node.changeMembership({
+        type: 'addLearner',
+        id: dto.id,
+        address: { raftAddress: dto.raftAddress, httpUrl: dto.httpUrl.replace(/\/+$/, '') },
+      });
     }
     if (!dto.promote) return this.view();
     await this.waitCaughtUp(dto.id);
@@ -61,7 +65,10 @@ export class ClusterService {
     this.rt.requireLeader();
     const c = this.rt.node.status().config;
     if (![...c.voters, ...c.outgoing, ...c.learners].includes(id)) {
-      throw ApiError.withBody(404, { error: 'member_not_found', message: `${id} is not a member of the cluster` });
+      throw ApiError.withBody(404, {
+        error: 'member_not_found',
+        message: `${id} is not a member of the cluster`,
+      });
     }
     this.logger.log(`removing ${id}`);
     await this.rt.node.changeMembership({ type: 'remove', id });
@@ -71,7 +78,9 @@ export class ClusterService {
   async transferLeadership(to: string | undefined): Promise<{ leaderId: string }> {
     this.rt.requireLeader();
     if (to !== undefined && !this.rt.node.status().config.voters.includes(to)) {
-      throw ApiError.invalid(`to: ${to} is not a voter of the cluster`, [{ field: 'to', problem: 'not a voter' }]);
+      throw ApiError.invalid(`to: ${to} is not a voter of the cluster`, [
+        { field: 'to', problem: 'not a voter' },
+      ]);
     }
     const leaderId = await this.rt.node.transferLeadership(to);
     return { leaderId };
@@ -87,11 +96,15 @@ export class ClusterService {
     const deadline = Date.now() + catchUpMsMax;
     while (Date.now() < deadline) {
       const s = this.rt.node.status();
-      if (s.role !== 'leader') throw new NodeError('not_leader', `leadership lost while ${id} was catching up`, s.leaderId);
+      if (s.role !== 'leader')
+        throw new NodeError('not_leader', `leadership lost while ${id} was catching up`, s.leaderId);
       if ((s.progress[id]?.match ?? 0) >= target) return;
       await new Promise((r) => setTimeout(r, catchUpPollMs));
     }
-    throw new NodeError('timeout', `learner ${id} did not catch up to index ${target} within ${catchUpMsMax} ms; it stays a learner`);
+    throw new NodeError(
+      'timeout',
+      `learner ${id} did not catch up to index ${target} within ${catchUpMsMax} ms; it stays a learner`,
+    );
   }
 }
 

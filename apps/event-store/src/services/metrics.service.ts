@@ -11,7 +11,12 @@ export class MetricsService {
   constructor(@Inject(NODE_RUNTIME) private readonly rt: NodeRuntime) {
     const registers = [rt.registry];
     collectDefaultMetrics({ register: rt.registry });
-    this.requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests by method, route and status', labelNames: ['method', 'route', 'status'], registers });
+    this.requests = new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests by method, route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
     const store = rt.store;
     new Gauge({
       name: 'eventstore_last_position',

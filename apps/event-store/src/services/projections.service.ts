@@ -25,7 +25,11 @@ export class ProjectionsService {
     this.requireKnown(name);
     await this.rt.readBarrier(consistency);
     const state = this.rt.store.projections.getPartition(name, key);
-    if (state === undefined) throw ApiError.withBody(404, { error: 'not_found', message: `projection ${name} has no partition ${JSON.stringify(key)}` });
+    if (state === undefined)
+      throw ApiError.withBody(404, {
+        error: 'not_found',
+        message: `projection ${name} has no partition ${JSON.stringify(key)}`,
+      });
     return state;
   }
 

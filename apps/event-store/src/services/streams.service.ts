@@ -29,11 +29,21 @@ export class StreamsService {
 
   constructor(@Inject(NODE_RUNTIME) private readonly rt: NodeRuntime) {
     const c = rt.config;
-    this.limits = { ...DEFAULT_LIMITS, appendBytesMax: c.appendBodyBytesMax, eventsPerAppendMax: c.appendEventsMax, eventBytesMax: c.eventBytesMax };
+    this.limits = {
+      ...DEFAULT_LIMITS,
+      appendBytesMax: c.appendBodyBytesMax,
+      eventsPerAppendMax: c.appendEventsMax,
+      eventBytesMax: c.eventBytesMax,
+    };
   }
 
   async append(streamId: string, body: AppendBodyDto): Promise<AppendResponse> {
-    const command = prepareAppend({ streamId, expectedRevision: body.expectedRevision, events: body.events }, this.limits, new Date(), randomUUID);
+    const command = prepareAppend(
+      { streamId, expectedRevision: body.expectedRevision, events: body.events },
+      this.limits,
+      new Date(),
+      randomUUID,
+    );
     this.rt.requireLeaderToPropose();
     const { result } = await this.rt.node.propose(encodeCommand(command));
     return toAppendResponse(result as AppendResult);
@@ -42,27 +52,53 @@ export class StreamsService {
   async readStream(streamId: string, q: ReadStreamQuery): Promise<StreamPage> {
     await this.rt.readBarrier(q.consistency);
     const page = this.rt.store.readStream(streamId, { from: q.from, limit: q.limit, direction: q.direction });
-    if (!page) throw ApiError.withBody(404, { error: 'stream_not_found', message: `stream ${streamId} does not exist` });
+    if (!page)
+      throw ApiError.withBody(404, {
+        error: 'stream_not_found',
+        message: `stream ${streamId} does not exist`,
+      });
     return page;
   }
 
   async readAll(q: ReadAllQuery): Promise<AllPage> {
     await this.rt.readBarrier(q.consistency);
     const types = q.types && q.types.length > 0 ? q.types : undefined;
-    return this.rt.store.readAll({ from: q.from, limit: q.limit, direction: q.direction, types, streamPrefix: q.streamPrefix || undefined });
+    return this.rt.store.readAll({
+      from: q.from,
+      limit: q.limit,
+      direction: q.direction,
+      types,
+      streamPrefix: q.streamPrefix || undefined,
+    });
   }
 }
 
 function toAppendResponse(r: AppendResult): AppendResponse {
   if (r === undefined || r === null) throw new Error('append applied without a result');
   if (r.ok) {
-    return { streamId: r.streamId, firstRevision: r.firstRevision, lastRevision: r.lastRevision, firstPosition: r.firstPosition, lastPosition: r.lastPosition };
+    return {
+      streamId: r.streamId,
+      firstRevision: r.firstRevision,
+      lastRevision: r.lastRevision,
+      firstPosition: r.firstPosition,
+      lastPosition: r.lastPosition,
+    };
   }
   switch (r.error) {
     case 'wrong_expected_revision':
-      throw ApiError.withBody(409, { error: r.error, streamId: r.streamId, expectedRevision: r.expectedRevision, actualRevision: r.actualRevision });
+      throw ApiError.withBody(409, {
+        error: r.error,
+        streamId: r.streamId,
+        expectedRevision: r.expectedRevision,
+        actualRevision: r.actualRevision,
+      });
     case 'idempotency_conflict':
-      throw ApiError.withBody(409, { error: r.error, message: r.message, streamId: r.streamId, eventId: r.eventId });
+      throw ApiError.withBody(409, {
+        error: r.error,
+        message: r.message,
+        streamId: r.streamId,
+        eventId: r.eventId,
+      });
     default:
       throw new Error(`append was applied as an invalid command: ${r.message}`);
   }

@@ -25,17 +25,30 @@ export class SubscriptionsService implements OnApplicationShutdown {
   constructor(@Inject(NODE_RUNTIME) private readonly rt: NodeRuntime) {}
 
   /** `from` from the query, overridden by Last-Event-ID (resume after that id). */
-  static startFrom(queryFrom: number | undefined, lastEventId: string | string[] | undefined): number | undefined {
+  static startFrom(
+    queryFrom: number | undefined,
+    lastEventId: string | string[] | undefined,
+  ): number | undefined {
     if (lastEventId === undefined) return queryFrom;
     const v = Array.isArray(lastEventId) ? lastEventId[0] : lastEventId;
     if (!/^\d{1,16}$/.test(v.trim()) || !Number.isSafeInteger(Number(v))) {
-      throw ApiError.invalid('Last-Event-ID: must be an integer >= 0 (a revision or position sent as id:)', [{ field: 'Last-Event-ID', problem: 'not an integer' }]);
+      throw ApiError.invalid('Last-Event-ID: must be an integer >= 0 (a revision or position sent as id:)', [
+        { field: 'Last-Event-ID', problem: 'not an integer' },
+      ]);
     }
     return Number(v) + 1;
   }
 
-  serve(req: FastifyRequest, reply: FastifyReply, target: SubscriptionTarget, from: number | undefined): void {
-    if (this.open.size >= subscriptionsMax) throw ApiError.unavailable(`this node serves ${subscriptionsMax} subscriptions already; try another node`);
+  serve(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    target: SubscriptionTarget,
+    from: number | undefined,
+  ): void {
+    if (this.open.size >= subscriptionsMax)
+      throw ApiError.unavailable(
+        `this node serves ${subscriptionsMax} subscriptions already; try another node`,
+      );
     const sub = this.rt.store.subscribe(target, { from });
     const idOf = 'streamId' in target ? (e: EventEnvelope) => e.revision : (e: EventEnvelope) => e.position;
     reply.hijack();
@@ -66,20 +79,30 @@ export class SubscriptionsService implements OnApplicationShutdown {
     void this.pump(sub, raw, idOf, () => closed).then(
       () => close(),
       (err: Error) => {
-        if (!closed && !raw.writableEnded) raw.write(`event: error\ndata: ${JSON.stringify({ error: 'subscription_failed', message: err.message })}\n\n`);
+        if (!closed && !raw.writableEnded)
+          raw.write(
+            `event: error\ndata: ${JSON.stringify({ error: 'subscription_failed', message: err.message })}\n\n`,
+          );
         if (!closed) this.logger.warn(`subscription ended: ${err.message}`);
         close();
       },
     );
   }
 
-  private async pump(sub: EventSubscription, raw: FastifyReply['raw'], idOf: (e: EventEnvelope) => number, isClosed: () => boolean): Promise<void> {
+  private async pump(
+    sub: EventSubscription,
+    raw: FastifyReply['raw'],
+    idOf: (e: EventEnvelope) => number,
+    isClosed: () => boolean,
+  ): Promise<void> {
     for await (const e of sub) {
       if (isClosed()) return;
       if (!raw.write(`id: ${idOf(e)}\ndata: ${JSON.stringify(e)}\n\n`)) {
         const drained = await waitDrain(raw, drainWaitMsMax);
         if (!drained && !isClosed()) {
-          raw.write(`event: error\ndata: ${JSON.stringify({ error: 'slow_reader', message: `the reader did not drain for ${drainWaitMsMax} ms; resume with Last-Event-ID` })}\n\n`);
+          raw.write(
+            `event: error\ndata: ${JSON.stringify({ error: 'slow_reader', message: `the reader did not drain for ${drainWaitMsMax} ms; resume with Last-Event-ID` })}\n\n`,
+          );
           return;
         }
       }

@@ -57,4 +57,8 @@ export interface RaftCoreApi {
   status(): RaftStatus;
 }
 
-export type RaftCoreFactory = (options: RaftOptions, log: RaftLogReader, initial: InitialState) => RaftCoreApi;
+export type RaftCoreFactory = (
+  options: RaftOptions,
+  log: RaftLogReader,
+  initial: InitialState,
+) => RaftCoreApi;

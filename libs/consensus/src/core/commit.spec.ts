@@ -26,7 +26,12 @@ describe('commit rule', () => {
   });
 
   it('unsafe.commitPreviousTermByCount commits a previous-term entry by counting (simulator self-test only)', () => {
-    const s = soloCore('n1', ['n1', 'n2', 'n3'], { terms: [1, 2], term: 2 }, { preVote: false, unsafe: { commitPreviousTermByCount: true } });
+    const s = soloCore(
+      'n1',
+      ['n1', 'n2', 'n3'],
+      { terms: [1, 2], term: 2 },
+      { preVote: false, unsafe: { commitPreviousTermByCount: true } },
+    );
     electSolo(s);
     s.core.step(ack('n2', 3, 2));
     expect(s.core.status().commit).toBe(2);

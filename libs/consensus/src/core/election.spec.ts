@@ -1,7 +1,14 @@
 import { Message, VoteRequest, VoteResponse } from './messages';
 import { InteractionCluster, soloCore } from '../testing/interaction';
 
-const voteRequest = (from: string, to: string, term: number, lastLogIndex: number, lastLogTerm: number, extra: Partial<VoteRequest> = {}): VoteRequest => ({
+const voteRequest = (
+  from: string,
+  to: string,
+  term: number,
+  lastLogIndex: number,
+  lastLogTerm: number,
+  extra: Partial<VoteRequest> = {},
+): VoteRequest => ({
   type: 'VoteRequest',
   from,
   to,
@@ -22,7 +29,12 @@ describe('elections', () => {
       [0.5, 15],
       [0.999, 19],
     ] as const) {
-      const { core } = soloCore('n1', ['n1', 'n2', 'n3'], {}, { electionTicks: 10, preVote: false, random: () => random });
+      const { core } = soloCore(
+        'n1',
+        ['n1', 'n2', 'n3'],
+        {},
+        { electionTicks: 10, preVote: false, random: () => random },
+      );
       let ticks = 0;
       while (core.state === 'follower' && ticks < 100) {
         core.tick();
@@ -51,7 +63,9 @@ describe('elections', () => {
     const rd = core.ready();
     expect(rd.hardState).toEqual({ term: 2, vote: 'n1', commit: 0 });
     expect(votesIn(rd.messages)).toEqual([]);
-    expect(votesIn(rd.persistedMessages)).toEqual([{ type: 'VoteResponse', from: 'n2', to: 'n1', term: 2, preVote: false, granted: true }]);
+    expect(votesIn(rd.persistedMessages)).toEqual([
+      { type: 'VoteResponse', from: 'n2', to: 'n1', term: 2, preVote: false, granted: true },
+    ]);
   });
 
   it('election restriction: a vote goes only to a candidate whose log is at least as up to date (last term, then index)', () => {
@@ -66,7 +80,11 @@ describe('elections', () => {
     for (const [lastLogIndex, lastLogTerm, granted] of cases) {
       const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1, 1, 2], term: 2 });
       s.core.step(voteRequest('n1', 'n2', 3, lastLogIndex, lastLogTerm));
-      expect({ lastLogIndex, lastLogTerm, granted: votesIn(s.persist().persistedMessages)[0].granted }).toEqual({ lastLogIndex, lastLogTerm, granted });
+      expect({
+        lastLogIndex,
+        lastLogTerm,
+        granted: votesIn(s.persist().persistedMessages)[0].granted,
+      }).toEqual({ lastLogIndex, lastLogTerm, granted });
     }
   });
 
@@ -105,7 +123,17 @@ describe('elections', () => {
   it('a candidate that hears from a leader of its term becomes its follower', () => {
     const s = soloCore('n1', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { preVote: false });
     s.core.campaign();
-    s.core.step({ type: 'AppendRequest', from: 'n2', to: 'n1', term: 2, prevLogIndex: 1, prevLogTerm: 1, entries: [], leaderCommit: 0, seq: 1 });
+    s.core.step({
+      type: 'AppendRequest',
+      from: 'n2',
+      to: 'n1',
+      term: 2,
+      prevLogIndex: 1,
+      prevLogTerm: 1,
+      entries: [],
+      leaderCommit: 0,
+      seq: 1,
+    });
     expect(s.core.state).toBe('follower');
     expect(s.core.leaderId).toBe('n2');
   });
@@ -116,7 +144,9 @@ describe('elections', () => {
     expect(candidate.core.state).toBe('pre-candidate');
     const rd = candidate.persist();
     expect(rd.hardState).toBeUndefined();
-    const requests = [...rd.messages, ...rd.persistedMessages].filter((m): m is VoteRequest => m.type === 'VoteRequest');
+    const requests = [...rd.messages, ...rd.persistedMessages].filter(
+      (m): m is VoteRequest => m.type === 'VoteRequest',
+    );
     expect(requests.map((m) => [m.to, m.term, m.preVote])).toEqual([
       ['n2', 2, true],
       ['n3', 2, true],
@@ -127,7 +157,9 @@ describe('elections', () => {
     const vrd = voter.persist();
     expect(vrd.hardState).toBeUndefined();
     expect(voter.core.term).toBe(1);
-    expect(votesIn(vrd.persistedMessages)).toEqual([{ type: 'VoteResponse', from: 'n2', to: 'n1', term: 2, preVote: true, granted: true }]);
+    expect(votesIn(vrd.persistedMessages)).toEqual([
+      { type: 'VoteResponse', from: 'n2', to: 'n1', term: 2, preVote: true, granted: true },
+    ]);
 
     candidate.core.step(votesIn(vrd.persistedMessages)[0]);
     expect(candidate.core.state).toBe('candidate');
@@ -137,7 +169,11 @@ describe('elections', () => {
   it('pre-vote: a pre-vote is refused when the candidate log is behind', () => {
     const voter = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1, 1], term: 1 });
     voter.core.step(voteRequest('n1', 'n2', 2, 1, 1, { preVote: true }));
-    expect(votesIn(voter.persist().persistedMessages)[0]).toMatchObject({ granted: false, preVote: true, term: 1 });
+    expect(votesIn(voter.persist().persistedMessages)[0]).toMatchObject({
+      granted: false,
+      preVote: true,
+      term: 1,
+    });
   });
 
   it('pre-vote: a partitioned node does not inflate its term and cannot depose the leader when it returns', () => {
@@ -177,28 +213,61 @@ describe('elections', () => {
   it('a leader that sees a higher term becomes follower', () => {
     const c = new InteractionCluster(['n1', 'n2', 'n3']);
     c.elect('n1');
-    c.core('n1').step({ type: 'AppendResponse', from: 'n2', to: 'n1', term: 9, success: false, matchIndex: 0, conflictTerm: 0, conflictIndex: 0, lastLogIndex: 0, seq: 0 });
+    c.core('n1').step({
+      type: 'AppendResponse',
+      from: 'n2',
+      to: 'n1',
+      term: 9,
+      success: false,
+      matchIndex: 0,
+      conflictTerm: 0,
+      conflictIndex: 0,
+      lastLogIndex: 0,
+      seq: 0,
+    });
     expect(c.core('n1').state).toBe('follower');
     expect(c.core('n1').term).toBe(9);
   });
 
   it('a stale leader is answered with the newer term so that it steps down', () => {
     const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 5 });
-    s.core.step({ type: 'AppendRequest', from: 'n1', to: 'n2', term: 3, prevLogIndex: 1, prevLogTerm: 1, entries: [], leaderCommit: 0, seq: 7 });
+    s.core.step({
+      type: 'AppendRequest',
+      from: 'n1',
+      to: 'n2',
+      term: 3,
+      prevLogIndex: 1,
+      prevLogTerm: 1,
+      entries: [],
+      leaderCommit: 0,
+      seq: 7,
+    });
     const answers = s.persist().persistedMessages;
     // seq 0: the answer is at term 5 and must not acknowledge a heartbeat round of a (restarted) term-5 leader.
-    expect(answers).toEqual([expect.objectContaining({ type: 'AppendResponse', to: 'n1', term: 5, success: false, seq: 0 })]);
+    expect(answers).toEqual([
+      expect.objectContaining({ type: 'AppendResponse', to: 'n1', term: 5, success: false, seq: 0 }),
+    ]);
   });
 
   it('a restarted node knows no leader: it answers vote requests at once (no extra election timeout)', () => {
-    const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { keepStartupGuard: true, electionTicks: 10 });
+    const s = soloCore(
+      'n2',
+      ['n1', 'n2', 'n3'],
+      { terms: [1], term: 1 },
+      { keepStartupGuard: true, electionTicks: 10 },
+    );
     s.core.step(voteRequest('n1', 'n2', 2, 1, 1));
     expect(s.core.term).toBe(2);
     expect(votesIn(s.persist().persistedMessages)[0].granted).toBe(true);
   });
 
   it('with lease reads on, a restarted node ignores vote requests for one election timeout (a lease it acknowledged may be in use)', () => {
-    const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { keepStartupGuard: true, electionTicks: 10, leaseReads: true });
+    const s = soloCore(
+      'n2',
+      ['n1', 'n2', 'n3'],
+      { terms: [1], term: 1 },
+      { keepStartupGuard: true, electionTicks: 10, leaseReads: true },
+    );
     s.core.step(voteRequest('n1', 'n2', 2, 1, 1));
     expect(s.core.term).toBe(1);
     expect(s.core.hasReady()).toBe(false);
@@ -208,8 +277,23 @@ describe('elections', () => {
   });
 
   it('a node that heard from the leader within the election timeout ignores vote requests, then answers them', () => {
-    const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { keepStartupGuard: true, electionTicks: 10 });
-    s.core.step({ type: 'AppendRequest', from: 'n1', to: 'n2', term: 1, prevLogIndex: 1, prevLogTerm: 1, entries: [], leaderCommit: 1, seq: 1 });
+    const s = soloCore(
+      'n2',
+      ['n1', 'n2', 'n3'],
+      { terms: [1], term: 1 },
+      { keepStartupGuard: true, electionTicks: 10 },
+    );
+    s.core.step({
+      type: 'AppendRequest',
+      from: 'n1',
+      to: 'n2',
+      term: 1,
+      prevLogIndex: 1,
+      prevLogTerm: 1,
+      entries: [],
+      leaderCommit: 1,
+      seq: 1,
+    });
     s.persist();
     s.core.step(voteRequest('n3', 'n2', 2, 1, 1));
     expect(s.core.term).toBe(1);

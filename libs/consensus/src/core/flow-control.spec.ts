@@ -29,7 +29,9 @@ describe('flow control', () => {
     const sent = appendsTo(s.persist().messages, 'n2');
     expect(sent.map((m) => m.entries.map((e) => e.index))).toEqual([[3], [4]]);
     s.core.step(ack('n2', 2, 3));
-    expect(appendsTo(s.persist().messages, 'n2').map((m) => m.entries.map((e) => e.index))).toEqual(expect.arrayContaining([[5]]));
+    expect(appendsTo(s.persist().messages, 'n2').map((m) => m.entries.map((e) => e.index))).toEqual(
+      expect.arrayContaining([[5]]),
+    );
   });
 
   it('an AppendRequest carries at most msgBytesMax of payload, but always at least one entry', () => {
@@ -55,7 +57,18 @@ describe('flow control', () => {
 
   it('after a rejection the leader goes back to probing from the hinted index', () => {
     const s = leaderWith({});
-    s.core.step({ type: 'AppendResponse', from: 'n2', to: 'n1', term: 2, success: false, matchIndex: 0, conflictTerm: 0, conflictIndex: 1, lastLogIndex: 0, seq: 0 });
+    s.core.step({
+      type: 'AppendResponse',
+      from: 'n2',
+      to: 'n1',
+      term: 2,
+      success: false,
+      matchIndex: 0,
+      conflictTerm: 0,
+      conflictIndex: 1,
+      lastLogIndex: 0,
+      seq: 0,
+    });
     const sent = appendsTo(s.persist().messages, 'n2');
     expect(sent.map((m) => m.prevLogIndex)).toEqual([0]);
     expect(s.core.status().progress.n2).toMatchObject({ state: 'probe', next: 1 });
@@ -67,7 +80,9 @@ describe('flow control', () => {
     s.persist();
     expect(s.core.status().commit).toBe(2);
     s.core.tick();
-    const beats = s.persist().messages.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.entries.length === 0);
+    const beats = s
+      .persist()
+      .messages.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.entries.length === 0);
     expect(beats.find((m) => m.to === 'n2')?.leaderCommit).toBe(2);
     expect(beats.find((m) => m.to === 'n3')?.leaderCommit).toBe(0);
   });
@@ -80,7 +95,9 @@ describe('flow control', () => {
     s.persist();
     const beatAfter = (ticks: number) => {
       for (let i = 0; i < ticks; i++) s.core.tick();
-      return appendsTo(s.persist().messages, 'n2').filter((m) => m.entries.length === 0).pop() as AppendRequest;
+      return appendsTo(s.persist().messages, 'n2')
+        .filter((m) => m.entries.length === 0)
+        .pop() as AppendRequest;
     };
     // A heartbeat answer may overtake an append still on its way (another connection): no resend yet.
     s.core.step(ack('n2', 2, 2, beatAfter(1).seq));
@@ -94,7 +111,10 @@ describe('flow control', () => {
     s.core.step(ack('n2', 2, 2));
     s.persist();
     for (let i = 0; i < 8; i++) s.core.propose(bytes(10)); // indexes 3..10
-    const sent = () => appendsTo(s.persist().messages, 'n2').filter((m) => m.entries.length > 0).map((m) => m.entries.map((e) => e.index));
+    const sent = () =>
+      appendsTo(s.persist().messages, 'n2')
+        .filter((m) => m.entries.length > 0)
+        .map((m) => m.entries.map((e) => e.index));
     expect(sent()).toEqual([[3], [4], [5]]);
     s.core.step(ack('n2', 2, 3));
     expect(sent()).toEqual([[6]]);
@@ -111,7 +131,9 @@ describe('flow control', () => {
     const s = leaderWith({ uncommittedBytesMax: 100 });
     s.core.propose(bytes(60));
     s.core.propose(bytes(40));
-    expect(() => s.core.propose(bytes(1))).toThrow(expect.objectContaining({ code: 'overloaded' }) as unknown as RaftError);
+    expect(() => s.core.propose(bytes(1))).toThrow(
+      expect.objectContaining({ code: 'overloaded' }) as unknown as RaftError,
+    );
     s.core.step(ack('n2', 2, 4));
     s.persist();
     expect(s.core.status().commit).toBe(4);
@@ -120,7 +142,17 @@ describe('flow control', () => {
 
   it('a follower refuses proposals with not_leader, naming the leader', () => {
     const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 });
-    s.core.step({ type: 'AppendRequest', from: 'n1', to: 'n2', term: 1, prevLogIndex: 1, prevLogTerm: 1, entries: [], leaderCommit: 0, seq: 1 });
+    s.core.step({
+      type: 'AppendRequest',
+      from: 'n1',
+      to: 'n2',
+      term: 1,
+      prevLogIndex: 1,
+      prevLogTerm: 1,
+      entries: [],
+      leaderCommit: 0,
+      seq: 1,
+    });
     let caught: unknown;
     try {
       s.core.propose(bytes(1));

@@ -85,8 +85,10 @@ export class RaftLog {
   /** Entries in [lo, hi), at least one if lo < hi, then stopping before `maxBytes` of payload. */
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
     if (lo >= hi) return [];
-    if (lo < this.firstIndex()) throw new Error(`raft log: entries from ${lo} requested, first index is ${this.firstIndex()}`);
-    if (hi > this.lastIndex() + 1) throw new Error(`raft log: entries up to ${hi - 1} requested, last index is ${this.lastIndex()}`);
+    if (lo < this.firstIndex())
+      throw new Error(`raft log: entries from ${lo} requested, first index is ${this.firstIndex()}`);
+    if (hi > this.lastIndex() + 1)
+      throw new Error(`raft log: entries up to ${hi - 1} requested, last index is ${this.lastIndex()}`);
     let out: Entry[] = [];
     let bytes = 0;
     if (lo < this.offset) {
@@ -110,8 +112,12 @@ export class RaftLog {
   append(entries: Entry[]): void {
     if (entries.length === 0) return;
     const after = entries[0].index;
-    if (after <= this.committed) throw new Error(`raft log: entry ${after} would overwrite the committed log (commit ${this.committed})`);
-    if (after > this.lastIndex() + 1) throw new Error(`raft log: gap, appending ${after} after last index ${this.lastIndex()}`);
+    if (after <= this.committed)
+      throw new Error(
+        `raft log: entry ${after} would overwrite the committed log (commit ${this.committed})`,
+      );
+    if (after > this.lastIndex() + 1)
+      throw new Error(`raft log: gap, appending ${after} after last index ${this.lastIndex()}`);
     if (after === this.offset + this.unstable.length) {
       this.unstable.push(...entries);
     } else if (after <= this.offset) {
@@ -146,7 +152,8 @@ export class RaftLog {
 
   /** A received snapshot replaces the log; it is installed by the shell with the next Ready. */
   restore(meta: SnapshotMeta): void {
-    if (meta.index <= this.committed) throw new Error(`raft log: restoring snapshot ${meta.index} at or below commit ${this.committed}`);
+    if (meta.index <= this.committed)
+      throw new Error(`raft log: restoring snapshot ${meta.index} at or below commit ${this.committed}`);
     this.snapshot = meta;
     this.snapshotHandedOut = false;
     this.unstable = [];
@@ -174,7 +181,8 @@ export class RaftLog {
 
   commitTo(index: number): boolean {
     if (index <= this.committed) return false;
-    if (index > this.lastIndex()) throw new Error(`raft log: commit ${index} is past the last index ${this.lastIndex()}`);
+    if (index > this.lastIndex())
+      throw new Error(`raft log: commit ${index} is past the last index ${this.lastIndex()}`);
     this.committed = index;
     return true;
   }
@@ -186,7 +194,11 @@ export class RaftLog {
   /** Committed entries not yet handed out for applying (up to maxBytes and maxEntries); marks them as applying. */
   takeCommitted(maxBytes: number, maxEntries: number): Entry[] {
     if (!this.hasNextCommitted()) return [];
-    const out = this.entries(this.applying + 1, Math.min(this.committed, this.applying + maxEntries) + 1, maxBytes);
+    const out = this.entries(
+      this.applying + 1,
+      Math.min(this.committed, this.applying + maxEntries) + 1,
+      maxBytes,
+    );
     if (out.length > 0) this.applying = out[out.length - 1].index;
     return out;
   }

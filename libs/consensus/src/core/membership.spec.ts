@@ -22,7 +22,12 @@ function settle(c: InteractionCluster, ticks = 5): void {
 
 describe('membership', () => {
   it('joint consensus: a decision needs a majority of the incoming and of the outgoing voters', () => {
-    const joint: ConfigState = { voters: ['a', 'b', 'd'], outgoing: ['a', 'b', 'c'], learners: ['l'], addresses: {} };
+    const joint: ConfigState = {
+      voters: ['a', 'b', 'd'],
+      outgoing: ['a', 'b', 'c'],
+      learners: ['l'],
+      addresses: {},
+    };
     const match: Record<string, number> = { a: 9, b: 5, c: 7, d: 3, l: 100 };
     // incoming majority holds ≥ 5 (a, b); outgoing majority holds ≥ 7 (a, c): the joint decision is 5.
     expect(quorumValue(joint, (id) => match[id] ?? 0)).toBe(5);
@@ -54,7 +59,9 @@ describe('membership', () => {
     c.core('n1').changeMembership({ type: 'addLearner', id: 'n4', address: address('n4') });
     settle(c);
     const configs = configEntries(c, 'n1');
-    expect(configs.map((k) => [k.voters, k.outgoing, k.learners])).toEqual([[['n1', 'n2', 'n3'], [], ['n4']]]);
+    expect(configs.map((k) => [k.voters, k.outgoing, k.learners])).toEqual([
+      [['n1', 'n2', 'n3'], [], ['n4']],
+    ]);
     expect(configs[0].addresses.n4).toEqual(address('n4'));
     expect(c.core('n4').status().role).toBe('learner');
     expect(c.node('n4').storage.lastIndex()).toBe(c.node('n1').storage.lastIndex());
@@ -69,7 +76,8 @@ describe('membership', () => {
       [['n1', 'n2', 'n3', 'n4'], ['n1', 'n2', 'n3'], []],
       [['n1', 'n2', 'n3', 'n4'], [], []],
     ]);
-    for (const id of ['n1', 'n2', 'n3', 'n4']) expect(c.core(id).config()).toMatchObject({ voters: ['n1', 'n2', 'n3', 'n4'], outgoing: [] });
+    for (const id of ['n1', 'n2', 'n3', 'n4'])
+      expect(c.core(id).config()).toMatchObject({ voters: ['n1', 'n2', 'n3', 'n4'], outgoing: [] });
     expect(c.core('n4').status().role).toBe('follower');
   });
 
@@ -77,7 +85,9 @@ describe('membership', () => {
     const c = new InteractionCluster(['n1', 'n2', 'n3'], {}, { learners: ['n4', 'n5'] });
     c.elect('n1');
     c.core('n1').changeMembership({ type: 'promote', id: 'n4' });
-    expect(() => c.core('n1').changeMembership({ type: 'promote', id: 'n5' })).toThrow(expect.objectContaining({ code: 'config_change_in_progress' }) as unknown as RaftError);
+    expect(() => c.core('n1').changeMembership({ type: 'promote', id: 'n5' })).toThrow(
+      expect.objectContaining({ code: 'config_change_in_progress' }) as unknown as RaftError,
+    );
     settle(c);
     expect(() => c.core('n1').changeMembership({ type: 'promote', id: 'n5' })).not.toThrow();
   });
@@ -85,8 +95,12 @@ describe('membership', () => {
   it('impossible changes are refused with invalid_request', () => {
     const c = new InteractionCluster(['n1', 'n2', 'n3']);
     c.elect('n1');
-    expect(() => c.core('n1').changeMembership({ type: 'promote', id: 'n9' })).toThrow(expect.objectContaining({ code: 'invalid_request' }) as unknown as RaftError);
-    expect(() => c.core('n1').changeMembership({ type: 'addLearner', id: 'n2', address: address('n2') })).toThrow(expect.objectContaining({ code: 'invalid_request' }) as unknown as RaftError);
+    expect(() => c.core('n1').changeMembership({ type: 'promote', id: 'n9' })).toThrow(
+      expect.objectContaining({ code: 'invalid_request' }) as unknown as RaftError,
+    );
+    expect(() =>
+      c.core('n1').changeMembership({ type: 'addLearner', id: 'n2', address: address('n2') }),
+    ).toThrow(expect.objectContaining({ code: 'invalid_request' }) as unknown as RaftError);
   });
 
   it('a leader not in C_new steps down once C_new commits, and the remaining voters elect a leader', () => {
@@ -119,10 +133,30 @@ describe('membership', () => {
   it('a server uses the latest configuration in its log, and reverts when a conflicting append truncates it', () => {
     const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 2 });
     const joint = { ...configOf(['n1', 'n2', 'n3', 'n4']), outgoing: ['n1', 'n2', 'n3'] };
-    s.core.step({ type: 'AppendRequest', from: 'n1', to: 'n2', term: 2, prevLogIndex: 1, prevLogTerm: 1, entries: [{ index: 2, term: 2, type: EntryType.Config, data: encodeConfig(joint) }], leaderCommit: 1, seq: 1 });
+    s.core.step({
+      type: 'AppendRequest',
+      from: 'n1',
+      to: 'n2',
+      term: 2,
+      prevLogIndex: 1,
+      prevLogTerm: 1,
+      entries: [{ index: 2, term: 2, type: EntryType.Config, data: encodeConfig(joint) }],
+      leaderCommit: 1,
+      seq: 1,
+    });
     expect(s.core.config()).toEqual(joint);
     s.persist();
-    s.core.step({ type: 'AppendRequest', from: 'n3', to: 'n2', term: 3, prevLogIndex: 1, prevLogTerm: 1, entries: [{ index: 2, term: 3, type: EntryType.Noop, data: new Uint8Array(0) }], leaderCommit: 1, seq: 1 });
+    s.core.step({
+      type: 'AppendRequest',
+      from: 'n3',
+      to: 'n2',
+      term: 3,
+      prevLogIndex: 1,
+      prevLogTerm: 1,
+      entries: [{ index: 2, term: 3, type: EntryType.Noop, data: new Uint8Array(0) }],
+      leaderCommit: 1,
+      seq: 1,
+    });
     expect(s.core.config()).toEqual(configOf(['n1', 'n2', 'n3']));
   });
 

@@ -29,17 +29,26 @@ function copy(config: ConfigState): ConfigState {
  * enters joint consensus (voters = C_new, outgoing = C_old). Throws invalid_request for impossible changes.
  */
 export function applyChange(config: ConfigState, change: MembershipChange): ConfigState {
-  if (isJoint(config)) throw new RaftError('config_change_in_progress', 'membership: the configuration is joint; wait until C_new is committed');
+  if (isJoint(config))
+    throw new RaftError(
+      'config_change_in_progress',
+      'membership: the configuration is joint; wait until C_new is committed',
+    );
   const next = copy(config);
   const id = change.id;
   switch (change.type) {
     case 'addLearner':
-      if (members(config).includes(id)) throw new RaftError('invalid_request', `membership: ${id} is already a member; remove it first`);
+      if (members(config).includes(id))
+        throw new RaftError('invalid_request', `membership: ${id} is already a member; remove it first`);
       next.learners.push(id);
       next.addresses[id] = change.address;
       return next;
     case 'promote':
-      if (!config.learners.includes(id)) throw new RaftError('invalid_request', `membership: only a learner can be promoted, ${id} is not one; add it as a learner first`);
+      if (!config.learners.includes(id))
+        throw new RaftError(
+          'invalid_request',
+          `membership: only a learner can be promoted, ${id} is not one; add it as a learner first`,
+        );
       next.learners = next.learners.filter((x) => x !== id);
       next.outgoing = [...config.voters];
       next.voters.push(id);
@@ -50,8 +59,10 @@ export function applyChange(config: ConfigState, change: MembershipChange): Conf
         delete next.addresses[id];
         return next;
       }
-      if (!config.voters.includes(id)) throw new RaftError('invalid_request', `membership: ${id} is not a member`);
-      if (config.voters.length === 1) throw new RaftError('invalid_request', `membership: cannot remove ${id}, the last voter`);
+      if (!config.voters.includes(id))
+        throw new RaftError('invalid_request', `membership: ${id} is not a member`);
+      if (config.voters.length === 1)
+        throw new RaftError('invalid_request', `membership: cannot remove ${id}, the last voter`);
       next.outgoing = [...config.voters];
       next.voters = next.voters.filter((x) => x !== id);
       return next;
@@ -85,7 +96,8 @@ export class ConfigHistory {
 
   /** The configuration in force at `index` (what a snapshot taken at `index` must record). */
   at(index: number): ConfigState {
-    for (let i = this.history.length - 1; i > 0; i--) if (this.history[i].index <= index) return this.history[i].config;
+    for (let i = this.history.length - 1; i > 0; i--)
+      if (this.history[i].index <= index) return this.history[i].config;
     return this.history[0].config;
   }
 
@@ -100,7 +112,8 @@ export class ConfigHistory {
   }
 
   push(index: number, config: ConfigState): void {
-    if (index <= this.currentIndex()) throw new Error(`config history: config at ${index} is not after ${this.currentIndex()}`);
+    if (index <= this.currentIndex())
+      throw new Error(`config history: config at ${index} is not after ${this.currentIndex()}`);
     this.history.push({ index, config });
   }
 

@@ -72,7 +72,14 @@ export interface TimeoutNow extends Base {
   type: 'TimeoutNow';
 }
 
-export type Message = VoteRequest | VoteResponse | AppendRequest | AppendResponse | SnapshotRequest | SnapshotResponse | TimeoutNow;
+export type Message =
+  | VoteRequest
+  | VoteResponse
+  | AppendRequest
+  | AppendResponse
+  | SnapshotRequest
+  | SnapshotResponse
+  | TimeoutNow;
 export type MessageType = Message['type'];
 
 /** Approximate wire size, for flow control and batching. */

@@ -34,7 +34,10 @@ export class Inflights {
   }
 
   add(lastIndex: number, bytes: number): void {
-    if (this.full()) throw new Error(`inflights: adding index ${lastIndex} to a full window (${this.count} messages, ${this.totalBytes} bytes)`);
+    if (this.full())
+      throw new Error(
+        `inflights: adding index ${lastIndex} to a full window (${this.count} messages, ${this.totalBytes} bytes)`,
+      );
     this.lastIndexes.push(lastIndex);
     this.sizes.push(bytes);
     this.totalBytes += bytes;

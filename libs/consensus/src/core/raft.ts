@@ -11,8 +11,29 @@ import { UncommittedBytes } from './uncommitted';
 import { RaftError, ReadState, Ready, Role, SnapshotChunk, SoftState } from './ready';
 import { stepCandidate } from './roles/candidate';
 import { stepFollower } from './roles/follower';
-import { appendAsLeader, bcastAppend, bcastCommit, maybeCommit, sendAppends, sendHeartbeats, sendTimeoutNow, stepLeader, tickLeader } from './roles/leader';
-import { ConfigState, Entry, EntryType, HardState, InitialState, NodeId, RaftLogReader, SnapshotMeta, decodeConfig, encodeConfig } from './types';
+import {
+  appendAsLeader,
+  bcastAppend,
+  bcastCommit,
+  maybeCommit,
+  sendAppends,
+  sendHeartbeats,
+  sendTimeoutNow,
+  stepLeader,
+  tickLeader,
+} from './roles/leader';
+import {
+  ConfigState,
+  Entry,
+  EntryType,
+  HardState,
+  InitialState,
+  NodeId,
+  RaftLogReader,
+  SnapshotMeta,
+  decodeConfig,
+  encodeConfig,
+} from './types';
 
 /** Committed entries handed out in one Ready when the options do not say (see RaftOptions). */
 export const COMMITTED_BYTES_PER_READY_MAX = 4 * 1024 * 1024;
@@ -95,7 +116,9 @@ export class RaftCore implements RaftCoreApi {
     this.durableTerm = this.term;
     this.resetElectionTimer();
     this.handedSoft = this.softState();
-    this.logLine(`started at term ${this.term}, commit ${this.log.committed}, last index ${this.log.lastIndex()}, voters [${this.config().voters.join(',')}]`);
+    this.logLine(
+      `started at term ${this.term}, commit ${this.log.committed}, last index ${this.log.lastIndex()}, voters [${this.config().voters.join(',')}]`,
+    );
   }
 
   // ---- inputs ----
@@ -123,9 +146,12 @@ export class RaftCore implements RaftCoreApi {
     if (m.term > this.term) {
       if (m.type === 'VoteRequest') {
         const guarded = this.leaderId !== null || this.opts.leaseReads;
-        const inLease = this.state === 'leader' || (guarded && this.ticksSinceHeardLeader < this.opts.electionTicks);
+        const inLease =
+          this.state === 'leader' || (guarded && this.ticksSinceHeardLeader < this.opts.electionTicks);
         if (inLease && !m.transfer) {
-          this.logLine(`ignored a ${m.preVote ? 'pre-vote' : 'vote'} request from ${m.from} at term ${m.term}: heard from leader ${this.leaderId ?? '-'} within the election timeout`);
+          this.logLine(
+            `ignored a ${m.preVote ? 'pre-vote' : 'vote'} request from ${m.from} at term ${m.term}: heard from leader ${this.leaderId ?? '-'} within the election timeout`,
+          );
           return;
         }
         if (!m.preVote) this.becomeFollower(m.term, null);
@@ -160,10 +186,21 @@ export class RaftCore implements RaftCoreApi {
   propose(data: Uint8Array): { index: number; term: number } {
     this.assertLeader('propose');
     if (this.leadTransferee !== null) {
-      throw new RaftError('transfer_in_progress', `node ${this.id}: leadership is being transferred to ${this.leadTransferee}; retry on the new leader`, this.id);
+      throw new RaftError(
+        'transfer_in_progress',
+        `node ${this.id}: leadership is being transferred to ${this.leadTransferee}; retry on the new leader`,
+        this.id,
+      );
     }
-    if (this.uncommitted.bytes > 0 && this.uncommitted.bytes + data.byteLength > this.opts.uncommittedBytesMax) {
-      throw new RaftError('overloaded', `node ${this.id}: ${this.uncommitted.bytes} bytes are appended but not committed (max ${this.opts.uncommittedBytesMax}); retry later`, this.id);
+    if (
+      this.uncommitted.bytes > 0 &&
+      this.uncommitted.bytes + data.byteLength > this.opts.uncommittedBytesMax
+    ) {
+      throw new RaftError(
+        'overloaded',
+        `node ${this.id}: ${this.uncommitted.bytes} bytes are appended but not committed (max ${this.opts.uncommittedBytesMax}); retry later`,
+        this.id,
+      );
     }
     const e = appendAsLeader(this, EntryType.Normal, data);
     return { index: e.index, term: e.term };
@@ -171,7 +208,8 @@ export class RaftCore implements RaftCoreApi {
 
   readIndex(ctx: string, opts?: { lease?: boolean }): void {
     this.assertLeader('readIndex');
-    if (this.reads.full()) throw new RaftError('overloaded', `node ${this.id}: too many reads pending; retry later`, this.id);
+    if (this.reads.full())
+      throw new RaftError('overloaded', `node ${this.id}: too many reads pending; retry later`, this.id);
     if (this.log.committed < this.termStartIndex) {
       this.reads.waitForCommit(ctx);
       return;
@@ -182,10 +220,18 @@ export class RaftCore implements RaftCoreApi {
   changeMembership(change: MembershipChange): { index: number; term: number } {
     this.assertLeader('changeMembership');
     if (this.leadTransferee !== null) {
-      throw new RaftError('transfer_in_progress', `node ${this.id}: leadership is being transferred; retry on the new leader`, this.id);
+      throw new RaftError(
+        'transfer_in_progress',
+        `node ${this.id}: leadership is being transferred; retry on the new leader`,
+        this.id,
+      );
     }
     if (this.configs.currentIndex() > this.log.committed || isJoint(this.config())) {
-      throw new RaftError('config_change_in_progress', `node ${this.id}: the configuration change at ${this.configs.currentIndex()} is not finished; retry when it is committed`, this.id);
+      throw new RaftError(
+        'config_change_in_progress',
+        `node ${this.id}: the configuration change at ${this.configs.currentIndex()} is not finished; retry when it is committed`,
+        this.id,
+      );
     }
     const next = applyChange(this.config(), change);
     const e = appendAsLeader(this, EntryType.Config, encodeConfig(next));
@@ -196,10 +242,19 @@ export class RaftCore implements RaftCoreApi {
   transferLeadership(to: NodeId | null): void {
     this.assertLeader('transferLeadership');
     const target = to ?? this.mostCaughtUpVoter();
-    if (target === null) throw new RaftError('invalid_request', `node ${this.id}: no other voter to transfer leadership to`, this.id);
+    if (target === null)
+      throw new RaftError(
+        'invalid_request',
+        `node ${this.id}: no other voter to transfer leadership to`,
+        this.id,
+      );
     if (target === this.id) return;
     if (!isVoter(this.config(), target) || !this.progress.has(target)) {
-      throw new RaftError('invalid_request', `node ${this.id}: cannot transfer leadership to ${target}, not a voter`, this.id);
+      throw new RaftError(
+        'invalid_request',
+        `node ${this.id}: cannot transfer leadership to ${target}, not a voter`,
+        this.id,
+      );
     }
     if (this.leadTransferee === target) return;
     this.leadTransferee = target;
@@ -221,7 +276,9 @@ export class RaftCore implements RaftCoreApi {
 
   snapshotTaken(meta: SnapshotMeta): void {
     if (meta.index > this.log.applying) {
-      throw new Error(`node ${this.id}: snapshot at ${meta.index} is past the entries handed out for applying (${this.log.applying})`);
+      throw new Error(
+        `node ${this.id}: snapshot at ${meta.index} is past the entries handed out for applying (${this.log.applying})`,
+      );
     }
     this.configs.compactTo(meta.index);
     this.logLine(`took a snapshot at index ${meta.index} term ${meta.term}`);
@@ -262,7 +319,9 @@ export class RaftCore implements RaftCoreApi {
       entries,
       messages: this.msgs,
       // A response promising state of an older term is dropped: a newer leader may have replaced that state.
-      persistedMessages: holdPersisted ? [] : this.persistedMsgs.filter((m) => m.term >= this.term || !isResponse(m)),
+      persistedMessages: holdPersisted
+        ? []
+        : this.persistedMsgs.filter((m) => m.term >= this.term || !isResponse(m)),
       committedEntries: this.log.takeCommitted(
         this.opts.committedBytesPerReadyMax ?? COMMITTED_BYTES_PER_READY_MAX,
         this.opts.committedEntriesPerReadyMax ?? COMMITTED_ENTRIES_PER_READY_MAX,
@@ -290,13 +349,15 @@ export class RaftCore implements RaftCoreApi {
 
   advance(rd: Ready): void {
     if (rd.hardState) this.durableTerm = Math.max(this.durableTerm, rd.hardState.term);
-    if (this.leaderOnceDurable && this.state === 'candidate' && this.durableTerm >= this.term) this.becomeLeader();
+    if (this.leaderOnceDurable && this.state === 'candidate' && this.durableTerm >= this.term)
+      this.becomeLeader();
     if (rd.snapshot) this.log.stableSnapshotTo(rd.snapshot.index);
     if (rd.entries.length > 0) {
       const last = rd.entries[rd.entries.length - 1];
       this.log.stableTo(last.index, last.term);
     }
-    if (rd.committedEntries.length > 0) this.log.appliedTo(rd.committedEntries[rd.committedEntries.length - 1].index);
+    if (rd.committedEntries.length > 0)
+      this.log.appliedTo(rd.committedEntries[rd.committedEntries.length - 1].index);
     if (this.state === 'leader') {
       const self = this.progress.get(this.id);
       if (self) self.maybeUpdate(this.log.stableIndex());
@@ -325,7 +386,10 @@ export class RaftCore implements RaftCoreApi {
   // ---- role changes (only these change `state`) ----
 
   becomeFollower(term: number, leader: NodeId | null): void {
-    if (term < this.term) throw new Error(`node ${this.id}: becoming follower at term ${term} below the current term ${this.term}`);
+    if (term < this.term)
+      throw new Error(
+        `node ${this.id}: becoming follower at term ${term} below the current term ${this.term}`,
+      );
     const wasLeader = this.state === 'leader';
     const changed = term !== this.term || this.state !== 'follower';
     if (term > this.term) {
@@ -377,7 +441,14 @@ export class RaftCore implements RaftCoreApi {
 
   private stopLeading(): void {
     for (const ctx of this.reads.drain()) {
-      this.failedReads.push({ ctx, error: new RaftError('leadership_lost', `node ${this.id} lost leadership at term ${this.term} before the read was confirmed; retry on the new leader`, this.leaderId) });
+      this.failedReads.push({
+        ctx,
+        error: new RaftError(
+          'leadership_lost',
+          `node ${this.id} lost leadership at term ${this.term} before the read was confirmed; retry on the new leader`,
+          this.leaderId,
+        ),
+      });
     }
     this.progress = new Map();
     this.leadTransferee = null;
@@ -407,7 +478,16 @@ export class RaftCore implements RaftCoreApi {
     const lastLogTerm = this.log.lastTerm();
     for (const to of new Set([...config.voters, ...config.outgoing])) {
       if (to === this.id) continue;
-      const m: Message = { type: 'VoteRequest', from: this.id, to, term: voteTerm, preVote, lastLogIndex, lastLogTerm, transfer };
+      const m: Message = {
+        type: 'VoteRequest',
+        from: this.id,
+        to,
+        term: voteTerm,
+        preVote,
+        lastLogIndex,
+        lastLogTerm,
+        transfer,
+      };
       // A real vote request promises our persisted term and self-vote; a pre-vote promises nothing.
       this.send(m, !preVote);
     }
@@ -418,7 +498,9 @@ export class RaftCore implements RaftCoreApi {
     const result = quorumVote(this.config(), this.votes);
     if (result === 'pending') return false;
     if (result === 'lost') {
-      this.logLine(`lost the ${this.state === 'pre-candidate' ? 'pre-vote' : 'election'} at term ${this.term}`);
+      this.logLine(
+        `lost the ${this.state === 'pre-candidate' ? 'pre-vote' : 'election'} at term ${this.term}`,
+      );
       this.becomeFollower(this.term, null);
       return true;
     }
@@ -449,11 +531,14 @@ export class RaftCore implements RaftCoreApi {
   promotable(): boolean {
     if (isVoter(this.config(), this.id)) return true;
     const previous = this.configs.previous();
-    return previous !== null && this.configs.currentIndex() > this.log.committed && isVoter(previous, this.id);
+    return (
+      previous !== null && this.configs.currentIndex() > this.log.committed && isVoter(previous, this.id)
+    );
   }
 
   role(): Role {
-    if (this.state === 'follower' && !this.promotable() && this.config().learners.includes(this.id)) return 'learner';
+    if (this.state === 'follower' && !this.promotable() && this.config().learners.includes(this.id))
+      return 'learner';
     return this.state;
   }
 
@@ -462,7 +547,8 @@ export class RaftCore implements RaftCoreApi {
    * waits too (a leader elected alone must not speak for a term it could forget in a crash).
    */
   send(m: Message, afterPersist: boolean): void {
-    if ((afterPersist || this.term > this.durableTerm) && !this.opts.unsafe?.ackBeforePersist) this.persistedMsgs.push(m);
+    if ((afterPersist || this.term > this.durableTerm) && !this.opts.unsafe?.ackBeforePersist)
+      this.persistedMsgs.push(m);
     else this.msgs.push(m);
   }
 
@@ -475,7 +561,8 @@ export class RaftCore implements RaftCoreApi {
 
   /** The tick at which the message with sequence number `seq` was sent (-Infinity if too old to know). */
   sentTick(seq: number): number {
-    for (let i = this.seqTicks.length - 1; i >= 0; i--) if (this.seqTicks[i].seq <= seq) return this.seqTicks[i].tick;
+    for (let i = this.seqTicks.length - 1; i >= 0; i--)
+      if (this.seqTicks[i].seq <= seq) return this.seqTicks[i].tick;
     return Number.NEGATIVE_INFINITY;
   }
 
@@ -496,7 +583,10 @@ export class RaftCore implements RaftCoreApi {
     let configChanged = false;
     if (entries[0].index <= this.log.lastIndex()) {
       configChanged = this.configs.truncateFrom(entries[0].index);
-      if (configChanged) this.logLine(`reverted to the configuration at index ${this.configs.currentIndex()} after a conflicting append`);
+      if (configChanged)
+        this.logLine(
+          `reverted to the configuration at index ${this.configs.currentIndex()} after a conflicting append`,
+        );
     }
     this.log.append(entries);
     for (const e of entries) {
@@ -513,12 +603,17 @@ export class RaftCore implements RaftCoreApi {
     ids.add(this.id);
     for (const id of ids) {
       if (this.progress.has(id)) continue;
-      const pr = new Progress(this.log.lastIndex() + 1, this.opts.inflightMsgsMax, this.opts.inflightBytesMax);
+      const pr = new Progress(
+        this.log.lastIndex() + 1,
+        this.opts.inflightMsgsMax,
+        this.opts.inflightBytesMax,
+      );
       pr.recentActive = true;
       this.progress.set(id, pr);
     }
     for (const id of [...this.progress.keys()]) if (!ids.has(id)) this.progress.delete(id);
-    if (this.leadTransferee !== null && !isVoter(this.config(), this.leadTransferee)) this.leadTransferee = null;
+    if (this.leadTransferee !== null && !isVoter(this.config(), this.leadTransferee))
+      this.leadTransferee = null;
   }
 
   /** Leader: serve a read whose term-commit precondition holds. */
@@ -533,14 +628,18 @@ export class RaftCore implements RaftCoreApi {
 
   /** Leader: release reads whose heartbeat round a quorum acknowledged. */
   confirmReads(): void {
-    const confirmed = quorumValue(this.config(), (id) => (id === this.id ? Number.POSITIVE_INFINITY : (this.progress.get(id)?.ackedSeq ?? 0)));
+    const confirmed = quorumValue(this.config(), (id) =>
+      id === this.id ? Number.POSITIVE_INFINITY : (this.progress.get(id)?.ackedSeq ?? 0),
+    );
     if (confirmed > 0) this.readStates.push(...this.reads.confirm(confirmed));
   }
 
   /** Leader: a quorum acknowledged messages sent recently enough that no other leader can exist yet. */
   leaseValid(): boolean {
     if (!this.opts.leaseReads || this.leaseDisabled || this.log.committed < this.termStartIndex) return false;
-    const ackTick = quorumValue(this.config(), (id) => (id === this.id ? this.now : this.sentTick(this.progress.get(id)?.ackedSeq ?? 0)));
+    const ackTick = quorumValue(this.config(), (id) =>
+      id === this.id ? this.now : this.sentTick(this.progress.get(id)?.ackedSeq ?? 0),
+    );
     return this.now - ackTick < this.opts.electionTicks - this.opts.clockDriftTicksMax;
   }
 
@@ -551,16 +650,32 @@ export class RaftCore implements RaftCoreApi {
   // ---- private ----
 
   private handleVoteRequest(m: Extract<Message, { type: 'VoteRequest' }>): void {
-    const canVote = this.vote === m.from || (this.vote === null && this.leaderId === null) || (m.preVote && m.term > this.term);
-    const logOk = this.opts.unsafe?.voteWithoutLogCheck === true || this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === null && this.leaderId === null) ||
+      (m.preVote && m.term > this.term);
+    const logOk =
+      this.opts.unsafe?.voteWithoutLogCheck === true || this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
     const granted = canVote && logOk;
     if (granted && !m.preVote) {
       this.vote = m.from;
       this.electionElapsed = 0;
     }
-    this.logLine(`${granted ? 'granted' : 'rejected'} ${m.preVote ? 'pre-vote' : 'vote'} for ${m.from} at term ${m.term}`);
+    this.logLine(
+      `${granted ? 'granted' : 'rejected'} ${m.preVote ? 'pre-vote' : 'vote'} for ${m.from} at term ${m.term}`,
+    );
     // A granted vote promises the persisted vote: it goes out after this Ready's hard state is durable.
-    this.send({ type: 'VoteResponse', from: this.id, to: m.from, term: granted ? m.term : this.term, preVote: m.preVote, granted }, true);
+    this.send(
+      {
+        type: 'VoteResponse',
+        from: this.id,
+        to: m.from,
+        term: granted ? m.term : this.term,
+        preVote: m.preVote,
+        granted,
+      },
+      true,
+    );
   }
 
   /**
@@ -572,13 +687,50 @@ export class RaftCore implements RaftCoreApi {
   private answerStale(m: Message): void {
     switch (m.type) {
       case 'AppendRequest':
-        this.send({ type: 'AppendResponse', from: this.id, to: m.from, term: this.term, success: false, matchIndex: 0, conflictTerm: 0, conflictIndex: 0, lastLogIndex: this.log.lastIndex(), seq: 0 }, true);
+        this.send(
+          {
+            type: 'AppendResponse',
+            from: this.id,
+            to: m.from,
+            term: this.term,
+            success: false,
+            matchIndex: 0,
+            conflictTerm: 0,
+            conflictIndex: 0,
+            lastLogIndex: this.log.lastIndex(),
+            seq: 0,
+          },
+          true,
+        );
         return;
       case 'SnapshotRequest':
-        this.send({ type: 'SnapshotResponse', from: this.id, to: m.from, term: this.term, index: m.meta.index, nextOffset: -1, installed: false, seq: 0 }, true);
+        this.send(
+          {
+            type: 'SnapshotResponse',
+            from: this.id,
+            to: m.from,
+            term: this.term,
+            index: m.meta.index,
+            nextOffset: -1,
+            installed: false,
+            seq: 0,
+          },
+          true,
+        );
         return;
       case 'VoteRequest':
-        if (m.preVote) this.send({ type: 'VoteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false }, true);
+        if (m.preVote)
+          this.send(
+            {
+              type: 'VoteResponse',
+              from: this.id,
+              to: m.from,
+              term: this.term,
+              preVote: true,
+              granted: false,
+            },
+            true,
+          );
         return;
       default:
         return;
@@ -587,7 +739,11 @@ export class RaftCore implements RaftCoreApi {
 
   private assertLeader(what: string): void {
     if (this.state !== 'leader') {
-      throw new RaftError('not_leader', `node ${this.id}: ${what} needs the leader; the leader is ${this.leaderId ?? 'unknown'}`, this.leaderId);
+      throw new RaftError(
+        'not_leader',
+        `node ${this.id}: ${what} needs the leader; the leader is ${this.leaderId ?? 'unknown'}`,
+        this.leaderId,
+      );
     }
   }
 
@@ -609,7 +765,8 @@ export class RaftCore implements RaftCoreApi {
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     const r = this.opts.random();
-    if (!(r >= 0 && r < 1)) throw new Error(`node ${this.id}: options.random returned ${r}, expected a number in [0, 1)`);
+    if (!(r >= 0 && r < 1))
+      throw new Error(`node ${this.id}: options.random returned ${r}, expected a number in [0, 1)`);
     this.randomizedElectionTicks = this.opts.electionTicks + Math.floor(r * this.opts.electionTicks);
     this.votes = new Map();
   }

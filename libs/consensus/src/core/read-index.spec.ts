@@ -2,12 +2,18 @@ import { AppendRequest, Message } from './messages';
 import { RaftError } from './ready';
 import { InteractionCluster, ackFrom, electSolo, soloCore } from '../testing/interaction';
 
-const heartbeatsTo = (msgs: Message[], to: string) => msgs.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.to === to && m.entries.length === 0);
+const heartbeatsTo = (msgs: Message[], to: string) =>
+  msgs.filter((m): m is AppendRequest => m.type === 'AppendRequest' && m.to === to && m.entries.length === 0);
 const ack = ackFrom;
 
 /** n1 leads n1..n5 at term 2 and has committed its no-op (index 2). */
 function committedLeader(options: Parameters<typeof soloCore>[3] = {}) {
-  const s = soloCore('n1', ['n1', 'n2', 'n3', 'n4', 'n5'], { terms: [1], term: 1 }, { preVote: false, ...options });
+  const s = soloCore(
+    'n1',
+    ['n1', 'n2', 'n3', 'n4', 'n5'],
+    { terms: [1], term: 1 },
+    { preVote: false, ...options },
+  );
   electSolo(s);
   s.core.step(ack('n2', 2, 2, 0));
   s.core.step(ack('n3', 2, 2, 0));
@@ -70,14 +76,26 @@ describe('ReadIndex', () => {
   it('a follower refuses to serve a read (not_leader): the shell forwards it', () => {
     const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1], term: 1 });
     expect(() => s.core.readIndex('r1')).toThrow(RaftError);
-    expect(() => s.core.readIndex('r1')).toThrow(expect.objectContaining({ code: 'not_leader' }) as unknown as Error);
+    expect(() => s.core.readIndex('r1')).toThrow(
+      expect.objectContaining({ code: 'not_leader' }) as unknown as Error,
+    );
   });
 
   it('pending reads fail with leadership_lost when the leader steps down', () => {
     const s = committedLeader();
     s.core.readIndex('r1');
     s.persist();
-    s.core.step({ type: 'AppendRequest', from: 'n2', to: 'n1', term: 3, prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0, seq: 1 });
+    s.core.step({
+      type: 'AppendRequest',
+      from: 'n2',
+      to: 'n1',
+      term: 3,
+      prevLogIndex: 0,
+      prevLogTerm: 0,
+      entries: [],
+      leaderCommit: 0,
+      seq: 1,
+    });
     const rd = s.persist();
     expect(rd.readStates).toEqual([]);
     expect(rd.failedReads.map((f) => [f.ctx, f.error.code])).toEqual([['r1', 'leadership_lost']]);

@@ -72,28 +72,53 @@ describe('Ready contract', () => {
     const s = soloCore('n1', ['n1', 'n2', 'n3'], { terms: [1], term: 1 }, { preVote: false });
     electSolo(s);
     const st = s.core.status();
-    expect(st).toMatchObject({ id: 'n1', role: 'leader', term: 2, leaderId: 'n1', lastIndex: 2, commit: 0, snapshot: { index: 0, term: 0 } });
+    expect(st).toMatchObject({
+      id: 'n1',
+      role: 'leader',
+      term: 2,
+      leaderId: 'n1',
+      lastIndex: 2,
+      commit: 0,
+      snapshot: { index: 0, term: 0 },
+    });
     expect(Object.keys(st.progress).sort()).toEqual(['n1', 'n2', 'n3']);
     expect(st.progress.n2).toMatchObject({ state: 'probe', match: 0 });
   });
 
   it('log lines share one shape: "node <id> <what happened>"', () => {
     const lines: string[] = [];
-    const s = soloCore('n1', ['n1', 'n2', 'n3'], { terms: [1], term: 4 }, { preVote: false, logger: (l) => lines.push(l) });
+    const s = soloCore(
+      'n1',
+      ['n1', 'n2', 'n3'],
+      { terms: [1], term: 4 },
+      { preVote: false, logger: (l) => lines.push(l) },
+    );
     electSolo(s);
     expect(lines).toContain('node n1 became leader at term 5');
   });
 
   it('committed entries are handed out in batches of at most committedEntriesPerReadyMax and committedBytesPerReadyMax', () => {
-    const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1, 1, 1, 1, 1, 1, 1], term: 1, commit: 7 }, { committedEntriesPerReadyMax: 3 });
+    const s = soloCore(
+      'n2',
+      ['n1', 'n2', 'n3'],
+      { terms: [1, 1, 1, 1, 1, 1, 1], term: 1, commit: 7 },
+      { committedEntriesPerReadyMax: 3 },
+    );
     const batches: number[][] = [];
-    for (let i = 0; i < 10 && s.core.hasReady(); i++) batches.push(s.persist().committedEntries.map((e) => e.index));
+    for (let i = 0; i < 10 && s.core.hasReady(); i++)
+      batches.push(s.persist().committedEntries.map((e) => e.index));
     expect(batches.filter((b) => b.length > 0)).toEqual([[1, 2, 3], [4, 5, 6], [7]]);
   });
 
   it('a restarted core hands out committed entries from after the applied index the shell reports, not from the snapshot', () => {
-    const storage = new MemoryStorage({ entries: entriesWithTerms([1, 1, 1, 1, 1]), hardState: { term: 1, vote: null, commit: 2 } });
-    const core = new RaftCore({ ...DEFAULT_RAFT_OPTIONS, id: 'n2', random: () => 0 }, storage, { ...storage.initialState(configOf(['n1', 'n2', 'n3'])), applied: 4 });
+    const storage = new MemoryStorage({
+      entries: entriesWithTerms([1, 1, 1, 1, 1]),
+      hardState: { term: 1, vote: null, commit: 2 },
+    });
+    const core = new RaftCore({ ...DEFAULT_RAFT_OPTIONS, id: 'n2', random: () => 0 }, storage, {
+      ...storage.initialState(configOf(['n1', 'n2', 'n3'])),
+      applied: 4,
+    });
     expect(core.status()).toMatchObject({ commit: 4, applied: 4 });
     core.step(append(5, 1, [], 1, 5));
     expect(core.ready().committedEntries.map((e) => e.index)).toEqual([5]);

@@ -1,11 +1,25 @@
 import { AppendRequest, AppendResponse, Message } from './messages';
 import { MemoryStorage } from '../testing/memory-storage';
-import { InteractionCluster, appendFromLeader, appendsTo, configOf, electSolo, entriesWithTerms, soloCore } from '../testing/interaction';
+import {
+  InteractionCluster,
+  appendFromLeader,
+  appendsTo,
+  configOf,
+  electSolo,
+  entriesWithTerms,
+  soloCore,
+} from '../testing/interaction';
 
-const responsesFrom = (msgs: Message[], from: string) => msgs.filter((m): m is AppendResponse => m.type === 'AppendResponse' && m.from === from);
+const responsesFrom = (msgs: Message[], from: string) =>
+  msgs.filter((m): m is AppendResponse => m.type === 'AppendResponse' && m.from === from);
 
-const append = (prevLogIndex: number, prevLogTerm: number, terms: number[], leaderCommit = 0, term = 5): AppendRequest =>
-  appendFromLeader(prevLogIndex, prevLogTerm, terms, term, leaderCommit);
+const append = (
+  prevLogIndex: number,
+  prevLogTerm: number,
+  terms: number[],
+  leaderCommit = 0,
+  term = 5,
+): AppendRequest => appendFromLeader(prevLogIndex, prevLogTerm, terms, term, leaderCommit);
 
 /** A 3-node cluster where n1 and n3 hold `leaderTerms` and n2 holds `followerTerms`; all at hard-state term `term`. */
 function divergedCluster(leaderTerms: number[], followerTerms: number[], term: number): InteractionCluster {
@@ -16,7 +30,11 @@ function divergedCluster(leaderTerms: number[], followerTerms: number[], term: n
     ['n2', followerTerms],
     ['n3', leaderTerms],
   ] as const) {
-    c.addNode(id, config, new MemoryStorage({ entries: entriesWithTerms(terms), hardState: { term, vote: null, commit: 0 } }));
+    c.addNode(
+      id,
+      config,
+      new MemoryStorage({ entries: entriesWithTerms(terms), hardState: { term, vote: null, commit: 0 } }),
+    );
   }
   return c;
 }
@@ -72,7 +90,9 @@ describe('replication', () => {
     const rd = s.core.ready();
     expect(rd.entries.map((e) => e.index)).toEqual([3, 4]);
     expect(responsesFrom(rd.messages, 'n2')).toEqual([]);
-    expect(responsesFrom(rd.persistedMessages, 'n2')).toEqual([expect.objectContaining({ success: true, matchIndex: 4 })]);
+    expect(responsesFrom(rd.persistedMessages, 'n2')).toEqual([
+      expect.objectContaining({ success: true, matchIndex: 4 }),
+    ]);
   });
 
   it('a conflicting suffix at a follower is truncated and replaced by the leader entries', () => {
@@ -103,7 +123,9 @@ describe('replication', () => {
   it('fast backup, follower log too short: one rejection, then the leader resumes right after its last entry', () => {
     const c = divergedCluster([1, 1, 1, 1], [1], 1);
     const { toN2, fromN2 } = electAndRecord(c);
-    expect(fromN2.filter((r) => !r.success)).toEqual([expect.objectContaining({ conflictTerm: 0, lastLogIndex: 1 })]);
+    expect(fromN2.filter((r) => !r.success)).toEqual([
+      expect.objectContaining({ conflictTerm: 0, lastLogIndex: 1 }),
+    ]);
     expect(toN2.map((m) => m.prevLogIndex)).toEqual([4, 1]);
     expect(termsOf(c, 'n2')).toEqual(termsOf(c, 'n1'));
   });
@@ -111,7 +133,9 @@ describe('replication', () => {
   it('fast backup, follower has a term the leader lacks: one rejection, then the leader resumes at that term first index', () => {
     const c = divergedCluster([1, 1, 1, 1], [1, 1, 3, 3, 3], 3);
     const { toN2, fromN2 } = electAndRecord(c);
-    expect(fromN2.filter((r) => !r.success)).toEqual([expect.objectContaining({ conflictTerm: 3, conflictIndex: 3, lastLogIndex: 5 })]);
+    expect(fromN2.filter((r) => !r.success)).toEqual([
+      expect.objectContaining({ conflictTerm: 3, conflictIndex: 3, lastLogIndex: 5 }),
+    ]);
     expect(toN2.map((m) => m.prevLogIndex)).toEqual([4, 2]);
     expect(termsOf(c, 'n2')).toEqual(termsOf(c, 'n1'));
   });
@@ -119,7 +143,9 @@ describe('replication', () => {
   it('fast backup, both hold the conflicting term: one rejection, then the leader resumes after its last entry of that term', () => {
     const c = divergedCluster([1, 2, 2, 3], [1, 2, 2, 2, 2, 2], 3);
     const { toN2, fromN2 } = electAndRecord(c);
-    expect(fromN2.filter((r) => !r.success)).toEqual([expect.objectContaining({ conflictTerm: 2, conflictIndex: 2, lastLogIndex: 6 })]);
+    expect(fromN2.filter((r) => !r.success)).toEqual([
+      expect.objectContaining({ conflictTerm: 2, conflictIndex: 2, lastLogIndex: 6 }),
+    ]);
     expect(toN2.map((m) => m.prevLogIndex)).toEqual([4, 3]);
     expect(termsOf(c, 'n2')).toEqual(termsOf(c, 'n1'));
   });
@@ -128,7 +154,19 @@ describe('replication', () => {
     const s = soloCore('n1', ['n1', 'n2', 'n3'], {}, { preVote: false });
     electSolo(s);
     // Make both followers replicate (probe answered).
-    for (const from of ['n2', 'n3']) s.core.step({ type: 'AppendResponse', from, to: 'n1', term: s.core.term, success: true, matchIndex: 1, conflictTerm: 0, conflictIndex: 0, lastLogIndex: 1, seq: 0 });
+    for (const from of ['n2', 'n3'])
+      s.core.step({
+        type: 'AppendResponse',
+        from,
+        to: 'n1',
+        term: s.core.term,
+        success: true,
+        matchIndex: 1,
+        conflictTerm: 0,
+        conflictIndex: 0,
+        lastLogIndex: 1,
+        seq: 0,
+      });
     s.persist();
     s.core.propose(new TextEncoder().encode('p'));
     const rd = s.core.ready();

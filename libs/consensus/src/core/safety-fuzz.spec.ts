@@ -11,7 +11,11 @@ import { InteractionCluster, seededRandom } from '../testing/interaction';
 function runSeed(seed: number, steps: number): { committed: number } {
   const rnd = seededRandom(seed);
   const ids = seed % 2 === 0 ? ['n1', 'n2', 'n3'] : ['n1', 'n2', 'n3', 'n4', 'n5'];
-  const c = new InteractionCluster(ids.slice(0, -1), { electionTicks: 8, heartbeatTicks: 2, inflightMsgsMax: 4, msgBytesMax: 64, snapshotChunkBytes: 16 }, { seed });
+  const c = new InteractionCluster(
+    ids.slice(0, -1),
+    { electionTicks: 8, heartbeatTicks: 2, inflightMsgsMax: 4, msgBytesMax: 64, snapshotChunkBytes: 16 },
+    { seed },
+  );
   // The last node starts outside the cluster and may be added, promoted and removed.
   c.addNode(ids[ids.length - 1]);
   const appliedAt = new Map<number, Entry>();
@@ -21,8 +25,13 @@ function runSeed(seed: number, steps: number): { committed: number } {
   const check = (id: string, entries: Entry[]) => {
     for (const e of entries) {
       const seen = appliedAt.get(e.index);
-      if (seen && (seen.term !== e.term || Buffer.compare(Buffer.from(seen.data), Buffer.from(e.data)) !== 0)) {
-        throw new Error(`seed ${seed}: ${id} applied ${e.index}@${e.term}, another node applied ${seen.index}@${seen.term}\n${c.logLines.slice(-40).join('\n')}`);
+      if (
+        seen &&
+        (seen.term !== e.term || Buffer.compare(Buffer.from(seen.data), Buffer.from(e.data)) !== 0)
+      ) {
+        throw new Error(
+          `seed ${seed}: ${id} applied ${e.index}@${e.term}, another node applied ${seen.index}@${seen.term}\n${c.logLines.slice(-40).join('\n')}`,
+        );
       }
       appliedAt.set(e.index, e);
     }
@@ -59,7 +68,8 @@ function runSeed(seed: number, steps: number): { committed: number } {
         const i = Math.floor(rnd() * c.network.length);
         const m = c.network[i] as Message;
         const fate = rnd();
-        if (fate < 0.05) c.network.splice(i, 1); // lost
+        if (fate < 0.05)
+          c.network.splice(i, 1); // lost
         else c.deliver((x) => x === m);
         if (fate > 0.95) c.network.push(m); // duplicated
       }
@@ -80,8 +90,16 @@ function runSeed(seed: number, steps: number): { committed: number } {
     } else if (r < 0.92) {
       const n = c.node(id);
       const applied = n.applied.length > 0 ? n.applied[n.applied.length - 1].index : 0;
-      if (applied > n.storage.snapshotMeta().index && applied <= n.storage.lastIndex() && (pending.get(id) ?? []).length === 0) {
-        const meta = n.storage.compact(applied, new TextEncoder().encode(`snapshot-${applied}`.repeat(3)), n.core.configs.at(applied));
+      if (
+        applied > n.storage.snapshotMeta().index &&
+        applied <= n.storage.lastIndex() &&
+        (pending.get(id) ?? []).length === 0
+      ) {
+        const meta = n.storage.compact(
+          applied,
+          new TextEncoder().encode(`snapshot-${applied}`.repeat(3)),
+          n.core.configs.at(applied),
+        );
         n.core.snapshotTaken(meta);
       }
     } else if (r < 0.925) {
@@ -98,7 +116,11 @@ function runSeed(seed: number, steps: number): { committed: number } {
             : ({ type: 'remove', id: target } as const)
           : config.voters.includes(target)
             ? ({ type: 'remove', id: target } as const)
-            : ({ type: 'addLearner', id: target, address: { raftAddress: target, httpUrl: target } } as const);
+            : ({
+                type: 'addLearner',
+                id: target,
+                address: { raftAddress: target, httpUrl: target },
+              } as const);
         try {
           core.changeMembership(change);
         } catch {
@@ -118,7 +140,10 @@ function runSeed(seed: number, steps: number): { committed: number } {
     for (const n of c.nodes.values()) {
       if (n.core.state !== 'leader') continue;
       const other = leaderOfTerm.get(n.core.term);
-      if (other !== undefined && other !== n.id) throw new Error(`seed ${seed}: two leaders at term ${n.core.term}: ${other} and ${n.id}\n${c.logLines.slice(-80).join("\n")}`);
+      if (other !== undefined && other !== n.id)
+        throw new Error(
+          `seed ${seed}: two leaders at term ${n.core.term}: ${other} and ${n.id}\n${c.logLines.slice(-80).join('\n')}`,
+        );
       leaderOfTerm.set(n.core.term, n.id);
     }
   }
@@ -144,24 +169,43 @@ function runSeed(seed: number, steps: number): { committed: number } {
       }
     }
     const leader = ids.find((id) => c.core(id).state === 'leader');
-    if (leader && (final === null || final.term !== c.core(leader).term) && c.core(leader).status().commit >= c.core(leader).termStartIndex) {
+    if (
+      leader &&
+      (final === null || final.term !== c.core(leader).term) &&
+      c.core(leader).status().commit >= c.core(leader).termStartIndex
+    ) {
       try {
         final = c.core(leader).propose(new TextEncoder().encode('final'));
       } catch {
         // a transfer in progress: retry next round
       }
     }
-    const inCluster = leader ? ids.filter((id) => [...c.core(leader).config().voters, ...c.core(leader).config().learners].includes(id)) : [];
-    if (final && leader && inCluster.every((id) => c.core(id).status().commit >= (final as { index: number }).index)) {
+    const inCluster = leader
+      ? ids.filter((id) =>
+          [...c.core(leader).config().voters, ...c.core(leader).config().learners].includes(id),
+        )
+      : [];
+    if (
+      final &&
+      leader &&
+      inCluster.every((id) => c.core(id).status().commit >= (final as { index: number }).index)
+    ) {
       if (process.env.FUZZ_STATS) {
         const count = (re: RegExp) => c.logLines.filter((l) => re.test(l)).length;
-        console.log(`seed ${seed}: final ${final.index}, leaders ${count(/became leader/)}, snapshots sent ${count(/sending snapshot/)}, installs ${count(/installing snapshot/)}, transfers ${count(/TimeoutNow to/)}, config ${count(/proposed (promote|remove|addLearner)/)}, removed ${count(/removed from the configuration/)}, lost ${count(/were not received/)}, stepdowns ${count(/stepped down/)}`);
+        console.log(
+          `seed ${seed}: final ${final.index}, leaders ${count(/became leader/)}, snapshots sent ${count(/sending snapshot/)}, installs ${count(/installing snapshot/)}, transfers ${count(/TimeoutNow to/)}, config ${count(/proposed (promote|remove|addLearner)/)}, removed ${count(/removed from the configuration/)}, lost ${count(/were not received/)}, stepdowns ${count(/stepped down/)}`,
+        );
       }
       return { committed: final.index };
     }
   }
   const statuses = ids.map((id) => JSON.stringify({ ...c.core(id).status(), config: undefined }));
-  throw new Error(`seed ${seed}: no progress after healing (final ${final?.index})\n${c.logLines.filter((l) => !/pre-vote|pre-candidate/.test(l)).slice(-70).join('\n')}\n${statuses.join('\n')}`);
+  throw new Error(
+    `seed ${seed}: no progress after healing (final ${final?.index})\n${c.logLines
+      .filter((l) => !/pre-vote|pre-candidate/.test(l))
+      .slice(-70)
+      .join('\n')}\n${statuses.join('\n')}`,
+  );
 }
 
 describe('safety under faults (core-level fuzz)', () => {
@@ -173,5 +217,3 @@ describe('safety under faults (core-level fuzz)', () => {
     expect(total).toBeGreaterThan(0);
   }, 120_000);
 });
-
-

@@ -19,7 +19,8 @@ const chunk = (offset: number, text: string, done: boolean, seq = 1): SnapshotRe
   done,
   seq,
 });
-const snapshotAnswers = (msgs: Message[]) => msgs.filter((m): m is SnapshotResponse => m.type === 'SnapshotResponse');
+const snapshotAnswers = (msgs: Message[]) =>
+  msgs.filter((m): m is SnapshotResponse => m.type === 'SnapshotResponse');
 
 /** n1 leads; n3 was cut off while n1 committed entries and compacted its log past them. */
 function laggingFollower(snapshotChunkBytes: number) {
@@ -71,12 +72,16 @@ describe('snapshots', () => {
     expect(rd1.snapshotChunk).toMatchObject({ offset: 0, done: false });
     expect(rd1.snapshot).toBeUndefined();
     expect(snapshotAnswers(rd1.messages)).toEqual([]);
-    expect(snapshotAnswers(rd1.persistedMessages)).toEqual([expect.objectContaining({ index: 10, nextOffset: 4, installed: false })]);
+    expect(snapshotAnswers(rd1.persistedMessages)).toEqual([
+      expect.objectContaining({ index: 10, nextOffset: 4, installed: false }),
+    ]);
     s.core.step(chunk(4, 'ef', true));
     const rd2 = s.persist();
     expect(rd2.snapshotChunk).toMatchObject({ offset: 4, done: true });
     expect(rd2.snapshot).toEqual(meta);
-    expect(snapshotAnswers(rd2.persistedMessages)).toEqual([expect.objectContaining({ nextOffset: 6, installed: true })]);
+    expect(snapshotAnswers(rd2.persistedMessages)).toEqual([
+      expect.objectContaining({ nextOffset: 6, installed: true }),
+    ]);
     expect(s.storage.snapshotMeta()).toEqual(meta);
     expect(new TextDecoder().decode(s.storage.snapshotData())).toBe('abcdef');
     expect(s.core.status()).toMatchObject({ commit: 10, applied: 10, lastIndex: 10 });
@@ -105,7 +110,9 @@ describe('snapshots', () => {
     expect(initial.partialSnapshot).toEqual({ index: 10, term: 2, bytes: 4 });
     const restarted = new RaftCore({ ...DEFAULT_RAFT_OPTIONS, id: 'n2', random: () => 0 }, storage, initial);
     restarted.step(chunk(0, 'abcd', false));
-    expect(snapshotAnswers(restarted.ready().persistedMessages)).toEqual([expect.objectContaining({ nextOffset: 4, installed: false })]);
+    expect(snapshotAnswers(restarted.ready().persistedMessages)).toEqual([
+      expect.objectContaining({ nextOffset: 4, installed: false }),
+    ]);
   });
 
   it('the leader resumes from the offset the follower reports', () => {
@@ -121,13 +128,28 @@ describe('snapshots', () => {
     expect(first.offset).toBe(0);
     // n3 answers the first chunk as if it already held 8 bytes (from a transfer before its restart).
     c.network = [];
-    c.core('n1').step({ type: 'SnapshotResponse', from: 'n3', to: 'n1', term: first.term, index: first.meta.index, nextOffset: 8, installed: false, seq: first.seq });
+    c.core('n1').step({
+      type: 'SnapshotResponse',
+      from: 'n3',
+      to: 'n1',
+      term: first.term,
+      index: first.meta.index,
+      nextOffset: 8,
+      installed: false,
+      seq: first.seq,
+    });
     c.processReady('n1');
-    expect(c.network.filter((m): m is SnapshotRequest => m.type === 'SnapshotRequest').map((m) => m.offset)).toEqual([8]);
+    expect(
+      c.network.filter((m): m is SnapshotRequest => m.type === 'SnapshotRequest').map((m) => m.offset),
+    ).toEqual([8]);
   });
 
   it('a snapshot at or below the follower commit index is not installed', () => {
-    const s = soloCore('n2', ['n1', 'n2', 'n3'], { terms: [1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], term: 2, commit: 11 });
+    const s = soloCore('n2', ['n1', 'n2', 'n3'], {
+      terms: [1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2],
+      term: 2,
+      commit: 11,
+    });
     s.core.step(chunk(0, 'abcd', true));
     const rd = s.persist();
     expect(rd.snapshotChunk).toBeUndefined();
@@ -145,8 +167,15 @@ describe('snapshots', () => {
     });
     let pendingAnswers = 2;
     const reader = Object.create(storage) as MemoryStorage;
-    reader.snapshotChunk = (offset: number, max: number) => (pendingAnswers-- > 0 ? ('pending' as unknown as ReturnType<MemoryStorage['snapshotChunk']>) : storage.snapshotChunk(offset, max));
-    const leader = new RaftCore({ ...DEFAULT_RAFT_OPTIONS, id: 'n1', random: () => 0, preVote: false, heartbeatTicks: 1 }, reader, storage.initialState(config));
+    reader.snapshotChunk = (offset: number, max: number) =>
+      pendingAnswers-- > 0
+        ? ('pending' as unknown as ReturnType<MemoryStorage['snapshotChunk']>)
+        : storage.snapshotChunk(offset, max);
+    const leader = new RaftCore(
+      { ...DEFAULT_RAFT_OPTIONS, id: 'n1', random: () => 0, preVote: false, heartbeatTicks: 1 },
+      reader,
+      storage.initialState(config),
+    );
     leader.ticksSinceHeardLeader = Number.MAX_SAFE_INTEGER;
     leader.campaign();
     const advance = () => {
@@ -158,8 +187,20 @@ describe('snapshots', () => {
     advance();
     leader.step({ type: 'VoteResponse', from: 'n2', to: 'n1', term: 2, preVote: false, granted: true });
     advance();
-    leader.step({ type: 'AppendResponse', from: 'n2', to: 'n1', term: 2, success: false, matchIndex: 0, conflictTerm: 0, conflictIndex: 1, lastLogIndex: 0, seq: 0 });
-    const sent = () => advance().messages.filter((m): m is SnapshotRequest => m.type === 'SnapshotRequest' && m.to === 'n2');
+    leader.step({
+      type: 'AppendResponse',
+      from: 'n2',
+      to: 'n1',
+      term: 2,
+      success: false,
+      matchIndex: 0,
+      conflictTerm: 0,
+      conflictIndex: 1,
+      lastLogIndex: 0,
+      seq: 0,
+    });
+    const sent = () =>
+      advance().messages.filter((m): m is SnapshotRequest => m.type === 'SnapshotRequest' && m.to === 'n2');
     expect(sent()).toEqual([]);
     leader.tick();
     expect(sent()).toEqual([]);

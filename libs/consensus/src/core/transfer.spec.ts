@@ -28,7 +28,9 @@ describe('leadership transfer', () => {
     c.elect('n1');
     c.isolate('n3');
     c.core('n1').transferLeadership('n3');
-    expect(() => c.propose('n1', 'x')).toThrow(expect.objectContaining({ code: 'transfer_in_progress' }) as unknown as RaftError);
+    expect(() => c.propose('n1', 'x')).toThrow(
+      expect.objectContaining({ code: 'transfer_in_progress' }) as unknown as RaftError,
+    );
   });
 
   it('a transfer that does not finish within an election timeout is aborted', () => {
@@ -56,6 +58,8 @@ describe('leadership transfer', () => {
   it('a transfer to a non-voter is refused', () => {
     const c = new InteractionCluster(['n1', 'n2', 'n3'], {}, { learners: ['n4'] });
     c.elect('n1');
-    expect(() => c.core('n1').transferLeadership('n4')).toThrow(expect.objectContaining({ code: 'invalid_request' }) as unknown as RaftError);
+    expect(() => c.core('n1').transferLeadership('n4')).toThrow(
+      expect.objectContaining({ code: 'invalid_request' }) as unknown as RaftError,
+    );
   });
 });

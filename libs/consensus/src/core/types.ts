@@ -105,7 +105,12 @@ export function encodeConfig(config: ConfigState): Uint8Array {
 
 export function decodeConfig(data: Uint8Array): ConfigState {
   const c = JSON.parse(textDecoder.decode(data)) as ConfigState;
-  return { voters: c.voters ?? [], outgoing: c.outgoing ?? [], learners: c.learners ?? [], addresses: c.addresses ?? {} };
+  return {
+    voters: c.voters ?? [],
+    outgoing: c.outgoing ?? [],
+    learners: c.learners ?? [],
+    addresses: c.addresses ?? {},
+  };
 }
 
 export function emptyConfig(): ConfigState {

@@ -15,7 +15,8 @@ export class UncommittedBytes {
   }
 
   releaseTo(commit: number): void {
-    while (this.head < this.indexes.length && this.indexes[this.head] <= commit) this.bytes -= this.sizes[this.head++];
+    while (this.head < this.indexes.length && this.indexes[this.head] <= commit)
+      this.bytes -= this.sizes[this.head++];
     // Drop the released prefix now and then, so the arrays do not grow without bound.
     if (this.head > 1024 && this.head * 2 > this.indexes.length) {
       this.indexes = this.indexes.slice(this.head);

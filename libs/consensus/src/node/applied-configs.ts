@@ -14,16 +14,20 @@ export class AppliedConfigs {
 
   record(index: number, config: ConfigState): void {
     const last = this.list[this.list.length - 1];
-    if (index <= last.index) throw new Error(`applied configs: config at ${index} recorded after one at ${last.index}`);
+    if (index <= last.index)
+      throw new Error(`applied configs: config at ${index} recorded after one at ${last.index}`);
     this.list.push({ index, config });
   }
 
   /** The configuration in force once `index` is applied. */
   at(index: number): ConfigState {
     if (index < this.list[0].index) {
-      throw new Error(`applied configs: index ${index} is before the oldest tracked configuration (${this.list[0].index})`);
+      throw new Error(
+        `applied configs: index ${index} is before the oldest tracked configuration (${this.list[0].index})`,
+      );
     }
-    for (let i = this.list.length - 1; i >= 0; i--) if (this.list[i].index <= index) return this.list[i].config;
+    for (let i = this.list.length - 1; i >= 0; i--)
+      if (this.list[i].index <= index) return this.list[i].config;
     return this.list[0].config;
   }
 

@@ -60,7 +60,12 @@ export class PromRaftMetrics implements RaftNodeMetrics {
       },
     });
     this.term = new Gauge({ name: `${prefix}term`, help: 'Current term', registers });
-    this.role = new Gauge({ name: `${prefix}role`, help: '1 for the role this node has, 0 for the others', labelNames: ['role'], registers });
+    this.role = new Gauge({
+      name: `${prefix}role`,
+      help: '1 for the role this node has, 0 for the others',
+      labelNames: ['role'],
+      registers,
+    });
     this.commitIndex = new Gauge({ name: `${prefix}commit_index`, help: 'Commit index', registers });
     this.appliedIndex = new Gauge({ name: `${prefix}applied_index`, help: 'Applied index', registers });
     this.lastLogIndex = new Gauge({ name: `${prefix}last_log_index`, help: 'Last log index', registers });
@@ -76,7 +81,11 @@ export class PromRaftMetrics implements RaftNodeMetrics {
       buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 30],
       registers,
     });
-    this.snapshotIndex = new Gauge({ name: `${prefix}snapshot_index`, help: 'Index of the latest local snapshot', registers });
+    this.snapshotIndex = new Gauge({
+      name: `${prefix}snapshot_index`,
+      help: 'Index of the latest local snapshot',
+      registers,
+    });
   }
 
   persisted(seconds: number, entries: number): void {

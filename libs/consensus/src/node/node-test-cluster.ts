@@ -21,7 +21,8 @@ export async function waitUntil(check: () => boolean, timeoutMs: number, what: s
 
 export function clusterConfig(voters: NodeId[], learners: NodeId[] = []): ConfigState {
   const addresses: ConfigState['addresses'] = {};
-  for (const id of [...voters, ...learners]) addresses[id] = { raftAddress: `loop:${id}`, httpUrl: `http://${id}.test` };
+  for (const id of [...voters, ...learners])
+    addresses[id] = { raftAddress: `loop:${id}`, httpUrl: `http://${id}.test` };
   return { voters, outgoing: [], learners, addresses };
 }
 
@@ -65,7 +66,11 @@ export class TestCluster {
       snapshotEveryBytes: 1024 * 1024 * 1024,
       snapshotKeepEntries: 10,
       proposalTimeoutMs: 20_000,
-      logger: { log: (m) => lines.push(m), warn: (m) => lines.push(`WARN ${m}`), error: (m) => lines.push(`ERROR ${m}`) },
+      logger: {
+        log: (m) => lines.push(m),
+        warn: (m) => lines.push(`WARN ${m}`),
+        error: (m) => lines.push(`ERROR ${m}`),
+      },
       ...this.defaults,
       ...opts,
       raft: { electionTicks: 10, heartbeatTicks: 2, ...this.defaults.raft, ...opts.raft },
@@ -102,7 +107,9 @@ export class TestCluster {
   }
 
   leaders(): TestMember[] {
-    return [...this.members.values()].filter((m) => m.node.status().role === 'leader' && m.node.status().storageFailed === null);
+    return [...this.members.values()].filter(
+      (m) => m.node.status().role === 'leader' && m.node.status().storageFailed === null,
+    );
   }
 
   /** Waits for one leader that every other running node in `among` follows. */
@@ -122,7 +129,11 @@ export class TestCluster {
   }
 
   /** Proposes on whichever node leads, retrying through elections (bounded). */
-  async propose(amount: number, timeoutMs = 20_000, among?: NodeId[]): Promise<{ index: number; result: unknown }> {
+  async propose(
+    amount: number,
+    timeoutMs = 20_000,
+    among?: NodeId[],
+  ): Promise<{ index: number; result: unknown }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const leader = this.leaders().filter((m) => !among || among.includes(m.id))[0];
@@ -134,13 +145,22 @@ export class TestCluster {
           if (code !== 'not_leader' && code !== 'unavailable') throw e;
         }
       }
-      if (Date.now() > deadline) throw new Error(`test cluster: no proposal committed within ${timeoutMs} ms`);
+      if (Date.now() > deadline)
+        throw new Error(`test cluster: no proposal committed within ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }
 
-  async waitApplied(index: number, ids: NodeId[] = [...this.members.keys()], timeoutMs = 20_000): Promise<void> {
-    await waitUntil(() => ids.every((id) => this.get(id).sm.appliedIndex() >= index), timeoutMs, `${ids.join(', ')} to apply ${index}`);
+  async waitApplied(
+    index: number,
+    ids: NodeId[] = [...this.members.keys()],
+    timeoutMs = 20_000,
+  ): Promise<void> {
+    await waitUntil(
+      () => ids.every((id) => this.get(id).sm.appliedIndex() >= index),
+      timeoutMs,
+      `${ids.join(', ')} to apply ${index}`,
+    );
   }
 
   async stopAll(): Promise<void> {

@@ -51,7 +51,10 @@ export class PendingProposals {
       if (i > index) continue;
       this.byIndex.delete(i);
       p.reject(
-        new NodeError('timeout', `node ${this.self}: a snapshot up to ${index} replaced proposal ${i} before it was applied here; its outcome is unknown, retry`),
+        new NodeError(
+          'timeout',
+          `node ${this.self}: a snapshot up to ${index} replaced proposal ${i} before it was applied here; its outcome is unknown, retry`,
+        ),
       );
     }
   }
@@ -60,7 +63,12 @@ export class PendingProposals {
     for (const [i, p] of this.byIndex) {
       if (p.deadlineMs > nowMs) break;
       this.byIndex.delete(i);
-      p.reject(new NodeError('timeout', `node ${this.self}: proposal at index ${i} was not applied in time; its outcome is unknown, retry`));
+      p.reject(
+        new NodeError(
+          'timeout',
+          `node ${this.self}: proposal at index ${i} was not applied in time; its outcome is unknown, retry`,
+        ),
+      );
     }
   }
 

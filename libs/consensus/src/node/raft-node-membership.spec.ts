@@ -17,11 +17,16 @@ describe('RaftNode membership and leadership', () => {
     for (let i = 0; i < 30; i++) await leader.node.propose(sumCommand(1));
 
     const joinPeers: Record<string, string> = {};
-    for (const [id, a] of Object.entries(clusterConfig(['n1', 'n2', 'n3']).addresses)) joinPeers[id] = a.raftAddress;
+    for (const [id, a] of Object.entries(clusterConfig(['n1', 'n2', 'n3']).addresses))
+      joinPeers[id] = a.raftAddress;
     const n4 = await cluster.startNode('n4', { joinPeers });
     expect(n4.node.status().config.voters).toEqual([]);
 
-    await leader.node.addMember('n4', { raftAddress: 'loop:n4', httpUrl: 'http://n4.test' }, { catchUpTimeoutMs: 30_000 });
+    await leader.node.addMember(
+      'n4',
+      { raftAddress: 'loop:n4', httpUrl: 'http://n4.test' },
+      { catchUpTimeoutMs: 30_000 },
+    );
     const config = leader.node.status().config;
     expect(config.voters.sort()).toEqual(['n1', 'n2', 'n3', 'n4']);
     expect(config.outgoing).toEqual([]);
@@ -49,7 +54,9 @@ describe('RaftNode membership and leadership', () => {
     const newLeader = await leader.node.transferLeadership(target);
     expect(newLeader).toBe(target);
     await waitUntil(() => cluster!.get(target).node.status().role === 'leader', 20_000, `${target} to lead`);
-    await expect(leader.node.propose(sumCommand(1))).rejects.toMatchObject({ code: expect.stringMatching(/not_leader|unavailable/) });
+    await expect(leader.node.propose(sumCommand(1))).rejects.toMatchObject({
+      code: expect.stringMatching(/not_leader|unavailable/),
+    });
     const out = await cluster.propose(1);
     await cluster.waitApplied(out.index);
     for (const m of cluster.members.values()) expect(m.sm.value).toBe(2);
@@ -59,7 +66,10 @@ describe('RaftNode membership and leadership', () => {
     cluster = await TestCluster.start(['n1', 'n2', 'n3']);
     const leader = await cluster.waitLeader();
     const follower = [...cluster.members.values()].find((m) => m.id !== leader.id)!;
-    await expect(follower.node.removeMember(leader.id)).rejects.toMatchObject({ code: 'not_leader', leaderId: leader.id });
+    await expect(follower.node.removeMember(leader.id)).rejects.toMatchObject({
+      code: 'not_leader',
+      leaderId: leader.id,
+    });
     await expect(follower.node.transferLeadership()).rejects.toMatchObject({ code: 'not_leader' });
   });
 });

@@ -40,7 +40,11 @@ describe('RaftNode snapshots', () => {
     cluster.net.isolate(lagging.id);
     let last = 0;
     for (let i = 0; i < 80; i++) last = (await leader.node.propose(sumCommand(1))).index;
-    await waitUntil(() => leader.storage.firstIndex() > lagging.storage.lastIndex() + 1, 20_000, 'the leader to compact past the lagging node');
+    await waitUntil(
+      () => leader.storage.firstIndex() > lagging.storage.lastIndex() + 1,
+      20_000,
+      'the leader to compact past the lagging node',
+    );
     cluster.net.heal();
     await cluster.waitApplied(last, [lagging.id], 30_000);
     expect(lagging.sm.restores).toBeGreaterThanOrEqual(1);

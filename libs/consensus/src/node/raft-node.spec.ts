@@ -61,7 +61,11 @@ describe('RaftNode', () => {
       const first = await leader.node.propose(sumCommand(1));
       for (let i = 0; i < 5; i++) await leader.node.propose(sumCommand(1));
       // Its apply of `first` is stuck, yet its log acknowledges what came after.
-      await waitUntil(() => (leader.node.status().progress[slow.id]?.match ?? 0) >= first.index + 5, 20_000, 'the busy follower to acknowledge later appends');
+      await waitUntil(
+        () => (leader.node.status().progress[slow.id]?.match ?? 0) >= first.index + 5,
+        20_000,
+        'the busy follower to acknowledge later appends',
+      );
       expect(slow.node.status().applied).toBeLessThan(first.index);
     } finally {
       release();
@@ -78,12 +82,16 @@ describe('RaftNode', () => {
     const outs = await Promise.all(Array.from({ length: callers }, () => leader.node.propose(sumCommand(1))));
     const persists = leader.storage.persistCalls - persistsBefore;
     expect(new Set(outs.map((o) => o.index)).size).toBe(callers);
-    expect(outs.map((o) => o.result).sort((x, y) => (x as number) - (y as number))).toEqual(Array.from({ length: callers }, (_, i) => i + 1));
+    expect(outs.map((o) => o.result).sort((x, y) => (x as number) - (y as number))).toEqual(
+      Array.from({ length: callers }, (_, i) => i + 1),
+    );
     expect(persists).toBeLessThan(callers / 4);
   });
 
   /** Runs a cluster on slow disks and checks, at every send, that what a vote or an ack promises is durable. */
-  async function checkPromisesAtSend(ackBeforePersist: boolean): Promise<{ checked: number; violations: string[] }> {
+  async function checkPromisesAtSend(
+    ackBeforePersist: boolean,
+  ): Promise<{ checked: number; violations: string[] }> {
     cluster = new TestCluster({ raft: { unsafe: { ackBeforePersist } } });
     const storages = new Map<string, MemoryNodeStorage>();
     let checked = 0;
@@ -95,13 +103,17 @@ describe('RaftNode', () => {
       if (m.type === 'VoteResponse' && m.granted && !m.preVote) {
         checked++;
         if (!(hs.term > m.term || (hs.term === m.term && hs.vote === m.to))) {
-          violations.push(`${m.from} granted its vote to ${m.to} at term ${m.term} with durable ${JSON.stringify(hs)}`);
+          violations.push(
+            `${m.from} granted its vote to ${m.to} at term ${m.term} with durable ${JSON.stringify(hs)}`,
+          );
         }
       }
       if (m.type === 'AppendResponse' && m.success) {
         checked++;
         if (hs.term < m.term || (hs.term === m.term && storage.lastIndex() < m.matchIndex)) {
-          violations.push(`${m.from} acknowledged ${m.matchIndex} at term ${m.term} with durable last index ${storage.lastIndex()}`);
+          violations.push(
+            `${m.from} acknowledged ${m.matchIndex} at term ${m.term} with durable last index ${storage.lastIndex()}`,
+          );
         }
       }
     });
@@ -157,8 +169,14 @@ describe('RaftNode', () => {
     cluster = await TestCluster.start(['n1', 'n2', 'n3']);
     const leader = await cluster.waitLeader();
     const follower = [...cluster.members.values()].find((m) => m.id !== leader.id)!;
-    await expect(follower.node.read('linearizable')).rejects.toMatchObject({ code: 'not_leader', leaderId: leader.id });
-    await expect(follower.node.propose(sumCommand(1))).rejects.toMatchObject({ code: 'not_leader', leaderId: leader.id });
+    await expect(follower.node.read('linearizable')).rejects.toMatchObject({
+      code: 'not_leader',
+      leaderId: leader.id,
+    });
+    await expect(follower.node.propose(sumCommand(1))).rejects.toMatchObject({
+      code: 'not_leader',
+      leaderId: leader.id,
+    });
   });
 
   it('a leader that stops hands over: another node leads and commits resume', async () => {
@@ -239,7 +257,9 @@ describe('RaftNode', () => {
     cluster.net.heal();
     await cluster.waitApplied(last);
     // Never resolved: refused at once if leadership was already gone, otherwise rejected when index and term disagree.
-    await expect(doomed).rejects.toMatchObject({ code: expect.stringMatching(/^(unavailable|timeout|not_leader)$/) });
+    await expect(doomed).rejects.toMatchObject({
+      code: expect.stringMatching(/^(unavailable|timeout|not_leader)$/),
+    });
     for (const m of cluster.members.values()) expect(m.sm.value).toBe(6);
   });
 });

@@ -4,7 +4,15 @@ import { MembershipChange, RaftCoreApi, RaftCoreFactory } from '../core/api';
 import { DEFAULT_RAFT_OPTIONS, RaftOptions } from '../core/options';
 import { RaftCore } from '../core/raft';
 import { Ready, SoftState } from '../core/ready';
-import { ConfigState, Entry, EntryType, MemberAddress, NodeId, SnapshotMeta, decodeConfig } from '../core/types';
+import {
+  ConfigState,
+  Entry,
+  EntryType,
+  MemberAddress,
+  NodeId,
+  SnapshotMeta,
+  decodeConfig,
+} from '../core/types';
 import { AppliedEntry, NodeError, NodeStatus, RaftNodeApi, RaftNodeOptions, ReadConsistency } from './api';
 import { AppliedConfigs, isEmptyConfig } from './applied-configs';
 import { notLeaderError, toNodeError } from './errors';
@@ -88,10 +96,14 @@ export class RaftNode implements RaftNodeApi {
   readonly softState$: Observable<SoftState>;
 
   constructor(opts: RaftNodeOptions, deps: { coreFactory?: RaftCoreFactory } = {}) {
-    if (!(opts.tickMs > 0)) throw new Error(`raft node ${opts.id}: tickMs must be positive, got ${opts.tickMs}`);
-    if (!(opts.proposalTimeoutMs > 0)) throw new Error(`raft node ${opts.id}: proposalTimeoutMs must be positive`);
+    if (!(opts.tickMs > 0))
+      throw new Error(`raft node ${opts.id}: tickMs must be positive, got ${opts.tickMs}`);
+    if (!(opts.proposalTimeoutMs > 0))
+      throw new Error(`raft node ${opts.id}: proposalTimeoutMs must be positive`);
     if (!(opts.snapshotEveryEntries > 0) || !(opts.snapshotEveryBytes > 0) || opts.snapshotKeepEntries < 0) {
-      throw new Error(`raft node ${opts.id}: snapshotEveryEntries and snapshotEveryBytes must be positive, snapshotKeepEntries ≥ 0`);
+      throw new Error(
+        `raft node ${opts.id}: snapshotEveryEntries and snapshotEveryBytes must be positive, snapshotKeepEntries ≥ 0`,
+      );
     }
     this.id = opts.id;
     this.opts = opts;
@@ -117,17 +129,24 @@ export class RaftNode implements RaftNodeApi {
     const { storage, stateMachine } = this.opts;
     const initial = storage.initialState();
     const joinMode = isEmptyConfig(initial.config) && !this.opts.bootstrap;
-    const config = isEmptyConfig(initial.config) && this.opts.bootstrap ? this.opts.bootstrap : initial.config;
+    const config =
+      isEmptyConfig(initial.config) && this.opts.bootstrap ? this.opts.bootstrap : initial.config;
 
     const snap = storage.snapshotMeta();
     if (snap.index > 0 && stateMachine.appliedIndex() < snap.index) {
       const data = storage.readSnapshot();
-      if (!data) throw new Error(`raft node ${this.id}: storage reports snapshot ${snap.index} but has no bytes for it`);
+      if (!data)
+        throw new Error(
+          `raft node ${this.id}: storage reports snapshot ${snap.index} but has no bytes for it`,
+        );
       await stateMachine.restore(snap, data);
     }
     this.applied = Math.max(snap.index, stateMachine.appliedIndex());
     this.appliedTerm = storage.term(this.applied) ?? snap.term;
-    this.configs = new AppliedConfigs(snap.index, snap.index > 0 ? snap.config : (this.opts.bootstrap ?? initial.config));
+    this.configs = new AppliedConfigs(
+      snap.index,
+      snap.index > 0 ? snap.config : (this.opts.bootstrap ?? initial.config),
+    );
     this.scanAppliedConfigs(snap.index + 1, this.applied);
     this.initialCommit = initial.hardState.commit;
 
@@ -153,12 +172,19 @@ export class RaftNode implements RaftNodeApi {
 
   async stop(opts: { transferLeadership?: boolean } = {}): Promise<void> {
     if (this.state !== 'running') return;
-    if (opts.transferLeadership !== false && this.isLeader() && this.failure === null && this.otherVoters().length > 0) {
+    if (
+      opts.transferLeadership !== false &&
+      this.isLeader() &&
+      this.failure === null &&
+      this.otherVoters().length > 0
+    ) {
       try {
         const to = await this.transferLeadershipWithin(null, stopTransferTimeoutMs);
         this.logger.log(`node ${this.id} handed leadership to ${to} before stopping`);
       } catch (e) {
-        this.logger.warn(`node ${this.id}: leadership transfer before stop failed (${(e as Error).message}); stopping anyway`);
+        this.logger.warn(
+          `node ${this.id}: leadership transfer before stop failed (${(e as Error).message}); stopping anyway`,
+        );
       }
     }
     if (this.state !== 'running') return;
@@ -197,7 +223,8 @@ export class RaftNode implements RaftNodeApi {
     const refused = this.refusal(`${consistency} read`);
     if (refused) return Promise.reject(refused);
     if (consistency === 'local') return Promise.resolve(this.applied);
-    if (!this.isLeader()) return Promise.reject(notLeaderError(this.id, this.softState.leaderId, `${consistency} read`));
+    if (!this.isLeader())
+      return Promise.reject(notLeaderError(this.id, this.softState.leaderId, `${consistency} read`));
     // Reads in the same macrotask share one ReadIndex round.
     const lease = consistency === 'lease' && this.raftOptions.leaseReads;
     let batch = this.readBatches.find((b) => b.lease === lease);
@@ -225,11 +252,19 @@ export class RaftNode implements RaftNodeApi {
     this.schedulePump();
     await this.proposals.add(at.index, at.term, performance.now() + this.opts.proposalTimeoutMs);
     // Joint consensus: the core appends C_new once C_old,new commits; done when no outgoing voters remain.
-    await this.waiters.waitFor(() => this.configs.latest().outgoing.length === 0, this.opts.proposalTimeoutMs, `${what} to leave joint consensus`);
+    await this.waiters.waitFor(
+      () => this.configs.latest().outgoing.length === 0,
+      this.opts.proposalTimeoutMs,
+      `${what} to leave joint consensus`,
+    );
   }
 
   /** Adds `id` as a learner, waits until it has nearly caught up (bounded), then promotes it to voter. */
-  async addMember(id: NodeId, address: MemberAddress, opts: { catchUpTimeoutMs?: number } = {}): Promise<void> {
+  async addMember(
+    id: NodeId,
+    address: MemberAddress,
+    opts: { catchUpTimeoutMs?: number } = {},
+  ): Promise<void> {
     const refused = this.refusal(`adding member ${id}`);
     if (refused) throw refused;
     if (!this.isLeader()) throw notLeaderError(this.id, this.softState.leaderId, `adding member ${id}`);
@@ -238,7 +273,8 @@ export class RaftNode implements RaftNodeApi {
     if (!config.learners.includes(id)) await this.changeMembership({ type: 'addLearner', id, address });
     await this.waiters.waitFor(
       () => {
-        if (!this.isLeader()) return notLeaderError(this.id, this.softState.leaderId, `catch-up of learner ${id}`);
+        if (!this.isLeader())
+          return notLeaderError(this.id, this.softState.leaderId, `catch-up of learner ${id}`);
         const s = this.core.status();
         const p = s.progress[id];
         return p !== undefined && p.match >= s.lastIndex - catchUpSlackEntries;
@@ -254,7 +290,10 @@ export class RaftNode implements RaftNodeApi {
   }
 
   transferLeadership(to?: NodeId): Promise<NodeId> {
-    const timeoutMs = Math.max(transferTimeoutMsMin, transferTimeoutElections * this.raftOptions.electionTicks * 2 * this.opts.tickMs);
+    const timeoutMs = Math.max(
+      transferTimeoutMsMin,
+      transferTimeoutElections * this.raftOptions.electionTicks * 2 * this.opts.tickMs,
+    );
     return this.transferLeadershipWithin(to ?? null, timeoutMs);
   }
 
@@ -338,7 +377,9 @@ export class RaftNode implements RaftNodeApi {
       try {
         persisted = this.opts.storage
           .persist({ hardState: ready.hardState, entries: ready.entries, snapshotChunk: ready.snapshotChunk })
-          .then(() => this.opts.metrics?.persisted((performance.now() - startedMs) / 1000, ready.entries.length));
+          .then(() =>
+            this.opts.metrics?.persisted((performance.now() - startedMs) / 1000, ready.entries.length),
+          );
       } catch (e) {
         persisted = Promise.reject(e as Error);
       }
@@ -346,7 +387,11 @@ export class RaftNode implements RaftNodeApi {
     }
     for (const rs of ready.readStates) this.onReadState(rs.ctx, rs.index);
     for (const fr of ready.failedReads) {
-      const error = new NodeError('unavailable', `node ${this.id}: read not confirmed (${fr.error.message}); retry`, fr.error.leaderId);
+      const error = new NodeError(
+        'unavailable',
+        `node ${this.id}: read not confirmed (${fr.error.message}); retry`,
+        fr.error.leaderId,
+      );
       this.onFailedRead(fr.ctx, error);
     }
     if (ready.entries.some((e) => e.type === EntryType.Config)) this.refreshPeers();
@@ -368,7 +413,8 @@ export class RaftNode implements RaftNodeApi {
       return false;
     }
     if (this.state !== 'running' || this.failure !== null) return false;
-    if (!ready.snapshot && ready.persistedMessages.length > 0) this.opts.transport.send(ready.persistedMessages);
+    if (!ready.snapshot && ready.persistedMessages.length > 0)
+      this.opts.transport.send(ready.persistedMessages);
     return true;
   }
 
@@ -406,7 +452,9 @@ export class RaftNode implements RaftNodeApi {
       }
       if (e.index <= this.applied) continue; // already in the state machine (its own progress or a snapshot)
       if (e.index !== this.applied + 1) {
-        throw new Error(`raft node ${this.id}: committed entry ${e.index} follows applied index ${this.applied}; entries must be applied without gaps`);
+        throw new Error(
+          `raft node ${this.id}: committed entry ${e.index} follows applied index ${this.applied}; entries must be applied without gaps`,
+        );
       }
       let result = sm.apply(e);
       if (isPromiseLike(result)) result = await result;
@@ -425,7 +473,8 @@ export class RaftNode implements RaftNodeApi {
     await this.withSnapshotLock(async () => {
       await this.opts.storage.installSnapshot(meta);
       const data = this.opts.storage.readSnapshot();
-      if (!data) throw new Error(`raft node ${this.id}: installed snapshot ${meta.index} has no bytes in storage`);
+      if (!data)
+        throw new Error(`raft node ${this.id}: installed snapshot ${meta.index} has no bytes in storage`);
       await this.opts.stateMachine.restore(meta, data);
       this.applied = meta.index;
       this.appliedTerm = meta.term;
@@ -475,10 +524,12 @@ export class RaftNode implements RaftNodeApi {
     if (!pending) return;
     this.pendingReads.delete(ctx);
     const callers = pending.batch.callers;
-    this.waiters.waitFor(() => this.applied >= index, this.opts.proposalTimeoutMs, `apply of read index ${index}`).then(
-      () => callers.forEach((c) => c.resolve(index)),
-      (e: Error) => callers.forEach((c) => c.reject(e)),
-    );
+    this.waiters
+      .waitFor(() => this.applied >= index, this.opts.proposalTimeoutMs, `apply of read index ${index}`)
+      .then(
+        () => callers.forEach((c) => c.resolve(index)),
+        (e: Error) => callers.forEach((c) => c.reject(e)),
+      );
   }
 
   private onFailedRead(ctx: string, error: NodeError): void {
@@ -491,7 +542,10 @@ export class RaftNode implements RaftNodeApi {
   private expireReads(nowMs: number): void {
     for (const [ctx, p] of this.pendingReads) {
       if (p.deadlineMs > nowMs) continue;
-      this.onFailedRead(ctx, new NodeError('timeout', `node ${this.id}: read not confirmed by a majority in time; retry`));
+      this.onFailedRead(
+        ctx,
+        new NodeError('timeout', `node ${this.id}: read not confirmed by a majority in time; retry`),
+      );
     }
   }
 
@@ -529,8 +583,14 @@ export class RaftNode implements RaftNodeApi {
 
   private maybeSnapshot(): void {
     if (this.snapshotting || this.state !== 'running') return;
-    if (this.sinceSnapshotEntries < this.opts.snapshotEveryEntries && this.sinceSnapshotBytes < this.opts.snapshotEveryBytes) return;
-    this.startSnapshot().catch((e: Error) => this.logger.warn(`node ${this.id}: snapshot failed: ${e.message}; will retry later`));
+    if (
+      this.sinceSnapshotEntries < this.opts.snapshotEveryEntries &&
+      this.sinceSnapshotBytes < this.opts.snapshotEveryBytes
+    )
+      return;
+    this.startSnapshot().catch((e: Error) =>
+      this.logger.warn(`node ${this.id}: snapshot failed: ${e.message}; will retry later`),
+    );
   }
 
   private startSnapshot(): Promise<SnapshotMeta> {
@@ -553,16 +613,21 @@ export class RaftNode implements RaftNodeApi {
     this.sinceSnapshotBytes = 0;
     const { index, data } = await stateMachine.snapshot();
     if (index > this.applied) {
-      throw new Error(`raft node ${this.id}: state machine snapshot at ${index} is past the applied index ${this.applied}`);
+      throw new Error(
+        `raft node ${this.id}: state machine snapshot at ${index} is past the applied index ${this.applied}`,
+      );
     }
     const current = storage.snapshotMeta();
     if (index <= current.index) return current;
     const term = index === this.applied ? this.appliedTerm : storage.term(index);
-    if (term === undefined) throw new Error(`raft node ${this.id}: no term known for snapshot index ${index}`);
+    if (term === undefined)
+      throw new Error(`raft node ${this.id}: no term known for snapshot index ${index}`);
     const config = this.configs.at(index);
     if (isEmptyConfig(config)) {
       // A joining node may not know the configuration before its first configuration entry.
-      this.logger.log(`node ${this.id}: snapshot at ${index} deferred: the configuration at that index is not known here`);
+      this.logger.log(
+        `node ${this.id}: snapshot at ${index} deferred: the configuration at that index is not known here`,
+      );
       return current;
     }
     const meta: SnapshotMeta = { index, term, config };
@@ -586,10 +651,14 @@ export class RaftNode implements RaftNodeApi {
   // ---- helpers -------------------------------------------------------------------------------------
 
   private refusal(what: string): NodeError | null {
-    if (this.state === 'new') return new NodeError('unavailable', `node ${this.id} is not started yet (${what})`);
+    if (this.state === 'new')
+      return new NodeError('unavailable', `node ${this.id} is not started yet (${what})`);
     if (this.state !== 'running') return new NodeError('stopped', `node ${this.id} is stopped (${what})`);
     if (this.failure !== null) {
-      return new NodeError('storage_failed', `node ${this.id} refuses ${what}: ${this.failure}; restart the node once the disk is fixed`);
+      return new NodeError(
+        'storage_failed',
+        `node ${this.id} refuses ${what}: ${this.failure}; restart the node once the disk is fixed`,
+      );
     }
     return null;
   }
@@ -602,7 +671,10 @@ export class RaftNode implements RaftNodeApi {
       `node ${this.id} FAILED: ${reason}. It no longer votes, acknowledges or accepts writes; the others elect a new leader. Restart it once the cause is fixed.`,
     );
     this.rejectEverything(new NodeError('storage_failed', `node ${this.id}: ${reason}`));
-    this.softState = { leaderId: null, role: this.softState.role === 'leader' ? 'follower' : this.softState.role };
+    this.softState = {
+      leaderId: null,
+      role: this.softState.role === 'leader' ? 'follower' : this.softState.role,
+    };
     this.softStateSubject.next(this.softState);
   }
 
@@ -617,7 +689,8 @@ export class RaftNode implements RaftNodeApi {
   private refreshPeers(): void {
     const config: ConfigState = this.core.status().config;
     const peers: Record<NodeId, string> = isEmptyConfig(config) ? { ...this.opts.joinPeers } : {};
-    for (const [id, address] of Object.entries(config.addresses)) if (id !== this.id) peers[id] = address.raftAddress;
+    for (const [id, address] of Object.entries(config.addresses))
+      if (id !== this.id) peers[id] = address.raftAddress;
     const key = JSON.stringify(peers);
     if (key === this.peersKey) return;
     this.peersKey = key;
@@ -630,7 +703,8 @@ export class RaftNode implements RaftNodeApi {
     const hi = Math.min(to, storage.lastIndex()) + 1;
     while (lo < hi) {
       const batch = storage.entries(lo, hi, configScanBytesMax);
-      for (const e of batch) if (e.type === EntryType.Config) this.configs.record(e.index, decodeConfig(e.data));
+      for (const e of batch)
+        if (e.type === EntryType.Config) this.configs.record(e.index, decodeConfig(e.data));
       lo += batch.length;
     }
   }
@@ -639,10 +713,17 @@ export class RaftNode implements RaftNodeApi {
     const metrics = this.opts.metrics;
     if (!metrics) return;
     const s = this.core.status();
-    metrics.state({ term: s.term, role: s.role, commit: s.commit, applied: this.applied, lastIndex: s.lastIndex });
+    metrics.state({
+      term: s.term,
+      role: s.role,
+      commit: s.commit,
+      applied: this.applied,
+      lastIndex: s.lastIndex,
+    });
     if (s.role !== 'leader') return;
     const lag: Record<NodeId, number> = {};
-    for (const [peer, p] of Object.entries(s.progress)) if (peer !== this.id) lag[peer] = Math.max(0, s.lastIndex - p.match);
+    for (const [peer, p] of Object.entries(s.progress))
+      if (peer !== this.id) lag[peer] = Math.max(0, s.lastIndex - p.match);
     metrics.peerLag(lag);
   }
 }

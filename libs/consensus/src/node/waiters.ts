@@ -53,7 +53,8 @@ export class Waiters {
     if (this.list.length === 0) return;
     const keep: Waiter[] = [];
     for (const w of this.list) {
-      if (w.deadlineMs <= nowMs) w.reject(new NodeError('timeout', `timed out waiting for ${w.what}; the outcome is unknown, retry`));
+      if (w.deadlineMs <= nowMs)
+        w.reject(new NodeError('timeout', `timed out waiting for ${w.what}; the outcome is unknown, retry`));
       else keep.push(w);
     }
     this.list = keep;

@@ -384,7 +384,11 @@ export class SnapshotStore {
       const buf = Buffer.allocUnsafe(m.blockBytes);
       const blocks = Math.ceil(m.size / m.blockBytes);
       if (m.blockCrc32c.length !== blocks)
-        throw new StorageCorruptionError(path, 0, `snapshot manifest lists ${m.blockCrc32c.length} block checksums for ${blocks} blocks`);
+        throw new StorageCorruptionError(
+          path,
+          0,
+          `snapshot manifest lists ${m.blockCrc32c.length} block checksums for ${blocks} blocks`,
+        );
       for (let pos = 0, block = 0; pos < m.size; pos += m.blockBytes, block++) {
         const n = readFully(ops, fd, buf, 0, Math.min(m.blockBytes, m.size - pos), pos);
         if (crc32cRange(buf, 0, n) !== m.blockCrc32c[block]) {

@@ -65,7 +65,8 @@ export class ClusterChecker {
       this.counts.leaders++;
       return;
     }
-    if (known !== id) throw new Violation('ElectionSafety', `two leaders in term ${term}: ${known} and ${id}`);
+    if (known !== id)
+      throw new Violation('ElectionSafety', `two leaders in term ${term}: ${known} and ${id}`);
   }
 
   leaderOf(term: number): NodeId | undefined {
@@ -73,7 +74,11 @@ export class ClusterChecker {
   }
 
   /** Entries a node now has at their indexes; `prevTerm(e.index - 1)` reads that node's log. */
-  observeEntries(node: NodeId, entries: readonly Entry[], termAt: (index: number) => number | undefined): void {
+  observeEntries(
+    node: NodeId,
+    entries: readonly Entry[],
+    termAt: (index: number) => number | undefined,
+  ): void {
     for (const e of entries) {
       const id = `${e.index}/${e.term}`;
       const key = entryKey(e);
@@ -84,7 +89,10 @@ export class ClusterChecker {
         continue;
       }
       if (known.key !== key) {
-        throw new Violation('LogMatching', `entry ${id} is ${JSON.stringify(known.key)} on ${known.node} but ${JSON.stringify(key)} on ${node}`);
+        throw new Violation(
+          'LogMatching',
+          `entry ${id} is ${JSON.stringify(known.key)} on ${known.node} but ${JSON.stringify(key)} on ${node}`,
+        );
       }
       if (known.prevTerm !== undefined && prevTerm !== undefined && known.prevTerm !== prevTerm) {
         throw new Violation(
@@ -114,7 +122,10 @@ export class ClusterChecker {
       return;
     }
     if (known !== key) {
-      throw new Violation('StateMachineSafety', `index ${i} committed as ${JSON.stringify(known)} on ${this.committedBy[i]} but as ${JSON.stringify(key)} on ${node}`);
+      throw new Violation(
+        'StateMachineSafety',
+        `index ${i} committed as ${JSON.stringify(known)} on ${this.committedBy[i]} but as ${JSON.stringify(key)} on ${node}`,
+      );
     }
   }
 
@@ -144,7 +155,13 @@ export class ClusterChecker {
    * need not hold entries committed in later terms, and can never commit anything over them.) `termAt`
    * reads its log; entries at or below `coveredIndex` are inside its snapshot (checked by the digests).
    */
-  checkLeaderCompleteness(node: NodeId, term: number, coveredIndex: number, lastIndex: number, termAt: (index: number) => number | undefined): void {
+  checkLeaderCompleteness(
+    node: NodeId,
+    term: number,
+    coveredIndex: number,
+    lastIndex: number,
+    termAt: (index: number) => number | undefined,
+  ): void {
     for (let i = coveredIndex + 1; i <= this.maxCommitted; i++) {
       const want = this.committedTerm[i];
       if (want === undefined || !(this.committedInTerm[i] < term)) continue;
@@ -157,5 +174,4 @@ export class ClusterChecker {
       }
     }
   }
-
 }

@@ -14,9 +14,11 @@ export function encodeWrite(writeId: number): Uint8Array {
 
 export function decodeWrite(data: Uint8Array): number {
   const text = textDecoder.decode(data);
-  if (!text.startsWith('w:')) throw new Error(`counter state machine: not a write command: ${JSON.stringify(text)}`);
+  if (!text.startsWith('w:'))
+    throw new Error(`counter state machine: not a write command: ${JSON.stringify(text)}`);
   const id = Number(text.slice(2));
-  if (!Number.isSafeInteger(id)) throw new Error(`counter state machine: bad write id in ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(id))
+    throw new Error(`counter state machine: bad write id in ${JSON.stringify(text)}`);
   return id;
 }
 
@@ -75,7 +77,9 @@ export class CounterStateMachine {
   /** Applies the next entry; the caller checks that indexes are contiguous. Returns the write id for writes. */
   apply(e: Entry, key: string): number | null {
     if (e.index !== this.appliedIndex + 1) {
-      throw new Error(`counter state machine: applied index ${e.index} after ${this.appliedIndex} (must be contiguous)`);
+      throw new Error(
+        `counter state machine: applied index ${e.index} after ${this.appliedIndex} (must be contiguous)`,
+      );
     }
     this.appliedIndex = e.index;
     this.appliedTerm = e.term;
@@ -108,10 +112,14 @@ export class CounterStateMachine {
     try {
       body = JSON.parse(textDecoder.decode(bytes)) as SnapshotBody;
     } catch (err) {
-      throw new Error(`counter state machine: snapshot at ${meta.index} has unreadable bytes (${bytes.byteLength} B): ${String(err)}`);
+      throw new Error(
+        `counter state machine: snapshot at ${meta.index} has unreadable bytes (${bytes.byteLength} B): ${String(err)}`,
+      );
     }
     if (body.index !== meta.index || body.term !== meta.term) {
-      throw new Error(`counter state machine: snapshot bytes are for ${body.index}/${body.term} but meta says ${meta.index}/${meta.term}`);
+      throw new Error(
+        `counter state machine: snapshot bytes are for ${body.index}/${body.term} but meta says ${meta.index}/${meta.term}`,
+      );
     }
     const sm = new CounterStateMachine(meta.config);
     sm.appliedIndex = body.index;

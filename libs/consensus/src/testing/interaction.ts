@@ -33,7 +33,8 @@ export function seededRandom(seed: number): () => number {
 
 export function configOf(voters: NodeId[], learners: NodeId[] = []): ConfigState {
   const addresses: ConfigState['addresses'] = {};
-  for (const id of [...voters, ...learners]) addresses[id] = { raftAddress: `${id}:7000`, httpUrl: `http://${id}` };
+  for (const id of [...voters, ...learners])
+    addresses[id] = { raftAddress: `${id}:7000`, httpUrl: `http://${id}` };
   return { voters: [...voters], outgoing: [], learners: [...learners], addresses };
 }
 
@@ -61,7 +62,15 @@ export class InteractionCluster {
 
   /** Starts a node on `storage` (empty by default) with `bootstrap` as its configuration if the log has none. */
   addNode(id: NodeId, bootstrap: ConfigState = emptyConfig(), storage = new MemoryStorage()): ClusterNode {
-    const node: ClusterNode = { id, storage, core: this.newCore(id, storage, bootstrap), applied: [], readStates: [], failedReads: [], bootstrap };
+    const node: ClusterNode = {
+      id,
+      storage,
+      core: this.newCore(id, storage, bootstrap),
+      applied: [],
+      readStates: [],
+      failedReads: [],
+      bootstrap,
+    };
     this.nodes.set(id, node);
     return node;
   }
@@ -157,7 +166,10 @@ export class InteractionCluster {
     this.core(id).campaign();
     this.stabilize();
     const role = this.core(id).status().role;
-    if (role !== 'leader') throw new Error(`interaction: ${id} did not become leader (role ${role})\n${this.logLines.slice(-30).join('\n')}`);
+    if (role !== 'leader')
+      throw new Error(
+        `interaction: ${id} did not become leader (role ${role})\n${this.logLines.slice(-30).join('\n')}`,
+      );
   }
 
   propose(id: NodeId, text: string): { index: number; term: number } {
@@ -198,7 +210,12 @@ export class InteractionCluster {
 
 /** Entries 1..n (or from `first`) with the given terms, payload "e<index>". */
 export function entriesWithTerms(terms: number[], first = 1): Entry[] {
-  return terms.map((term, i) => ({ index: first + i, term, type: 0, data: new TextEncoder().encode(`e${first + i}`) }));
+  return terms.map((term, i) => ({
+    index: first + i,
+    term,
+    type: 0,
+    data: new TextEncoder().encode(`e${first + i}`),
+  }));
 }
 
 export interface SoloCore {
@@ -220,7 +237,11 @@ export function soloCore(
 ): SoloCore {
   const storage = new MemoryStorage({
     entries: entriesWithTerms(init.terms ?? []),
-    hardState: { term: init.term ?? Math.max(0, ...(init.terms ?? [0])), vote: init.vote ?? null, commit: init.commit ?? 0 },
+    hardState: {
+      term: init.term ?? Math.max(0, ...(init.terms ?? [0])),
+      vote: init.vote ?? null,
+      commit: init.commit ?? 0,
+    },
   });
   const { keepStartupGuard, ...rest } = options;
   const core = new RaftCore(
@@ -244,10 +265,19 @@ export function electSolo(s: SoloCore): void {
   const others = [...core.config().voters, ...core.config().outgoing].filter((v) => v !== core.id);
   core.campaign();
   if (core.state === 'pre-candidate') {
-    for (const from of others) core.step({ type: 'VoteResponse', from, to: core.id, term: core.term + 1, preVote: true, granted: true });
+    for (const from of others)
+      core.step({
+        type: 'VoteResponse',
+        from,
+        to: core.id,
+        term: core.term + 1,
+        preVote: true,
+        granted: true,
+      });
   }
   s.persist();
-  for (const from of others) core.step({ type: 'VoteResponse', from, to: core.id, term: core.term, preVote: false, granted: true });
+  for (const from of others)
+    core.step({ type: 'VoteResponse', from, to: core.id, term: core.term, preVote: false, granted: true });
   if (core.state !== 'leader') throw new Error(`electSolo: ${core.id} is ${core.state}`);
   s.persist();
 }
@@ -271,7 +301,13 @@ export const ackFrom = (from: string, term: number, matchIndex: number, seq = 0)
 });
 
 /** An AppendRequest from n1 to n2 carrying entries of the given terms after (prevLogIndex, prevLogTerm). */
-export const appendFromLeader = (prevLogIndex: number, prevLogTerm: number, terms: number[], term: number, leaderCommit = 0): AppendRequest => ({
+export const appendFromLeader = (
+  prevLogIndex: number,
+  prevLogTerm: number,
+  terms: number[],
+  term: number,
+  leaderCommit = 0,
+): AppendRequest => ({
   type: 'AppendRequest',
   from: 'n1',
   to: 'n2',

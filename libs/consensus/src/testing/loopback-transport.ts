@@ -54,7 +54,8 @@ export class LoopbackNetwork {
 
   /** @internal */
   register(id: NodeId, handler: (message: Message) => void): void {
-    if (this.handlers.has(id)) throw new Error(`loopback network: node ${id} is already registered; close its transport first`);
+    if (this.handlers.has(id))
+      throw new Error(`loopback network: node ${id} is already registered; close its transport first`);
     this.handlers.set(id, handler);
   }
 

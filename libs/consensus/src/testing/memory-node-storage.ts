@@ -1,5 +1,14 @@
 import { SnapshotChunk } from '../core/ready';
-import { ConfigState, Entry, EntryType, HardState, InitialState, SnapshotMeta, decodeConfig, emptyConfig } from '../core/types';
+import {
+  ConfigState,
+  Entry,
+  EntryType,
+  HardState,
+  InitialState,
+  SnapshotMeta,
+  decodeConfig,
+  emptyConfig,
+} from '../core/types';
 import { NodeStorage } from '../node/ports';
 
 type PersistWork = { hardState?: HardState; entries: Entry[]; snapshotChunk?: SnapshotChunk };
@@ -41,7 +50,9 @@ function cloneDurable(d: DurableState): DurableState {
     log: d.log.slice(),
     start: d.start,
     snapshot: d.snapshot,
-    partial: d.partial ? { meta: d.partial.meta, parts: d.partial.parts.slice(), bytes: d.partial.bytes } : null,
+    partial: d.partial
+      ? { meta: d.partial.meta, parts: d.partial.parts.slice(), bytes: d.partial.bytes }
+      : null,
   };
 }
 
@@ -69,7 +80,10 @@ export class MemoryNodeStorage implements NodeStorage {
 
   /** A new storage with only the durable state, as after a crash (pending writes are lost). */
   crashCopy(opts: MemoryNodeStorageOptions = {}): MemoryNodeStorage {
-    return new MemoryNodeStorage({ fsyncDelayMs: opts.fsyncDelayMs ?? this.fsyncDelayMs }, cloneDurable(this.d));
+    return new MemoryNodeStorage(
+      { fsyncDelayMs: opts.fsyncDelayMs ?? this.fsyncDelayMs },
+      cloneDurable(this.d),
+    );
   }
 
   /** Every later write fails with `error` (a dying disk). */
@@ -100,7 +114,9 @@ export class MemoryNodeStorage implements NodeStorage {
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
     if (lo < this.d.start || hi > this.lastIndex() + 1 || lo > hi) {
-      throw new Error(`memory storage: entries [${lo}, ${hi}) outside the log [${this.d.start}, ${this.lastIndex()}]`);
+      throw new Error(
+        `memory storage: entries [${lo}, ${hi}) outside the log [${this.d.start}, ${this.lastIndex()}]`,
+      );
     }
     const out: Entry[] = [];
     let bytes = 0;
@@ -130,7 +146,9 @@ export class MemoryNodeStorage implements NodeStorage {
     return {
       hardState: { ...this.d.hardState, commit: Math.min(this.d.hardState.commit, this.lastIndex()) },
       config: this.latestConfig(),
-      partialSnapshot: partial ? { index: partial.meta.index, term: partial.meta.term, bytes: partial.bytes } : undefined,
+      partialSnapshot: partial
+        ? { index: partial.meta.index, term: partial.meta.term, bytes: partial.bytes }
+        : undefined,
     };
   }
 
@@ -143,14 +161,17 @@ export class MemoryNodeStorage implements NodeStorage {
     return this.enqueueOther(() => {
       const partial = this.d.partial;
       if (!partial || partial.meta.index !== meta.index || partial.meta.term !== meta.term) {
-        throw new Error(`memory storage: install of snapshot ${meta.index}/${meta.term} without its complete bytes`);
+        throw new Error(
+          `memory storage: install of snapshot ${meta.index}/${meta.term} without its complete bytes`,
+        );
       }
       const keepsTail = this.term(meta.index) === meta.term && meta.index <= this.lastIndex();
       this.d.log = keepsTail ? this.d.log.slice(meta.index + 1 - this.d.start) : [];
       this.d.start = meta.index + 1;
       this.d.snapshot = { meta, data: Buffer.concat(partial.parts) };
       this.d.partial = null;
-      if (this.d.hardState.commit < meta.index) this.d.hardState = { ...this.d.hardState, commit: meta.index };
+      if (this.d.hardState.commit < meta.index)
+        this.d.hardState = { ...this.d.hardState, commit: meta.index };
     });
   }
 
@@ -161,7 +182,9 @@ export class MemoryNodeStorage implements NodeStorage {
     return this.enqueueOther(() => {
       if (meta.index <= this.d.snapshot.meta.index) return; // an older snapshot than the one held
       if (meta.index > this.lastIndex()) {
-        throw new Error(`memory storage: snapshot at ${meta.index} is past the log's last index ${this.lastIndex()}`);
+        throw new Error(
+          `memory storage: snapshot at ${meta.index} is past the log's last index ${this.lastIndex()}`,
+        );
       }
       this.d.snapshot = { meta, data: bytes };
     });
@@ -262,8 +285,14 @@ export class MemoryNodeStorage implements NodeStorage {
     if (chunk) {
       if (chunk.offset === 0) {
         this.d.partial = { meta: chunk.meta, parts: [], bytes: 0 };
-      } else if (!this.d.partial || this.d.partial.meta.index !== chunk.meta.index || this.d.partial.bytes !== chunk.offset) {
-        throw new Error(`memory storage: snapshot chunk at offset ${chunk.offset} does not continue the partial snapshot`);
+      } else if (
+        !this.d.partial ||
+        this.d.partial.meta.index !== chunk.meta.index ||
+        this.d.partial.bytes !== chunk.offset
+      ) {
+        throw new Error(
+          `memory storage: snapshot chunk at offset ${chunk.offset} does not continue the partial snapshot`,
+        );
       }
       const partial = this.d.partial!;
       partial.parts.push(new Uint8Array(chunk.data));

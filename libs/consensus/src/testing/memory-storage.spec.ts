@@ -3,13 +3,23 @@ import { EntryType, encodeConfig } from '../core/types';
 import { configOf, entriesWithTerms } from './interaction';
 import { MemoryStorage } from './memory-storage';
 
-const ready = (over: Partial<Ready>): Ready => ({ entries: [], messages: [], persistedMessages: [], committedEntries: [], readStates: [], failedReads: [], ...over });
+const ready = (over: Partial<Ready>): Ready => ({
+  entries: [],
+  messages: [],
+  persistedMessages: [],
+  committedEntries: [],
+  readStates: [],
+  failedReads: [],
+  ...over,
+});
 const config = configOf(['n1', 'n2', 'n3']);
 
 describe('MemoryStorage', () => {
   it('applies hard state and entries, truncating the log from the first entry at or below its end', () => {
     const st = new MemoryStorage();
-    st.applyReady(ready({ hardState: { term: 2, vote: 'n1', commit: 0 }, entries: entriesWithTerms([1, 1, 1]) }));
+    st.applyReady(
+      ready({ hardState: { term: 2, vote: 'n1', commit: 0 }, entries: entriesWithTerms([1, 1, 1]) }),
+    );
     st.applyReady(ready({ entries: entriesWithTerms([2], 2) }));
     expect([st.firstIndex(), st.lastIndex(), st.term(2), st.term(3)]).toEqual([1, 2, 2, undefined]);
     expect(st.hardState()).toEqual({ term: 2, vote: 'n1', commit: 0 });
@@ -29,7 +39,9 @@ describe('MemoryStorage', () => {
     const meta = { index: 9, term: 3, config };
     st.applyReady(ready({ snapshotChunk: { meta, offset: 0, data: new Uint8Array([1, 2]), done: false } }));
     expect(st.clone().initialState(config).partialSnapshot).toEqual({ index: 9, term: 3, bytes: 2 });
-    st.applyReady(ready({ snapshotChunk: { meta, offset: 2, data: new Uint8Array([3]), done: true }, snapshot: meta }));
+    st.applyReady(
+      ready({ snapshotChunk: { meta, offset: 2, data: new Uint8Array([3]), done: true }, snapshot: meta }),
+    );
     expect([st.firstIndex(), st.lastIndex(), st.term(9)]).toEqual([10, 9, 3]);
     expect(st.snapshotData()).toEqual(new Uint8Array([1, 2, 3]));
     expect(st.initialState(config).partialSnapshot).toBeUndefined();
@@ -37,9 +49,17 @@ describe('MemoryStorage', () => {
 
   it('initialState gives the latest configuration in the log, else the snapshot, else the bootstrap one', () => {
     const bootstrap = configOf(['n1']);
-    expect(new MemoryStorage().initialState(bootstrap)).toMatchObject({ config: bootstrap, bootstrapConfig: bootstrap });
+    expect(new MemoryStorage().initialState(bootstrap)).toMatchObject({
+      config: bootstrap,
+      bootstrapConfig: bootstrap,
+    });
     const later = configOf(['n1', 'n2']);
-    const withConfig = new MemoryStorage({ entries: [...entriesWithTerms([1]), { index: 2, term: 1, type: EntryType.Config, data: encodeConfig(later) }] });
+    const withConfig = new MemoryStorage({
+      entries: [
+        ...entriesWithTerms([1]),
+        { index: 2, term: 1, type: EntryType.Config, data: encodeConfig(later) },
+      ],
+    });
     expect(withConfig.initialState(bootstrap).config).toEqual(later);
     const snapshotted = new MemoryStorage({ snapshot: { index: 5, term: 1, config: later } });
     expect(snapshotted.initialState(bootstrap)).toMatchObject({ config: later });

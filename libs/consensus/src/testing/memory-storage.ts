@@ -1,5 +1,15 @@
 import { Ready } from '../core/ready';
-import { ConfigState, Entry, EntryType, HardState, InitialState, RaftLogReader, SnapshotMeta, decodeConfig, emptyConfig } from '../core/types';
+import {
+  ConfigState,
+  Entry,
+  EntryType,
+  HardState,
+  InitialState,
+  RaftLogReader,
+  SnapshotMeta,
+  decodeConfig,
+  emptyConfig,
+} from '../core/types';
 
 export interface MemoryStorageInit {
   snapshot?: SnapshotMeta;
@@ -27,7 +37,8 @@ export class MemoryStorage implements RaftLogReader {
     this.ents = [...(init.entries ?? [])];
     this.hard = init.hardState ? { ...init.hardState } : { term: 0, vote: null, commit: 0 };
     this.ents.forEach((e, i) => {
-      if (e.index !== this.snap.index + 1 + i) throw new Error(`MemoryStorage: entry ${e.index} at position ${i} after snapshot ${this.snap.index}`);
+      if (e.index !== this.snap.index + 1 + i)
+        throw new Error(`MemoryStorage: entry ${e.index} at position ${i} after snapshot ${this.snap.index}`);
     });
   }
 
@@ -47,7 +58,9 @@ export class MemoryStorage implements RaftLogReader {
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
     if (lo < this.firstIndex() || hi > this.lastIndex() + 1) {
-      throw new Error(`MemoryStorage: entries [${lo}, ${hi}) outside [${this.firstIndex()}, ${this.lastIndex() + 1})`);
+      throw new Error(
+        `MemoryStorage: entries [${lo}, ${hi}) outside [${this.firstIndex()}, ${this.lastIndex() + 1})`,
+      );
     }
     const out: Entry[] = [];
     let bytes = 0;
@@ -89,7 +102,12 @@ export class MemoryStorage implements RaftLogReader {
     }
     const initial: InitialState = { hardState: { ...this.hard }, config };
     if (this.snap.index === 0) initial.bootstrapConfig = bootstrapConfig;
-    if (this.partial) initial.partialSnapshot = { index: this.partial.meta.index, term: this.partial.meta.term, bytes: this.partial.bytes };
+    if (this.partial)
+      initial.partialSnapshot = {
+        index: this.partial.meta.index,
+        term: this.partial.meta.term,
+        bytes: this.partial.bytes,
+      };
     return initial;
   }
 
@@ -97,14 +115,17 @@ export class MemoryStorage implements RaftLogReader {
   applyReady(ready: Ready): void {
     if (ready.hardState) this.hard = { ...ready.hardState };
     if (ready.entries.length > 0) this.append(ready.entries);
-    if (ready.snapshotChunk) this.saveChunk(ready.snapshotChunk.meta, ready.snapshotChunk.offset, ready.snapshotChunk.data);
+    if (ready.snapshotChunk)
+      this.saveChunk(ready.snapshotChunk.meta, ready.snapshotChunk.offset, ready.snapshotChunk.data);
     if (ready.snapshot) this.install(ready.snapshot);
   }
 
   /** A local snapshot of the state machine at `index`: the log up to it is discarded. */
   compact(index: number, data: Uint8Array, config: ConfigState): SnapshotMeta {
-    if (index <= this.snap.index) throw new Error(`MemoryStorage: compacting to ${index}, already compacted to ${this.snap.index}`);
-    if (index > this.lastIndex()) throw new Error(`MemoryStorage: compacting to ${index} past the last index ${this.lastIndex()}`);
+    if (index <= this.snap.index)
+      throw new Error(`MemoryStorage: compacting to ${index}, already compacted to ${this.snap.index}`);
+    if (index > this.lastIndex())
+      throw new Error(`MemoryStorage: compacting to ${index} past the last index ${this.lastIndex()}`);
     const meta: SnapshotMeta = { index, term: this.term(index) as number, config };
     this.ents = this.ents.slice(index - this.snap.index);
     this.snap = meta;
@@ -114,25 +135,36 @@ export class MemoryStorage implements RaftLogReader {
 
   /** An independent copy of everything durable (for crash simulation: the copy is what survives). */
   clone(): MemoryStorage {
-    const c = new MemoryStorage({ snapshot: this.snap, snapshotData: this.snapData, entries: this.ents, hardState: this.hard });
-    if (this.partial) c.partial = { meta: this.partial.meta, chunks: [...this.partial.chunks], bytes: this.partial.bytes };
+    const c = new MemoryStorage({
+      snapshot: this.snap,
+      snapshotData: this.snapData,
+      entries: this.ents,
+      hardState: this.hard,
+    });
+    if (this.partial)
+      c.partial = { meta: this.partial.meta, chunks: [...this.partial.chunks], bytes: this.partial.bytes };
     return c;
   }
 
   private append(entries: Entry[]): void {
     const first = entries[0].index;
-    if (first <= this.snap.index) throw new Error(`MemoryStorage: appending ${first} at or below the snapshot ${this.snap.index}`);
-    if (first > this.lastIndex() + 1) throw new Error(`MemoryStorage: gap, appending ${first} after ${this.lastIndex()}`);
+    if (first <= this.snap.index)
+      throw new Error(`MemoryStorage: appending ${first} at or below the snapshot ${this.snap.index}`);
+    if (first > this.lastIndex() + 1)
+      throw new Error(`MemoryStorage: gap, appending ${first} after ${this.lastIndex()}`);
     const keep = first - this.snap.index - 1;
     if (keep < this.ents.length) this.ents.length = keep; // truncate a conflicting suffix
     for (const e of entries) this.ents.push(e);
   }
 
   private saveChunk(meta: SnapshotMeta, offset: number, data: Uint8Array): void {
-    const same = this.partial && this.partial.meta.index === meta.index && this.partial.meta.term === meta.term;
+    const same =
+      this.partial && this.partial.meta.index === meta.index && this.partial.meta.term === meta.term;
     if (offset === 0) this.partial = { meta, chunks: [], bytes: 0 };
     else if (!same || !this.partial || this.partial.bytes !== offset) {
-      throw new Error(`MemoryStorage: snapshot chunk at ${offset} for ${meta.index} does not continue the partial snapshot (${this.partial ? `${this.partial.meta.index}@${this.partial.bytes}` : 'none'})`);
+      throw new Error(
+        `MemoryStorage: snapshot chunk at ${offset} for ${meta.index} does not continue the partial snapshot (${this.partial ? `${this.partial.meta.index}@${this.partial.bytes}` : 'none'})`,
+      );
     }
     const p = this.partial as { chunks: Uint8Array[]; bytes: number };
     p.chunks.push(data);
@@ -141,7 +173,8 @@ export class MemoryStorage implements RaftLogReader {
 
   private install(meta: SnapshotMeta): void {
     const p = this.partial;
-    if (!p || p.meta.index !== meta.index || p.meta.term !== meta.term) throw new Error(`MemoryStorage: installing snapshot ${meta.index} that was not received`);
+    if (!p || p.meta.index !== meta.index || p.meta.term !== meta.term)
+      throw new Error(`MemoryStorage: installing snapshot ${meta.index} that was not received`);
     const data = new Uint8Array(p.bytes);
     let at = 0;
     for (const c of p.chunks) {

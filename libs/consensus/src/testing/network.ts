@@ -108,7 +108,8 @@ export class SimNetwork {
 
   private delay(): number {
     const f = this.faults;
-    if (f.longDelayRate > 0 && this.prng.chance(f.longDelayRate)) return this.prng.range(f.delayMsMax, f.longDelayMsMax);
+    if (f.longDelayRate > 0 && this.prng.chance(f.longDelayRate))
+      return this.prng.range(f.delayMsMax, f.longDelayMsMax);
     return this.prng.range(f.delayMsMin, f.delayMsMax);
   }
 }
@@ -119,7 +120,10 @@ function linkKey(from: NodeId, to: NodeId): string {
 
 function assertFaults(f: NetworkFaults): void {
   const rates = [f.dropRate, f.duplicateRate, f.longDelayRate];
-  if (rates.some((r) => !(r >= 0 && r <= 1))) throw new Error(`network faults: rates must be in [0, 1], got ${JSON.stringify(f)}`);
-  if (!(f.delayMsMin >= 0 && f.delayMsMin <= f.delayMsMax)) throw new Error(`network faults: need 0 <= delayMsMin <= delayMsMax, got ${JSON.stringify(f)}`);
-  if (f.longDelayRate > 0 && !(f.longDelayMsMax >= f.delayMsMax)) throw new Error(`network faults: longDelayMsMax must be >= delayMsMax, got ${JSON.stringify(f)}`);
+  if (rates.some((r) => !(r >= 0 && r <= 1)))
+    throw new Error(`network faults: rates must be in [0, 1], got ${JSON.stringify(f)}`);
+  if (!(f.delayMsMin >= 0 && f.delayMsMin <= f.delayMsMax))
+    throw new Error(`network faults: need 0 <= delayMsMin <= delayMsMax, got ${JSON.stringify(f)}`);
+  if (f.longDelayRate > 0 && !(f.longDelayMsMax >= f.delayMsMax))
+    throw new Error(`network faults: longDelayMsMax must be >= delayMsMax, got ${JSON.stringify(f)}`);
 }

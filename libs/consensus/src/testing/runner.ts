@@ -60,7 +60,14 @@ export function runSeeds(o: RunOptions): RunSummary {
     }
   }
   const elapsedMs = performance.now() - started;
-  return { ran, failed, elapsedMs, seedsPerSecond: ran / Math.max(elapsedMs / 1000, 1e-9), totals, slowestLiveness };
+  return {
+    ran,
+    failed,
+    elapsedMs,
+    seedsPerSecond: ran / Math.max(elapsedMs / 1000, 1e-9),
+    totals,
+    slowestLiveness,
+  };
 }
 
 export function reportFailure(r: SimResult, out: (line: string) => void): void {
@@ -130,7 +137,8 @@ export function huntViolation(o: HuntOptions): HuntResult {
     const scenario = makeScenario(o.from + i, o.profile, o.bug, { persistCheck: o.persistCheck });
     const result = new Simulation({ scenario, makeCore: o.makeCore, makeStorage: o.makeStorage }).run();
     if (result.ok) continue;
-    if (result.violation && o.accept.includes(result.violation.invariant)) return { caught: result, seedsRun: i + 1, otherFailures };
+    if (result.violation && o.accept.includes(result.violation.invariant))
+      return { caught: result, seedsRun: i + 1, otherFailures };
     otherFailures.push(result);
   }
   return { caught: null, seedsRun: o.seedsMax, otherFailures };

@@ -7,7 +7,13 @@ export const PROFILES = ['default', 'figure8', 'partitions', 'elections', 'lease
 export type ProfileName = (typeof PROFILES)[number];
 
 /** Deliberate mistakes: the core's unsafe switches plus one of the simulated shell. */
-export const BUGS = ['commitPreviousTermByCount', 'voteWithoutLogCheck', 'ackBeforePersist', 'readWithoutQuorum', 'forgetVoteOnRestart'] as const;
+export const BUGS = [
+  'commitPreviousTermByCount',
+  'voteWithoutLogCheck',
+  'ackBeforePersist',
+  'readWithoutQuorum',
+  'forgetVoteOnRestart',
+] as const;
 export type BugName = (typeof BUGS)[number];
 
 /** Everything one seed decides before the run starts. */
@@ -59,7 +65,12 @@ export interface Scenario {
   transferEveryMs: number;
 }
 
-export function makeScenario(seed: number, profile: ProfileName, bug: BugName | null, opts: { persistCheck?: boolean } = {}): Scenario {
+export function makeScenario(
+  seed: number,
+  profile: ProfileName,
+  bug: BugName | null,
+  opts: { persistCheck?: boolean } = {},
+): Scenario {
   const r = new Prng(seed).derive(`scenario:${profile}`);
   const base = baseScenario(seed, profile, bug, r);
   base.shell.checkPersistBeforeAck = opts.persistCheck ?? true;
@@ -73,7 +84,12 @@ export function makeScenario(seed: number, profile: ProfileName, bug: BugName | 
     case 'leases':
       return leases(base, r);
     case 'calm':
-      return { ...base, crashEveryMs: 0, partitionEveryMs: 0, network: { ...base.network, dropRate: 0, duplicateRate: 0, longDelayRate: 0 } };
+      return {
+        ...base,
+        crashEveryMs: 0,
+        partitionEveryMs: 0,
+        network: { ...base.network, dropRate: 0, duplicateRate: 0, longDelayRate: 0 },
+      };
     case 'figure8':
       return figure8(base, r);
   }
@@ -180,7 +196,15 @@ function figure8(base: Scenario, r: Prng): Scenario {
     crashDuringFsyncRate: r.pick([0.005, 0.02]),
     proposeEveryMs: r.pick([2, 5]),
     // One entry per AppendRequest: an old-term entry often reaches a majority before the new leader's no-op.
-    raft: { ...base.raft, electionTicks: r.int(4, 6), heartbeatTicks: 1, preVote: false, checkQuorum: false, msgBytesMax: r.pick([1, 16]), inflightMsgsMax: r.pick([1, 2, 64]) },
+    raft: {
+      ...base.raft,
+      electionTicks: r.int(4, 6),
+      heartbeatTicks: 1,
+      preVote: false,
+      checkQuorum: false,
+      msgBytesMax: r.pick([1, 16]),
+      inflightMsgsMax: r.pick([1, 2, 64]),
+    },
     network: { ...base.network, dropRate: r.pick([0.05, 0.2]), delayMsMax: r.pick([3, 10]) },
   };
 }
@@ -225,7 +249,13 @@ function leases(base: Scenario, r: Prng): Scenario {
   return {
     ...base,
     initialVoters: r.chance(0.7) ? 3 : 5,
-    raft: { ...base.raft, leaseReads: true, checkQuorum: true, preVote: r.chance(0.5), heartbeatTicks: r.int(2, 3) },
+    raft: {
+      ...base.raft,
+      leaseReads: true,
+      checkQuorum: true,
+      preVote: r.chance(0.5),
+      heartbeatTicks: r.int(2, 3),
+    },
     shell: { ...base.shell, fsyncMsMax: r.pick([1, 3]) },
     network: { ...base.network, delayMsMax: r.pick([2, 5]) },
     crashEveryMs: r.pick([20, 40]),

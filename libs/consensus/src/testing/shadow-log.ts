@@ -36,7 +36,8 @@ export class ShadowLog {
       throw new Error(`entries start at ${first} but the log ends at ${this.lastIndex()} (gap)`);
     }
     for (let i = 1; i < run.length; i++) {
-      if (run[i].index !== run[i - 1].index + 1) throw new Error(`entries are not contiguous: ${run[i - 1].index} then ${run[i].index}`);
+      if (run[i].index !== run[i - 1].index + 1)
+        throw new Error(`entries are not contiguous: ${run[i - 1].index} then ${run[i].index}`);
     }
     if (first <= this.baseIndex) {
       // Entries at or below the snapshot are already covered by it; keep only the new tail.

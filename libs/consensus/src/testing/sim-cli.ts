@@ -17,7 +17,16 @@ interface CliArgs {
 }
 
 function parseArgs(argv: string[]): CliArgs {
-  const a: CliArgs = { seeds: 100, from: 1, profile: 'default', bug: null, trace: false, traceTail: 80, keepGoing: false, persistCheck: true };
+  const a: CliArgs = {
+    seeds: 100,
+    from: 1,
+    profile: 'default',
+    bug: null,
+    trace: false,
+    traceTail: 80,
+    keepGoing: false,
+    persistCheck: true,
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -34,7 +43,8 @@ function parseArgs(argv: string[]): CliArgs {
         break;
       case '--profile': {
         const p = value();
-        if (!(PROFILES as readonly string[]).includes(p)) fail(`unknown profile ${p}; one of ${PROFILES.join(', ')}`);
+        if (!(PROFILES as readonly string[]).includes(p))
+          fail(`unknown profile ${p}; one of ${PROFILES.join(', ')}`);
         a.profile = p as ProfileName;
         break;
       }
@@ -81,7 +91,9 @@ function fail(message: string): never {
 
 function main(): void {
   const args = parseArgs(process.argv.slice(2));
-  console.log(`sim: seeds ${args.from}..${args.from + args.seeds - 1}, profile ${args.profile}${args.bug ? `, bug ${args.bug}` : ''}`);
+  console.log(
+    `sim: seeds ${args.from}..${args.from + args.seeds - 1}, profile ${args.profile}${args.bug ? `, bug ${args.bug}` : ''}`,
+  );
   let lastProgress = performance.now();
   let done = 0;
   let failedSoFar = 0;
@@ -101,7 +113,9 @@ function main(): void {
     },
   });
   console.log(describeTotals(summary.ran, summary.totals));
-  console.log(`slowest convergence after faults healed: ${summary.slowestLiveness.ms.toFixed(0)} virtual ms (seed ${summary.slowestLiveness.seed})`);
+  console.log(
+    `slowest convergence after faults healed: ${summary.slowestLiveness.ms.toFixed(0)} virtual ms (seed ${summary.slowestLiveness.seed})`,
+  );
   console.log(
     `sim: ran ${summary.ran} seeds in ${(summary.elapsedMs / 1000).toFixed(1)} s: ${summary.seedsPerSecond.toFixed(1)} seeds/s, ${summary.failed.length} failed` +
       (summary.failed.length > 0 ? ` (seeds ${summary.failed.map((r) => r.seed).join(', ')})` : ''),

@@ -2,7 +2,15 @@ import { RaftCoreApi, RaftStatus } from '../core/api';
 import { Message } from '../core/messages';
 import { RaftOptions } from '../core/options';
 import { RaftError, Ready, ReadState } from '../core/ready';
-import { ConfigState, Entry, HardState, InitialState, NodeId, RaftLogReader, SnapshotMeta } from '../core/types';
+import {
+  ConfigState,
+  Entry,
+  HardState,
+  InitialState,
+  NodeId,
+  RaftLogReader,
+  SnapshotMeta,
+} from '../core/types';
 import { ClusterChecker, Violation } from './checkers';
 import { CounterStateMachine, entryKey } from './counter-state-machine';
 import { Prng } from './prng';
@@ -115,14 +123,23 @@ export class SimNode {
     if (this.up) throw new Error(`SimNode.start: ${this.id} is already up`);
     this.storage = this.storage.clone();
     const initial = this.storage.initialState(this.bootstrapConfig);
-    if (this.shell.forgetVoteOnRestart && this.incarnation > 0) initial.hardState = { ...initial.hardState, vote: null };
+    if (this.shell.forgetVoteOnRestart && this.incarnation > 0)
+      initial.hardState = { ...initial.hardState, vote: null };
     this.durableHard = { ...initial.hardState };
     const snap = this.storage.snapshotMeta();
-    this.sm = snap.index > 0 ? CounterStateMachine.restore(snap, this.readSnapshotBytes(snap)) : new CounterStateMachine(this.bootstrapConfig);
-    if (snap.index > 0) this.host.checker.observeDigest(this.id, snap.index, this.sm.digest, 'restart from snapshot');
+    this.sm =
+      snap.index > 0
+        ? CounterStateMachine.restore(snap, this.readSnapshotBytes(snap))
+        : new CounterStateMachine(this.bootstrapConfig);
+    if (snap.index > 0)
+      this.host.checker.observeDigest(this.id, snap.index, this.sm.digest, 'restart from snapshot');
     const first = this.storage.firstIndex();
     const last = this.storage.lastIndex();
-    this.shadow.load(snap.index, snap.term, last >= first ? this.storage.entries(first, last + 1, Number.MAX_SAFE_INTEGER) : []);
+    this.shadow.load(
+      snap.index,
+      snap.term,
+      last >= first ? this.storage.entries(first, last + 1, Number.MAX_SAFE_INTEGER) : [],
+    );
     this.pending = [];
     this.waitingReads = [];
     this.commitSeen = 0;
@@ -149,7 +166,10 @@ export class SimNode {
   /** Loses everything not yet durable. */
   crash(): void {
     if (!this.up) return;
-    this.host.trace.note(this.host.now(), `${this.id} CRASHES (${this.pending.filter((p) => !p.durable).length} readies not yet durable are lost)`);
+    this.host.trace.note(
+      this.host.now(),
+      `${this.id} CRASHES (${this.pending.filter((p) => !p.durable).length} readies not yet durable are lost)`,
+    );
     this.up = false;
     this.core = null;
     this.pending = [];
@@ -167,7 +187,8 @@ export class SimNode {
       fn(this.core);
     } catch (err) {
       if (err instanceof Violation) throw err;
-      if (!(err instanceof RaftError)) throw new Violation('CoreContract', `${this.id}: the core threw ${describeError(err)}`);
+      if (!(err instanceof RaftError))
+        throw new Violation('CoreContract', `${this.id}: the core threw ${describeError(err)}`);
       refused = err;
     }
     this.afterEvent();
@@ -178,10 +199,14 @@ export class SimNode {
   persisted(incarnation: number): void {
     if (incarnation !== this.incarnation || !this.up) return;
     const p = this.pending.find((x) => !x.durable);
-    if (p === undefined) throw new Error(`SimNode.persisted: ${this.id} has no Ready waiting for persistence`);
+    if (p === undefined)
+      throw new Error(`SimNode.persisted: ${this.id} has no Ready waiting for persistence`);
     this.storage.applyReady(p.ready);
     if (p.ready.hardState) {
-      const votedNow = p.ready.hardState.vote !== null && (p.ready.hardState.vote !== this.durableHard.vote || p.ready.hardState.term !== this.durableHard.term);
+      const votedNow =
+        p.ready.hardState.vote !== null &&
+        (p.ready.hardState.vote !== this.durableHard.vote ||
+          p.ready.hardState.term !== this.durableHard.term);
       this.durableHard = { ...p.ready.hardState };
       if (votedNow) this.host.onVoteDurable(this);
     }
@@ -202,7 +227,11 @@ export class SimNode {
 
   private drain(): void {
     for (let rounds = 0; ; rounds++) {
-      if (rounds > 10_000) throw new Violation('CoreContract', `${this.id}: hasReady() stayed true for 10000 Readies in one event`);
+      if (rounds > 10_000)
+        throw new Violation(
+          'CoreContract',
+          `${this.id}: hasReady() stayed true for 10000 Readies in one event`,
+        );
       if (!this.up || this.core === null) return;
       this.applyInOrder();
       while (this.pending.length > 0 && this.pending[0].durable && this.pending[0].applied) {
@@ -210,7 +239,8 @@ export class SimNode {
         this.callCore('advance', (c) => c.advance(done.ready));
       }
       this.maybeTakeSnapshot();
-      if (this.pending.length >= this.shell.pipelineDepth || !this.callCore('hasReady', (c) => c.hasReady())) return;
+      if (this.pending.length >= this.shell.pipelineDepth || !this.callCore('hasReady', (c) => c.hasReady()))
+        return;
       this.take();
     }
   }
@@ -223,21 +253,33 @@ export class SimNode {
     try {
       this.shadow.append(ready.entries);
     } catch (err) {
-      throw new Violation('CoreContract', `${this.id}: Ready entries do not fit the log: ${describeError(err)}`);
+      throw new Violation(
+        'CoreContract',
+        `${this.id}: Ready entries do not fit the log: ${describeError(err)}`,
+      );
     }
     this.host.checker.observeEntries(this.id, ready.entries, (i) => this.shadow.term(i));
-    for (const e of ready.committedEntries) this.host.checker.observeCommitted(this.id, e, this.currentTerm());
-    if (ready.softState) this.host.trace.note(now, `${this.id} is ${ready.softState.role} (leader ${ready.softState.leaderId ?? '-'})`);
+    for (const e of ready.committedEntries)
+      this.host.checker.observeCommitted(this.id, e, this.currentTerm());
+    if (ready.softState)
+      this.host.trace.note(
+        now,
+        `${this.id} is ${ready.softState.role} (leader ${ready.softState.leaderId ?? '-'})`,
+      );
     if (ready.hardState) {
       if (ready.hardState.commit < this.hardCommitSeen) {
-        throw new Violation('CommitMonotonic', `${this.id}: Ready hardState lowers commit from ${this.hardCommitSeen} to ${ready.hardState.commit} without a restart`);
+        throw new Violation(
+          'CommitMonotonic',
+          `${this.id}: Ready hardState lowers commit from ${this.hardCommitSeen} to ${ready.hardState.commit} without a restart`,
+        );
       }
       this.hardCommitSeen = ready.hardState.commit;
     }
     this.sendChecked(ready.messages);
     for (const rs of ready.readStates) this.waitingReads.push(rs);
     for (const f of ready.failedReads) this.host.onReadFailed(this, f.ctx, f.error);
-    const hasWork = ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshotChunk !== undefined;
+    const hasWork =
+      ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshotChunk !== undefined;
     const delay = hasWork ? this.fsyncDelayMs() : 0;
     this.lastPersistAt = Math.max(this.lastPersistAt, now + delay);
     if (hasWork) this.host.onPersistStarted(this, this.lastPersistAt - now);
@@ -259,10 +301,16 @@ export class SimNode {
 
   private applyEntry(e: Entry): void {
     if (e.index <= this.sm.appliedIndex) {
-      throw new Violation('CoreContract', `${this.id}: committed entry ${e.index}/${e.term} handed out again (applied is ${this.sm.appliedIndex})`);
+      throw new Violation(
+        'CoreContract',
+        `${this.id}: committed entry ${e.index}/${e.term} handed out again (applied is ${this.sm.appliedIndex})`,
+      );
     }
     if (e.index !== this.sm.appliedIndex + 1) {
-      throw new Violation('CoreContract', `${this.id}: committed entry ${e.index}/${e.term} skips ahead of applied ${this.sm.appliedIndex}`);
+      throw new Violation(
+        'CoreContract',
+        `${this.id}: committed entry ${e.index}/${e.term} skips ahead of applied ${this.sm.appliedIndex}`,
+      );
     }
     const key = entryKey(e);
     const writeId = this.sm.apply(e, key);
@@ -285,12 +333,23 @@ export class SimNode {
     const bytes = this.readSnapshotBytes(meta);
     const sm = CounterStateMachine.restore(meta, bytes);
     if (meta.index <= this.sm.appliedIndex) {
-      throw new Violation('CoreContract', `${this.id}: asked to install snapshot ${meta.index}/${meta.term} but has already applied ${this.sm.appliedIndex}`);
+      throw new Violation(
+        'CoreContract',
+        `${this.id}: asked to install snapshot ${meta.index}/${meta.term} but has already applied ${this.sm.appliedIndex}`,
+      );
     }
-    this.host.checker.observeDigest(this.id, meta.index, sm.digest, `installing snapshot ${meta.index}/${meta.term}`);
+    this.host.checker.observeDigest(
+      this.id,
+      meta.index,
+      sm.digest,
+      `installing snapshot ${meta.index}/${meta.term}`,
+    );
     this.sm = sm;
     this.stats.snapshotsInstalled++;
-    this.host.trace.note(this.host.now(), `${this.id} installed snapshot ${meta.index}/${meta.term} (${bytes.byteLength} B)`);
+    this.host.trace.note(
+      this.host.now(),
+      `${this.id} installed snapshot ${meta.index}/${meta.term} (${bytes.byteLength} B)`,
+    );
     this.serveReads();
   }
 
@@ -311,10 +370,14 @@ export class SimNode {
   private readSnapshotBytes(meta: SnapshotMeta): Uint8Array {
     const got = this.storage.snapshotMeta();
     if (got.index !== meta.index || got.term !== meta.term) {
-      throw new Violation('CoreContract', `${this.id}: snapshot ${meta.index}/${meta.term} to install, but storage holds ${got.index}/${got.term}`);
+      throw new Violation(
+        'CoreContract',
+        `${this.id}: snapshot ${meta.index}/${meta.term} to install, but storage holds ${got.index}/${got.term}`,
+      );
     }
     const chunk = this.storage.snapshotChunk(0, Number.MAX_SAFE_INTEGER);
-    if (chunk === 'pending' || !chunk.done) throw new Error(`SimNode: storage of ${this.id} cannot hand out its whole snapshot ${meta.index}`);
+    if (chunk === 'pending' || !chunk.done)
+      throw new Error(`SimNode: storage of ${this.id} cannot hand out its whole snapshot ${meta.index}`);
     return chunk.data;
   }
 
@@ -358,17 +421,29 @@ export class SimNode {
     if (m.type === 'VoteResponse' && m.granted && !m.preVote) {
       const hs = this.durableHard;
       if (hs.term !== m.term || hs.vote !== m.to) {
-        throw new Violation('PersistBeforeAck', `${this.id} grants its vote to ${m.to} in term ${m.term} but has durably term ${hs.term} vote ${hs.vote ?? '-'}`);
+        throw new Violation(
+          'PersistBeforeAck',
+          `${this.id} grants its vote to ${m.to} in term ${m.term} but has durably term ${hs.term} vote ${hs.vote ?? '-'}`,
+        );
       }
     } else if (m.type === 'AppendResponse' && m.success) {
       if (this.storage.lastIndex() < m.matchIndex) {
-        throw new Violation('PersistBeforeAck', `${this.id} acknowledges entries up to ${m.matchIndex} to ${m.to} but its durable log ends at ${this.storage.lastIndex()}`);
+        throw new Violation(
+          'PersistBeforeAck',
+          `${this.id} acknowledges entries up to ${m.matchIndex} to ${m.to} but its durable log ends at ${this.storage.lastIndex()}`,
+        );
       }
     } else if (m.type === 'SnapshotResponse' && m.installed) {
       // "Installed" may also mean "my log already covers it" (durably, or as committed: known to a majority).
-      const covered = this.storage.snapshotMeta().index >= m.index || this.storage.lastIndex() >= m.index || (this.core !== null && this.core.status().commit >= m.index);
+      const covered =
+        this.storage.snapshotMeta().index >= m.index ||
+        this.storage.lastIndex() >= m.index ||
+        (this.core !== null && this.core.status().commit >= m.index);
       if (!covered) {
-        throw new Violation('PersistBeforeAck', `${this.id} reports snapshot ${m.index} installed but its durable snapshot is ${this.storage.snapshotMeta().index} and durable log ends at ${this.storage.lastIndex()}`);
+        throw new Violation(
+          'PersistBeforeAck',
+          `${this.id} reports snapshot ${m.index} installed but its durable snapshot is ${this.storage.snapshotMeta().index} and durable log ends at ${this.storage.lastIndex()}`,
+        );
       }
     }
   }
@@ -378,9 +453,17 @@ export class SimNode {
     if (!this.up || this.core === null) return;
     const s = this.callCore('status', (c) => c.status());
     this.lastStatus = s;
-    if (s.term < this.termSeen) throw new Violation('CoreContract', `${this.id}: term went back from ${this.termSeen} to ${s.term} without a restart`);
+    if (s.term < this.termSeen)
+      throw new Violation(
+        'CoreContract',
+        `${this.id}: term went back from ${this.termSeen} to ${s.term} without a restart`,
+      );
     this.termSeen = s.term;
-    if (s.commit < this.commitSeen) throw new Violation('CommitMonotonic', `${this.id}: commit index went back from ${this.commitSeen} to ${s.commit} without a restart`);
+    if (s.commit < this.commitSeen)
+      throw new Violation(
+        'CommitMonotonic',
+        `${this.id}: commit index went back from ${this.commitSeen} to ${s.commit} without a restart`,
+      );
     if (s.role === 'leader' && s.commit > this.commitSeen) {
       this.recordLeaderCommit(this.commitSeen, s.commit, s.term);
       this.host.onLeaderCommit(this);
@@ -391,7 +474,13 @@ export class SimNode {
     this.host.checker.observeLeader(s.term, this.id);
     if (this.checkedLeaderTerm !== s.term && this.shadow.lastIndex() === s.lastIndex) {
       this.checkedLeaderTerm = s.term;
-      this.host.checker.checkLeaderCompleteness(this.id, s.term, this.shadow.baseIndex, this.shadow.lastIndex(), (i) => this.shadow.term(i));
+      this.host.checker.checkLeaderCompleteness(
+        this.id,
+        s.term,
+        this.shadow.baseIndex,
+        this.shadow.lastIndex(),
+        (i) => this.shadow.term(i),
+      );
     }
   }
 
@@ -401,7 +490,8 @@ export class SimNode {
    */
   private recordLeaderCommit(from: number, to: number, term: number): void {
     const hi = Math.min(to, this.shadow.lastIndex());
-    for (let i = Math.max(from, this.shadow.baseIndex) + 1; i <= hi; i++) this.host.checker.observeCommitted(this.id, this.shadow.entry(i)!, term);
+    for (let i = Math.max(from, this.shadow.baseIndex) + 1; i <= hi; i++)
+      this.host.checker.observeCommitted(this.id, this.shadow.entry(i)!, term);
   }
 
   /**
@@ -438,12 +528,14 @@ export class SimNode {
       term: (i) => storage.term(i),
       entries: (lo, hi, maxBytes) => storage.entries(lo, hi, maxBytes),
       snapshotMeta: () => storage.snapshotMeta(),
-      snapshotChunk: (offset, maxBytes) => (prng.chance(rate) ? 'pending' : storage.snapshotChunk(offset, maxBytes)),
+      snapshotChunk: (offset, maxBytes) =>
+        prng.chance(rate) ? 'pending' : storage.snapshotChunk(offset, maxBytes),
     };
   }
 }
 
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return `${err.name}: ${err.message}${err.stack ? `\n${err.stack.split('\n').slice(1, 6).join('\n')}` : ''}`;
+  if (err instanceof Error)
+    return `${err.name}: ${err.message}${err.stack ? `\n${err.stack.split('\n').slice(1, 6).join('\n')}` : ''}`;
   return String(err);
 }

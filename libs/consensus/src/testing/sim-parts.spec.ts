@@ -76,7 +76,14 @@ describe('Scheduler', () => {
 });
 
 describe('SimNetwork', () => {
-  const faults = { dropRate: 0, duplicateRate: 0, delayMsMin: 1, delayMsMax: 2, longDelayRate: 0, longDelayMsMax: 0 };
+  const faults = {
+    dropRate: 0,
+    duplicateRate: 0,
+    delayMsMin: 1,
+    delayMsMax: 2,
+    longDelayRate: 0,
+    longDelayMsMax: 0,
+  };
 
   it('blocks both directions across a symmetric partition and heals', () => {
     const n = new SimNetwork(new Prng(1), faults);
@@ -145,15 +152,21 @@ describe('ClusterChecker', () => {
   it('flags the same (index, term) with different content or history (Log Matching)', () => {
     const c = new ClusterChecker();
     c.observeEntries('n1', [entry(5, 2, 'w:1')], () => 1);
-    expect(violationOf(() => c.observeEntries('n2', [entry(5, 2, 'w:2')], () => 1)).invariant).toBe('LogMatching');
-    expect(violationOf(() => c.observeEntries('n3', [entry(5, 2, 'w:1')], () => 2)).invariant).toBe('LogMatching');
+    expect(violationOf(() => c.observeEntries('n2', [entry(5, 2, 'w:2')], () => 1)).invariant).toBe(
+      'LogMatching',
+    );
+    expect(violationOf(() => c.observeEntries('n3', [entry(5, 2, 'w:1')], () => 2)).invariant).toBe(
+      'LogMatching',
+    );
   });
 
   it('flags a different entry committed at an index (State Machine Safety)', () => {
     const c = new ClusterChecker();
     c.observeCommitted('n1', entry(1, 1, 'w:1'), 1);
     c.observeCommitted('n2', entry(1, 1, 'w:1'), 1);
-    expect(violationOf(() => c.observeCommitted('n3', entry(1, 2, 'w:9'), 2)).invariant).toBe('StateMachineSafety');
+    expect(violationOf(() => c.observeCommitted('n3', entry(1, 2, 'w:9'), 2)).invariant).toBe(
+      'StateMachineSafety',
+    );
     c.observeDigest('n1', 1, 123, 'x');
     expect(violationOf(() => c.observeDigest('n2', 1, 124, 'y')).invariant).toBe('StateMachineSafety');
   });
@@ -163,8 +176,12 @@ describe('ClusterChecker', () => {
     c.observeCommitted('n1', entry(1, 1), 1);
     c.observeCommitted('n1', entry(2, 1), 1);
     c.checkLeaderCompleteness('n2', 2, 0, 2, () => 1);
-    expect(violationOf(() => c.checkLeaderCompleteness('n3', 2, 0, 1, () => 1)).invariant).toBe('LeaderCompleteness');
-    expect(violationOf(() => c.checkLeaderCompleteness('n3', 2, 0, 2, (i) => (i === 2 ? 2 : 1))).invariant).toBe('LeaderCompleteness');
+    expect(violationOf(() => c.checkLeaderCompleteness('n3', 2, 0, 1, () => 1)).invariant).toBe(
+      'LeaderCompleteness',
+    );
+    expect(
+      violationOf(() => c.checkLeaderCompleteness('n3', 2, 0, 2, (i) => (i === 2 ? 2 : 1))).invariant,
+    ).toBe('LeaderCompleteness');
   });
 
   it('does not require a leader of a lower term to hold entries committed in a later term (late votes)', () => {
@@ -173,7 +190,9 @@ describe('ClusterChecker', () => {
     c.observeCommitted('n1', entry(1, 5), 5);
     c.observeCommitted('n1', entry(2, 7), 7);
     c.checkLeaderCompleteness('n3', 6, 0, 1, () => 5);
-    expect(violationOf(() => c.checkLeaderCompleteness('n3', 8, 0, 1, () => 5)).invariant).toBe('LeaderCompleteness');
+    expect(violationOf(() => c.checkLeaderCompleteness('n3', 8, 0, 1, () => 5)).invariant).toBe(
+      'LeaderCompleteness',
+    );
     // An entry of an earlier term committed only in term 7 is not required of a leader of term 6 either.
     c.observeCommitted('n1', entry(3, 5), 7);
     c.checkLeaderCompleteness('n4', 6, 0, 1, () => 5);
@@ -190,8 +209,12 @@ describe('CounterStateMachine', () => {
     const copy = CounterStateMachine.restore({ index: 5, term: 1, config: sm.config }, sm.serialize());
     expect(copy.digest).toBe(sm.digest);
     expect(copy.count).toBe(5);
-    expect(() => CounterStateMachine.restore({ index: 6, term: 1, config: sm.config }, sm.serialize())).toThrow(/meta says/);
-    expect(() => sm.apply({ index: 9, term: 1, type: EntryType.Noop, data: new Uint8Array() }, '1:noop')).toThrow(/contiguous/);
+    expect(() =>
+      CounterStateMachine.restore({ index: 6, term: 1, config: sm.config }, sm.serialize()),
+    ).toThrow(/meta says/);
+    expect(() =>
+      sm.apply({ index: 9, term: 1, type: EntryType.Noop, data: new Uint8Array() }, '1:noop'),
+    ).toThrow(/contiguous/);
   });
 });
 

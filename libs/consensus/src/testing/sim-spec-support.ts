@@ -17,7 +17,12 @@ export const SAFETY_INVARIANTS: readonly InvariantName[] = [
 ];
 
 /** Runs a range of seeds with the real core, collecting failure reports instead of printing them. */
-export function runRange(o: { from: number; seeds: number; profile: ProfileName; bug?: BugName }): RunSummary & { report: string } {
+export function runRange(o: {
+  from: number;
+  seeds: number;
+  profile: ProfileName;
+  bug?: BugName;
+}): RunSummary & { report: string } {
   const lines: string[] = [];
   const summary = runSeeds({
     from: o.from,
@@ -43,19 +48,34 @@ export function expectAllPass(summary: RunSummary & { report: string }): void {
 }
 
 /** Asserts that the mistake breaks an accepted invariant within seedsMax seeds, and that the report can replay it. */
-export function expectCaught(o: Omit<HuntOptions, 'from' | 'makeCore' | 'makeStorage'> & { from?: number; makeCore?: CoreFactory }): SimResult {
-  const hunt = huntViolation({ ...o, from: o.from ?? 1, makeCore: o.makeCore ?? defaultCoreFactory, makeStorage: defaultStorageFactory });
+export function expectCaught(
+  o: Omit<HuntOptions, 'from' | 'makeCore' | 'makeStorage'> & { from?: number; makeCore?: CoreFactory },
+): SimResult {
+  const hunt = huntViolation({
+    ...o,
+    from: o.from ?? 1,
+    makeCore: o.makeCore ?? defaultCoreFactory,
+    makeStorage: defaultStorageFactory,
+  });
   if (hunt.caught === null) {
     const others = hunt.otherFailures.map((r) => `seed ${r.seed}: ${r.violation?.message}`).join('\n');
-    throw new Error(`bug ${o.bug} (profile ${o.profile}) went unnoticed in ${hunt.seedsRun} seeds (expected one of ${o.accept.join(', ')})${others ? `\nother failures:\n${others}` : ''}`);
+    throw new Error(
+      `bug ${o.bug} (profile ${o.profile}) went unnoticed in ${hunt.seedsRun} seeds (expected one of ${o.accept.join(', ')})${others ? `\nother failures:\n${others}` : ''}`,
+    );
   }
   const r = hunt.caught;
   check(o.accept.includes(r.violation!.invariant), `unexpected invariant ${r.violation!.invariant}`);
-  check(r.replay.includes(`--from ${r.seed}`) && (o.bug === null || r.replay.includes(`--bug ${o.bug}`)), `replay command does not name the seed and bug: ${r.replay}`);
+  check(
+    r.replay.includes(`--from ${r.seed}`) && (o.bug === null || r.replay.includes(`--bug ${o.bug}`)),
+    `replay command does not name the seed and bug: ${r.replay}`,
+  );
   check(r.trace.length > 10, `failure trace too short (${r.trace.length} lines)`);
   const lines: string[] = [];
   reportFailure(r, (l) => lines.push(l));
-  check(lines.join('\n').includes('replay: npm run sim -- --seeds 1'), 'failure report lacks the replay command');
+  check(
+    lines.join('\n').includes('replay: npm run sim -- --seeds 1'),
+    'failure report lacks the replay command',
+  );
   return r;
 }
 

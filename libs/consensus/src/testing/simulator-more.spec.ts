@@ -75,7 +75,13 @@ describe('simulator: deliberate mistakes are caught', () => {
   it(
     'ackBeforePersist without that check: crashes lose acknowledged entries and break safety within 200 seeds',
     () => {
-      expectCaught({ profile: 'figure8', bug: 'ackBeforePersist', seedsMax: 200, accept: SAFETY_INVARIANTS, persistCheck: false });
+      expectCaught({
+        profile: 'figure8',
+        bug: 'ackBeforePersist',
+        seedsMax: 200,
+        accept: SAFETY_INVARIANTS,
+        persistCheck: false,
+      });
     },
     SIM_TIMEOUT_MS,
   );
@@ -83,7 +89,12 @@ describe('simulator: deliberate mistakes are caught', () => {
   it(
     'readWithoutQuorum: a deposed leader serves a stale read within 200 seeds',
     () => {
-      expectCaught({ profile: 'partitions', bug: 'readWithoutQuorum', seedsMax: 200, accept: ['ReadLinearizability'] });
+      expectCaught({
+        profile: 'partitions',
+        bug: 'readWithoutQuorum',
+        seedsMax: 200,
+        accept: ['ReadLinearizability'],
+      });
     },
     SIM_TIMEOUT_MS,
   );
@@ -91,7 +102,12 @@ describe('simulator: deliberate mistakes are caught', () => {
   it(
     'forgetVoteOnRestart (simulated shell): a node votes twice in a term, two leaders within 200 seeds',
     () => {
-      expectCaught({ profile: 'elections', bug: 'forgetVoteOnRestart', seedsMax: 200, accept: ['ElectionSafety', ...SAFETY_INVARIANTS] });
+      expectCaught({
+        profile: 'elections',
+        bug: 'forgetVoteOnRestart',
+        seedsMax: 200,
+        accept: ['ElectionSafety', ...SAFETY_INVARIANTS],
+      });
     },
     SIM_TIMEOUT_MS,
   );
@@ -120,7 +136,11 @@ const echoingStaleSeqCore: CoreFactory = (options, log, initial) => {
     ready: () => {
       const rd = core.ready();
       for (const m of [...rd.messages, ...rd.persistedMessages]) {
-        if ((m.type === 'AppendResponse' || m.type === 'SnapshotResponse') && m.seq === 0 && staleSeq.has(m.to)) {
+        if (
+          (m.type === 'AppendResponse' || m.type === 'SnapshotResponse') &&
+          m.seq === 0 &&
+          staleSeq.has(m.to)
+        ) {
           m.seq = staleSeq.get(m.to)!;
           staleSeq.delete(m.to);
         }
@@ -138,7 +158,13 @@ describe('simulator: the bug it found stays found', () => {
   it(
     'stale-term answers that echo the request seq are flagged (StaleAck) within 200 seeds',
     () => {
-      expectCaught({ profile: 'elections', bug: null, seedsMax: 200, accept: ['StaleAck'], makeCore: echoingStaleSeqCore });
+      expectCaught({
+        profile: 'elections',
+        bug: null,
+        seedsMax: 200,
+        accept: ['StaleAck'],
+        makeCore: echoingStaleSeqCore,
+      });
     },
     SIM_TIMEOUT_MS,
   );

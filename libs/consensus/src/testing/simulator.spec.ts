@@ -33,7 +33,12 @@ describe('simulator: default profile (crashes, partitions, lossy network, member
 describe('simulator: determinism', () => {
   it('replays a seed exactly: same events, same trace, same outcome', () => {
     const run = (seed: number) => {
-      const sim = new Simulation({ scenario: makeScenario(seed, 'default', null), makeCore: defaultCoreFactory, makeStorage: defaultStorageFactory, traceTail: 500 });
+      const sim = new Simulation({
+        scenario: makeScenario(seed, 'default', null),
+        makeCore: defaultCoreFactory,
+        makeStorage: defaultStorageFactory,
+        traceTail: 500,
+      });
       const result = sim.run();
       return { result, trace: sim.trace.lines() };
     };
@@ -51,7 +56,12 @@ describe('simulator: deliberate core mistakes are caught', () => {
   it(
     'commitPreviousTermByCount (Figure 8) breaks Leader Completeness / State Machine Safety within 200 seeds',
     () => {
-      expectCaught({ profile: 'figure8', bug: 'commitPreviousTermByCount', seedsMax: 200, accept: SAFETY_INVARIANTS });
+      expectCaught({
+        profile: 'figure8',
+        bug: 'commitPreviousTermByCount',
+        seedsMax: 200,
+        accept: SAFETY_INVARIANTS,
+      });
     },
     SIM_TIMEOUT_MS,
   );
@@ -59,7 +69,12 @@ describe('simulator: deliberate core mistakes are caught', () => {
   it(
     'voteWithoutLogCheck elects a leader that lacks committed entries within 200 seeds',
     () => {
-      expectCaught({ profile: 'default', bug: 'voteWithoutLogCheck', seedsMax: 200, accept: SAFETY_INVARIANTS });
+      expectCaught({
+        profile: 'default',
+        bug: 'voteWithoutLogCheck',
+        seedsMax: 200,
+        accept: SAFETY_INVARIANTS,
+      });
     },
     SIM_TIMEOUT_MS,
   );

@@ -1,7 +1,15 @@
 import { MembershipChange } from '../core/api';
 import { Message } from '../core/messages';
 import { RaftError } from '../core/ready';
-import { ConfigState, Entry, EntryType, MemberAddress, NodeId, decodeConfig, emptyConfig } from '../core/types';
+import {
+  ConfigState,
+  Entry,
+  EntryType,
+  MemberAddress,
+  NodeId,
+  decodeConfig,
+  emptyConfig,
+} from '../core/types';
 import { ClusterChecker, Violation } from './checkers';
 import { CounterStateMachine, configText, encodeWrite } from './counter-state-machine';
 import { RELIABLE_NETWORK, SimNetwork } from './network';
@@ -141,7 +149,10 @@ export class Simulation implements NodeHost {
       this.loop();
       this.finalChecks();
     } catch (err) {
-      violation = err instanceof Violation ? err : new Violation('CoreContract', `simulator or core failed: ${describeError(err)}`);
+      violation =
+        err instanceof Violation
+          ? err
+          : new Violation('CoreContract', `simulator or core failed: ${describeError(err)}`);
       this.trace.note(this.now(), `VIOLATION ${violation.message}`);
     }
     return {
@@ -149,7 +160,9 @@ export class Simulation implements NodeHost {
       ok: violation === null,
       violation,
       stats: this.stats(),
-      trace: violation ? [`scenario: ${describeScenario(this.s)}`, ...this.trace.lines(), ...this.nodeSummary()] : [],
+      trace: violation
+        ? [`scenario: ${describeScenario(this.s)}`, ...this.trace.lines(), ...this.nodeSummary()]
+        : [],
       replay: replayCommand(this.s),
     };
   }
@@ -157,7 +170,12 @@ export class Simulation implements NodeHost {
   private setUp(): void {
     const ids: NodeId[] = [];
     for (let i = 0; i < this.s.initialVoters; i++) ids.push(this.newNodeId());
-    const config: ConfigState = { voters: ids, outgoing: [], learners: [], addresses: Object.fromEntries(ids.map((id) => [id, addressOf(id)])) };
+    const config: ConfigState = {
+      voters: ids,
+      outgoing: [],
+      learners: [],
+      addresses: Object.fromEntries(ids.map((id) => [id, addressOf(id)])),
+    };
     for (const id of ids) this.everMember.add(id);
     this.trace.note(0, `cluster ${configText(config)}; ${describeScenario(this.s).replace(/\n\s*/g, '; ')}`);
     for (const id of ids) this.addNode(id, config);
@@ -165,9 +183,12 @@ export class Simulation implements NodeHost {
     this.scheduler.at(p.range(0, this.s.proposeEveryMs), { k: 'propose' });
     this.scheduler.at(p.range(0, this.s.readEveryMs), { k: 'read' });
     if (this.s.crashEveryMs > 0) this.scheduler.at(p.range(0, 2 * this.s.crashEveryMs), { k: 'crash' });
-    if (this.s.partitionEveryMs > 0) this.scheduler.at(p.range(0, 2 * this.s.partitionEveryMs), { k: 'partition' });
-    if (this.s.membershipEveryMs > 0) this.scheduler.at(p.range(0, 2 * this.s.membershipEveryMs), { k: 'membership' });
-    if (this.s.transferEveryMs > 0) this.scheduler.at(p.range(0, 2 * this.s.transferEveryMs), { k: 'transfer' });
+    if (this.s.partitionEveryMs > 0)
+      this.scheduler.at(p.range(0, 2 * this.s.partitionEveryMs), { k: 'partition' });
+    if (this.s.membershipEveryMs > 0)
+      this.scheduler.at(p.range(0, 2 * this.s.membershipEveryMs), { k: 'membership' });
+    if (this.s.transferEveryMs > 0)
+      this.scheduler.at(p.range(0, 2 * this.s.transferEveryMs), { k: 'transfer' });
     this.scheduler.at(this.s.faultPhaseMs, { k: 'liveness' });
     this.livenessDeadline = this.s.faultPhaseMs + this.s.livenessMsMax;
   }
@@ -175,8 +196,10 @@ export class Simulation implements NodeHost {
   private loop(): void {
     while (this.phase !== 'done') {
       const item = this.scheduler.pop();
-      if (item === undefined) throw new Violation('Liveness', 'no events left to run (the cluster went silent)');
-      if (++this.events > EVENTS_PER_RUN_MAX) throw new Violation('Liveness', `more than ${EVENTS_PER_RUN_MAX} events in one run`);
+      if (item === undefined)
+        throw new Violation('Liveness', 'no events left to run (the cluster went silent)');
+      if (++this.events > EVENTS_PER_RUN_MAX)
+        throw new Violation('Liveness', `more than ${EVENTS_PER_RUN_MAX} events in one run`);
       if (item.time > this.livenessDeadline) this.livenessFailed();
       this.handle(item.event);
     }
@@ -264,7 +287,16 @@ export class Simulation implements NodeHost {
 
   private addNode(id: NodeId, bootstrap: ConfigState): SimNode {
     const np = this.prng.derive(`node:${id}`);
-    const node = new SimNode(id, this.options.makeStorage(), bootstrap, this.options.makeCore, this.s.raft, this.s.shell, np, this);
+    const node = new SimNode(
+      id,
+      this.options.makeStorage(),
+      bootstrap,
+      this.options.makeCore,
+      this.s.raft,
+      this.s.shell,
+      np,
+      this,
+    );
     this.nodes.set(id, node);
     this.tickFactor.set(id, 1 + np.range(-this.s.tickDriftMax, this.s.tickDriftMax));
     node.start();
@@ -273,7 +305,9 @@ export class Simulation implements NodeHost {
   }
 
   private scheduleTick(n: SimNode, delayMs?: number): void {
-    const d = delayMs ?? this.s.tickMs * this.tickFactor.get(n.id)! + this.prng.range(-this.s.tickJitterMs, this.s.tickJitterMs);
+    const d =
+      delayMs ??
+      this.s.tickMs * this.tickFactor.get(n.id)! + this.prng.range(-this.s.tickJitterMs, this.s.tickJitterMs);
     this.scheduler.after(d, { k: 'tick', id: n.id, inc: n.incarnation });
   }
 
@@ -337,10 +371,14 @@ export class Simulation implements NodeHost {
       return;
     }
     const leader = this.currentLeader();
-    const victim = leader !== null && this.prng.chance(this.s.leaderCrashBias) ? leader : this.prng.pick(live);
+    const victim =
+      leader !== null && this.prng.chance(this.s.leaderCrashBias) ? leader : this.prng.pick(live);
     victim.crash();
     this.counters.crashes++;
-    this.scheduler.after(this.prng.range(this.s.downMsMin, this.s.downMsMax), { k: 'restart', id: victim.id });
+    this.scheduler.after(this.prng.range(this.s.downMsMin, this.s.downMsMax), {
+      k: 'restart',
+      id: victim.id,
+    });
   }
 
   onVoteDurable(node: SimNode): void {
@@ -357,9 +395,16 @@ export class Simulation implements NodeHost {
       this.trace.note(this.now(), `network: new leader ${node.id} is muted (its messages are lost)`);
       this.scheduler.after(this.prng.range(this.s.partitionMsMin, this.s.partitionMsMax), { k: 'heal' });
       // Often it dies too, keeping its unreplicated entries (Figure 8's S5) until it campaigns again.
-      if (this.prng.chance(0.5)) this.scheduler.after(this.prng.range(0, this.s.crashAfterElectionMsMax), { k: 'crashNode', id: node.id });
+      if (this.prng.chance(0.5))
+        this.scheduler.after(this.prng.range(0, this.s.crashAfterElectionMsMax), {
+          k: 'crashNode',
+          id: node.id,
+        });
     } else if (this.prng.chance(this.s.crashAfterElectionRate)) {
-      this.scheduler.after(this.prng.range(0, this.s.crashAfterElectionMsMax), { k: 'crashNode', id: node.id });
+      this.scheduler.after(this.prng.range(0, this.s.crashAfterElectionMsMax), {
+        k: 'crashNode',
+        id: node.id,
+      });
     }
   }
 
@@ -420,15 +465,26 @@ export class Simulation implements NodeHost {
     const cfg = leader.lastStatus!.config;
     const running = [...this.nodes.values()].filter((n) => !n.stopped).length;
     const options: (() => MembershipChange | null)[] = [];
-    if (running < this.s.nodesMax && cfg.learners.length < 2) options.push(() => ({ type: 'addLearner', id: `n${this.nextNodeNumber}`, address: addressOf(`n${this.nextNodeNumber}`) }));
-    if (cfg.learners.length > 0 && cfg.voters.length < this.s.votersMax) options.push(() => ({ type: 'promote', id: this.prng.pick(cfg.learners) }));
-    if (cfg.voters.length > this.s.votersMin) options.push(() => ({ type: 'remove', id: this.prng.pick(cfg.voters) }));
+    if (running < this.s.nodesMax && cfg.learners.length < 2)
+      options.push(() => ({
+        type: 'addLearner',
+        id: `n${this.nextNodeNumber}`,
+        address: addressOf(`n${this.nextNodeNumber}`),
+      }));
+    if (cfg.learners.length > 0 && cfg.voters.length < this.s.votersMax)
+      options.push(() => ({ type: 'promote', id: this.prng.pick(cfg.learners) }));
+    if (cfg.voters.length > this.s.votersMin)
+      options.push(() => ({ type: 'remove', id: this.prng.pick(cfg.voters) }));
     if (cfg.learners.length > 0) options.push(() => ({ type: 'remove', id: this.prng.pick(cfg.learners) }));
     if (options.length === 0) return;
     const change = this.prng.pick(options)();
     if (change === null) return;
     let result: { index: number; term: number } | null = null;
-    const ok = this.tryCore(leader, `changeMembership ${JSON.stringify({ type: change.type, id: change.id })}`, (c) => (result = c.changeMembership(change)));
+    const ok = this.tryCore(
+      leader,
+      `changeMembership ${JSON.stringify({ type: change.type, id: change.id })}`,
+      (c) => (result = c.changeMembership(change)),
+    );
     if (!ok) return;
     this.counters.membershipChanges++;
     if (change.type === 'addLearner') {
@@ -453,7 +509,8 @@ export class Simulation implements NodeHost {
     if (leader === null) return;
     const voters = leader.lastStatus!.config.voters.filter((v) => v !== leader.id);
     const to = voters.length > 0 && this.prng.chance(0.8) ? this.prng.pick(voters) : null;
-    if (this.tryCore(leader, `transferLeadership(${to ?? 'null'})`, (c) => c.transferLeadership(to))) this.counters.transfers++;
+    if (this.tryCore(leader, `transferLeadership(${to ?? 'null'})`, (c) => c.transferLeadership(to)))
+      this.counters.transfers++;
   }
 
   /** Calls the core; an expected RaftError is traced and returns false. */
@@ -468,7 +525,10 @@ export class Simulation implements NodeHost {
       this.trace.note(this.now(), `${n.id}: ${what} refused: ${err.code}`);
       return false;
     }
-    this.trace.note(this.now(), `${n.id}: ${what}${result !== undefined ? ` -> ${JSON.stringify(result)}` : ''}`);
+    this.trace.note(
+      this.now(),
+      `${n.id}: ${what}${result !== undefined ? ` -> ${JSON.stringify(result)}` : ''}`,
+    );
     return true;
   }
 
@@ -501,7 +561,10 @@ export class Simulation implements NodeHost {
     if (p === undefined || p.node !== node.id || p.inc !== node.incarnation) return;
     this.pendingWrites.delete(writeId);
     if (p.index !== entry.index || p.term !== entry.term) {
-      throw new Violation('CoreContract', `${node.id}: w:${writeId} was proposed at ${p.index}/${p.term} but applied at ${entry.index}/${entry.term}`);
+      throw new Violation(
+        'CoreContract',
+        `${node.id}: w:${writeId} was proposed at ${p.index}/${p.term} but applied at ${entry.index}/${entry.term}`,
+      );
     }
     this.ackedCount++;
     if (entry.index > this.maxAckedIndex) this.maxAckedIndex = entry.index;
@@ -530,11 +593,18 @@ export class Simulation implements NodeHost {
   }
 
   private startRead(n: SimNode, ctx = `r${this.nextReadId++}`): string {
-    const read: PendingRead = { node: n.id, inc: n.incarnation, ackedCountAtStart: this.ackedCount, maxAckedIndexAtStart: this.maxAckedIndex, startedMs: this.now() };
+    const read: PendingRead = {
+      node: n.id,
+      inc: n.incarnation,
+      ackedCountAtStart: this.ackedCount,
+      maxAckedIndexAtStart: this.maxAckedIndex,
+      startedMs: this.now(),
+    };
     // Registered first: a read may be served within the same call.
     this.pendingReads.set(ctx, read);
     const lease = this.s.raft.leaseReads && this.prng.chance(0.5);
-    if (!this.tryCore(n, `readIndex ${ctx}${lease ? ' (lease)' : ''}`, (c) => c.readIndex(ctx, { lease }))) this.pendingReads.delete(ctx);
+    if (!this.tryCore(n, `readIndex ${ctx}${lease ? ' (lease)' : ''}`, (c) => c.readIndex(ctx, { lease })))
+      this.pendingReads.delete(ctx);
     return ctx;
   }
 
@@ -550,7 +620,10 @@ export class Simulation implements NodeHost {
           `but ${r.ackedCountAtStart} writes up to index ${r.maxAckedIndexAtStart} were acknowledged before it started`,
       );
     }
-    this.trace.note(this.now(), `${node.id} served read ${ctx} at index ${sm.appliedIndex} (count ${sm.count})`);
+    this.trace.note(
+      this.now(),
+      `${node.id} served read ${ctx} at index ${sm.appliedIndex} (count ${sm.count})`,
+    );
     if (ctx === this.livenessReadCtx) this.livenessReadServed = true;
   }
 
@@ -582,7 +655,13 @@ export class Simulation implements NodeHost {
     if (leader === null) return;
     if (this.markerIndex === 0) {
       const p = this.pendingWrites.get(this.markerWriteId);
-      if (p === undefined || p.node !== leader.id || p.inc !== leader.incarnation || p.term !== leader.lastStatus!.term) this.markerWriteId = this.propose(leader);
+      if (
+        p === undefined ||
+        p.node !== leader.id ||
+        p.inc !== leader.incarnation ||
+        p.term !== leader.lastStatus!.term
+      )
+        this.markerWriteId = this.propose(leader);
       return;
     }
     const cfg = leader.lastStatus!.config;
@@ -601,14 +680,18 @@ export class Simulation implements NodeHost {
     }
     this.phase = 'done';
     this.finalMembers = [...cfg.voters, ...cfg.outgoing, ...cfg.learners];
-    this.trace.note(this.now(), `cluster converged: leader ${leader.id} term ${leader.lastStatus!.term}, marker at ${this.markerIndex} applied on all members`);
+    this.trace.note(
+      this.now(),
+      `cluster converged: leader ${leader.id} term ${leader.lastStatus!.term}, marker at ${this.markerIndex} applied on all members`,
+    );
   }
 
   private livenessFailed(): never {
     const leader = this.currentLeader();
     let what: string;
     if (leader === null) what = 'no leader';
-    else if (this.markerIndex === 0) what = `leader ${leader.id} (term ${leader.lastStatus!.term}) did not commit a fresh write`;
+    else if (this.markerIndex === 0)
+      what = `leader ${leader.id} (term ${leader.lastStatus!.term}) did not commit a fresh write`;
     else {
       const cfg = leader.lastStatus!.config;
       const behind = [...cfg.voters, ...cfg.outgoing, ...cfg.learners].filter((id) => {
@@ -627,7 +710,10 @@ export class Simulation implements NodeHost {
     for (const id of this.finalMembers) {
       const n = this.nodes.get(id)!;
       if (n.sm.appliedIndex < this.maxAckedIndex || n.sm.count < this.ackedCount) {
-        throw new Violation('AckedWriteLost', `${n.id} ends at index ${n.sm.appliedIndex} with ${n.sm.count} writes, but ${this.ackedCount} writes up to index ${this.maxAckedIndex} were acknowledged`);
+        throw new Violation(
+          'AckedWriteLost',
+          `${n.id} ends at index ${n.sm.appliedIndex} with ${n.sm.count} writes, but ${this.ackedCount} writes up to index ${this.maxAckedIndex} were acknowledged`,
+        );
       }
     }
   }
@@ -636,9 +722,17 @@ export class Simulation implements NodeHost {
     const out = ['nodes at the end:'];
     for (const n of this.nodes.values()) {
       const s = n.lastStatus;
-      const state = !n.up ? (n.stopped ? 'stopped' : 'down') : s ? `${s.role} term=${s.term} leader=${s.leaderId ?? '-'} commit=${s.commit} last=${s.lastIndex} config=${configText(s.config)}` : 'up';
+      const state = !n.up
+        ? n.stopped
+          ? 'stopped'
+          : 'down'
+        : s
+          ? `${s.role} term=${s.term} leader=${s.leaderId ?? '-'} commit=${s.commit} last=${s.lastIndex} config=${configText(s.config)}`
+          : 'up';
       const hs = n.durableHardState();
-      out.push(`  ${n.id}: ${state}; applied=${n.sm.appliedIndex}; durable term=${hs.term} vote=${hs.vote ?? '-'} commit=${hs.commit}`);
+      out.push(
+        `  ${n.id}: ${state}; applied=${n.sm.appliedIndex}; durable term=${hs.term} vote=${hs.vote ?? '-'} commit=${hs.commit}`,
+      );
     }
     return out;
   }

@@ -40,7 +40,9 @@ export class SumStateMachine implements StateMachine {
 
   apply(entry: Entry): unknown {
     if (entry.index !== this.state.appliedIndex + 1) {
-      throw new Error(`sum state machine: entry ${entry.index} applied after ${this.state.appliedIndex}; entries must be applied in order without gaps`);
+      throw new Error(
+        `sum state machine: entry ${entry.index} applied after ${this.state.appliedIndex}; entries must be applied in order without gaps`,
+      );
     }
     this.state.appliedIndex = entry.index;
     if (entry.type !== EntryType.Normal) return null;
@@ -71,7 +73,9 @@ export class SumStateMachine implements StateMachine {
     for await (const chunk of data) parts.push(chunk);
     const state = JSON.parse(textDecoder.decode(Buffer.concat(parts))) as SumState;
     if (state.appliedIndex !== meta.index) {
-      throw new Error(`sum state machine: snapshot bytes are at index ${state.appliedIndex} but its meta says ${meta.index}`);
+      throw new Error(
+        `sum state machine: snapshot bytes are at index ${state.appliedIndex} but its meta says ${meta.index}`,
+      );
     }
     this.state = state;
     this.restores++;

@@ -1,7 +1,13 @@
 import { Message } from '../core/messages';
 import { ConfigState, EntryType } from '../core/types';
 import { CodecError, decodeMessage, encodeMessage, messageBytesUpperBound } from './codec';
-import { FrameDecoder, FrameKind, decodeMessagesPayload, encodeMessagesFrame, messagesFrameBound } from './frame';
+import {
+  FrameDecoder,
+  FrameKind,
+  decodeMessagesPayload,
+  encodeMessagesFrame,
+  messagesFrameBound,
+} from './frame';
 import { seededRandom } from './test-helpers';
 
 const config: ConfigState = {
@@ -17,11 +23,39 @@ const config: ConfigState = {
 const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
 const everyType: Message[] = [
-  { type: 'VoteRequest', from: 'n1', to: 'n2', term: 7, preVote: true, lastLogIndex: 2 ** 53 - 1, lastLogTerm: 6, transfer: false },
-  { type: 'VoteRequest', from: 'n1', to: 'n2', term: 7, preVote: false, lastLogIndex: 0, lastLogTerm: 0, transfer: true },
+  {
+    type: 'VoteRequest',
+    from: 'n1',
+    to: 'n2',
+    term: 7,
+    preVote: true,
+    lastLogIndex: 2 ** 53 - 1,
+    lastLogTerm: 6,
+    transfer: false,
+  },
+  {
+    type: 'VoteRequest',
+    from: 'n1',
+    to: 'n2',
+    term: 7,
+    preVote: false,
+    lastLogIndex: 0,
+    lastLogTerm: 0,
+    transfer: true,
+  },
   { type: 'VoteResponse', from: 'n2', to: 'n1', term: 7, preVote: true, granted: false },
   { type: 'VoteResponse', from: 'n2', to: 'n1', term: 7, preVote: false, granted: true },
-  { type: 'AppendRequest', from: 'n1', to: 'n2', term: 7, prevLogIndex: 10, prevLogTerm: 6, entries: [], leaderCommit: 9, seq: 1 },
+  {
+    type: 'AppendRequest',
+    from: 'n1',
+    to: 'n2',
+    term: 7,
+    prevLogIndex: 10,
+    prevLogTerm: 6,
+    entries: [],
+    leaderCommit: 9,
+    seq: 1,
+  },
   {
     type: 'AppendRequest',
     from: 'n1',
@@ -37,21 +71,84 @@ const everyType: Message[] = [
       { index: 13, term: 7, type: EntryType.Config, data: new TextEncoder().encode(JSON.stringify(config)) },
     ],
   },
-  { type: 'AppendResponse', from: 'n2', to: 'n1', term: 7, success: true, matchIndex: 13, conflictTerm: 0, conflictIndex: 0, lastLogIndex: 13, seq: 2 },
-  { type: 'AppendResponse', from: 'n2', to: 'n1', term: 7, success: false, matchIndex: 0, conflictTerm: 5, conflictIndex: 4, lastLogIndex: 8, seq: 3 },
-  { type: 'SnapshotRequest', from: 'n1', to: 'n2', term: 7, meta: { index: 100, term: 6, config }, offset: 0, data: bytes(1000, 2), done: false, seq: 4 },
-  { type: 'SnapshotRequest', from: 'n1', to: 'n2', term: 7, meta: { index: 100, term: 6, config: { voters: [], outgoing: [], learners: [], addresses: {} } }, offset: 1000, data: new Uint8Array(0), done: true, seq: 5 },
-  { type: 'SnapshotResponse', from: 'n2', to: 'n1', term: 7, index: 100, nextOffset: -1, installed: false, seq: 5 },
-  { type: 'SnapshotResponse', from: 'n2', to: 'n1', term: 7, index: 100, nextOffset: 1000, installed: true, seq: 6 },
+  {
+    type: 'AppendResponse',
+    from: 'n2',
+    to: 'n1',
+    term: 7,
+    success: true,
+    matchIndex: 13,
+    conflictTerm: 0,
+    conflictIndex: 0,
+    lastLogIndex: 13,
+    seq: 2,
+  },
+  {
+    type: 'AppendResponse',
+    from: 'n2',
+    to: 'n1',
+    term: 7,
+    success: false,
+    matchIndex: 0,
+    conflictTerm: 5,
+    conflictIndex: 4,
+    lastLogIndex: 8,
+    seq: 3,
+  },
+  {
+    type: 'SnapshotRequest',
+    from: 'n1',
+    to: 'n2',
+    term: 7,
+    meta: { index: 100, term: 6, config },
+    offset: 0,
+    data: bytes(1000, 2),
+    done: false,
+    seq: 4,
+  },
+  {
+    type: 'SnapshotRequest',
+    from: 'n1',
+    to: 'n2',
+    term: 7,
+    meta: { index: 100, term: 6, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+    offset: 1000,
+    data: new Uint8Array(0),
+    done: true,
+    seq: 5,
+  },
+  {
+    type: 'SnapshotResponse',
+    from: 'n2',
+    to: 'n1',
+    term: 7,
+    index: 100,
+    nextOffset: -1,
+    installed: false,
+    seq: 5,
+  },
+  {
+    type: 'SnapshotResponse',
+    from: 'n2',
+    to: 'n1',
+    term: 7,
+    index: 100,
+    nextOffset: 1000,
+    installed: true,
+    seq: 6,
+  },
   { type: 'TimeoutNow', from: 'n1', to: 'n2', term: 8 },
 ];
 
 describe('codec round trip', () => {
-  it.each(everyType.map((m, i) => [`${i} ${m.type}`, m] as const))('%s decodes to the same message', (_name, m) => {
-    const wire = encodeMessage(m);
-    expect(wire.length).toBeLessThanOrEqual(messageBytesUpperBound(m));
-    expect(decodeMessage(wire)).toEqual(m);
-  });
+  it.each(everyType.map((m, i) => [`${i} ${m.type}`, m] as const))(
+    '%s decodes to the same message',
+    (_name, m) => {
+      const wire = encodeMessage(m);
+      expect(wire.length).toBeLessThanOrEqual(messageBytesUpperBound(m));
+      expect(decodeMessage(wire)).toEqual(m);
+    },
+  );
 
   it('keeps unicode node ids intact', () => {
     const m: Message = { type: 'TimeoutNow', from: 'узел-1 🚀', to: 'ノード二', term: 1 };
@@ -60,7 +157,17 @@ describe('codec round trip', () => {
 
   it('carries big entry data and snapshot chunks as raw bytes', () => {
     const big = bytes(8 * 1024 * 1024, 3);
-    const m: Message = { type: 'AppendRequest', from: 'n1', to: 'n2', term: 1, prevLogIndex: 0, prevLogTerm: 0, leaderCommit: 0, seq: 0, entries: [{ index: 1, term: 1, type: EntryType.Normal, data: big }] };
+    const m: Message = {
+      type: 'AppendRequest',
+      from: 'n1',
+      to: 'n2',
+      term: 1,
+      prevLogIndex: 0,
+      prevLogTerm: 0,
+      leaderCommit: 0,
+      seq: 0,
+      entries: [{ index: 1, term: 1, type: EntryType.Normal, data: big }],
+    };
     const wire = encodeMessage(m);
     expect(wire.length).toBeLessThan(big.length + 200); // raw, not base64 or JSON
     const back = decodeMessage(wire) as typeof m;
@@ -77,8 +184,13 @@ describe('codec round trip', () => {
 
   it('refuses to encode numbers that are not safe integers or unknown entry types', () => {
     expect(() => encodeMessage({ type: 'TimeoutNow', from: 'a', to: 'b', term: 1.5 })).toThrow(CodecError);
-    expect(() => encodeMessage({ type: 'TimeoutNow', from: 'a', to: 'b', term: 2 ** 53 })).toThrow(CodecError);
-    const bad = { ...(everyType[5] as Extract<Message, { type: 'AppendRequest' }>), entries: [{ index: 1, term: 1, type: 9 as EntryType, data: new Uint8Array(1) }] };
+    expect(() => encodeMessage({ type: 'TimeoutNow', from: 'a', to: 'b', term: 2 ** 53 })).toThrow(
+      CodecError,
+    );
+    const bad = {
+      ...(everyType[5] as Extract<Message, { type: 'AppendRequest' }>),
+      entries: [{ index: 1, term: 1, type: 9 as EntryType, data: new Uint8Array(1) }],
+    };
     expect(() => encodeMessage(bad)).toThrow(/entry.type 9/);
   });
 });
@@ -101,7 +213,11 @@ describe('frames', () => {
   });
 
   it('leave an unencodable message out and keep the rest', () => {
-    const list: Message[] = [everyType[0], { type: 'TimeoutNow', from: 'a', to: 'b', term: NaN }, everyType[12]];
+    const list: Message[] = [
+      everyType[0],
+      { type: 'TimeoutNow', from: 'a', to: 'b', term: NaN },
+      everyType[12],
+    ];
     const out = encodeMessagesFrame(list, messagesFrameBound(list));
     expect(out.encoded).toBe(2);
     expect(out.failed.map((f) => f.message)).toEqual([list[1]]);

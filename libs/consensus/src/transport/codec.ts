@@ -75,7 +75,9 @@ export class Reader {
 
   private need(n: number, field: string): void {
     if (this.offset + n > this.end) {
-      throw new CodecError(`truncated ${field}: needs ${n} bytes at offset ${this.offset}, message ends at ${this.end}`);
+      throw new CodecError(
+        `truncated ${field}: needs ${n} bytes at offset ${this.offset}, message ends at ${this.end}`,
+      );
     }
   }
   u8(field: string): number {
@@ -137,7 +139,8 @@ function configBound(c: ConfigState): number {
   let n = 3 * 2;
   for (const list of [c.voters, c.outgoing, c.learners]) for (const id of list) n += strBound(id);
   n += 2;
-  for (const [id, a] of Object.entries(c.addresses)) n += strBound(id) + strBound(a.raftAddress) + strBound(a.httpUrl);
+  for (const [id, a] of Object.entries(c.addresses))
+    n += strBound(id) + strBound(a.raftAddress) + strBound(a.httpUrl);
   return n;
 }
 
@@ -165,13 +168,19 @@ export function messageBytesUpperBound(m: Message): number {
 }
 
 function writeConfig(w: Writer, c: ConfigState): void {
-  for (const [name, list] of [['voters', c.voters], ['outgoing', c.outgoing], ['learners', c.learners]] as const) {
-    if (list.length > listItemsMax) throw new CodecError(`cannot encode config.${name}: ${list.length} ids > ${listItemsMax}`);
+  for (const [name, list] of [
+    ['voters', c.voters],
+    ['outgoing', c.outgoing],
+    ['learners', c.learners],
+  ] as const) {
+    if (list.length > listItemsMax)
+      throw new CodecError(`cannot encode config.${name}: ${list.length} ids > ${listItemsMax}`);
     w.u16(list.length);
     for (const id of list) w.str(id, `config.${name}`);
   }
   const addresses = Object.entries(c.addresses);
-  if (addresses.length > listItemsMax) throw new CodecError(`cannot encode config.addresses: too many (${addresses.length})`);
+  if (addresses.length > listItemsMax)
+    throw new CodecError(`cannot encode config.addresses: too many (${addresses.length})`);
   w.u16(addresses.length);
   for (const [id, a] of addresses) {
     w.str(id, 'config.addresses id');
@@ -192,7 +201,10 @@ function readConfig(r: Reader): ConfigState {
   const n = r.u16('config.addresses count');
   for (let i = 0; i < n; i++) {
     const id = r.str('config.addresses id');
-    addresses[id] = { raftAddress: r.str('config.addresses raftAddress'), httpUrl: r.str('config.addresses httpUrl') };
+    addresses[id] = {
+      raftAddress: r.str('config.addresses raftAddress'),
+      httpUrl: r.str('config.addresses httpUrl'),
+    };
   }
   return { voters: lists[0], outgoing: lists[1], learners: lists[2], addresses };
 }
@@ -216,7 +228,8 @@ function writeBody(w: Writer, m: Message): void {
       for (const e of m.entries) {
         w.int(e.index, 'entry.index');
         w.int(e.term, 'entry.term');
-        if (!entryTypes.has(e.type)) throw new CodecError(`cannot encode entry.type ${e.type} at index ${e.index}`);
+        if (!entryTypes.has(e.type))
+          throw new CodecError(`cannot encode entry.type ${e.type} at index ${e.index}`);
         w.u8(e.type);
         w.bytes(e.data);
       }
@@ -281,7 +294,8 @@ function readFlags(r: Reader, allowed: number): number {
 function readEntries(r: Reader): Entry[] {
   const n = r.u32('entries count');
   // Every entry takes at least 21 bytes: a count larger than what remains is corrupt (and must not allocate).
-  if (n * 21 > r.end - r.offset) throw new CodecError(`bad entries count ${n}: only ${r.end - r.offset} bytes left`);
+  if (n * 21 > r.end - r.offset)
+    throw new CodecError(`bad entries count ${n}: only ${r.end - r.offset} bytes left`);
   if (n === 0) return [];
   const copyStart = r.offset;
   const copy = new Uint8Array(r.end - copyStart);
@@ -301,7 +315,16 @@ function readBody(r: Reader, tag: number, from: string, to: string, term: number
   switch (tag) {
     case TAGS.VoteRequest: {
       const f = readFlags(r, 3);
-      return { type: 'VoteRequest', from, to, term, preVote: (f & 1) !== 0, transfer: (f & 2) !== 0, lastLogIndex: r.int('lastLogIndex'), lastLogTerm: r.int('lastLogTerm') };
+      return {
+        type: 'VoteRequest',
+        from,
+        to,
+        term,
+        preVote: (f & 1) !== 0,
+        transfer: (f & 2) !== 0,
+        lastLogIndex: r.int('lastLogIndex'),
+        lastLogTerm: r.int('lastLogTerm'),
+      };
     }
     case TAGS.VoteResponse: {
       const f = readFlags(r, 3);
@@ -312,17 +335,52 @@ function readBody(r: Reader, tag: number, from: string, to: string, term: number
       const prevLogTerm = r.int('prevLogTerm');
       const leaderCommit = r.int('leaderCommit');
       const seq = r.int('seq');
-      return { type: 'AppendRequest', from, to, term, prevLogIndex, prevLogTerm, leaderCommit, seq, entries: readEntries(r) };
+      return {
+        type: 'AppendRequest',
+        from,
+        to,
+        term,
+        prevLogIndex,
+        prevLogTerm,
+        leaderCommit,
+        seq,
+        entries: readEntries(r),
+      };
     }
     case TAGS.AppendResponse: {
       const success = readFlags(r, 1) === 1;
-      return { type: 'AppendResponse', from, to, term, success, matchIndex: r.int('matchIndex'), conflictTerm: r.int('conflictTerm'), conflictIndex: r.int('conflictIndex'), lastLogIndex: r.int('lastLogIndex'), seq: r.int('seq') };
+      return {
+        type: 'AppendResponse',
+        from,
+        to,
+        term,
+        success,
+        matchIndex: r.int('matchIndex'),
+        conflictTerm: r.int('conflictTerm'),
+        conflictIndex: r.int('conflictIndex'),
+        lastLogIndex: r.int('lastLogIndex'),
+        seq: r.int('seq'),
+      };
     }
     case TAGS.SnapshotRequest: {
-      const meta: SnapshotMeta = { index: r.int('meta.index'), term: r.int('meta.term'), config: readConfig(r) };
+      const meta: SnapshotMeta = {
+        index: r.int('meta.index'),
+        term: r.int('meta.term'),
+        config: readConfig(r),
+      };
       const offset = r.int('offset');
       const done = readFlags(r, 1) === 1;
-      return { type: 'SnapshotRequest', from, to, term, meta, offset, done, seq: r.int('seq'), data: r.bytes('data') };
+      return {
+        type: 'SnapshotRequest',
+        from,
+        to,
+        term,
+        meta,
+        offset,
+        done,
+        seq: r.int('seq'),
+        data: r.bytes('data'),
+      };
     }
     case TAGS.SnapshotResponse: {
       const index = r.int('index');

@@ -72,10 +72,12 @@ export function decodeMessagesPayload(payload: Buffer): Message[] {
   const r = new Reader(payload, 0, payload.length);
   const count = r.u32('message count');
   // The smallest message takes more than 16 bytes: a larger count is corrupt and must not allocate.
-  if (count * 16 > payload.length) throw new CodecError(`bad message count ${count} for a ${payload.length}-byte frame`);
+  if (count * 16 > payload.length)
+    throw new CodecError(`bad message count ${count} for a ${payload.length}-byte frame`);
   const out: Message[] = new Array(count);
   for (let i = 0; i < count; i++) out[i] = readMessage(r);
-  if (r.offset !== payload.length) throw new CodecError(`${payload.length - r.offset} bytes after ${count} messages`);
+  if (r.offset !== payload.length)
+    throw new CodecError(`${payload.length - r.offset} bytes after ${count} messages`);
   return out;
 }
 

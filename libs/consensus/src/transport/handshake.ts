@@ -41,8 +41,10 @@ function mac(secret: string, label: string, nonce: Buffer, id: string): Buffer {
   return createHmac('sha256', secret).update(label).update(nonce).update(id, 'utf8').digest();
 }
 
-export const clientMac = (secret: string, serverNonce: Buffer, clientId: string): Buffer => mac(secret, 'raft-client\0', serverNonce, clientId);
-export const serverMac = (secret: string, clientNonce: Buffer, serverId: string): Buffer => mac(secret, 'raft-server\0', clientNonce, serverId);
+export const clientMac = (secret: string, serverNonce: Buffer, clientId: string): Buffer =>
+  mac(secret, 'raft-client\0', serverNonce, clientId);
+export const serverMac = (secret: string, clientNonce: Buffer, serverId: string): Buffer =>
+  mac(secret, 'raft-server\0', clientNonce, serverId);
 
 /** Constant-time check of a received MAC; a missing or short MAC is simply wrong. */
 export function macMatches(expected: Buffer, received: Buffer): boolean {
@@ -64,7 +66,8 @@ export function decodeHello(payload: Buffer): Buffer {
   const r = new Reader(payload, 0, payload.length);
   if (r.u32('magic') !== handshakeMagic) throw new CodecError('not a Raft peer (bad magic)');
   const version = r.u8('version');
-  if (version !== protocolVersion) throw new CodecError(`protocol version ${version}, this node speaks ${protocolVersion}`);
+  if (version !== protocolVersion)
+    throw new CodecError(`protocol version ${version}, this node speaks ${protocolVersion}`);
   const nonce = fixedBytes(r, nonceBytes, 'server nonce');
   end(r);
   return nonce;
@@ -87,7 +90,8 @@ export function encodeAuth(a: AuthRequest): Buffer {
 export function decodeAuth(payload: Buffer): AuthRequest {
   const r = new Reader(payload, 0, payload.length);
   const version = r.u8('version');
-  if (version !== protocolVersion) throw new CodecError(`protocol version ${version}, this node speaks ${protocolVersion}`);
+  if (version !== protocolVersion)
+    throw new CodecError(`protocol version ${version}, this node speaks ${protocolVersion}`);
   const code = r.u8('lane');
   const lane = (Object.keys(laneCodes) as Lane[]).find((l) => laneCodes[l] === code);
   if (lane === undefined) throw new CodecError(`unknown lane ${code}`);

@@ -8,7 +8,18 @@ import * as net from 'node:net';
 import { Message } from '../core/messages';
 import { NodeId } from '../core/types';
 import { FrameDecoder, FrameKind, decodeMessagesPayload } from './frame';
-import { AuthRequest, Lane, clientMac, decodeAuth, encodeAccept, encodeHello, encodeRefuse, macMatches, newNonce, serverMac } from './handshake';
+import {
+  AuthRequest,
+  Lane,
+  clientMac,
+  decodeAuth,
+  encodeAccept,
+  encodeHello,
+  encodeRefuse,
+  macMatches,
+  newNonce,
+  serverMac,
+} from './handshake';
 import { TransportLimits } from './limits';
 import { PeerCounters, TransportLogger } from './stats';
 
@@ -49,7 +60,10 @@ export class InboundConnection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => {}); // 'close' follows; resets from peers that go away are routine
     socket.on('close', () => this.onClose());
-    this.timer = setTimeout(() => this.refuse(`no handshake within ${ctx.limits.handshakeTimeoutMs} ms`), ctx.limits.handshakeTimeoutMs);
+    this.timer = setTimeout(
+      () => this.refuse(`no handshake within ${ctx.limits.handshakeTimeoutMs} ms`),
+      ctx.limits.handshakeTimeoutMs,
+    );
     socket.write(encodeHello(this.nonce));
   }
 
@@ -82,7 +96,9 @@ export class InboundConnection {
     try {
       frames = this.decoder.push(chunk);
     } catch (err) {
-      return this.phase === 'auth' ? this.refuse(`bad bytes before the handshake: ${(err as Error).message}`) : this.protocolError(`undecodable frame: ${(err as Error).message}`);
+      return this.phase === 'auth'
+        ? this.refuse(`bad bytes before the handshake: ${(err as Error).message}`)
+        : this.protocolError(`undecodable frame: ${(err as Error).message}`);
     }
     for (const f of frames) {
       if (this.isClosed()) return;
@@ -111,7 +127,10 @@ export class InboundConnection {
     this.lane = auth.lane;
     this.phase = 'open';
     this.decoder.frameBytesMax = this.ctx.limits.frameBytesMax;
-    const mac = this.ctx.secret === null ? Buffer.alloc(0) : serverMac(this.ctx.secret, auth.clientNonce, this.ctx.nodeId);
+    const mac =
+      this.ctx.secret === null
+        ? Buffer.alloc(0)
+        : serverMac(this.ctx.secret, auth.clientNonce, this.ctx.nodeId);
     this.socket.write(encodeAccept({ serverId: this.ctx.nodeId, mac }));
     this.ctx.authenticated(this);
   }
@@ -121,10 +140,12 @@ export class InboundConnection {
     const idBytes = Buffer.byteLength(a.clientId, 'utf8');
     if (idBytes === 0 || idBytes > this.ctx.limits.nodeIdBytesMax) return `bad node id (${idBytes} bytes)`;
     if (a.clientId === this.ctx.nodeId) return `the peer claims this node's own id ${a.clientId}`;
-    if (a.expectedServerId !== this.ctx.nodeId) return `peer ${a.clientId} wants node ${a.expectedServerId}, this is ${this.ctx.nodeId}`;
+    if (a.expectedServerId !== this.ctx.nodeId)
+      return `peer ${a.clientId} wants node ${a.expectedServerId}, this is ${this.ctx.nodeId}`;
     if (this.ctx.secret === null) return null;
     if (a.mac.length === 0) return `peer ${a.clientId} sent no MAC: it has no cluster secret`;
-    if (!macMatches(clientMac(this.ctx.secret, this.nonce, a.clientId), a.mac)) return `bad MAC from a peer claiming to be ${a.clientId}: wrong cluster secret`;
+    if (!macMatches(clientMac(this.ctx.secret, this.nonce, a.clientId), a.mac))
+      return `bad MAC from a peer claiming to be ${a.clientId}: wrong cluster secret`;
     return null;
   }
 
@@ -137,7 +158,10 @@ export class InboundConnection {
       return this.protocolError(`undecodable messages: ${(err as Error).message}`);
     }
     const forged = messages.find((m) => m.from !== peer);
-    if (forged) return this.protocolError(`a ${forged.type} from '${forged.from}' on a connection authenticated as ${peer}`);
+    if (forged)
+      return this.protocolError(
+        `a ${forged.type} from '${forged.from}' on a connection authenticated as ${peer}`,
+      );
     const c = this.ctx.counters(peer);
     c.framesReceived++;
     c.messagesReceived += messages.length;
@@ -159,7 +183,9 @@ export class InboundConnection {
   private protocolError(reason: string): void {
     if (this.phase === 'closed') return;
     this.ctx.protocolError();
-    this.ctx.logger.warn(`node ${this.ctx.nodeId} closed connection from ${this.peerId} (${this.lane}) at ${this.remote}: ${reason}`);
+    this.ctx.logger.warn(
+      `node ${this.ctx.nodeId} closed connection from ${this.peerId} (${this.lane}) at ${this.remote}: ${reason}`,
+    );
     this.destroy();
   }
 }

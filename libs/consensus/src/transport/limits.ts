@@ -62,17 +62,25 @@ export function checkTransportLimits(l: TransportLimits): void {
   }
   if (l.frameBytesMax > 0xffffffff) fail('frameBytesMax must fit the 32-bit length prefix');
   if (l.handshakeFrameBytesMax > l.frameBytesMax) fail('handshakeFrameBytesMax must be <= frameBytesMax');
-  if (l.handshakeFrameBytesMax < 3 * l.nodeIdBytesMax + 128) fail('handshakeFrameBytesMax too small for the node ids');
+  if (l.handshakeFrameBytesMax < 3 * l.nodeIdBytesMax + 128)
+    fail('handshakeFrameBytesMax too small for the node ids');
   if (l.frameCoalesceBytesMax > l.frameBytesMax) fail('frameCoalesceBytesMax must be <= frameBytesMax');
-  if (l.bulkAppendBytesMin > l.controlQueueBytesMax) fail('bulkAppendBytesMin must be <= controlQueueBytesMax');
+  if (l.bulkAppendBytesMin > l.controlQueueBytesMax)
+    fail('bulkAppendBytesMin must be <= controlQueueBytesMax');
   if (l.bulkQueueBytesMax < l.frameBytesMax) fail('bulkQueueBytesMax must hold at least one largest frame');
   // The core keeps at most inflightBytesMax plus one message (≤ one frame) of appends in flight per follower, and
   // one snapshot chunk; a resend drops the queued copies it supersedes (outbound-lane.ts). So this much always fits.
   const raft = DEFAULT_RAFT_OPTIONS;
-  const inflightBound = (raft.inflightBytesMax ?? raft.inflightMsgsMax * raft.msgBytesMax) + l.frameBytesMax + raft.snapshotChunkBytes;
-  if (l.bulkQueueBytesMax < inflightBound) fail(`bulkQueueBytesMax must hold the core's appends in flight to one follower (${inflightBound} bytes)`);
-  if (l.bulkQueueMessagesMax < raft.inflightMsgsMax + 1) fail(`bulkQueueMessagesMax must be > the core's inflightMsgsMax (${raft.inflightMsgsMax})`);
-  if (l.reconnectDelayMsMin > l.reconnectDelayMsMax) fail('reconnectDelayMsMin must be <= reconnectDelayMsMax');
+  const inflightBound =
+    (raft.inflightBytesMax ?? raft.inflightMsgsMax * raft.msgBytesMax) +
+    l.frameBytesMax +
+    raft.snapshotChunkBytes;
+  if (l.bulkQueueBytesMax < inflightBound)
+    fail(`bulkQueueBytesMax must hold the core's appends in flight to one follower (${inflightBound} bytes)`);
+  if (l.bulkQueueMessagesMax < raft.inflightMsgsMax + 1)
+    fail(`bulkQueueMessagesMax must be > the core's inflightMsgsMax (${raft.inflightMsgsMax})`);
+  if (l.reconnectDelayMsMin > l.reconnectDelayMsMax)
+    fail('reconnectDelayMsMin must be <= reconnectDelayMsMax');
 }
 
 checkTransportLimits(DEFAULT_TRANSPORT_LIMITS);

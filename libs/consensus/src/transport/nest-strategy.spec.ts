@@ -36,7 +36,12 @@ describe('RaftTransportStrategy', () => {
   });
 
   it('runs as a Nest microservice and dispatches inbound messages to @EventPattern(RAFT_MESSAGE_PATTERN)', async () => {
-    const transport = new TcpPeerTransport({ nodeId: 'n1', listen: '127.0.0.1:0', secret, logger: new CapturingLogger() });
+    const transport = new TcpPeerTransport({
+      nodeId: 'n1',
+      listen: '127.0.0.1:0',
+      secret,
+      logger: new CapturingLogger(),
+    });
     const strategy = new RaftTransportStrategy(transport);
     app = await NestFactory.createMicroservice(RaftInboxModule, { strategy, logger: false });
     await app.listen();
@@ -54,7 +59,12 @@ describe('RaftTransportStrategy', () => {
   });
 
   it('hands a PeerTransport to the node shell that receives instead of the controller', async () => {
-    const transport = new TcpPeerTransport({ nodeId: 'n1', listen: '127.0.0.1:0', secret, logger: new CapturingLogger() });
+    const transport = new TcpPeerTransport({
+      nodeId: 'n1',
+      listen: '127.0.0.1:0',
+      secret,
+      logger: new CapturingLogger(),
+    });
     const strategy = new RaftTransportStrategy(transport);
     const forNode = strategy.peerTransport();
     const nodeInbox: Message[] = [];

@@ -61,7 +61,9 @@ export class RaftTransportStrategy extends Server implements CustomTransportStra
   }
 
   on(): never {
-    throw new Error('RaftTransportStrategy has no events to subscribe to; use transport.stats() for counters');
+    throw new Error(
+      'RaftTransportStrategy has no events to subscribe to; use transport.stats() for counters',
+    );
   }
 
   unwrap<T>(): T {
@@ -79,8 +81,14 @@ export class RaftTransportStrategy extends Server implements CustomTransportStra
       this.logger.warn?.(`no handler for inbound Raft messages: dropped a ${m.type} from ${m.from}`);
       return;
     }
-    this.handleEvent(RAFT_MESSAGE_PATTERN, { pattern: RAFT_MESSAGE_PATTERN, data: m }, new BaseRpcContext([m.from])).catch((err: Error) =>
-      this.logger.error(`the ${RAFT_MESSAGE_PATTERN} handler failed on a ${m.type} from ${m.from}: ${err.message}`),
+    this.handleEvent(
+      RAFT_MESSAGE_PATTERN,
+      { pattern: RAFT_MESSAGE_PATTERN, data: m },
+      new BaseRpcContext([m.from]),
+    ).catch((err: Error) =>
+      this.logger.error(
+        `the ${RAFT_MESSAGE_PATTERN} handler failed on a ${m.type} from ${m.from}: ${err.message}`,
+      ),
     );
   }
 }

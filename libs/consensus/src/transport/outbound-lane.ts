@@ -10,7 +10,17 @@ import { Message } from '../core/messages';
 import { NodeId } from '../core/types';
 import { HostPort, formatHostPort } from './address';
 import { FrameDecoder, FrameKind, encodeMessagesFrame, frameHeaderBytes } from './frame';
-import { Lane, clientMac, decodeAccept, decodeHello, decodeRefuse, encodeAuth, macMatches, newNonce, serverMac } from './handshake';
+import {
+  Lane,
+  clientMac,
+  decodeAccept,
+  decodeHello,
+  decodeRefuse,
+  encodeAuth,
+  macMatches,
+  newNonce,
+  serverMac,
+} from './handshake';
 import { TransportLimits } from './limits';
 import { LogThrottle, PeerCounters, TransportLogger } from './stats';
 
@@ -34,7 +44,10 @@ type State = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed';
 
 /** The delay before reconnect attempt n (n ≥ 1 consecutive failures): random in [d/2, d]. */
 export function reconnectDelayMs(failures: number, limits: TransportLimits, random: () => number): number {
-  const d = Math.min(limits.reconnectDelayMsMax, limits.reconnectDelayMsMin * 2 ** Math.min(failures - 1, 30));
+  const d = Math.min(
+    limits.reconnectDelayMsMax,
+    limits.reconnectDelayMsMin * 2 ** Math.min(failures - 1, 30),
+  );
   return Math.round(d / 2 + (random() * d) / 2);
 }
 
@@ -75,13 +88,18 @@ export class OutboundLane {
     }
     if (bytes + frameHeaderBytes + 4 > this.ctx.limits.frameBytesMax) {
       c.dropsUnencodable++;
-      this.ctx.logger.error(`${this.describe()}: dropped a ${message.type} of ~${bytes} bytes: over frameBytesMax ${this.ctx.limits.frameBytesMax}; send smaller chunks`);
+      this.ctx.logger.error(
+        `${this.describe()}: dropped a ${message.type} of ~${bytes} bytes: over frameBytesMax ${this.ctx.limits.frameBytesMax}; send smaller chunks`,
+      );
       return;
     }
     if (this.lane === 'bulk' && message.type === 'AppendRequest') this.dropSuperseded(message);
     if (!this.makeRoom(bytes)) {
       c.dropsQueueFull++;
-      this.warnThrottled('queue-full', `${this.describe()}: outbound queue full (${this.queued.messages} messages, ${this.queuedBytes} bytes); dropping`);
+      this.warnThrottled(
+        'queue-full',
+        `${this.describe()}: outbound queue full (${this.queued.messages} messages, ${this.queuedBytes} bytes); dropping`,
+      );
       return;
     }
     this.queue.push({ message, bytes, atMs: Date.now() });
@@ -117,7 +135,10 @@ export class OutboundLane {
     for (let i = this.head; i < this.queue.length; i++) {
       const q = this.queue[i];
       const old = q.message;
-      if (old.type === 'AppendRequest' && (old.term < m.term || (old.term === m.term && old.prevLogIndex >= m.prevLogIndex))) {
+      if (
+        old.type === 'AppendRequest' &&
+        (old.term < m.term || (old.term === m.term && old.prevLogIndex >= m.prevLogIndex))
+      ) {
         this.queuedBytes -= q.bytes;
         dropped++;
       } else {
@@ -200,7 +221,10 @@ export class OutboundLane {
     const decoder = new FrameDecoder(l.handshakeFrameBytesMax);
     const clientNonce = newNonce();
     let phase: 'hello' | 'accept' | 'open' = 'hello';
-    this.timer = setTimeout(() => this.fail(socket, `no handshake within ${l.connectTimeoutMs + l.handshakeTimeoutMs} ms`), l.connectTimeoutMs + l.handshakeTimeoutMs);
+    this.timer = setTimeout(
+      () => this.fail(socket, `no handshake within ${l.connectTimeoutMs + l.handshakeTimeoutMs} ms`),
+      l.connectTimeoutMs + l.handshakeTimeoutMs,
+    );
 
     socket.on('data', (chunk: Buffer) => {
       if (this.socket !== socket) return;
@@ -208,8 +232,19 @@ export class OutboundLane {
         for (const f of decoder.push(chunk)) {
           if (phase === 'hello' && f.kind === FrameKind.Hello) {
             const serverNonce = decodeHello(f.payload);
-            const mac = this.ctx.secret === null ? Buffer.alloc(0) : clientMac(this.ctx.secret, serverNonce, this.ctx.nodeId);
-            socket.write(encodeAuth({ lane: this.lane, clientNonce, clientId: this.ctx.nodeId, expectedServerId: this.peerId, mac }));
+            const mac =
+              this.ctx.secret === null
+                ? Buffer.alloc(0)
+                : clientMac(this.ctx.secret, serverNonce, this.ctx.nodeId);
+            socket.write(
+              encodeAuth({
+                lane: this.lane,
+                clientNonce,
+                clientId: this.ctx.nodeId,
+                expectedServerId: this.peerId,
+                mac,
+              }),
+            );
             phase = 'accept';
           } else if (phase === 'accept' && f.kind === FrameKind.Accept) {
             const problem = this.checkAccept(decodeAccept(f.payload), clientNonce);
@@ -237,10 +272,13 @@ export class OutboundLane {
 
   /** Why the server's Accept is not acceptable, or null. */
   private checkAccept(a: { serverId: string; mac: Buffer }, clientNonce: Buffer): string | null {
-    if (a.serverId !== this.peerId) return `the peer is node ${a.serverId}, not ${this.peerId}: check the peer addresses`;
+    if (a.serverId !== this.peerId)
+      return `the peer is node ${a.serverId}, not ${this.peerId}: check the peer addresses`;
     if (this.ctx.secret === null) return null;
     if (a.mac.length === 0) return 'the peer did not prove the cluster secret (it runs without one?)';
-    return macMatches(serverMac(this.ctx.secret, clientNonce, a.serverId), a.mac) ? null : 'the peer has a different cluster secret';
+    return macMatches(serverMac(this.ctx.secret, clientNonce, a.serverId), a.mac)
+      ? null
+      : 'the peer has a different cluster secret';
   }
 
   private opened(): void {
@@ -248,7 +286,8 @@ export class OutboundLane {
     const c = this.ctx.counters(this.peerId);
     c.connects++;
     if (c.connects > 1) c.reconnects++;
-    if (this.failures > 0) this.ctx.logger.log(`${this.describe()}: connected after ${this.failures} failed attempts`);
+    if (this.failures > 0)
+      this.ctx.logger.log(`${this.describe()}: connected after ${this.failures} failed attempts`);
     this.failures = 0;
     this.lastFailure = '';
     this.state = 'open';
@@ -262,7 +301,10 @@ export class OutboundLane {
     this.failures++;
     this.ctx.counters(this.peerId).connectFailures += wasOpen ? 0 : 1;
     if (wasOpen) this.ctx.logger.warn(`${this.describe()}: connection lost (${reason}); reconnecting`);
-    else if (reason !== this.lastFailure) this.ctx.logger.warn(`${this.describe()}: cannot connect (${reason}); retrying with backoff up to ${this.ctx.limits.reconnectDelayMsMax} ms`);
+    else if (reason !== this.lastFailure)
+      this.ctx.logger.warn(
+        `${this.describe()}: cannot connect (${reason}); retrying with backoff up to ${this.ctx.limits.reconnectDelayMsMax} ms`,
+      );
     this.lastFailure = reason;
     this.state = 'backoff';
     this.timer = setTimeout(
@@ -295,7 +337,10 @@ export class OutboundLane {
     while (this.queue.length > this.head && !this.blocked) {
       const batch: Message[] = [];
       let bound = 0;
-      while (this.queue.length > this.head && (batch.length === 0 || bound + this.queue[this.head].bytes <= this.ctx.limits.frameCoalesceBytesMax)) {
+      while (
+        this.queue.length > this.head &&
+        (batch.length === 0 || bound + this.queue[this.head].bytes <= this.ctx.limits.frameCoalesceBytesMax)
+      ) {
         const q = this.shift();
         batch.push(q.message);
         bound += q.bytes;
@@ -303,7 +348,9 @@ export class OutboundLane {
       const { frame, encoded, failed } = encodeMessagesFrame(batch, bound);
       for (const f of failed) {
         c.dropsUnencodable++;
-        this.ctx.logger.error(`${this.describe()}: dropped a ${f.message.type} that cannot be encoded: ${f.error.message}`);
+        this.ctx.logger.error(
+          `${this.describe()}: dropped a ${f.message.type} that cannot be encoded: ${f.error.message}`,
+        );
       }
       if (encoded === 0) continue;
       c.bytesSent += frame.length;

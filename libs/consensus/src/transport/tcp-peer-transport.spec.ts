@@ -5,7 +5,15 @@ import { clientMac, decodeHello, encodeAuth, newNonce } from './handshake';
 import { DEFAULT_TRANSPORT_LIMITS } from './limits';
 import { reconnectDelayMs } from './outbound-lane';
 import { TcpPeerTransport } from './tcp-peer-transport';
-import { CapturingLogger, TestNode, appendRequest, closedPort, seededRandom, startNode, waitFor } from './test-helpers';
+import {
+  CapturingLogger,
+  TestNode,
+  appendRequest,
+  closedPort,
+  seededRandom,
+  startNode,
+  waitFor,
+} from './test-helpers';
 
 jest.setTimeout(60_000);
 
@@ -24,7 +32,8 @@ function link(a: TestNode, b: TestNode): void {
   b.transport.setPeers({ [a.transport.stats().nodeId]: a.transport.listenAddress });
 }
 
-const heartbeat = (from: string, to: string, seq: number): AppendRequest => appendRequest(from, to, seq, 0, 0);
+const heartbeat = (from: string, to: string, seq: number): AppendRequest =>
+  appendRequest(from, to, seq, 0, 0);
 
 async function rawConnect(address: string): Promise<net.Socket> {
   const [host, port] = address.split(':');
@@ -43,10 +52,20 @@ async function rawAuthenticated(address: string, clientId: string, serverId: str
   const socket = await rawConnect(address);
   const decoder = new FrameDecoder(4096);
   const frames: { kind: FrameKind; payload: Buffer }[] = [];
-  socket.on('data', (chunk: Buffer) => frames.push(...decoder.push(chunk).map((f) => ({ kind: f.kind, payload: Buffer.from(f.payload) }))));
+  socket.on('data', (chunk: Buffer) =>
+    frames.push(...decoder.push(chunk).map((f) => ({ kind: f.kind, payload: Buffer.from(f.payload) }))),
+  );
   await waitFor('Hello', () => frames.length >= 1);
   const serverNonce = decodeHello(frames[0].payload);
-  socket.write(encodeAuth({ lane: 'control', clientNonce: newNonce(), clientId, expectedServerId: serverId, mac: clientMac(secret, serverNonce, clientId) }));
+  socket.write(
+    encodeAuth({
+      lane: 'control',
+      clientNonce: newNonce(),
+      clientId,
+      expectedServerId: serverId,
+      mac: clientMac(secret, serverNonce, clientId),
+    }),
+  );
   await waitFor('Accept', () => frames.length >= 2);
   expect(frames[1].kind).toBe(FrameKind.Accept);
   return socket;
@@ -62,8 +81,24 @@ describe('TcpPeerTransport', () => {
     const a = await node('n1');
     const b = await node('n2');
     link(a, b);
-    const vote: Message = { type: 'VoteRequest', from: 'n1', to: 'n2', term: 5, preVote: false, lastLogIndex: 9, lastLogTerm: 4, transfer: false };
-    const reply: Message = { type: 'VoteResponse', from: 'n2', to: 'n1', term: 5, preVote: false, granted: true };
+    const vote: Message = {
+      type: 'VoteRequest',
+      from: 'n1',
+      to: 'n2',
+      term: 5,
+      preVote: false,
+      lastLogIndex: 9,
+      lastLogTerm: 4,
+      transfer: false,
+    };
+    const reply: Message = {
+      type: 'VoteResponse',
+      from: 'n2',
+      to: 'n1',
+      term: 5,
+      preVote: false,
+      granted: true,
+    };
     a.transport.send([vote]);
     await waitFor('n2 receives the vote request', () => b.received.length === 1);
     b.transport.send([reply]);
@@ -71,7 +106,13 @@ describe('TcpPeerTransport', () => {
     expect(b.received).toEqual([vote]);
     expect(a.received).toEqual([reply]);
     const s = a.transport.stats();
-    expect(s.peers.n2).toMatchObject({ messagesSent: 1, messagesReceived: 1, connects: 1, controlConnected: true, bulkConnected: false });
+    expect(s.peers.n2).toMatchObject({
+      messagesSent: 1,
+      messagesReceived: 1,
+      connects: 1,
+      controlConnected: true,
+      bulkConnected: false,
+    });
     expect(s.peers.n2.bytesSent).toBeGreaterThan(0);
   });
 
@@ -84,7 +125,9 @@ describe('TcpPeerTransport', () => {
     // n3's address points at n2: the handshake exposes the mix-up instead of delivering to the wrong node.
     a.transport.setPeers({ n2: b.transport.listenAddress, n3: b.transport.listenAddress });
     a.transport.send([heartbeat('n1', 'n3', 2)]);
-    await waitFor('n2 refuses a connection meant for n3', () => b.logger.has('refused connection from 127.0.0.1', 'wants node n3'));
+    await waitFor('n2 refuses a connection meant for n3', () =>
+      b.logger.has('refused connection from 127.0.0.1', 'wants node n3'),
+    );
     expect(b.received).toHaveLength(1);
   });
 
@@ -92,7 +135,8 @@ describe('TcpPeerTransport', () => {
     const a = await node('n1');
     const b = await node('n2');
     link(a, b);
-    const burst = (seq0: number) => Array.from({ length: 300 }, (_, i) => appendRequest('n1', 'n2', seq0 + i, 1, 200));
+    const burst = (seq0: number) =>
+      Array.from({ length: 300 }, (_, i) => appendRequest('n1', 'n2', seq0 + i, 1, 200));
     a.transport.send(burst(0)); // queued while connecting, flushed as one frame when the handshake completes
     await waitFor('first burst', () => b.received.length === 300);
     const framesBefore = a.transport.stats().peers.n2.framesSent;
@@ -131,8 +175,12 @@ describe('TcpPeerTransport', () => {
     const b = await node('n2');
     link(a, b);
     a.transport.send([heartbeat('n1', 'n2', 1)]);
-    await waitFor('n2 logs the refusal', () => b.logger.has('node n2 refused connection from 127.0.0.1:', 'wrong cluster secret'));
-    await waitFor('n1 logs why it cannot connect', () => a.logger.has('n1 → n2 (control)', 'refused by the peer'));
+    await waitFor('n2 logs the refusal', () =>
+      b.logger.has('node n2 refused connection from 127.0.0.1:', 'wrong cluster secret'),
+    );
+    await waitFor('n1 logs why it cannot connect', () =>
+      a.logger.has('n1 → n2 (control)', 'refused by the peer'),
+    );
     expect(b.received).toEqual([]);
     expect(b.transport.stats().authFailures).toBeGreaterThanOrEqual(1);
     expect(a.transport.stats().peers.n2.connectFailures).toBeGreaterThanOrEqual(1);
@@ -143,7 +191,9 @@ describe('TcpPeerTransport', () => {
     const b = await node('n2');
     link(a, b);
     a.transport.send([heartbeat('n1', 'n2', 1)]);
-    await waitFor('n2 logs the refusal', () => b.logger.has('refused connection from 127.0.0.1', 'sent no MAC'));
+    await waitFor('n2 logs the refusal', () =>
+      b.logger.has('refused connection from 127.0.0.1', 'sent no MAC'),
+    );
     expect(b.received).toEqual([]);
   });
 
@@ -155,7 +205,9 @@ describe('TcpPeerTransport', () => {
     socket.resume();
     const list = [heartbeat('n1', 'n2', 1)];
     socket.write(encodeMessagesFrame(list, messagesFrameBound(list)).frame);
-    await waitFor('n2 logs the refusal', () => b.logger.has('refused connection from 127.0.0.1', 'expected an Auth frame'));
+    await waitFor('n2 logs the refusal', () =>
+      b.logger.has('refused connection from 127.0.0.1', 'expected an Auth frame'),
+    );
     await waitFor('n2 closes the socket', () => closed);
     expect(b.received).toEqual([]);
   });
@@ -165,7 +217,9 @@ describe('TcpPeerTransport', () => {
     const socket = await rawAuthenticated(b.transport.listenAddress, 'n1', 'n2');
     const list = [heartbeat('n1', 'n2', 1), heartbeat('n3', 'n2', 2)];
     socket.write(encodeMessagesFrame(list, messagesFrameBound(list)).frame);
-    await waitFor('n2 logs the forged sender', () => b.logger.has("from 'n3' on a connection authenticated as n1"));
+    await waitFor('n2 logs the forged sender', () =>
+      b.logger.has("from 'n3' on a connection authenticated as n1"),
+    );
     expect(b.received).toEqual([]);
     expect(b.transport.stats().protocolErrors).toBe(1);
   });
@@ -176,7 +230,9 @@ describe('TcpPeerTransport', () => {
     const garbage = Buffer.from(Array.from({ length: 4096 }, () => Math.floor(random() * 256)));
     const s1 = await rawConnect(b.transport.listenAddress);
     s1.write(garbage);
-    await waitFor('n2 refuses the garbage', () => b.logger.has('refused connection from 127.0.0.1', 'bad bytes before the handshake'));
+    await waitFor('n2 refuses the garbage', () =>
+      b.logger.has('refused connection from 127.0.0.1', 'bad bytes before the handshake'),
+    );
     const s2 = await rawAuthenticated(b.transport.listenAddress, 'n1', 'n2');
     const frameOfGarbage = Buffer.alloc(9 + 64);
     frameOfGarbage.writeUInt32LE(5 + 64, 0);
@@ -184,7 +240,9 @@ describe('TcpPeerTransport', () => {
     frameOfGarbage.writeUInt32LE(3, 5);
     garbage.copy(frameOfGarbage, 9, 0, 64);
     s2.write(frameOfGarbage);
-    await waitFor('n2 closes the connection with a log line', () => b.logger.has('closed connection from n1 (control) at 127.0.0.1', 'undecodable messages'));
+    await waitFor('n2 closes the connection with a log line', () =>
+      b.logger.has('closed connection from n1 (control) at 127.0.0.1', 'undecodable messages'),
+    );
     const a = await node('n1');
     link(a, b);
     a.transport.send([heartbeat('n1', 'n2', 1)]);
@@ -198,7 +256,21 @@ describe('TcpPeerTransport', () => {
     const chunkBytes = 1024 * 1024;
     const chunks = 64;
     const data = new Uint8Array(chunkBytes).fill(0xab);
-    const chunk = (i: number): SnapshotRequest => ({ type: 'SnapshotRequest', from: 'n1', to: 'n2', term: 3, meta: { index: 1000, term: 3, config: { voters: ['n1', 'n2'], outgoing: [], learners: [], addresses: {} } }, offset: i * chunkBytes, data, done: i === chunks - 1, seq: i });
+    const chunk = (i: number): SnapshotRequest => ({
+      type: 'SnapshotRequest',
+      from: 'n1',
+      to: 'n2',
+      term: 3,
+      meta: {
+        index: 1000,
+        term: 3,
+        config: { voters: ['n1', 'n2'], outgoing: [], learners: [], addresses: {} },
+      },
+      offset: i * chunkBytes,
+      data,
+      done: i === chunks - 1,
+      seq: i,
+    });
     // Warm both lanes up so the race below is between a heartbeat and a stream, not two handshakes.
     a.transport.send([chunk(0), heartbeat('n1', 'n2', 0)]);
     await waitFor('both lanes open', () => b.received.length === 2);
@@ -218,9 +290,15 @@ describe('TcpPeerTransport', () => {
     const hb = order.indexOf('hb1');
     expect(hb).toBeGreaterThanOrEqual(0);
     expect(hb).toBeLessThan(order.indexOf(`snap${chunks - 1}`));
-    expect(order.filter((o) => o.startsWith('snap'))).toEqual(Array.from({ length: chunks }, (_, i) => `snap${i}`));
+    expect(order.filter((o) => o.startsWith('snap'))).toEqual(
+      Array.from({ length: chunks }, (_, i) => `snap${i}`),
+    );
     expect(snapshotBytes.every((n) => n === chunkBytes)).toBe(true);
-    expect(a.transport.stats().peers.n2).toMatchObject({ controlConnected: true, bulkConnected: true, dropsQueueFull: 0 });
+    expect(a.transport.stats().peers.n2).toMatchObject({
+      controlConnected: true,
+      bulkConnected: true,
+      dropsQueueFull: 0,
+    });
   });
 
   it('bounds the outbound queue of an unreachable peer, dropping the oldest control messages', async () => {
@@ -231,13 +309,19 @@ describe('TcpPeerTransport', () => {
     const s = a.transport.stats();
     expect(s.peers.n2).toMatchObject({ dropsQueueFull: 15, queuedMessages: 10, messagesSent: 0 });
     expect(s.peers.n9.dropsNoRoute).toBe(1);
-    await waitFor('a connect failure logged', () => a.logger.has('n1 → n2 (control)', 'cannot connect', 'ECONNREFUSED'));
+    await waitFor('a connect failure logged', () =>
+      a.logger.has('n1 → n2 (control)', 'cannot connect', 'ECONNREFUSED'),
+    );
   });
 
   it('a resend from an earlier index (or a newer term) drops the bulk AppendRequests queued before it', async () => {
     const a = await node('n1', secret);
     a.transport.setPeers({ n2: `127.0.0.1:${await closedPort()}` });
-    const big = (seq: number, prevLogIndex: number, term = 1) => ({ ...appendRequest('n1', 'n2', seq, 2, 64 * 1024), prevLogIndex, term });
+    const big = (seq: number, prevLogIndex: number, term = 1) => ({
+      ...appendRequest('n1', 'n2', seq, 2, 64 * 1024),
+      prevLogIndex,
+      term,
+    });
     a.transport.send([big(1, 10), big(2, 12), big(3, 14)]);
     expect(a.transport.stats().peers.n2).toMatchObject({ queuedMessages: 3, dropsSuperseded: 0 });
     a.transport.send([big(4, 12)]);
@@ -248,7 +332,12 @@ describe('TcpPeerTransport', () => {
 
   it('refuses to start on an address in use, naming it', async () => {
     const a = await node('n1');
-    const clash = new TcpPeerTransport({ nodeId: 'n2', listen: a.transport.listenAddress, secret, logger: new CapturingLogger() });
+    const clash = new TcpPeerTransport({
+      nodeId: 'n2',
+      listen: a.transport.listenAddress,
+      secret,
+      logger: new CapturingLogger(),
+    });
     await expect(clash.start(() => {})).rejects.toThrow(`cannot listen on ${a.transport.listenAddress}`);
     await clash.close();
   });

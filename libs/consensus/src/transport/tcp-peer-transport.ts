@@ -26,7 +26,14 @@ import { messageBytesUpperBound } from './codec';
 import { InboundConnection } from './inbound-connection';
 import { DEFAULT_TRANSPORT_LIMITS, TransportLimits, checkTransportLimits } from './limits';
 import { LaneContext, OutboundLane } from './outbound-lane';
-import { LogThrottle, PeerCounters, PeerStats, TransportLogger, TransportStats, newPeerCounters } from './stats';
+import {
+  LogThrottle,
+  PeerCounters,
+  PeerStats,
+  TransportLogger,
+  TransportStats,
+  newPeerCounters,
+} from './stats';
 
 export interface TcpPeerTransportOptions {
   nodeId: NodeId;
@@ -81,9 +88,12 @@ export class TcpPeerTransport implements PeerTransport {
     checkTransportLimits(this.limits);
     const idBytes = Buffer.byteLength(opts.nodeId, 'utf8');
     if (idBytes === 0 || idBytes > this.limits.nodeIdBytesMax) {
-      throw new Error(`TcpPeerTransport: node id '${opts.nodeId}' must be 1..${this.limits.nodeIdBytesMax} UTF-8 bytes`);
+      throw new Error(
+        `TcpPeerTransport: node id '${opts.nodeId}' must be 1..${this.limits.nodeIdBytesMax} UTF-8 bytes`,
+      );
     }
-    if (opts.secret !== null && opts.secret.length === 0) throw new Error('TcpPeerTransport: the cluster secret is empty; pass null to run without one');
+    if (opts.secret !== null && opts.secret.length === 0)
+      throw new Error('TcpPeerTransport: the cluster secret is empty; pass null to run without one');
     this.listenAt = parseHostPort(opts.listen, `listen address of node ${opts.nodeId}`);
     this.logger = opts.logger ?? consoleLogger(opts.nodeId);
     this.laneCtx = {
@@ -111,7 +121,11 @@ export class TcpPeerTransport implements PeerTransport {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
-        reject(new Error(`node ${this.opts.nodeId} cannot listen on ${this.opts.listen} for Raft peers: ${err.code ?? err.message}; choose a free address (RAFT_ADDR)`));
+        reject(
+          new Error(
+            `node ${this.opts.nodeId} cannot listen on ${this.opts.listen} for Raft peers: ${err.code ?? err.message}; choose a free address (RAFT_ADDR)`,
+          ),
+        );
       };
       server.once('error', onError);
       server.listen(this.listenAt.port, this.listenAt.host, () => {
@@ -119,10 +133,14 @@ export class TcpPeerTransport implements PeerTransport {
         resolve();
       });
     });
-    server.on('error', (err) => this.logger.error(`node ${this.opts.nodeId}: listening socket error: ${err.message}`));
+    server.on('error', (err) =>
+      this.logger.error(`node ${this.opts.nodeId}: listening socket error: ${err.message}`),
+    );
     const a = server.address() as net.AddressInfo;
     this.bound = { host: this.listenAt.host, port: a.port };
-    this.logger.log(`node ${this.opts.nodeId} listening for Raft peers on ${this.listenAddress}${this.opts.secret === null ? ' (no cluster secret)' : ''}`);
+    this.logger.log(
+      `node ${this.opts.nodeId} listening for Raft peers on ${this.listenAddress}${this.opts.secret === null ? ' (no cluster secret)' : ''}`,
+    );
   }
 
   send(messages: Message[]): void {
@@ -130,7 +148,9 @@ export class TcpPeerTransport implements PeerTransport {
       try {
         this.route(m);
       } catch (err) {
-        this.logger.error(`node ${this.opts.nodeId}: cannot send a ${m?.type} to ${m?.to}: ${(err as Error).message}`);
+        this.logger.error(
+          `node ${this.opts.nodeId}: cannot send a ${m?.type} to ${m?.to}: ${(err as Error).message}`,
+        );
       }
     }
   }
@@ -140,12 +160,15 @@ export class TcpPeerTransport implements PeerTransport {
     if (!peer) {
       this.counters(m.to).dropsNoRoute++;
       if (this.throttle.allow(`noroute/${m.to}`, Date.now())) {
-        this.logger.warn(`node ${this.opts.nodeId}: no address for peer ${m.to}${this.closing ? ' (transport closed)' : ''}; dropping messages to it`);
+        this.logger.warn(
+          `node ${this.opts.nodeId}: no address for peer ${m.to}${this.closing ? ' (transport closed)' : ''}; dropping messages to it`,
+        );
       }
       return;
     }
     const bytes = messageBytesUpperBound(m);
-    const bulk = m.type === 'SnapshotRequest' || (m.type === 'AppendRequest' && bytes > this.limits.bulkAppendBytesMin);
+    const bulk =
+      m.type === 'SnapshotRequest' || (m.type === 'AppendRequest' && bytes > this.limits.bulkAppendBytesMin);
     (bulk ? peer.bulk : peer.control).enqueue(m, bytes);
   }
 
@@ -156,7 +179,8 @@ export class TcpPeerTransport implements PeerTransport {
       if (id === this.opts.nodeId) continue;
       try {
         const idBytes = Buffer.byteLength(id, 'utf8');
-        if (idBytes === 0 || idBytes > this.limits.nodeIdBytesMax) throw new Error(`node id must be 1..${this.limits.nodeIdBytesMax} UTF-8 bytes`);
+        if (idBytes === 0 || idBytes > this.limits.nodeIdBytesMax)
+          throw new Error(`node id must be 1..${this.limits.nodeIdBytesMax} UTF-8 bytes`);
         wanted.set(id, parseHostPort(address, `address of peer ${id}`));
       } catch (err) {
         this.logger.error(`node ${this.opts.nodeId}: ignoring peer '${id}': ${(err as Error).message}`);
@@ -172,7 +196,11 @@ export class TcpPeerTransport implements PeerTransport {
       const address = formatHostPort(hp);
       const peer = this.peers.get(id);
       if (!peer) {
-        this.peers.set(id, { address, control: new OutboundLane(this.laneCtx, id, 'control', hp), bulk: new OutboundLane(this.laneCtx, id, 'bulk', hp) });
+        this.peers.set(id, {
+          address,
+          control: new OutboundLane(this.laneCtx, id, 'control', hp),
+          bulk: new OutboundLane(this.laneCtx, id, 'bulk', hp),
+        });
       } else if (peer.address !== address) {
         peer.address = address;
         peer.control.setAddress(hp);
@@ -239,7 +267,9 @@ export class TcpPeerTransport implements PeerTransport {
     if (this.inbound.size >= this.limits.inboundConnectionsMax) {
       this.authFailures++;
       if (this.throttle.allow('inbound-full', Date.now())) {
-        this.logger.warn(`node ${this.opts.nodeId} refused connection from ${socket.remoteAddress}:${socket.remotePort}: ${this.inbound.size} inbound connections (inboundConnectionsMax)`);
+        this.logger.warn(
+          `node ${this.opts.nodeId} refused connection from ${socket.remoteAddress}:${socket.remotePort}: ${this.inbound.size} inbound connections (inboundConnectionsMax)`,
+        );
       }
       socket.destroy();
       return;
@@ -284,7 +314,9 @@ export class TcpPeerTransport implements PeerTransport {
         handler(m);
       } catch (err) {
         if (this.throttle.allow('handler-error', Date.now())) {
-          this.logger.error(`node ${this.opts.nodeId}: the message handler threw on a ${m.type} from ${m.from}: ${(err as Error).stack ?? err}`);
+          this.logger.error(
+            `node ${this.opts.nodeId}: the message handler threw on a ${m.type} from ${m.from}: ${(err as Error).stack ?? err}`,
+          );
         }
       }
     }

@@ -36,7 +36,11 @@ export interface TestNode {
   logger: CapturingLogger;
 }
 
-export async function startNode(nodeId: string, secret: string | null, extra: Partial<TcpPeerTransportOptions> = {}): Promise<TestNode> {
+export async function startNode(
+  nodeId: string,
+  secret: string | null,
+  extra: Partial<TcpPeerTransportOptions> = {},
+): Promise<TestNode> {
   const logger = new CapturingLogger();
   const received: Message[] = [];
   const transport = new TcpPeerTransport({ nodeId, listen: '127.0.0.1:0', secret, logger, ...extra });
@@ -53,7 +57,13 @@ export async function closedPort(): Promise<number> {
   return port;
 }
 
-export function appendRequest(from: string, to: string, seq: number, entries: number, entryBytes: number): AppendRequest {
+export function appendRequest(
+  from: string,
+  to: string,
+  seq: number,
+  entries: number,
+  entryBytes: number,
+): AppendRequest {
   const data = new Uint8Array(entryBytes).fill(seq & 0xff);
   return {
     type: 'AppendRequest',
@@ -64,7 +74,12 @@ export function appendRequest(from: string, to: string, seq: number, entries: nu
     prevLogTerm: 3,
     leaderCommit: seq,
     seq,
-    entries: Array.from({ length: entries }, (_, i) => ({ index: seq * entries + i + 1, term: 3, type: EntryType.Normal, data })),
+    entries: Array.from({ length: entries }, (_, i) => ({
+      index: seq * entries + i + 1,
+      term: 3,
+      type: EntryType.Normal,
+      data,
+    })),
   };
 }
 

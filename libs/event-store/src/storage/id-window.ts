@@ -84,7 +84,7 @@ export class IdWindow {
     this.reset(from);
     // Bulk: copy the ids into their ring slots (at most two runs), then index each slot. No eviction can
     // happen (end - from <= capacity), so this equals add() per position without its per-id copies.
-    for (let p = from; p < end; ) {
+    for (let p = from; p < end;) {
       const slot = p % this.capacity;
       const run = Math.min(end - p, this.capacity - slot);
       const src = 16 + (p - start) * UUID_BYTES;

@@ -34,7 +34,9 @@ export function handleAppend(r: RaftCore, m: AppendRequest): void {
   let prevTerm: number | undefined = m.prevLogTerm;
   let entries = m.entries;
   if (entries.length > 0 && entries[0].index !== prev + 1) {
-    r.logLine(`ignored a malformed AppendRequest from ${m.from}: first entry ${entries[0].index} after previous ${prev}`);
+    r.logLine(
+      `ignored a malformed AppendRequest from ${m.from}: first entry ${entries[0].index} after previous ${prev}`,
+    );
     return;
   }
   if (prev < committed) {
@@ -45,7 +47,18 @@ export function handleAppend(r: RaftCore, m: AppendRequest): void {
   }
   const reply = (success: boolean, matchIndex: number, conflictTerm: number, conflictIndex: number) =>
     r.send(
-      { type: 'AppendResponse', from: r.id, to: m.from, term: r.term, success, matchIndex, conflictTerm, conflictIndex, lastLogIndex: r.log.lastIndex(), seq: m.seq },
+      {
+        type: 'AppendResponse',
+        from: r.id,
+        to: m.from,
+        term: r.term,
+        success,
+        matchIndex,
+        conflictTerm,
+        conflictIndex,
+        lastLogIndex: r.log.lastIndex(),
+        seq: m.seq,
+      },
       true,
     );
   if (r.log.term(prev) !== prevTerm) {
@@ -73,7 +86,19 @@ export function handleAppend(r: RaftCore, m: AppendRequest): void {
 export function handleSnapshot(r: RaftCore, m: SnapshotRequest): void {
   const meta = m.meta;
   const reply = (nextOffset: number, installed: boolean) =>
-    r.send({ type: 'SnapshotResponse', from: r.id, to: m.from, term: r.term, index: meta.index, nextOffset, installed, seq: m.seq }, true);
+    r.send(
+      {
+        type: 'SnapshotResponse',
+        from: r.id,
+        to: m.from,
+        term: r.term,
+        index: meta.index,
+        nextOffset,
+        installed,
+        seq: m.seq,
+      },
+      true,
+    );
   if (meta.index <= r.log.committed) {
     reply(0, true);
     return;

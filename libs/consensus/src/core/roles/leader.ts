@@ -26,7 +26,9 @@ export function tickLeader(r: RaftCore): void {
     if (pr.snapshot?.inFlight) pr.snapshot.waitTicks++;
   }
   if (r.leadTransferee !== null && ++r.transferElapsed >= r.opts.electionTicks) {
-    r.logLine(`aborted the leadership transfer to ${r.leadTransferee} at term ${r.term}: not done within the election timeout`);
+    r.logLine(
+      `aborted the leadership transfer to ${r.leadTransferee} at term ${r.term}: not done within the election timeout`,
+    );
     r.leadTransferee = null;
   }
   if (r.electionElapsed >= r.opts.electionTicks) {
@@ -96,9 +98,26 @@ export function maybeSendAppend(r: RaftCore, to: string, sendIfEmpty: boolean): 
   const entries = r.log.entries(pr.next, last + 1, r.opts.msgBytesMax);
   if (entries.length === 0 && !sendIfEmpty) return false;
   const seq = r.nextSeq();
-  r.send({ type: 'AppendRequest', from: r.id, to, term: r.term, prevLogIndex: prevIndex, prevLogTerm: prevTerm, entries, leaderCommit: r.log.committed, seq }, false);
+  r.send(
+    {
+      type: 'AppendRequest',
+      from: r.id,
+      to,
+      term: r.term,
+      prevLogIndex: prevIndex,
+      prevLogTerm: prevTerm,
+      entries,
+      leaderCommit: r.log.committed,
+      seq,
+    },
+    false,
+  );
   if (entries.length > 0) pr.lastAppendSeq = seq;
-  pr.sentAppend(entries.length > 0 ? entries[entries.length - 1].index : prevIndex, entries.length > 0, payloadBytes(entries));
+  pr.sentAppend(
+    entries.length > 0 ? entries[entries.length - 1].index : prevIndex,
+    entries.length > 0,
+    payloadBytes(entries),
+  );
   return entries.length > 0;
 }
 
@@ -122,7 +141,20 @@ export function sendHeartbeats(r: RaftCore, seq: number): void {
       prevTerm = 0;
     }
     const leaderCommit = Math.min(prevIndex, r.log.committed);
-    r.send({ type: 'AppendRequest', from: r.id, to, term: r.term, prevLogIndex: prevIndex, prevLogTerm: prevTerm, entries: [], leaderCommit, seq }, false);
+    r.send(
+      {
+        type: 'AppendRequest',
+        from: r.id,
+        to,
+        term: r.term,
+        prevLogIndex: prevIndex,
+        prevLogTerm: prevTerm,
+        entries: [],
+        leaderCommit,
+        seq,
+      },
+      false,
+    );
     if (pr.state === 'snapshot' && pr.snapshot) {
       // A chunk that was 'pending', or is lost (no answer within an election timeout), is (re)sent now.
       if (pr.snapshot.inFlight && pr.snapshot.waitTicks >= r.opts.electionTicks) pr.snapshot.inFlight = false;
@@ -139,16 +171,37 @@ export function sendTimeoutNow(r: RaftCore, to: string): void {
 
 function sendSnapshotChunk(r: RaftCore, to: string, pr: Progress): void {
   const meta = r.log.reader.snapshotMeta();
-  if (meta.index === 0) throw new Error(`node ${r.id}: ${to} needs entry ${pr.next}, compacted, but there is no snapshot`);
-  if (pr.state !== 'snapshot' || !pr.snapshot || pr.snapshot.meta.index !== meta.index || pr.snapshot.meta.term !== meta.term) {
-    r.logLine(`sending snapshot at index ${meta.index} term ${meta.term} to ${to} (next ${pr.next}, first index ${r.log.firstIndex()})`);
+  if (meta.index === 0)
+    throw new Error(`node ${r.id}: ${to} needs entry ${pr.next}, compacted, but there is no snapshot`);
+  if (
+    pr.state !== 'snapshot' ||
+    !pr.snapshot ||
+    pr.snapshot.meta.index !== meta.index ||
+    pr.snapshot.meta.term !== meta.term
+  ) {
+    r.logLine(
+      `sending snapshot at index ${meta.index} term ${meta.term} to ${to} (next ${pr.next}, first index ${r.log.firstIndex()})`,
+    );
     pr.becomeSnapshot(meta);
   }
   const transfer = pr.snapshot;
   if (!transfer || transfer.inFlight) return;
   const chunk = r.log.reader.snapshotChunk(transfer.offset, r.opts.snapshotChunkBytes);
   if (chunk === 'pending') return;
-  r.send({ type: 'SnapshotRequest', from: r.id, to, term: r.term, meta, offset: transfer.offset, data: chunk.data, done: chunk.done, seq: r.nextSeq() }, false);
+  r.send(
+    {
+      type: 'SnapshotRequest',
+      from: r.id,
+      to,
+      term: r.term,
+      meta,
+      offset: transfer.offset,
+      data: chunk.data,
+      done: chunk.done,
+      seq: r.nextSeq(),
+    },
+    false,
+  );
   transfer.inFlight = true;
   transfer.waitTicks = 0;
 }
@@ -181,7 +234,12 @@ function handleAppendResponse(r: RaftCore, m: AppendResponse): void {
     if (maybeCommit(r)) bcastCommit(r);
   } else if (pr.state === 'probe') {
     pr.probeSent = false;
-  } else if (pr.state === 'replicate' && m.seq > pr.lastAppendSeq && pr.match < pr.next - 1 && appendOverdue(r, pr, m.seq)) {
+  } else if (
+    pr.state === 'replicate' &&
+    m.seq > pr.lastAppendSeq &&
+    pr.match < pr.next - 1 &&
+    appendOverdue(r, pr, m.seq)
+  ) {
     // Answered a message sent well after our last append, yet does not have it: that append was lost.
     r.logLine(`resending to ${m.from} from ${pr.match + 1}: entries up to ${pr.next - 1} were not received`);
     pr.becomeProbe(pr.match + 1);
@@ -239,7 +297,9 @@ function handleSnapshotResponse(r: RaftCore, m: SnapshotResponse): void {
  * terms commit indirectly). The leader counts itself only up to its durable index.
  */
 export function maybeCommit(r: RaftCore): boolean {
-  const index = quorumValue(r.config(), (id) => (id === r.id ? r.log.stableIndex() : (r.progress.get(id)?.match ?? 0)));
+  const index = quorumValue(r.config(), (id) =>
+    id === r.id ? r.log.stableIndex() : (r.progress.get(id)?.match ?? 0),
+  );
   if (index <= r.log.committed || !Number.isFinite(index)) return false;
   if (r.log.term(index) !== r.term && !r.opts.unsafe?.commitPreviousTermByCount) return false;
   r.log.commitTo(index);
@@ -250,15 +310,20 @@ export function maybeCommit(r: RaftCore): boolean {
 function afterCommit(r: RaftCore): void {
   const committed = r.log.committed;
   r.uncommitted.releaseTo(committed);
-  if (committed >= r.termStartIndex) for (const ctx of r.reads.takeWaitingForCommit()) r.serveRead(ctx, false);
+  if (committed >= r.termStartIndex)
+    for (const ctx of r.reads.takeWaitingForCommit()) r.serveRead(ctx, false);
   const config = r.config();
   if (r.configs.currentIndex() > committed) return;
   if (isJoint(config)) {
     const next = leaveJoint(config);
     const e = appendAsLeader(r, EntryType.Config, encodeConfig(next));
-    r.logLine(`joint configuration committed; proposed C_new (voters [${next.voters.join(',')}]) at index ${e.index}`);
+    r.logLine(
+      `joint configuration committed; proposed C_new (voters [${next.voters.join(',')}]) at index ${e.index}`,
+    );
   } else if (!isVoter(config, r.id)) {
-    r.logLine(`stepped down at term ${r.term}: removed from the configuration committed at ${r.configs.currentIndex()}`);
+    r.logLine(
+      `stepped down at term ${r.term}: removed from the configuration committed at ${r.configs.currentIndex()}`,
+    );
     r.becomeFollower(r.term, null);
   }
 }
