@@ -326,16 +326,7 @@ async function replay(cluster: BenchCluster, res: Results): Promise<void> {
 /** kill -9 the given nodes, start them again together; ms from the spawn until each answers GET /ready 200. */
 async function restart(cluster: BenchCluster, ids: string[], what: string, res: Results): Promise<void> {
   const events = (await lastPosition(cluster)) + 1;
-  await Promise.all(ids.map((id) => cluster.kill(id, 'SIGKILL')));
-  const t0 = performance.now();
-  const times = await Promise.all(
-    ids.map(async (id) => {
-      await cluster.spawn(id);
-      const health = performance.now() - t0;
-      await cluster.waitReady(id, readyTimeoutMs);
-      return { health, ready: performance.now() - t0 };
-    }),
-  );
+  const times = await cluster.restartTimed(ids, readyTimeoutMs);
   const readyMs = Math.max(...times.map((t) => t.ready));
   const healthMs = Math.max(...times.map((t) => t.health));
   res.restarts.push({ what, events, healthMs, readyMs });

@@ -41,16 +41,7 @@ function phasesLine(cluster: BenchCluster, id: string): string {
 }
 
 async function restart(cluster: BenchCluster, ids: string[]): Promise<{ health: number; ready: number }> {
-  await Promise.all(ids.map((id) => cluster.kill(id, 'SIGKILL')));
-  const t0 = performance.now();
-  const times = await Promise.all(
-    ids.map(async (id) => {
-      await cluster.spawn(id);
-      const health = performance.now() - t0;
-      await cluster.waitReady(id, readyTimeoutMs);
-      return { health, ready: performance.now() - t0 };
-    }),
-  );
+  const times = await cluster.restartTimed(ids, readyTimeoutMs);
   const health = Math.max(...times.map((t) => t.health));
   const ready = Math.max(...times.map((t) => t.ready));
   log(`  ${ids.join('+')}: /health ${ms(health, 0)}, /ready ${ms(ready, 0)}`);

@@ -172,6 +172,23 @@ export class BenchCluster {
     );
   }
 
+  /**
+   * kill -9 the given nodes, then start them again together; for each, ms from the spawn until its process
+   * was started (the spawn answers on GET /health) and until GET /ready answered 200.
+   */
+  async restartTimed(ids: string[], readyTimeoutMs: number): Promise<{ health: number; ready: number }[]> {
+    await Promise.all(ids.map((id) => this.kill(id, 'SIGKILL')));
+    const t0 = performance.now();
+    return Promise.all(
+      ids.map(async (id) => {
+        await this.spawn(id);
+        const health = performance.now() - t0;
+        await this.waitReady(id, readyTimeoutMs);
+        return { health, ready: performance.now() - t0 };
+      }),
+    );
+  }
+
   /** Waits until every running node has applied at least what the leader had committed when this was called. */
   async waitCaughtUp(timeoutMs = 300_000): Promise<void> {
     const leader = await this.waitLeader();
