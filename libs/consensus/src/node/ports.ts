@@ -13,14 +13,33 @@ export interface NodeStorage extends RaftLogReader {
   persist(work: { hardState?: HardState; entries: Entry[]; snapshotChunk?: SnapshotChunk }): Promise<void>;
   /** Publishes a completely received snapshot and discards the log up to (and, if it conflicts, after) it. */
   installSnapshot(meta: SnapshotMeta): Promise<void>;
-  /** Stores a snapshot the local state machine took; becomes the latest snapshot. */
-  saveSnapshot(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void>;
+  /**
+   * Stores a snapshot the local state machine took; becomes the latest snapshot. `content` is its byte stream
+   * or the parts that make it up (file parts may be hard-linked instead of copied, see SnapshotPart).
+   */
+  saveSnapshot(meta: SnapshotMeta, content: SnapshotContent): Promise<void>;
   /** The latest snapshot's bytes (null if none). */
   readSnapshot(): AsyncIterable<Uint8Array> | null;
   /** Drops whole segments whose entries are all ≤ index. */
   compact(index: number): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * One piece of a snapshot's byte stream. A file part is the first `length` bytes of `file`, whose CRC-32C
+ * is `crc32c`: the state machine promises those bytes are durable (fsynced) and never change while the
+ * file exists (the file may grow past `length`; only the prefix belongs to the snapshot). Storage may keep
+ * such a file by hard link instead of copying it, so the snapshot stays valid after the state machine
+ * removes its own name for it.
+ */
+export type SnapshotPart = { bytes: Uint8Array } | { file: string; length: number; crc32c: number };
+
+/** A snapshot's bytes: a stream, or parts whose concatenation is the stream. */
+export type SnapshotContent = AsyncIterable<Uint8Array> | SnapshotPart[];
+
+/** What StateMachine.snapshot() returns: the stream (`data`) or, to let storage avoid copying, `parts`. */
+export type StateMachineSnapshot =
+  { index: number; data: AsyncIterable<Uint8Array> } | { index: number; parts: SnapshotPart[] };
 
 export interface PeerTransport {
   /** Starts listening; every authenticated inbound message is passed to `onMessage`. */
@@ -42,6 +61,11 @@ export interface StateMachine {
   apply(entry: Entry): unknown | Promise<unknown>;
   /** The last index applied (what a restart resumes after). */
   appliedIndex(): number;
-  snapshot(): Promise<{ index: number; data: AsyncIterable<Uint8Array> }>;
+  /**
+   * Either form; with `parts` the node stores the parts (their concatenation is the byte stream that
+   * restore() and peers receive). File parts must stay in place until the returned promise's snapshot is
+   * stored: the node takes one snapshot at a time, never during a restore.
+   */
+  snapshot(): Promise<StateMachineSnapshot>;
   restore(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void>;
 }

@@ -611,7 +611,10 @@ export class RaftNode implements RaftNodeApi {
     // Entries applied from here on count toward the next snapshot (also when this one is deferred or fails).
     this.sinceSnapshotEntries = 0;
     this.sinceSnapshotBytes = 0;
-    const { index, data } = await stateMachine.snapshot();
+    const snap = await stateMachine.snapshot();
+    const index = snap.index;
+    // Parts let the storage hard-link the state machine's immutable files instead of copying them.
+    const content = 'parts' in snap ? snap.parts : snap.data;
     if (index > this.applied) {
       throw new Error(
         `raft node ${this.id}: state machine snapshot at ${index} is past the applied index ${this.applied}`,
@@ -631,7 +634,7 @@ export class RaftNode implements RaftNodeApi {
       return current;
     }
     const meta: SnapshotMeta = { index, term, config };
-    await storage.saveSnapshot(meta, data);
+    await storage.saveSnapshot(meta, content);
     if (this.state !== 'running') return meta;
     this.core.snapshotTaken(meta);
     await storage.compact(Math.max(0, index - this.opts.snapshotKeepEntries));

@@ -1,9 +1,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { crc32c } from '@node-rs/crc32';
 import { EntryType, decodeConfig } from '../core/types';
 import { DurableStorage, DurableStorageOptions } from './durable-storage';
 import {
   CapturingLogger,
+  collect,
   configEntry,
   entries,
   entry,
@@ -243,6 +245,34 @@ describe('DurableStorage log', () => {
     expectEntry(r.entries(first, first + 1, 100)[0], first);
     expectEntry(r.entries(320, 321, 100)[0], 320);
     expect(r.snapshotMeta().index).toBe(250);
+    await r.close();
+  });
+
+  test('a snapshot saved in parts (hard-linked file) compacts the log like a streamed one and survives reopen', async () => {
+    const s = await open();
+    for (let i = 1; i <= 300; i += 30) await s.persist({ entries: entries(i, i + 29) });
+    const src = path.join(dir, 'state-machine-file');
+    const history = Buffer.alloc(200_000, 7);
+    fs.writeFileSync(src, history);
+    const head = Buffer.from('head');
+    await s.saveSnapshot({ index: 250, term: 1, config: decodeConfig(Buffer.from('{"voters":["a"]}')) }, [
+      { bytes: head },
+      { file: src, length: 150_000, crc32c: crc32c(history.subarray(0, 150_000)) >>> 0 },
+    ]);
+    const expected = Buffer.concat([head, history.subarray(0, 150_000)]);
+    const files = segmentFiles(dir).length;
+    await s.compact(200);
+    expect(segmentFiles(dir).length).toBeLessThan(files);
+    const first = s.snapshotChunk(0, 10);
+    expect(Buffer.from(first.data)).toEqual(expected.subarray(0, 10));
+    expect(first.done).toBe(false);
+    expect((await collect(s.readSnapshot())).equals(expected)).toBe(true);
+    await s.close();
+    fs.rmSync(src);
+    const r = await open();
+    expect(r.snapshotMeta().index).toBe(250);
+    expect(r.lastIndex()).toBe(300);
+    expect((await collect(r.readSnapshot())).equals(expected)).toBe(true);
     await r.close();
   });
 

@@ -1,6 +1,6 @@
 import { SnapshotChunk } from '../core/ready';
 import { ConfigState, Entry, HardState, InitialState, SnapshotMeta, decodeConfig } from '../core/types';
-import { NodeStorage } from '../node/ports';
+import { NodeStorage, SnapshotContent } from '../node/ports';
 import { StorageCorruptionError, StorageFailedError } from './errors';
 import { FileOps, fsyncDir, nodeFileOps } from './file-ops';
 import { HardStateFile } from './hard-state-file';
@@ -328,7 +328,8 @@ export class DurableStorage implements NodeStorage {
     });
   }
 
-  saveSnapshot(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void> {
+  /** A stream is written into the snapshot store; parts' files are hard-linked there (SnapshotStore.save). */
+  saveSnapshot(meta: SnapshotMeta, content: SnapshotContent): Promise<void> {
     const run = this.snapshotChain.then(async () => {
       this.checkUsable();
       if (meta.index <= this.snaps.latestMeta().index) return;
@@ -338,7 +339,7 @@ export class DurableStorage implements NodeStorage {
         );
       }
       try {
-        await this.snaps.save(meta, data);
+        await this.snaps.save(meta, content);
       } catch (e) {
         if (isIoError(e)) this.fail(e as Error, `saving snapshot ${meta.index}/${meta.term}`);
         throw this.failed ?? e;

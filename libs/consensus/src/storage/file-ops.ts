@@ -17,6 +17,7 @@ export type FileOps = Pick<
   | 'statSync'
   | 'renameSync'
   | 'unlinkSync'
+  | 'linkSync'
   | 'mkdirSync'
   | 'readdirSync'
   | 'rmSync'

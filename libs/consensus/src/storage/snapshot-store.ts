@@ -1,5 +1,6 @@
 import { SnapshotChunk } from '../core/ready';
 import { ConfigState, SnapshotMeta, emptyConfig } from '../core/types';
+import { SnapshotContent, SnapshotPart } from '../node/ports';
 import { crc32cRange, crc32cUpdate } from './crc';
 import { StorageCorruptionError } from './errors';
 import { FileOps, fsyncDir, promisify, readFully, writeFileAtomicSync, writeFully } from './file-ops';
@@ -7,18 +8,40 @@ import { assert, ioChunkBytes } from './limits';
 
 /**
  * Snapshots on disk, under <dir>/:
- *   <index:20>-<term>/data, manifest.json    published snapshots (newest N kept)
- *   tmp-<n>/                                 a snapshot being written (removed on open)
- *   partial/meta.json, data, chunks          an incoming transfer, kept across restarts
- * A snapshot is written into a temp directory, fsynced, and published by renaming the directory.
- * The manifest holds index, term, config, size and CRC-32C checksums (whole file and per 1 MiB block).
+ *   <index:20>-<term>/manifest.json + data          a snapshot as one file (version 1)
+ *   <index:20>-<term>/manifest.json + bytes, part-N a snapshot in parts (version 2)
+ *   tmp-<n>/                                        a snapshot being written (removed on open)
+ *   partial/meta.json, data, chunks                 an incoming transfer, kept across restarts
+ * A snapshot is written into a temp directory, fsynced, and published by renaming the directory; the
+ * newest N are kept.
+ *
+ * Version 1 (a streamed or received snapshot): `data` holds the bytes; the manifest holds index, term,
+ * config, size and CRC-32C checksums (whole file and per 1 MiB block); open reads the latest once to check
+ * every block.
+ *
+ * Version 2 (a snapshot the state machine handed over in parts, see SnapshotPart): the snapshot's bytes are
+ * the concatenation of the manifest's `parts`, each `length` bytes at `offset` of file `name`, with their
+ * CRC-32C. Bytes parts are written into the one file `bytes`; file parts are hard links (`part-N`) to the
+ * state machine's files, so no history is copied (copied instead when the file system refuses the link).
+ * A linked file may be longer than its part (a growing file shares its inode): only the first `length`
+ * bytes belong to the snapshot, and the state machine never changes those. Open checks v2 cheaply: manifest
+ * checksum, every part present and long enough, the small bytes parts' checksums; the linked parts are
+ * checked when streamed (read() compares each part's CRC, and the receiver of a transfer checks the
+ * state machine's own per-file checksums inside the stream).
  */
 export const snapshotBlockBytes = 1024 * 1024;
-const manifestVersion = 1;
+const streamManifestVersion = 1;
+const partsManifestVersion = 2;
 const chunkRecordBytes = 24;
+const bytesFileName = 'bytes';
+/** Descriptors kept open for chunk() reads of the latest snapshot (reads move through the parts in order). */
+const chunkFdsMax = 4;
+/** link(2) errors after which a file part is copied instead (other file system, links not supported, too many links). */
+const linkFallbackCodes = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EACCES']);
 
-export interface Manifest {
-  version: number;
+/** Version 1: the snapshot is the file `data`. */
+export interface StreamManifest {
+  version: 1;
   index: number;
   term: number;
   config: ConfigState;
@@ -29,10 +52,43 @@ export interface Manifest {
   manifestCrc32c: number;
 }
 
+/** One piece of a version-2 snapshot: `length` bytes at `offset` of `name`. */
+export interface PartEntry {
+  name: string;
+  offset: number;
+  length: number;
+  crc32c: number;
+  /** 'bytes': written by the store (checked at open); 'file': a state machine's file, linked or copied. */
+  kind: 'bytes' | 'file';
+}
+
+/** Version 2: the snapshot is the concatenation of `parts`; `size` is their total length. */
+export interface PartsManifest {
+  version: 2;
+  index: number;
+  term: number;
+  config: ConfigState;
+  size: number;
+  parts: PartEntry[];
+  manifestCrc32c: number;
+}
+
+export type Manifest = StreamManifest | PartsManifest;
+
+/** Where the bytes of one part are: `length` bytes at `offset` of `path`, from `start` in the snapshot. */
+interface Located {
+  path: string;
+  offset: number;
+  length: number;
+  start: number;
+  crc32c: number;
+}
+
 interface Published {
   meta: SnapshotMeta;
   manifest: Manifest;
   dir: string;
+  parts: Located[];
 }
 
 interface Partial {
@@ -44,15 +100,44 @@ interface Partial {
   chunkRecords: number;
 }
 
-function manifestChecksum(m: Omit<Manifest, 'manifestCrc32c'>): number {
-  const body = Buffer.from(
-    JSON.stringify([m.version, m.index, m.term, m.config, m.size, m.crc32c, m.blockBytes, m.blockCrc32c]),
-  );
+type ManifestBody = Omit<StreamManifest, 'manifestCrc32c'> | Omit<PartsManifest, 'manifestCrc32c'>;
+
+function manifestChecksum(m: ManifestBody): number {
+  const fields =
+    m.version === partsManifestVersion
+      ? [
+          m.version,
+          m.index,
+          m.term,
+          m.config,
+          m.size,
+          m.parts.map((p) => [p.name, p.offset, p.length, p.crc32c, p.kind]),
+        ]
+      : [m.version, m.index, m.term, m.config, m.size, m.crc32c, m.blockBytes, m.blockCrc32c];
+  const body = Buffer.from(JSON.stringify(fields));
   return crc32cRange(body, 0, body.length);
+}
+
+function locate(dir: string, m: Manifest): Located[] {
+  if (m.version !== partsManifestVersion)
+    return m.size === 0
+      ? []
+      : [{ path: `${dir}/data`, offset: 0, length: m.size, start: 0, crc32c: m.crc32c }];
+  const out: Located[] = [];
+  let start = 0;
+  for (const p of m.parts) {
+    out.push({ path: `${dir}/${p.name}`, offset: p.offset, length: p.length, start, crc32c: p.crc32c });
+    start += p.length;
+  }
+  return out;
 }
 
 function publishedName(index: number, term: number): string {
   return `${String(index).padStart(20, '0')}-${term}`;
+}
+
+function errnoCode(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException)?.code;
 }
 
 /** Running checksums of a byte stream: whole-file CRC and one CRC per block. */
@@ -87,10 +172,25 @@ class Checksummer {
   }
 }
 
+function streamManifest(meta: SnapshotMeta, sums: Checksummer): StreamManifest {
+  const body: Omit<StreamManifest, 'manifestCrc32c'> = {
+    version: streamManifestVersion,
+    index: meta.index,
+    term: meta.term,
+    config: meta.config,
+    size: sums.size,
+    crc32c: sums.crc,
+    blockBytes: snapshotBlockBytes,
+    blockCrc32c: sums.blocks,
+  };
+  return { ...body, manifestCrc32c: manifestChecksum(body) };
+}
+
 export class SnapshotStore {
   /** Newest first. */
   private published: Published[] = [];
-  private latestFd: number | null = null;
+  /** Open descriptors of the latest snapshot's files, for chunk() (least recently opened first). */
+  private readonly chunkFds = new Map<string, number>();
   private partial: Partial | null = null;
   /** The incoming transfer as persist calls staged it (ahead of what was written). */
   private expected: { index: number; term: number; bytes: number } | null = null;
@@ -116,8 +216,9 @@ export class SnapshotStore {
     }
     store.published.sort((a, b) => b.meta.index - a.meta.index);
     if (store.published.length > 0) {
-      store.verifyData(store.published[0]);
-      store.latestFd = ops.openSync(`${store.published[0].dir}/data`, 'r');
+      const latest = store.published[0];
+      if (latest.manifest.version === partsManifestVersion) store.verifyParts(latest, latest.manifest);
+      else store.verifyData(latest, latest.manifest);
     }
     store.prune();
     return store;
@@ -131,75 +232,71 @@ export class SnapshotStore {
     return this.published.length > 0 ? this.published[0].manifest : null;
   }
 
-  /** Synchronous chunk of the latest snapshot's bytes. */
+  /** Synchronous chunk of the latest snapshot's bytes (across part boundaries). */
   chunk(offset: number, maxBytes: number): { data: Uint8Array; done: boolean } {
     const latest = this.published[0];
-    if (latest === undefined || this.latestFd === null) return { data: new Uint8Array(0), done: true };
+    if (latest === undefined) return { data: new Uint8Array(0), done: true };
     const size = latest.manifest.size;
     assert(offset >= 0 && offset <= size, `snapshot chunk offset ${offset} within ${size} bytes`);
     const n = Math.min(Math.max(1, maxBytes), size - offset);
     const data = Buffer.allocUnsafe(n);
-    const got = readFully(this.ops, this.latestFd, data, 0, n, offset);
-    if (got !== n)
-      throw new StorageCorruptionError(
-        `${latest.dir}/data`,
-        offset + got,
-        `snapshot shorter than its manifest (${size} bytes)`,
-      );
+    const parts = latest.parts;
+    // The last part starting at or before `offset` (parts are never empty, so it contains `offset`).
+    let lo = 0;
+    for (let hi = parts.length - 1; lo < hi;) {
+      const mid = (lo + hi + 1) >> 1;
+      if (parts[mid].start <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    for (let done = 0, k = lo; done < n; k++) {
+      const part = parts[k];
+      const within = offset + done - part.start;
+      const want = Math.min(n - done, part.length - within);
+      const got = readFully(this.ops, this.chunkFd(part.path), data, done, want, part.offset + within);
+      if (got !== want)
+        throw new StorageCorruptionError(
+          part.path,
+          part.offset + within + got,
+          `snapshot part shorter than its manifest (${part.length} bytes at offset ${part.offset})`,
+        );
+      done += want;
+    }
     return { data, done: offset + n >= size };
   }
 
-  /** Streams the latest snapshot, checking every block's checksum; null if there is none. */
+  /** Streams the latest snapshot, checking every block's (v1) or part's (v2) checksum; null if there is none. */
   read(): AsyncIterable<Uint8Array> | null {
     const latest = this.published[0];
     if (latest === undefined) return null;
-    const ops = this.ops;
-    return (async function* () {
-      const path = `${latest.dir}/data`;
-      const fd = ops.openSync(path, 'r');
-      try {
-        const m = latest.manifest;
-        for (let pos = 0, block = 0; pos < m.size; pos += m.blockBytes, block++) {
-          const n = Math.min(m.blockBytes, m.size - pos);
-          const buf = Buffer.allocUnsafe(n);
-          const got = await promisify<number>((cb) => ops.read(fd, buf, 0, n, pos, cb));
-          if (got !== n || crc32cRange(buf, 0, n) !== m.blockCrc32c[block]) {
-            throw new StorageCorruptionError(
-              path,
-              pos,
-              `snapshot block ${block} does not match its manifest checksum`,
-            );
-          }
-          yield buf;
-        }
-      } finally {
-        ops.closeSync(fd);
-      }
-    })();
+    const m = latest.manifest;
+    return m.version === partsManifestVersion ? this.readParts(latest.parts) : this.readData(latest.dir, m);
   }
 
-  /** Streams `data` into a temp directory, fsyncs, publishes by rename. */
-  async save(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void> {
+  /**
+   * Stores `content` as the latest snapshot: a stream is written into one file (version 1); parts are
+   * written (bytes) or hard-linked (files) into the snapshot's directory (version 2). Then fsync, publish
+   * by rename. A file part that is missing or shorter than its length fails the save with a plain Error
+   * (not an I/O error: the storage itself is fine).
+   */
+  async save(meta: SnapshotMeta, content: SnapshotContent): Promise<void> {
     const { ops } = this;
     const tmp = `${this.dir}/tmp-${process.pid}-${++this.tmpCounter}`;
     ops.rmSync(tmp, { recursive: true, force: true });
     ops.mkdirSync(tmp);
-    const sums = new Checksummer();
-    const fd = ops.openSync(`${tmp}/data`, 'w');
+    let manifest: Manifest;
     try {
-      for await (const chunk of data) {
-        let o = 0;
-        while (o < chunk.length) {
-          o += await promisify<number>((cb) => ops.write(fd, chunk, o, chunk.length - o, sums.size + o, cb));
-        }
-        sums.update(chunk);
+      manifest = Array.isArray(content)
+        ? await this.writeParts(tmp, meta, content)
+        : await this.writeStream(tmp, meta, content);
+    } catch (e) {
+      try {
+        ops.rmSync(tmp, { recursive: true, force: true });
+      } catch {
+        // removed on the next open
       }
-      await promisify<void>((cb) => ops.fsync(fd, cb));
-    } finally {
-      ops.closeSync(fd);
+      throw e;
     }
-    sums.finish();
-    this.publish(tmp, meta, sums);
+    this.publish(tmp, manifest);
   }
 
   // ---- incoming transfers --------------------------------------------------------------------------
@@ -284,12 +381,11 @@ export class SnapshotStore {
       ops.closeSync(fd);
     }
     sums.finish();
-    this.publish(dir, meta, sums, ['meta.json', 'chunks']);
+    this.publish(dir, streamManifest(meta, sums), ['meta.json', 'chunks']);
   }
 
   close(): void {
-    if (this.latestFd !== null) this.ops.closeSync(this.latestFd);
-    this.latestFd = null;
+    this.closeChunkFds();
     if (this.partial) {
       this.ops.closeSync(this.partial.dataFd);
       this.ops.closeSync(this.partial.chunksFd);
@@ -299,27 +395,155 @@ export class SnapshotStore {
 
   // ---- internals -----------------------------------------------------------------------------------
 
-  private publish(from: string, meta: SnapshotMeta, sums: Checksummer, extras: string[] = []): void {
+  private async writeStream(
+    tmp: string,
+    meta: SnapshotMeta,
+    data: AsyncIterable<Uint8Array>,
+  ): Promise<StreamManifest> {
     const { ops } = this;
-    const body: Omit<Manifest, 'manifestCrc32c'> = {
-      version: manifestVersion,
+    const sums = new Checksummer();
+    const fd = ops.openSync(`${tmp}/data`, 'w');
+    try {
+      for await (const chunk of data) {
+        let o = 0;
+        while (o < chunk.length) {
+          o += await promisify<number>((cb) => ops.write(fd, chunk, o, chunk.length - o, sums.size + o, cb));
+        }
+        sums.update(chunk);
+      }
+      await promisify<void>((cb) => ops.fsync(fd, cb));
+    } finally {
+      ops.closeSync(fd);
+    }
+    sums.finish();
+    return streamManifest(meta, sums);
+  }
+
+  /** Bytes parts go into `bytes` (adjacent ones merged into one entry), file parts are linked as part-N. */
+  private async writeParts(tmp: string, meta: SnapshotMeta, parts: SnapshotPart[]): Promise<PartsManifest> {
+    const { ops } = this;
+    const entries: PartEntry[] = [];
+    let size = 0;
+    let bytesLen = 0;
+    let copied = 0;
+    const fd = ops.openSync(`${tmp}/${bytesFileName}`, 'w');
+    try {
+      for (const p of parts) {
+        if ('bytes' in p) {
+          const b = p.bytes;
+          if (b.length === 0) continue;
+          for (let o = 0; o < b.length;) {
+            o += await promisify<number>((cb) => ops.write(fd, b, o, b.length - o, bytesLen + o, cb));
+          }
+          const last = entries[entries.length - 1];
+          if (last !== undefined && last.kind === 'bytes') {
+            last.length += b.length;
+            last.crc32c = crc32cUpdate(last.crc32c, b);
+          } else {
+            const crc32c = crc32cUpdate(0, b);
+            entries.push({ name: bytesFileName, offset: bytesLen, length: b.length, crc32c, kind: 'bytes' });
+          }
+          bytesLen += b.length;
+          size += b.length;
+        } else {
+          assert(
+            Number.isSafeInteger(p.length) && p.length >= 0,
+            `snapshot part ${p.file}: length ${p.length} is a byte count`,
+          );
+          if (p.length === 0) continue;
+          const name = `part-${String(entries.length).padStart(6, '0')}`;
+          if (!(await this.linkOrCopy(p, `${tmp}/${name}`))) copied++;
+          entries.push({ name, offset: 0, length: p.length, crc32c: p.crc32c >>> 0, kind: 'file' });
+          size += p.length;
+        }
+      }
+      await promisify<void>((cb) => ops.fsync(fd, cb));
+    } finally {
+      ops.closeSync(fd);
+    }
+    if (copied > 0)
+      this.log(
+        `storage: snapshot ${meta.index}/${meta.term}: ${copied} file part(s) could not be hard-linked into ${this.dir} and were copied`,
+      );
+    const body: Omit<PartsManifest, 'manifestCrc32c'> = {
+      version: partsManifestVersion,
       index: meta.index,
       term: meta.term,
       config: meta.config,
-      size: sums.size,
-      crc32c: sums.crc,
-      blockBytes: snapshotBlockBytes,
-      blockCrc32c: sums.blocks,
+      size,
+      parts: entries,
     };
-    const manifest: Manifest = { ...body, manifestCrc32c: manifestChecksum(body) };
+    return { ...body, manifestCrc32c: manifestChecksum(body) };
+  }
+
+  /** Hard-links a file part to `dst` (true), or copies its first `length` bytes where links fail (false). */
+  private async linkOrCopy(
+    p: { file: string; length: number; crc32c: number },
+    dst: string,
+  ): Promise<boolean> {
+    const { ops } = this;
+    let size: number;
+    try {
+      size = ops.statSync(p.file).size;
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT')
+        throw new Error(`storage: snapshot part ${p.file} does not exist (the state machine removed it?)`);
+      throw e;
+    }
+    if (size < p.length)
+      throw new Error(
+        `storage: snapshot part ${p.file} has ${size} bytes, fewer than its length ${p.length}`,
+      );
+    try {
+      ops.linkSync(p.file, dst);
+      return true;
+    } catch (e) {
+      if (!linkFallbackCodes.has(errnoCode(e) ?? '')) throw e;
+    }
+    await this.copyPrefix(p, dst);
+    return false;
+  }
+
+  /** Copies the first `length` bytes of a file part, checking its CRC, and fsyncs the copy. */
+  private async copyPrefix(p: { file: string; length: number; crc32c: number }, dst: string): Promise<void> {
+    const { ops } = this;
+    const src = ops.openSync(p.file, 'r');
+    try {
+      const out = ops.openSync(dst, 'w');
+      try {
+        const buf = Buffer.allocUnsafe(Math.min(ioChunkBytes, Math.max(1, p.length)));
+        let crc = 0;
+        for (let pos = 0; pos < p.length;) {
+          const want = Math.min(buf.length, p.length - pos);
+          const got = await promisify<number>((cb) => ops.read(src, buf, 0, want, pos, cb));
+          if (got === 0)
+            throw new Error(`storage: snapshot part ${p.file} ended at ${pos} of its ${p.length} bytes`);
+          crc = crc32cUpdate(crc, buf.subarray(0, got));
+          for (let o = 0; o < got;) {
+            o += await promisify<number>((cb) => ops.write(out, buf, o, got - o, pos + o, cb));
+          }
+          pos += got;
+        }
+        if (crc !== p.crc32c >>> 0)
+          throw new Error(
+            `storage: snapshot part ${p.file} does not match the CRC-32C the state machine gave`,
+          );
+        await promisify<void>((cb) => ops.fsync(out, cb));
+      } finally {
+        ops.closeSync(out);
+      }
+    } finally {
+      ops.closeSync(src);
+    }
+  }
+
+  private publish(from: string, manifest: Manifest, extras: string[] = []): void {
+    const { ops } = this;
     writeFileAtomicSync(ops, from, 'manifest.json', Buffer.from(JSON.stringify(manifest, null, 1)));
-    const target = `${this.dir}/${publishedName(meta.index, meta.term)}`;
+    const target = `${this.dir}/${publishedName(manifest.index, manifest.term)}`;
     const replaced = this.published.findIndex((s) => s.dir === target);
     if (replaced >= 0) {
-      if (replaced === 0 && this.latestFd !== null) {
-        ops.closeSync(this.latestFd);
-        this.latestFd = null;
-      }
+      if (replaced === 0) this.closeChunkFds();
       this.published.splice(replaced, 1);
     }
     ops.rmSync(target, { recursive: true, force: true });
@@ -327,16 +551,14 @@ export class SnapshotStore {
     fsyncDir(ops, this.dir);
     for (const e of extras) ops.rmSync(`${target}/${e}`, { force: true });
     const entry: Published = {
-      meta: { index: meta.index, term: meta.term, config: meta.config },
+      meta: { index: manifest.index, term: manifest.term, config: manifest.config },
       manifest,
       dir: target,
+      parts: locate(target, manifest),
     };
     this.published.push(entry);
     this.published.sort((a, b) => b.meta.index - a.meta.index);
-    if (this.published[0] === entry) {
-      if (this.latestFd !== null) ops.closeSync(this.latestFd);
-      this.latestFd = ops.openSync(`${target}/data`, 'r');
-    }
+    if (this.published[0] === entry) this.closeChunkFds();
     this.prune();
   }
 
@@ -345,6 +567,30 @@ export class SnapshotStore {
     for (const old of this.published.splice(this.keep))
       this.ops.rmSync(old.dir, { recursive: true, force: true });
     fsyncDir(this.ops, this.dir);
+  }
+
+  private chunkFd(path: string): number {
+    const have = this.chunkFds.get(path);
+    if (have !== undefined) return have;
+    if (this.chunkFds.size >= chunkFdsMax) {
+      const [oldPath, oldFd] = this.chunkFds.entries().next().value as [string, number];
+      this.chunkFds.delete(oldPath);
+      this.ops.closeSync(oldFd);
+    }
+    let fd: number;
+    try {
+      fd = this.ops.openSync(path, 'r');
+    } catch (e) {
+      if (errnoCode(e) === 'ENOENT') throw new StorageCorruptionError(path, 0, 'snapshot part is missing');
+      throw e;
+    }
+    this.chunkFds.set(path, fd);
+    return fd;
+  }
+
+  private closeChunkFds(): void {
+    for (const fd of this.chunkFds.values()) this.ops.closeSync(fd);
+    this.chunkFds.clear();
   }
 
   private loadManifest(dir: string): Published {
@@ -357,17 +603,24 @@ export class SnapshotStore {
     } catch {
       throw new StorageCorruptionError(path, 0, 'snapshot manifest is not valid JSON');
     }
+    const version: unknown = m.version;
+    if (version !== streamManifestVersion && version !== partsManifestVersion)
+      throw new StorageCorruptionError(path, 0, `unknown snapshot manifest version ${String(version)}`);
     const { manifestCrc32c, ...body } = m;
     if (manifestChecksum(body) !== manifestCrc32c)
       throw new StorageCorruptionError(path, 0, 'snapshot manifest checksum mismatch');
-    return { meta: { index: m.index, term: m.term, config: m.config }, manifest: m, dir };
+    return {
+      meta: { index: m.index, term: m.term, config: m.config },
+      manifest: m,
+      dir,
+      parts: locate(dir, m),
+    };
   }
 
-  /** Reads the whole data file and compares it with the manifest's checksums. */
-  private verifyData(s: Published): void {
+  /** Version 1: reads the whole data file and compares it with the manifest's checksums. */
+  private verifyData(s: Published, m: StreamManifest): void {
     const { ops } = this;
     const path = `${s.dir}/data`;
-    const m = s.manifest;
     if (!ops.existsSync(path)) throw new StorageCorruptionError(path, 0, 'snapshot data file is missing');
     const size = ops.statSync(path).size;
     if (size !== m.size)
@@ -402,6 +655,122 @@ export class SnapshotStore {
     } finally {
       ops.closeSync(fd);
     }
+  }
+
+  /**
+   * Version 2, cheaply: every part's file exists and holds its range; the bytes parts (small: headers) match
+   * their checksums. Linked parts are not read here (see the class comment).
+   */
+  private verifyParts(s: Published, m: PartsManifest): void {
+    const { ops } = this;
+    const manifestPath = `${s.dir}/manifest.json`;
+    const total = m.parts.reduce((a, p) => a + p.length, 0);
+    if (total !== m.size || m.parts.some((p) => !(p.length > 0) || !(p.offset >= 0)))
+      throw new StorageCorruptionError(
+        manifestPath,
+        0,
+        `snapshot manifest parts add up to ${total} bytes, its size is ${m.size}`,
+      );
+    const sizes = new Map<string, number>();
+    for (const p of m.parts) {
+      const path = `${s.dir}/${p.name}`;
+      let size = sizes.get(p.name);
+      if (size === undefined) {
+        if (!ops.existsSync(path)) throw new StorageCorruptionError(path, 0, 'snapshot part is missing');
+        size = ops.statSync(path).size;
+        sizes.set(p.name, size);
+      }
+      if (size < p.offset + p.length)
+        throw new StorageCorruptionError(
+          path,
+          size,
+          `snapshot part is ${size} bytes, its manifest needs ${p.offset + p.length}`,
+        );
+    }
+    const bytesParts = m.parts.filter((p) => p.kind === 'bytes');
+    if (bytesParts.length === 0) return;
+    const path = `${s.dir}/${bytesFileName}`;
+    const bytes = ops.readFileSync(path);
+    for (const p of bytesParts) {
+      if (p.name !== bytesFileName || crc32cRange(bytes, p.offset, p.offset + p.length) !== p.crc32c)
+        throw new StorageCorruptionError(
+          path,
+          p.offset,
+          `snapshot bytes part at offset ${p.offset} does not match its manifest checksum`,
+        );
+    }
+  }
+
+  /** Version 1: the data file, block by block, each checked against the manifest. */
+  private readData(dir: string, m: StreamManifest): AsyncIterable<Uint8Array> {
+    const ops = this.ops;
+    return (async function* () {
+      const path = `${dir}/data`;
+      const fd = ops.openSync(path, 'r');
+      try {
+        for (let pos = 0, block = 0; pos < m.size; pos += m.blockBytes, block++) {
+          const n = Math.min(m.blockBytes, m.size - pos);
+          const buf = Buffer.allocUnsafe(n);
+          const got = await promisify<number>((cb) => ops.read(fd, buf, 0, n, pos, cb));
+          if (got !== n || crc32cRange(buf, 0, n) !== m.blockCrc32c[block]) {
+            throw new StorageCorruptionError(
+              path,
+              pos,
+              `snapshot block ${block} does not match its manifest checksum`,
+            );
+          }
+          yield buf;
+        }
+      } finally {
+        ops.closeSync(fd);
+      }
+    })();
+  }
+
+  /**
+   * Version 2: the parts in order. Each part's CRC is known only once all of it has streamed, so a damaged
+   * part fails the stream at its end (the consumer must not trust what it got before the error).
+   */
+  private readParts(parts: Located[]): AsyncIterable<Uint8Array> {
+    const ops = this.ops;
+    return (async function* () {
+      for (const part of parts) {
+        let fd: number;
+        try {
+          fd = ops.openSync(part.path, 'r');
+        } catch (e) {
+          if (errnoCode(e) === 'ENOENT')
+            throw new StorageCorruptionError(part.path, 0, 'snapshot part is missing');
+          throw e;
+        }
+        try {
+          let crc = 0;
+          for (let pos = 0; pos < part.length;) {
+            const n = Math.min(ioChunkBytes, part.length - pos);
+            const buf = Buffer.allocUnsafe(n);
+            const got = await promisify<number>((cb) => ops.read(fd, buf, 0, n, part.offset + pos, cb));
+            if (got === 0)
+              throw new StorageCorruptionError(
+                part.path,
+                part.offset + pos,
+                `snapshot part shorter than its manifest (${part.length} bytes at offset ${part.offset})`,
+              );
+            const chunk = got === n ? buf : buf.subarray(0, got);
+            crc = crc32cUpdate(crc, chunk);
+            pos += got;
+            yield chunk;
+          }
+          if (crc !== part.crc32c)
+            throw new StorageCorruptionError(
+              part.path,
+              part.offset,
+              'snapshot part does not match its manifest checksum',
+            );
+        } finally {
+          ops.closeSync(fd);
+        }
+      }
+    })();
   }
 
   private startPartial(meta: SnapshotMeta): void {

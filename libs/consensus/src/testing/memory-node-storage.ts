@@ -1,3 +1,4 @@
+import { readFile } from 'fs/promises';
 import { SnapshotChunk } from '../core/ready';
 import {
   ConfigState,
@@ -9,7 +10,7 @@ import {
   decodeConfig,
   emptyConfig,
 } from '../core/types';
-import { NodeStorage } from '../node/ports';
+import { NodeStorage, SnapshotContent } from '../node/ports';
 
 type PersistWork = { hardState?: HardState; entries: Entry[]; snapshotChunk?: SnapshotChunk };
 
@@ -33,6 +34,13 @@ export interface MemoryNodeStorageOptions {
 }
 
 const readSnapshotChunkBytes = 64 * 1024;
+
+async function readFilePrefix(file: string, length: number): Promise<Uint8Array> {
+  const b = await readFile(file);
+  if (b.length < length)
+    throw new Error(`memory storage: snapshot part ${file} has ${b.length} bytes, expected ${length}`);
+  return b.subarray(0, length);
+}
 
 function emptyDurable(): DurableState {
   return {
@@ -175,9 +183,14 @@ export class MemoryNodeStorage implements NodeStorage {
     });
   }
 
-  async saveSnapshot(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void> {
+  async saveSnapshot(meta: SnapshotMeta, content: SnapshotContent): Promise<void> {
     const parts: Uint8Array[] = [];
-    for await (const chunk of data) parts.push(chunk);
+    if (Array.isArray(content)) {
+      // File parts are read (copied) here: memory storage keeps every snapshot in memory.
+      for (const p of content) parts.push('bytes' in p ? p.bytes : await readFilePrefix(p.file, p.length));
+    } else {
+      for await (const chunk of content) parts.push(chunk);
+    }
     const bytes = new Uint8Array(Buffer.concat(parts));
     return this.enqueueOther(() => {
       if (meta.index <= this.d.snapshot.meta.index) return; // an older snapshot than the one held
