@@ -16,7 +16,7 @@
  *  7. restart-to-ready with the history: kill -9 + restart a follower, the leader, then all three
  *
  * Environment: BENCH_EVENTS (1000000), BENCH_DURATION_S (10), BENCH_FILL_CONNECTIONS (4),
- * BENCH_CPU_PROF=1, BENCH_KEEP_DATA=1, and node tunables passed through (TICK_MS, SNAPSHOT_EVERY_ENTRIES…).
+ * BENCH_CPU_PROF=1, BENCH_KEEP_DATA=1, BENCH_ONLY (phases, e.g. `batch` or `singles,batch`), and node tunables passed through (TICK_MS, SNAPSHOT_EVERY_ENTRIES…).
  */
 import * as os from 'node:os';
 import { BenchCluster, BenchNode } from './support/cluster';
@@ -35,7 +35,7 @@ const concurrencies = [1, 32, 256];
 const eventBytes = 200;
 const streams = 1000;
 const batchEvents = 100;
-const batchConnections = 32;
+const batchConnections = envInt('BENCH_BATCH_CONNECTIONS', 32);
 const fillBatchEvents = 1000;
 const warmupS = 3;
 const catchUpTimeoutMs = 600_000;
@@ -45,6 +45,10 @@ const readyTimeoutMs = 300_000;
 const settleSamples = 3;
 const settlePollMs = 200;
 const settleTimeoutMs = 60_000;
+/** BENCH_ONLY=singles,batch,subscriber,history: run only these phases (history = fill, catch-up, replay, restarts). */
+const only = new Set(
+  (process.env.BENCH_ONLY ?? 'singles,batch,subscriber,history').split(',').map((s) => s.trim()),
+);
 const passThrough = [
   'TICK_MS',
   'ELECTION_TICKS',
@@ -372,7 +376,7 @@ async function main(): Promise<void> {
   const cluster = await BenchCluster.start('api', 3, nodeEnv());
   let failure: Error | null = null;
   try {
-    await restarts(cluster, res, '');
+    if (only.has('history')) await restarts(cluster, res, '');
     log(`warm-up ${warmupS} s`);
     await loadCluster(cluster, {
       connections: 32,
@@ -381,14 +385,16 @@ async function main(): Promise<void> {
       eventBytes,
       streams,
     });
-    await singleAppends(cluster, floor.ceiling, res);
-    await batchAppends(cluster, floor.ceiling, res);
+    if (only.has('singles')) await singleAppends(cluster, floor.ceiling, res);
+    if (only.has('batch')) await batchAppends(cluster, floor.ceiling, res);
     await floor.ceiling.stop();
-    await liveSubscriber(cluster, res);
-    await fill(cluster, res);
-    await catchUp(cluster, res);
-    await replay(cluster, res);
-    await restarts(cluster, res, ' (history)');
+    if (only.has('subscriber')) await liveSubscriber(cluster, res);
+    if (only.has('history')) {
+      await fill(cluster, res);
+      await catchUp(cluster, res);
+      await replay(cluster, res);
+      await restarts(cluster, res, ' (history)');
+    }
   } catch (err) {
     failure = err as Error;
     process.stderr.write(

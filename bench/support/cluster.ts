@@ -109,6 +109,8 @@ export class BenchCluster {
       fs.mkdirSync(dir, { recursive: true });
       args.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${id}-${Date.now()}.cpuprofile`);
     }
+    // BENCH_NODE_ARGS: extra node flags for every node process (e.g. --perf-basic-prof for `perf record`).
+    if (process.env.BENCH_NODE_ARGS) args.push(...process.env.BENCH_NODE_ARGS.split(' ').filter(Boolean));
     args.push(nodeMain);
     const proc = spawnTracked(id, args, n.env, path.join(this.root, `${id}.log`));
     n.proc = proc;
