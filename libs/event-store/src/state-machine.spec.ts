@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EntryType } from '../../consensus/src/core/types';
+import { DurableStorage } from '../../consensus/src/storage/durable-storage';
 import { EventStoreStateMachine, EventStoreOptions } from './state-machine';
 import { appendEntry, ev, noopEntry, removeDir, tempDir, uuidOf } from './testing/fixtures';
 import { AppendResult } from './types';
@@ -496,6 +497,114 @@ describe('EventStoreStateMachine', () => {
       ).rejects.toThrow(/truncated/);
       expect(b.readStream('keep')!.events).toHaveLength(1);
       expect(b.appliedIndex()).toBe(1);
+    });
+
+    describe("stored by the node's storage as parts (hard links)", () => {
+      const quiet = { log: () => {}, warn: () => {}, error: () => {} };
+      const config = { voters: ['a'], outgoing: [], learners: [], addresses: {} };
+
+      function chunked(s: DurableStorage): Buffer {
+        const out: Buffer[] = [];
+        for (let offset = 0, k = 0; k < 1_000_000; k++) {
+          const c = s.snapshotChunk(offset, 1000);
+          out.push(Buffer.from(c.data));
+          offset += c.data.length;
+          if (c.done) return Buffer.concat(out);
+        }
+        throw new Error('snapshotChunk never said done');
+      }
+
+      /** A store, its Raft-side storage and the log applied to it (also persisted there). */
+      async function setup(opts: EventStoreOptions) {
+        const dir = tempDir();
+        const raftDir = tempDir();
+        dirs.push(dir, raftDir);
+        const log: ReturnType<typeof appendEntry>[] = [];
+        let sm = await open(opts, dir);
+        const storage = await DurableStorage.open(raftDir, { logger: quiet });
+        const more = async (n: number) => {
+          const added: ReturnType<typeof appendEntry>[] = [];
+          for (let i = 0; i < n; i++) {
+            const entry = appendEntry(log.length + 1, `s-${i % 4}`, [
+              ev('E', { i, pad: 'p'.repeat(i % 40) }),
+            ]);
+            log.push(entry);
+            added.push(entry);
+            sm.apply(entry);
+          }
+          await storage.persist({ entries: added });
+        };
+        const reopen = async () => {
+          await sm.close();
+          sm = await open(opts, dir);
+          for (const entry of log.slice(sm.appliedIndex())) sm.apply(entry);
+          return sm;
+        };
+        return { dir, raftDir, log, storage, more, reopen, sm: () => sm };
+      }
+
+      it('restores a fresh store after the source store appended, restarted and pruned the cut', async () => {
+        const t = await setup({ fileBytesMax: 3000, cutsKept: 1 });
+        await t.more(50);
+        const snap = await t.sm().snapshot();
+        const expectedBytes = Buffer.concat(
+          snap.parts.map((p) =>
+            'bytes' in p ? Buffer.from(p.bytes) : fs.readFileSync(p.file).subarray(0, p.length),
+          ),
+        );
+        const meta = { index: snap.index, term: 1, config };
+        await t.storage.saveSnapshot(meta, snap.parts);
+        const reference = t.sm().readAll({ limit: 4096 });
+        // The source moves on: the open file (shared with the stored snapshot) grows, a new cut prunes the
+        // old one, a restart truncates the open file to the newest cut.
+        await t.more(40);
+        await t.sm().snapshot();
+        expect(fs.existsSync(path.join(t.dir, 'cuts', String(snap.index).padStart(20, '0')))).toBe(false);
+        await t.more(10);
+        await t.reopen();
+        await t.more(5);
+        await t.storage.close();
+        const storage = await DurableStorage.open(t.raftDir, { logger: quiet });
+        expect(storage.snapshotMeta()).toEqual(meta);
+        expect(chunked(storage).equals(expectedBytes)).toBe(true);
+        const fresh = await open({ fileBytesMax: 3000 });
+        await fresh.restore(meta, storage.readSnapshot()!);
+        expect(fresh.appliedIndex()).toBe(snap.index);
+        expect(fresh.readAll({ limit: 4096 })).toEqual(reference);
+        // The restored store continues the log exactly like the source.
+        for (const entry of t.log.slice(snap.index)) fresh.apply(entry);
+        expect(fresh.readAll({ limit: 4096 })).toEqual(t.sm().readAll({ limit: 4096 }));
+        await storage.close();
+      });
+
+      it('restart from the stored snapshot: a store behind it restores from the linked parts', async () => {
+        const t = await setup({ cutsKept: 3 });
+        await t.more(20);
+        const cut1 = await t.sm().snapshot();
+        await t.more(20);
+        const cut2 = await t.sm().snapshot();
+        const meta = { index: cut2.index, term: 1, config };
+        await t.storage.saveSnapshot(meta, cut2.parts);
+        const reference = t.sm().readAll({ limit: 4096 });
+        await t.more(10);
+        await t.sm().close();
+        // The newest cut becomes unusable (replaced, not changed in place: the stored snapshot's links keep
+        // the old files). The store falls back to the older cut, whose open-file length is shorter than the
+        // stored snapshot's: it must not truncate the shared inode.
+        const cut2Dir = path.join(t.dir, 'cuts', String(cut2.index).padStart(20, '0'));
+        fs.rmSync(path.join(cut2Dir, 'state.bin'));
+        fs.writeFileSync(path.join(cut2Dir, 'state.bin'), 'garbage');
+        const behind = await open({ cutsKept: 3 }, t.dir);
+        expect(behind.appliedIndex()).toBe(cut1.index);
+        await t.storage.close();
+        const storage = await DurableStorage.open(t.raftDir, { logger: quiet });
+        // What the node does at start when its state machine is behind its latest snapshot.
+        expect(behind.appliedIndex()).toBeLessThan(storage.snapshotMeta().index);
+        await behind.restore(storage.snapshotMeta(), storage.readSnapshot()!);
+        expect(behind.appliedIndex()).toBe(cut2.index);
+        expect(behind.readAll({ limit: 4096 })).toEqual(reference);
+        await storage.close();
+      });
     });
 
     it('positions stay gapless across repeated snapshot / restart cycles, and old cuts are pruned', async () => {

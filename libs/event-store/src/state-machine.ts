@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Observable, Subject } from 'rxjs';
 import { Entry, EntryType, SnapshotMeta } from '../../consensus/src/core/types';
-import { StateMachine } from '../../consensus/src/node/ports';
+import { SnapshotPart, StateMachine } from '../../consensus/src/node/ports';
 import { DecodedCommand, decodeCommandRaw, streamIdProblem } from './command';
 import { expectationHolds } from './expected-revision';
 import { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
@@ -11,7 +11,9 @@ import { builtInProjections } from './projections/builtins';
 import { ProjectionCheckpoint, ProjectionEngine } from './projections/engine';
 import { Reader } from './reader';
 import {
-  archiveCut,
+  archiveParts,
+  crc32cOfFile,
+  CutFileInfo,
   cutDirName,
   extractArchive,
   installCutFiles,
@@ -19,9 +21,10 @@ import {
   readManifest,
   readSections,
   removeTemporaryCuts,
+  streamParts,
   writeCut,
 } from './storage/cut';
-import { EventFiles, EventFilesOptions } from './storage/event-files';
+import { EventFileInfo, EventFiles, EventFilesOptions } from './storage/event-files';
 import { IdWindow } from './storage/id-window';
 import { StoredEvent } from './storage/record';
 import { StreamIndex } from './storage/stream-index';
@@ -99,6 +102,12 @@ export class EventStoreStateMachine implements StateMachine {
   private waiters = new Set<() => void>();
   private exclusiveTail: Promise<unknown> = Promise.resolve();
   private readonly cutReaders = new Map<string, number>();
+  /**
+   * CRC-32C of each event file's first `bytes` bytes, as last computed or loaded from a cut (valid because
+   * files only grow until a restore or restart replaces them, which resets this). Lets a cut record its
+   * files' CRCs by reading only the bytes appended since the previous cut.
+   */
+  private fileCrcs = new Map<string, { bytes: number; crc32c: number }>();
 
   private constructor(dir: string, opts: EventStoreOptions) {
     this.eventsDir = path.join(dir, 'events');
@@ -143,7 +152,8 @@ export class EventStoreStateMachine implements StateMachine {
     let loaded = false;
     for (const index of cuts) {
       try {
-        sm.loadCut(path.join(sm.cutsDir, cutDirName(index)));
+        // An older cut than the latest must not truncate event files in place (see installCutFiles).
+        sm.loadCut(path.join(sm.cutsDir, cutDirName(index)), index !== cuts[0]);
         loaded = true;
         break;
       } catch (e) {
@@ -179,21 +189,33 @@ export class EventStoreStateMachine implements StateMachine {
     return this.applied;
   }
 
-  /** Takes a cut at appliedIndex (fsynced, no history copied) and streams it as an archive. */
-  snapshot(): Promise<{ index: number; data: AsyncIterable<Uint8Array> }> {
+  /**
+   * Takes a cut at appliedIndex (fsynced, no history copied) and describes its archive as parts: the node's
+   * storage hard-links the cut's files instead of copying them (`data` streams the same bytes, for callers
+   * that want a stream). The files' CRCs are computed only for bytes appended since the previous cut.
+   *
+   * The parts reference files in the cut directory, which stays until a newer cut is pruned past it or a
+   * restore replaces it; the Raft node stores the parts before it takes another snapshot or restores. The
+   * open event file is shared (one inode) by the events directory, the cut and the stored snapshot and keeps
+   * growing: only its first `bytes` are referenced, and a restart truncates it to the latest cut's length,
+   * never below what a cut or snapshot references (see installCutFiles).
+   */
+  snapshot(): Promise<{ index: number; parts: SnapshotPart[]; data: AsyncIterable<Uint8Array> }> {
     return this.exclusive(async () => {
       this.checkOpen();
       const index = this.applied;
       this.files.flush();
-      const files = this.files.describe();
+      const described = this.files.describe();
       const lastPosition = this.files.lastPosition();
       const sections = this.encodeState();
+      const files = await this.withCrcs(described);
       const cutDir = await writeCut(this.cutsDir, this.eventsDir, index, lastPosition, files, sections);
       this.pruneCuts();
+      const parts = await archiveParts(cutDir);
       this.logger?.log(
         `event store: cut at index ${index} (position ${lastPosition}, ${files.length} event files)`,
       );
-      return { index, data: this.streamCut(cutDir) };
+      return { index, parts, data: this.streamCut(cutDir, parts) };
     });
   }
 
@@ -435,20 +457,24 @@ export class EventStoreStateMachine implements StateMachine {
   private loadEmpty(): void {
     for (const n of fs.readdirSync(this.eventsDir)) fs.rmSync(path.join(this.eventsDir, n), { force: true });
     this.files = new EventFiles(this.eventsDir, this.fileOpts);
+    this.fileCrcs = new Map();
     this.streams = new StreamIndex();
     this.window.reset(0);
     this.applied = 0;
     this.projections.load([], -1);
   }
 
-  /** Makes the live state exactly the cut's (event files truncated to it, indexes and projections loaded). */
-  private loadCut(cutDir: string): void {
+  /**
+   * Makes the live state exactly the cut's (event files truncated to it, indexes and projections loaded).
+   * `older`: a cut older than the latest, whose shorter files must not be truncated in place.
+   */
+  private loadCut(cutDir: string, older = false): void {
     const manifest = readManifest(cutDir);
     const [offsetBytes, streamBytes, windowBytes, projectionBytes] = readSections(cutDir, manifest);
     const count = manifest.lastPosition + 1;
     if (offsetBytes.length !== count * 4)
       throw new Error(`cut ${cutDir}: offsets for ${offsetBytes.length / 4} positions, expected ${count}`);
-    installCutFiles(cutDir, this.eventsDir, manifest);
+    installCutFiles(cutDir, this.eventsDir, manifest, { copyToShorten: older });
     const offsets = new Uint32Array(Math.max(1024, Math.ceil(count * 1.25)));
     new Uint8Array(offsets.buffer).set(offsetBytes);
     const files = new EventFiles(this.eventsDir, this.fileOpts, manifest.files, offsets);
@@ -459,6 +485,9 @@ export class EventStoreStateMachine implements StateMachine {
       );
     }
     this.files = files;
+    this.fileCrcs = new Map();
+    for (const f of manifest.files)
+      if (f.crc32c !== undefined) this.fileCrcs.set(f.name, { bytes: f.bytes, crc32c: f.crc32c });
     this.streams = StreamIndex.decode(streamBytes);
     this.window.load(windowBytes);
     this.applied = manifest.index;
@@ -477,15 +506,37 @@ export class EventStoreStateMachine implements StateMachine {
     ];
   }
 
-  private async *streamCut(cutDir: string): AsyncGenerator<Uint8Array> {
+  /** The cut's archive as a stream (the cut is kept from pruning while it is read). */
+  private async *streamCut(cutDir: string, parts: SnapshotPart[]): AsyncGenerator<Uint8Array> {
     this.cutReaders.set(cutDir, (this.cutReaders.get(cutDir) ?? 0) + 1);
     try {
-      yield* archiveCut(cutDir);
+      yield* streamParts(parts);
     } finally {
       const n = (this.cutReaders.get(cutDir) ?? 1) - 1;
       if (n > 0) this.cutReaders.set(cutDir, n);
       else this.cutReaders.delete(cutDir);
     }
+  }
+
+  /**
+   * The files with the CRC-32C of their first `bytes`: cached for files unchanged since the last cut,
+   * extended over the appended bytes only for a grown file, computed in full only for a file never seen.
+   * Reads the events directory asynchronously (appends past `bytes` may happen meanwhile; they are not read).
+   */
+  private async withCrcs(files: EventFileInfo[]): Promise<CutFileInfo[]> {
+    const out: CutFileInfo[] = [];
+    for (const f of files) {
+      const known = this.fileCrcs.get(f.name);
+      let crc: number;
+      if (known !== undefined && known.bytes === f.bytes) crc = known.crc32c;
+      else {
+        const from = known !== undefined && known.bytes < f.bytes ? known : { bytes: 0, crc32c: 0 };
+        crc = await crc32cOfFile(path.join(this.eventsDir, f.name), from.bytes, f.bytes, from.crc32c);
+        this.fileCrcs.set(f.name, { bytes: f.bytes, crc32c: crc });
+      }
+      out.push({ ...f, crc32c: crc });
+    }
+    return out;
   }
 
   /** Keeps the newest `cutsKept` cuts and any being streamed. */

@@ -2,6 +2,7 @@ import { crc32c } from '@node-rs/crc32';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { SnapshotPart } from '../../../consensus/src/node/ports';
 import { EventFileInfo, isEventFileName } from './event-files';
 
 /**
@@ -10,14 +11,25 @@ import { EventFileInfo, isEventFileName } from './event-files';
  * checkpoints) and hard links to the event files (closed files are immutable; the open one is linked and
  * its length at the cut recorded, so later appends past that length are ignored and truncated on restart).
  * Taking a cut copies no event history.
+ *
+ * The manifest records the CRC-32C of every file's bytes up to its cut length (`crc32c`, and `stateCrc32c`
+ * for state.bin), so the snapshot archive of a cut (archiveParts) can be described without reading the
+ * history. Manifests written before these fields existed still load; their CRCs are computed when needed.
  */
 export interface CutManifest {
   format: typeof CUT_FORMAT;
   index: number;
   lastPosition: number;
-  files: EventFileInfo[];
+  files: CutFileInfo[];
   /** Byte lengths of the sections of state.bin, in order. */
   sections: number[];
+  /** CRC-32C of state.bin (absent in older cuts). */
+  stateCrc32c?: number;
+}
+
+/** An event file in a cut: `bytes` is its length at the cut, `crc32c` the CRC-32C of those bytes (absent in older cuts). */
+export interface CutFileInfo extends EventFileInfo {
+  crc32c?: number;
 }
 
 export const CUT_FORMAT = 'event-store-cut/1';
@@ -63,7 +75,7 @@ export async function writeCut(
   eventsDir: string,
   index: number,
   lastPosition: number,
-  files: EventFileInfo[],
+  files: CutFileInfo[],
   sections: Buffer[],
 ): Promise<string> {
   const final = path.join(cutsDir, cutDirName(index));
@@ -74,12 +86,15 @@ export async function writeCut(
     await fsp.link(path.join(eventsDir, f.name), path.join(tmp, f.name));
     await fsyncPath(path.join(tmp, f.name));
   }
+  let stateCrc = 0;
+  for (const section of sections) stateCrc = crc32c(section, stateCrc);
   const manifest: CutManifest = {
     format: CUT_FORMAT,
     index,
     lastPosition,
     files,
     sections: sections.map((s) => s.length),
+    stateCrc32c: stateCrc >>> 0,
   };
   await writeFileSynced(path.join(tmp, STATE), sections);
   await writeFileSynced(path.join(tmp, MANIFEST), [Buffer.from(JSON.stringify(manifest))]);
@@ -100,7 +115,11 @@ async function writeFileSynced(file: string, parts: Buffer[]): Promise<void> {
 }
 
 export function readManifest(cutDir: string): CutManifest {
-  const m = JSON.parse(fs.readFileSync(path.join(cutDir, MANIFEST), 'utf8')) as CutManifest;
+  return parseManifest(cutDir, fs.readFileSync(path.join(cutDir, MANIFEST)));
+}
+
+function parseManifest(cutDir: string, bytes: Buffer): CutManifest {
+  const m = JSON.parse(bytes.toString('utf8')) as CutManifest;
   if (m.format !== CUT_FORMAT)
     throw new Error(`cut ${cutDir}: format '${m.format}', expected '${CUT_FORMAT}'`);
   return m;
@@ -123,8 +142,21 @@ export function readSections(cutDir: string, manifest: CutManifest): Buffer[] {
 /**
  * Makes `eventsDir` hold exactly the cut's event files at the cut's lengths: same-inode files are truncated
  * (dropping data past the cut), missing or foreign ones are replaced by links to the cut's, others removed.
+ *
+ * Invariant that makes the in-place truncation safe: an event file's inode is shared by the events
+ * directory, the cuts, and the node's Raft snapshots (which hard-link the cut's files, each referencing only
+ * the first `bytes` of them). Files only grow, and every cut and snapshot was taken from a cut no newer than
+ * the latest one, so the latest cut's length of a file is ≥ every length any cut or snapshot references in
+ * it: truncating to the latest cut's length never cuts into a byte another reference needs. Loading an
+ * OLDER cut (the latest is unusable) would break that, so then `copyToShorten` gives the events directory a
+ * shortened copy instead and leaves the shared inode alone.
  */
-export function installCutFiles(cutDir: string, eventsDir: string, manifest: CutManifest): void {
+export function installCutFiles(
+  cutDir: string,
+  eventsDir: string,
+  manifest: CutManifest,
+  opts: { copyToShorten?: boolean } = {},
+): void {
   const wanted = new Map(manifest.files.map((f) => [f.name, f]));
   for (const n of fs.readdirSync(eventsDir)) {
     if (!wanted.has(n)) fs.rmSync(path.join(eventsDir, n), { force: true });
@@ -136,6 +168,13 @@ export function installCutFiles(cutDir: string, eventsDir: string, manifest: Cut
     if (srcStat.size < f.bytes)
       throw new Error(`cut ${cutDir}: ${f.name} has ${srcStat.size} bytes, manifest says ${f.bytes}`);
     const dstStat = fs.statSync(dst, { throwIfNoEntry: false });
+    if (srcStat.size > f.bytes && opts.copyToShorten) {
+      const tmp = `${dst}.shortened`;
+      fs.rmSync(tmp, { force: true });
+      copyPrefixSync(src, tmp, f.bytes);
+      fs.renameSync(tmp, dst);
+      continue;
+    }
     if (!dstStat || dstStat.ino !== srcStat.ino || dstStat.dev !== srcStat.dev) {
       fs.rmSync(dst, { force: true });
       fs.linkSync(src, dst);
@@ -144,36 +183,114 @@ export function installCutFiles(cutDir: string, eventsDir: string, manifest: Cut
   }
 }
 
+function copyPrefixSync(src: string, dst: string, bytes: number): void {
+  const inFd = fs.openSync(src, 'r');
+  try {
+    const outFd = fs.openSync(dst, 'w');
+    try {
+      const buf = Buffer.allocUnsafe(ARCHIVE_CHUNK_BYTES);
+      for (let off = 0; off < bytes;) {
+        const n = fs.readSync(inFd, buf, 0, Math.min(buf.length, bytes - off), off);
+        if (n === 0) throw new Error(`cut: ${src} ended at ${off} of ${bytes} bytes`);
+        for (let w = 0; w < n;) w += fs.writeSync(outFd, buf, w, n - w, off + w);
+        off += n;
+      }
+      fs.fsyncSync(outFd);
+    } finally {
+      fs.closeSync(outFd);
+    }
+  } finally {
+    fs.closeSync(inFd);
+  }
+}
+
+/**
+ * CRC-32C of `file`'s bytes [from, to), continuing `initial` (the CRC of the bytes before `from`). Reads
+ * asynchronously in 1 MiB chunks, so the event loop is never blocked for long.
+ */
+export async function crc32cOfFile(file: string, from: number, to: number, initial = 0): Promise<number> {
+  let crc = initial;
+  if (to <= from) return crc >>> 0;
+  const h = await fsp.open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(ARCHIVE_CHUNK_BYTES, to - from));
+    for (let off = from; off < to;) {
+      const { bytesRead } = await h.read(buf, 0, Math.min(buf.length, to - off), off);
+      if (bytesRead === 0) throw new Error(`cut: ${file} ended at ${off} of ${to} bytes`);
+      crc = crc32c(buf.subarray(0, bytesRead), crc);
+      off += bytesRead;
+    }
+  } finally {
+    await h.close();
+  }
+  return crc >>> 0;
+}
+
 // ---- archive: the cut as one byte stream (snapshot transfer) ----
 // "ESCUT001" then per file: u16 nameLen, name, f64 size, bytes, u32 crc32c(bytes); end: u16 0.
 
 const ARCHIVE_MAGIC = Buffer.from('ESCUT001', 'latin1');
 const ARCHIVE_CHUNK_BYTES = 1024 * 1024;
 
-/** Streams a cut (manifest first, then state.bin, then the event files up to their cut lengths). */
-export async function* archiveCut(cutDir: string): AsyncGenerator<Uint8Array> {
-  const manifest = readManifest(cutDir);
-  yield ARCHIVE_MAGIC;
-  const entries: { name: string; bytes: number }[] = [
-    { name: MANIFEST, bytes: fs.statSync(path.join(cutDir, MANIFEST)).size },
-    { name: STATE, bytes: manifest.sections.reduce((a, b) => a + b, 0) },
-    ...manifest.files.map((f) => ({ name: f.name, bytes: f.bytes })),
+/**
+ * The cut's archive as parts (their concatenation is the archive): the magic, then per entry the header as
+ * bytes, the file's first `size` bytes as a file part in the cut directory (with its CRC-32C), and the CRC
+ * tail as bytes; then the end marker. Entries: manifest.json, state.bin, the event files up to their cut
+ * lengths. The CRCs come from the manifest; those missing there (older cuts) are computed by reading.
+ */
+export async function archiveParts(cutDir: string): Promise<SnapshotPart[]> {
+  const manifestBytes = fs.readFileSync(path.join(cutDir, MANIFEST));
+  const manifest = parseManifest(cutDir, manifestBytes);
+  const statePath = path.join(cutDir, STATE);
+  const stateBytes = manifest.sections.reduce((a, b) => a + b, 0);
+  const entries: { name: string; bytes: number; crc: number }[] = [
+    { name: MANIFEST, bytes: manifestBytes.length, crc: crc32c(manifestBytes) >>> 0 },
+    {
+      name: STATE,
+      bytes: stateBytes,
+      crc: manifest.stateCrc32c ?? (await crc32cOfFile(statePath, 0, stateBytes)),
+    },
   ];
+  for (const f of manifest.files) {
+    const crc = f.crc32c ?? (await crc32cOfFile(path.join(cutDir, f.name), 0, f.bytes));
+    entries.push({ name: f.name, bytes: f.bytes, crc });
+  }
+  const parts: SnapshotPart[] = [{ bytes: ARCHIVE_MAGIC }];
   for (const e of entries) {
     const name = Buffer.from(e.name, 'latin1');
     const head = Buffer.allocUnsafe(2 + name.length + 8);
     head.writeUInt16LE(name.length, 0);
     name.copy(head, 2);
     head.writeDoubleLE(e.bytes, 2 + name.length);
-    yield head;
-    const h = await fsp.open(path.join(cutDir, e.name), 'r');
+    parts.push({ bytes: head });
+    parts.push({ file: path.join(cutDir, e.name), length: e.bytes, crc32c: e.crc >>> 0 });
+    const tail = Buffer.allocUnsafe(4);
+    tail.writeUInt32LE(e.crc >>> 0, 0);
+    parts.push({ bytes: tail });
+  }
+  parts.push({ bytes: Buffer.alloc(2) });
+  return parts;
+}
+
+/**
+ * Streams parts: bytes as they are, file parts read in 1 MiB chunks and checked against their CRC (a file
+ * that changed since its CRC was recorded fails the stream at its end instead of sending a bad archive).
+ */
+export async function* streamParts(parts: SnapshotPart[]): AsyncGenerator<Uint8Array> {
+  for (const p of parts) {
+    if ('bytes' in p) {
+      if (p.bytes.length > 0) yield p.bytes;
+      continue;
+    }
+    if (p.length === 0) continue;
+    const h = await fsp.open(p.file, 'r');
     let crc = 0;
     try {
-      for (let off = 0; off < e.bytes;) {
-        const buf = Buffer.allocUnsafe(Math.min(ARCHIVE_CHUNK_BYTES, e.bytes - off));
+      for (let off = 0; off < p.length;) {
+        const buf = Buffer.allocUnsafe(Math.min(ARCHIVE_CHUNK_BYTES, p.length - off));
         const { bytesRead } = await h.read(buf, 0, buf.length, off);
         if (bytesRead === 0)
-          throw new Error(`snapshot archive: ${e.name} in ${cutDir} ended at ${off} of ${e.bytes} bytes`);
+          throw new Error(`snapshot archive: ${p.file} ended at ${off} of ${p.length} bytes`);
         const chunk = buf.subarray(0, bytesRead);
         crc = crc32c(chunk, crc);
         off += bytesRead;
@@ -182,12 +299,14 @@ export async function* archiveCut(cutDir: string): AsyncGenerator<Uint8Array> {
     } finally {
       await h.close();
     }
-    const tail = Buffer.allocUnsafe(4);
-    tail.writeUInt32LE(crc >>> 0, 0);
-    yield tail;
+    if (crc >>> 0 !== p.crc32c >>> 0)
+      throw new Error(`snapshot archive: ${p.file} does not match its recorded CRC-32C (changed or damaged)`);
   }
-  const end = Buffer.alloc(2);
-  yield end;
+}
+
+/** Streams a cut as one archive: the concatenation of archiveParts (same bytes, same format). */
+export async function* archiveCut(cutDir: string): AsyncGenerator<Uint8Array> {
+  yield* streamParts(await archiveParts(cutDir));
 }
 
 /** Pulls exact byte counts out of an async chunk stream. */
