@@ -31,7 +31,7 @@ import { CeilingServer, requireWrk, runWrk, WrkResult, WrkRun, wrkProblems } fro
 const durationS = envInt('BENCH_DURATION_S', 10);
 const totalEvents = envInt('BENCH_EVENTS', 1_000_000);
 const fillConnections = envInt('BENCH_FILL_CONNECTIONS', 4);
-const concurrencies = [1, 32, 256];
+const concurrencies = (process.env.BENCH_CONCURRENCIES ?? '1,32,256').split(',').map(Number);
 const eventBytes = 200;
 const streams = 1000;
 const batchEvents = 100;

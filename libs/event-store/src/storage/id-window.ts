@@ -67,9 +67,13 @@ export class IdWindow {
     const out = Buffer.allocUnsafe(16 + n * UUID_BYTES);
     out.writeDoubleLE(this.start, 0);
     out.writeDoubleLE(this.end, 8);
-    for (let p = this.start, o = 16; p < this.end; p++, o += UUID_BYTES) {
-      const s = (p % this.capacity) * UUID_BYTES;
-      out.set(this.ring.subarray(s, s + UUID_BYTES), o);
+    // The window is at most two runs of the ring (before and after the wrap): two copies, not one per id.
+    for (let p = this.start, o = 16; p < this.end;) {
+      const slot = p % this.capacity;
+      const run = Math.min(this.end - p, this.capacity - slot);
+      out.set(this.ring.subarray(slot * UUID_BYTES, (slot + run) * UUID_BYTES), o);
+      p += run;
+      o += run * UUID_BYTES;
     }
     return out;
   }
