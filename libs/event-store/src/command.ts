@@ -122,6 +122,59 @@ function prepareEvent(
 
 const COMMAND_VERSION = 1;
 const KIND_APPEND = 1;
+/**
+ * Several append commands in one Raft entry, applied one after the other exactly as if each were its own
+ * entry: u8 version(1) u8 kind(2) u32 count, then per command u32 length + the command's bytes.
+ * The leader groups the appends that arrive in the same event-loop turn, so concurrent single-event
+ * appends share one entry's log record, checksum, replication and bookkeeping.
+ */
+const KIND_BATCH = 2;
+const BATCH_HEADER_BYTES = 2 + 4;
+
+/** Packs encoded append commands into one batch command (at least two; a single command goes alone). */
+export function encodeBatch(commands: readonly Uint8Array[]): Uint8Array {
+  if (commands.length < 2)
+    throw new Error(`encodeBatch: ${commands.length} commands, a batch holds at least 2`);
+  let size = BATCH_HEADER_BYTES;
+  for (const c of commands) size += 4 + c.length;
+  const out = Buffer.allocUnsafe(size);
+  out[0] = COMMAND_VERSION;
+  out[1] = KIND_BATCH;
+  let o = out.writeUInt32LE(commands.length, 2);
+  for (const c of commands) {
+    o = out.writeUInt32LE(c.length, o);
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+/** True when the entry is a batch command (a malformed batch is reported by splitBatch). */
+export function isBatch(bytes: Uint8Array): boolean {
+  return bytes.length >= 2 && bytes[0] === COMMAND_VERSION && bytes[1] === KIND_BATCH;
+}
+
+/** The commands of a batch, as views into `bytes`. Throws on a malformed batch. */
+export function splitBatch(bytes: Uint8Array): Buffer[] {
+  const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < BATCH_HEADER_BYTES || !isBatch(b)) throw new Error('decodeBatch: not a batch command');
+  const count = b.readUInt32LE(2);
+  // Each command takes at least 4 bytes of length: a count beyond that is corrupt (and must not allocate).
+  if (count < 2 || count > (b.length - BATCH_HEADER_BYTES) / 4)
+    throw new Error(`decodeBatch: count ${count} does not fit ${b.length} bytes`);
+  const out: Buffer[] = [];
+  let o = BATCH_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    if (o + 4 > b.length) throw new Error(`decodeBatch: truncated at command ${i}`);
+    const len = b.readUInt32LE(o);
+    o += 4;
+    if (o + len > b.length) throw new Error(`decodeBatch: command ${i} of ${len} bytes runs past the end`);
+    out.push(b.subarray(o, o + len));
+    o += len;
+  }
+  if (o !== b.length) throw new Error(`decodeBatch: ${b.length - o} trailing bytes`);
+  return out;
+}
 
 export function encodeExpected(e: ExpectedRevision): number {
   return e === 'any' ? -1 : e === 'no_stream' ? -2 : e === 'stream_exists' ? -3 : e;

@@ -5,6 +5,7 @@ export { Logger } from './logger';
 export {
   prepareAppend,
   encodeCommand,
+  encodeBatch,
   decodeCommand,
   streamIdProblem,
   expectedRevisionProblem,

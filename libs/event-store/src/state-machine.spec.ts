@@ -27,7 +27,7 @@ describe('EventStoreStateMachine', () => {
     expected: Parameters<typeof appendEntry>[3] = 'any',
   ): AppendResult {
     index = sm.appliedIndex() + 1;
-    return sm.apply(appendEntry(index, streamId, events, expected))!;
+    return sm.apply(appendEntry(index, streamId, events, expected)) as AppendResult;
   }
 
   afterEach(async () => {

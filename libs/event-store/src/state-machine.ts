@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Observable, Subject } from 'rxjs';
 import { Entry, EntryType, SnapshotMeta } from '../../consensus/src/core/types';
 import { SnapshotPart, StateMachine } from '../../consensus/src/node/ports';
-import { DecodedCommand, decodeCommandRaw, streamIdProblem } from './command';
+import { DecodedCommand, decodeCommandRaw, isBatch, splitBatch, streamIdProblem } from './command';
 import { expectationHolds } from './expected-revision';
 import { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
 import { Logger } from './logger';
@@ -172,7 +172,8 @@ export class EventStoreStateMachine implements StateMachine {
 
   // ---- StateMachine ----
 
-  apply(entry: Entry): AppendResult | undefined {
+  /** An append command's result, or one result per command for a batch command (see encodeBatch). */
+  apply(entry: Entry): AppendResult | AppendResult[] | undefined {
     this.checkOpen();
     if (entry.index <= this.applied) return undefined;
     if (entry.index !== this.applied + 1) {
@@ -180,7 +181,7 @@ export class EventStoreStateMachine implements StateMachine {
         `event store: entry ${entry.index} applied after ${this.applied}; entries must be applied in order without gaps (restore a snapshot first)`,
       );
     }
-    const result = entry.type === EntryType.Normal ? this.applyCommand(entry.data) : undefined;
+    const result = entry.type === EntryType.Normal ? this.applyEntryData(entry.data) : undefined;
     this.applied = entry.index;
     return result;
   }
@@ -318,6 +319,21 @@ export class EventStoreStateMachine implements StateMachine {
   }
 
   // ---- apply ----
+
+  private applyEntryData(bytes: Uint8Array): AppendResult | AppendResult[] {
+    if (!isBatch(bytes)) return this.applyCommand(bytes);
+    let commands: Buffer[];
+    try {
+      commands = splitBatch(bytes);
+    } catch (e) {
+      this.logger?.error(`event store: undecodable batch applied as a no-op: ${(e as Error).message}`);
+      return { ok: false, error: 'invalid_command', message: (e as Error).message };
+    }
+    // In order, each exactly as if it were its own entry (a later command sees the earlier ones' writes).
+    const results: AppendResult[] = new Array(commands.length);
+    for (let i = 0; i < commands.length; i++) results[i] = this.applyCommand(commands[i]);
+    return results;
+  }
 
   private applyCommand(bytes: Uint8Array): AppendResult {
     let cmd: DecodedCommand;

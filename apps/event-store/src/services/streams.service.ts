@@ -12,6 +12,7 @@ import {
 import { ApiError } from '../http/api-error';
 import { AppendBodyDto, ReadAllQuery, ReadStreamQuery } from '../http/dto';
 import { NodeRuntime } from '../runtime/node-runtime';
+import { AppendBatcher } from './append-batcher';
 import { NODE_RUNTIME } from './tokens';
 
 export interface AppendResponse {
@@ -26,6 +27,7 @@ export interface AppendResponse {
 @Injectable()
 export class StreamsService {
   private readonly limits: EventStoreLimits;
+  private readonly batcher: AppendBatcher;
 
   constructor(@Inject(NODE_RUNTIME) private readonly rt: NodeRuntime) {
     const c = rt.config;
@@ -35,6 +37,7 @@ export class StreamsService {
       eventsPerAppendMax: c.appendEventsMax,
       eventBytesMax: c.eventBytesMax,
     };
+    this.batcher = new AppendBatcher((command) => rt.node.propose(command));
   }
 
   async append(streamId: string, body: AppendBodyDto): Promise<AppendResponse> {
@@ -45,8 +48,7 @@ export class StreamsService {
       randomUUID,
     );
     this.rt.requireLeaderToPropose();
-    const { result } = await this.rt.node.propose(encodeCommand(command));
-    return toAppendResponse(result as AppendResult);
+    return toAppendResponse(await this.batcher.submit(encodeCommand(command)));
   }
 
   async readStream(streamId: string, q: ReadStreamQuery): Promise<StreamPage> {
