@@ -11,7 +11,7 @@ export interface AppendBatcherLimits {
 }
 
 export const APPEND_BATCH_DEFAULTS: AppendBatcherLimits = {
-  batchBytesMax: 1024 * 1024,
+  batchBytesMax: 256 * 1024,
   batchCommandsMax: 1024,
 };
 

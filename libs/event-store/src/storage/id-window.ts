@@ -8,13 +8,16 @@ const littleEndian = os.endianness() === 'LE';
  * The idempotency window: the ids of the events at the most recent `capacity` positions, i.e. positions
  * [max(0, end - capacity), end). Being defined by position only, it is identical on every node.
  * A ring of 16-byte ids (slot = position % capacity) plus an open-addressing hash table (linear probing,
- * backward-shift deletion) whose cells hold slot + 1 (0 = empty). Memory: 16 B × capacity + 4 B × table.
+ * backward-shift deletion). A cell is two words: slot + 1 (0 = empty) and the id's full hash, so probing
+ * and the shifts of a deletion never touch the ring (a cache miss per cell otherwise: evicting the oldest id
+ * on every append cost half of apply's time once the window was full). Memory: 16 B × capacity + 8 B × table.
  */
 export class IdWindow {
   private readonly ring: Uint8Array;
   /** The ring as 32-bit words (4 per id), for hashing ids already in the ring. */
   private readonly ringWords: Int32Array;
-  private readonly table: Uint32Array;
+  /** Cell k: [2k] slot + 1 (0 = empty), [2k + 1] hash of the id in that slot. */
+  private readonly cells: Uint32Array;
   private readonly mask: number;
   /** Positions [start, end) are in the window. */
   private start = 0;
@@ -28,13 +31,13 @@ export class IdWindow {
     this.ringWords = new Int32Array(this.ring.buffer, this.ring.byteOffset, capacity * (UUID_BYTES / 4));
     let size = 1;
     while (size < capacity * 2) size *= 2;
-    this.table = new Uint32Array(size);
+    this.cells = new Uint32Array(size * 2);
     this.mask = size - 1;
   }
 
   /** Starts empty at `nextPosition` (positions before it are outside the window). */
   reset(nextPosition: number): void {
-    this.table.fill(0);
+    this.cells.fill(0);
     this.start = this.end = nextPosition;
   }
 
@@ -44,18 +47,20 @@ export class IdWindow {
     if (this.end - this.start === this.capacity) this.evictOldest();
     const slot = position % this.capacity;
     this.ring.set(src.subarray(o, o + UUID_BYTES), slot * UUID_BYTES);
-    let i = this.hashSlot(slot) & this.mask;
-    while (this.table[i] !== 0) i = (i + 1) & this.mask;
-    this.table[i] = slot + 1;
+    this.insert(slot, this.hashSlot(slot));
     this.end++;
   }
 
   /** The position of the event with this id (16 bytes at `src[o]`), or -1 if not in the window. */
   find(src: Uint8Array, o: number): number {
-    let i = this.hashAt(src, o) & this.mask;
-    while (this.table[i] !== 0) {
-      const slot = this.table[i] - 1;
-      if (this.equalsAt(slot, src, o)) return this.positionOfSlot(slot);
+    const h = this.hashAt(src, o);
+    const cells = this.cells;
+    let i = h & this.mask;
+    while (cells[2 * i] !== 0) {
+      if (cells[2 * i + 1] === h) {
+        const slot = cells[2 * i] - 1;
+        if (this.equalsAt(slot, src, o)) return this.positionOfSlot(slot);
+      }
       i = (i + 1) & this.mask;
     }
     return -1;
@@ -93,14 +98,18 @@ export class IdWindow {
       const run = Math.min(end - p, this.capacity - slot);
       const src = 16 + (p - start) * UUID_BYTES;
       this.ring.set(buf.subarray(src, src + run * UUID_BYTES), slot * UUID_BYTES);
-      for (let k = 0; k < run; k++) {
-        let i = this.hashSlot(slot + k) & this.mask;
-        while (this.table[i] !== 0) i = (i + 1) & this.mask;
-        this.table[i] = slot + k + 1;
-      }
+      for (let k = 0; k < run; k++) this.insert(slot + k, this.hashSlot(slot + k));
       p += run;
     }
     this.end = end;
+  }
+
+  private insert(slot: number, h: number): void {
+    const cells = this.cells;
+    let i = h & this.mask;
+    while (cells[2 * i] !== 0) i = (i + 1) & this.mask;
+    cells[2 * i] = slot + 1;
+    cells[2 * i + 1] = h;
   }
 
   private positionOfSlot(slot: number): number {
@@ -110,9 +119,11 @@ export class IdWindow {
 
   private evictOldest(): void {
     const slot = this.start % this.capacity;
+    const cells = this.cells;
+    // The oldest slot's id is read from the ring in position order (sequential, cache friendly).
     let i = this.hashSlot(slot) & this.mask;
-    while (this.table[i] !== slot + 1) {
-      if (this.table[i] === 0)
+    while (cells[2 * i] !== slot + 1) {
+      if (cells[2 * i] === 0)
         throw new Error(`IdWindow: id of position ${this.start} missing from the table`);
       i = (i + 1) & this.mask;
     }
@@ -120,16 +131,17 @@ export class IdWindow {
     let j = i;
     while (true) {
       j = (j + 1) & this.mask;
-      const cell = this.table[j];
+      const cell = cells[2 * j];
       if (cell === 0) break;
-      const home = this.hashSlot(cell - 1) & this.mask;
+      const home = cells[2 * j + 1] & this.mask;
       const movable = i <= j ? home <= i || home > j : home <= i && home > j;
       if (movable) {
-        this.table[i] = cell;
+        cells[2 * i] = cell;
+        cells[2 * i + 1] = cells[2 * j + 1];
         i = j;
       }
     }
-    this.table[i] = 0;
+    cells[2 * i] = 0;
     this.start++;
   }
 
