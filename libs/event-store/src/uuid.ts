@@ -1,18 +1,49 @@
 import { randomUUID } from 'node:crypto';
 
-const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-
 export const UUID_BYTES = 16;
 
-export function isUuid(s: unknown): s is string {
-  return typeof s === 'string' && UUID_RE.test(s);
+/** Value of an ASCII hex digit, -1 for anything else (indexed by char code < 128). */
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let c = 0; c < 10; c++) HEX_VALUE[48 + c] = c;
+for (let c = 0; c < 6; c++) HEX_VALUE[97 + c] = HEX_VALUE[65 + c] = 10 + c;
+
+function hexValue(s: string, i: number): number {
+  const c = s.charCodeAt(i);
+  return c < 128 ? HEX_VALUE[c] : -1;
 }
 
-/** Writes the 16 bytes of a (validated) UUID string into `out` at `offset`. */
+/** 8-4-4-4-12 hex digits (either case) with dashes: the dash positions. */
+function isDashAt(i: number): boolean {
+  return i === 8 || i === 13 || i === 18 || i === 23;
+}
+
+// Hand-rolled rather than a regular expression: checked and converted for every event of every append.
+export function isUuid(s: unknown): s is string {
+  if (typeof s !== 'string' || s.length !== 36) return false;
+  for (let i = 0; i < 36; i++) {
+    if (isDashAt(i)) {
+      if (s.charCodeAt(i) !== 45) return false;
+    } else if (hexValue(s, i) < 0) return false;
+  }
+  return true;
+}
+
+/** Writes the 16 bytes of a UUID string into `out` at `offset`; throws if it is not a UUID. */
 export function writeUuid(id: string, out: Uint8Array, offset: number): void {
-  const hex = id.slice(0, 8) + id.slice(9, 13) + id.slice(14, 18) + id.slice(19, 23) + id.slice(24, 36);
-  const n = Buffer.from(out.buffer, out.byteOffset, out.byteLength).write(hex, offset, UUID_BYTES, 'hex');
-  if (n !== UUID_BYTES) throw new Error(`writeUuid: '${id}' is not a UUID`);
+  if (id.length !== 36) throw new Error(`writeUuid: '${id}' is not a UUID`);
+  let o = offset;
+  for (let i = 0; i < 36;) {
+    if (isDashAt(i)) {
+      if (id.charCodeAt(i) !== 45) throw new Error(`writeUuid: '${id}' is not a UUID`);
+      i++;
+      continue;
+    }
+    const hi = hexValue(id, i);
+    const lo = hexValue(id, i + 1);
+    if (hi < 0 || lo < 0 || isDashAt(i + 1)) throw new Error(`writeUuid: '${id}' is not a UUID`);
+    out[o++] = (hi << 4) | lo;
+    i += 2;
+  }
 }
 
 const HEX = '0123456789abcdef';
