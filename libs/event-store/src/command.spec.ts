@@ -124,6 +124,30 @@ describe('command encoding', () => {
     }
   });
 
+  it('decodes every event type exactly, also types that share length and first and last bytes (the name cache)', () => {
+    const types = [
+      'AxxxZ',
+      'AyyyZ',
+      'AxxxZ',
+      'Ab',
+      'Ab\u00e9',
+      'A\u00e9b',
+      'ÄxxxZ',
+      'AyyyZ',
+      'x'.repeat(100),
+      'x'.repeat(99) + 'y',
+    ];
+    for (let round = 0; round < 3; round++) {
+      const cmd = prepareAppend(
+        { streamId: 's', events: types.map((type) => ({ type, data: { round } })) },
+        DEFAULT_LIMITS,
+        new Date(),
+        newEventId,
+      );
+      expect(decodeCommand(encodeCommand(cmd)).events.map((e) => e.type)).toEqual(types);
+    }
+  });
+
   it('rejects truncated or foreign bytes', () => {
     const bytes = encodeCommand(prepare({}));
     expect(() => decodeCommand(bytes.subarray(0, bytes.length - 1))).toThrow(/truncated/);

@@ -265,6 +265,40 @@ export function decodeCommand(bytes: Uint8Array): AppendCommand {
   };
 }
 
+/**
+ * Event type names decoded from entries, reused while the same bytes recur: an append's events and the
+ * next appends mostly repeat a handful of types, so apply gets the same string objects (no decoding, and
+ * their hashes are already computed for the projections' maps).
+ */
+class TypeNameCache {
+  private readonly names: string[] = new Array(TYPE_CACHE_SLOTS).fill('');
+  private readonly bytes: Buffer[] = new Array(TYPE_CACHE_SLOTS).fill(Buffer.alloc(0));
+
+  decode(b: Buffer, o: number, len: number): string {
+    if (len > TYPE_CACHE_BYTES_MAX) return b.toString('utf8', o, o + len);
+    // Slot by length and the first and last bytes: cheap, and distinct types rarely collide.
+    const slot = (len * 31 + (len > 0 ? b[o] * 7 + b[o + len - 1] : 0)) & (TYPE_CACHE_SLOTS - 1);
+    const cached = this.bytes[slot];
+    if (cached.length === len) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (cached[i] !== b[o + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this.names[slot];
+    }
+    const name = b.toString('utf8', o, o + len);
+    this.bytes[slot] = Buffer.from(b.subarray(o, o + len));
+    this.names[slot] = name;
+    return name;
+  }
+}
+const TYPE_CACHE_SLOTS = 64;
+const TYPE_CACHE_BYTES_MAX = 64;
+const typeNames = new TypeNameCache();
+
 export function decodeCommandRaw(bytes: Uint8Array): DecodedCommand {
   const b = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const need = (o: number, n: number) => {
@@ -298,7 +332,7 @@ export function decodeCommandRaw(bytes: Uint8Array): DecodedCommand {
     const typeLen = b.readUInt16LE(o);
     o += 2;
     need(o, typeLen + 4);
-    const type = b.toString('utf8', o, o + typeLen);
+    const type = typeNames.decode(b, o, typeLen);
     o += typeLen;
     const dataLen = b.readUInt32LE(o);
     o += 4;

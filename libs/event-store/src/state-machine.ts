@@ -433,6 +433,7 @@ export class EventStoreStateMachine implements StateMachine {
     const stream = this.streams.getOrCreate(cmd.streamId);
     const firstRevision = stream.count;
     const feed = this.projections.hasRunning();
+    const known = { position: 0, revision: 0, timestamp: cmd.timestamp, streamId: cmd.streamId, type: '' };
     const b = cmd.bytes;
     for (let i = 0; i < cmd.events.length; i++) {
       const e = cmd.events[i];
@@ -449,9 +450,12 @@ export class EventStoreStateMachine implements StateMachine {
         e.tailEnd,
       );
       this.window.add(position, b, e.idAt);
-      // Projections see the record just written (no re-read, no re-decode of its strings).
+      // Projections see the record just written (no re-read, no re-decode of its strings). StoredEvent
+      // copies `known`'s fields, so one object serves the whole command.
       if (feed) {
-        const known = { position, revision, timestamp: cmd.timestamp, streamId: cmd.streamId, type: e.type };
+        known.position = position;
+        known.revision = revision;
+        known.type = e.type;
         this.projections.feed(new StoredEvent(record, 0, known));
       }
     }

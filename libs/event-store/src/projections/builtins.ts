@@ -3,9 +3,16 @@ import { defineProjection, ProjectionDefinition } from './define';
 
 /** API.md: the category of a stream is the part before its first '-'; a stream without '-' is its own category. */
 export function categoryOf(streamId: string): string {
+  // Consecutive events mostly share a stream (an append's events all do): reuse the last answer, which
+  // also keeps handing out the same string (its hash computed once for the Map lookups).
+  if (streamId === lastCategory.streamId) return lastCategory.category;
   const dash = streamId.indexOf('-');
-  return dash < 0 ? streamId : streamId.slice(0, dash);
+  const category = dash < 0 ? streamId : streamId.slice(0, dash);
+  lastCategory.streamId = streamId;
+  lastCategory.category = category;
+  return category;
 }
+const lastCategory = { streamId: '', category: '' };
 
 export interface StreamSummary {
   lastRevision: number;

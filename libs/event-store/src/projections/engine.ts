@@ -205,8 +205,12 @@ export class ProjectionEngine {
         if (rt.partitions) {
           const key = def.partitionBy!(e);
           if (key !== null) {
-            const cur = rt.partitions.has(key) ? rt.partitions.get(key) : def.initial();
-            rt.partitions.set(key, def.handle(cur, e));
+            // One lookup in the common case; the map is written only when the state is new or replaced.
+            let cur = rt.partitions.get(key);
+            const known = cur !== undefined || rt.partitions.has(key);
+            if (!known) cur = def.initial();
+            const next = def.handle(cur, e);
+            if (!known || next !== cur) rt.partitions.set(key, next);
           }
         } else {
           rt.state = def.handle(rt.state, e);
