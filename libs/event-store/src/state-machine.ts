@@ -439,7 +439,7 @@ export class EventStoreStateMachine implements StateMachine {
       const e = cmd.events[i];
       const position = firstPosition + i;
       const revision = stream.push(position);
-      const record = this.files.appendParts(
+      const recordAt = this.files.appendParts(
         position,
         revision,
         b,
@@ -456,7 +456,7 @@ export class EventStoreStateMachine implements StateMachine {
         known.position = position;
         known.revision = revision;
         known.type = e.type;
-        this.projections.feed(new StoredEvent(record, 0, known));
+        this.projections.feed(new StoredEvent(this.files.lastRecordBuffer, recordAt, known));
       }
     }
     const lastPosition = firstPosition + cmd.events.length - 1;

@@ -35,7 +35,7 @@ describe('EventFiles.appendParts', () => {
     const byParts = open();
     const byFields = open();
     raw.events.forEach((e, i) => {
-      const rec = byParts.appendParts(
+      const at = byParts.appendParts(
         i,
         10 + i,
         raw.bytes,
@@ -55,6 +55,7 @@ describe('EventFiles.appendParts', () => {
         data: cmd.events[i].data,
         metadata: cmd.events[i].metadata,
       });
+      const rec = byParts.lastRecordBuffer.subarray(at, at + byParts.recordBytes(i));
       const known = new StoredEvent(rec, 0, {
         position: i,
         revision: 10 + i,

@@ -62,6 +62,8 @@ export class EventFiles {
   /** Bytes of the last file already written to the OS. */
   private flushedBytes = 0;
   private readonly recent: RecentRecords;
+  /** The buffer that holds the record appendParts wrote last (at the offset it returned). */
+  lastRecordBuffer: Buffer = Buffer.alloc(0);
 
   /** `dir` must hold exactly the files in `files` (each truncated to its `bytes`); `offsets` covers 0..lastPosition. */
   constructor(
@@ -114,7 +116,7 @@ export class EventFiles {
     const end = encodeRecord(f, this.tail, this.tailLen);
     if (end - this.tailLen !== size)
       throw new Error(`event files: record of ${end - this.tailLen} bytes, computed ${size}`);
-    this.recent.add(f.position, this.tail.subarray(this.tailLen, end));
+    this.recent.add(f.position, this.tail, this.tailLen, size);
     this.tailLen = end;
     this.setOffset(f.position, file.bytes);
     file.bytes += size;
@@ -126,8 +128,8 @@ export class EventFiles {
   /**
    * Appends a record assembled from byte ranges of `src` (apply passes the command entry): the 16 id bytes
    * at `idAt`, then `head` (u8 tsLen ts u16 streamLen stream) and `tail` (u16 typeLen type u32 dataLen data
-   * u32 metaLen metadata), which are laid out exactly as in a record. Returns the record (a view that stays
-   * valid: the tail buffer is never reused).
+   * u32 metaLen metadata), which are laid out exactly as in a record. Returns the record's start in
+   * `lastRecordBuffer` (both stay valid: the tail buffer is never reused), so no view is allocated per event.
    */
   appendParts(
     position: number,
@@ -138,7 +140,7 @@ export class EventFiles {
     headLen: number,
     tailAt: number,
     tailEnd: number,
-  ): Buffer {
+  ): number {
     if (position !== this.lastPos + 1)
       throw new Error(`event files: append at position ${position}, expected ${this.lastPos + 1}`);
     const size = RECORD_HEADER_BYTES + headLen + (tailEnd - tailAt);
@@ -160,15 +162,15 @@ export class EventFiles {
     if (tailLen <= COPY_LOOP_BYTES_MAX)
       copySmall(src, tailAt, out, start + RECORD_HEADER_BYTES + headLen, tailLen);
     else src.copy(out, start + RECORD_HEADER_BYTES + headLen, tailAt, tailEnd);
-    const record = out.subarray(start, start + size);
-    this.recent.add(position, record);
+    this.recent.add(position, out, start, size);
+    this.lastRecordBuffer = out;
     this.tailLen = start + size;
     this.setOffset(position, file.bytes);
     file.bytes += size;
     file.count++;
     this.lastPos = position;
     if (this.tailLen >= this.opts.writeBufferBytesMax) this.flush();
-    return record;
+    return start;
   }
 
   /** Writes buffered bytes to the OS (no fsync). */
@@ -216,8 +218,8 @@ export class EventFiles {
 
   read(position: number): StoredEvent {
     this.checkPosition(position);
-    const cached = this.recent.get(position);
-    if (cached) return new StoredEvent(cached, 0);
+    const cached = this.recent.bufferOf(position);
+    if (cached) return new StoredEvent(cached, this.recent.startOf(position));
     const file = this.fileOf(position);
     const start = this.offsets[position];
     const end = position + 1 < file.start + file.count ? this.offsets[position + 1] : file.bytes;
@@ -234,9 +236,9 @@ export class EventFiles {
     this.checkPosition(to);
     let p = from;
     while (p <= to) {
-      const cached = this.recent.get(p);
+      const cached = this.recent.bufferOf(p);
       if (cached) {
-        if (!visit(new StoredEvent(cached, 0))) return p;
+        if (!visit(new StoredEvent(cached, this.recent.startOf(p)))) return p;
         p++;
         continue;
       }
