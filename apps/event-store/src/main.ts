@@ -1,3 +1,4 @@
+import './gc-tuning';
 import 'reflect-metadata';
 import { ConsoleLogger, LogLevel } from '@nestjs/common';
 import { AppConfig, ConfigError, loadConfig } from './config';
