@@ -76,7 +76,7 @@ export async function writeCut(
   index: number,
   lastPosition: number,
   files: CutFileInfo[],
-  sections: Buffer[],
+  sections: (Buffer | Buffer[])[],
 ): Promise<string> {
   const final = path.join(cutsDir, cutDirName(index));
   if (fs.existsSync(final)) return final;
@@ -86,22 +86,35 @@ export async function writeCut(
     await fsp.link(path.join(eventsDir, f.name), path.join(tmp, f.name));
     await fsyncPath(path.join(tmp, f.name));
   }
-  let stateCrc = 0;
-  for (const section of sections) stateCrc = crc32c(section, stateCrc);
+  const parts = sections.flatMap((s) => (Array.isArray(s) ? s : [s]));
+  const stateCrc = await crc32cYielding(parts);
   const manifest: CutManifest = {
     format: CUT_FORMAT,
     index,
     lastPosition,
     files,
-    sections: sections.map((s) => s.length),
+    sections: sections.map((s) => (Array.isArray(s) ? s.reduce((a, b) => a + b.length, 0) : s.length)),
     stateCrc32c: stateCrc >>> 0,
   };
-  await writeFileSynced(path.join(tmp, STATE), sections);
+  await writeFileSynced(path.join(tmp, STATE), parts);
   await writeFileSynced(path.join(tmp, MANIFEST), [Buffer.from(JSON.stringify(manifest))]);
   await fsyncPath(tmp);
   await fsp.rename(tmp, final);
   await fsyncPath(cutsDir);
   return final;
+}
+
+/** CRC-32C over the parts in slices of a few MiB, yielding to the event loop between slices. */
+async function crc32cYielding(parts: Buffer[]): Promise<number> {
+  const slice = 4 * 1024 * 1024;
+  let crc = 0;
+  for (const p of parts) {
+    for (let o = 0; o < p.length; o += slice) {
+      crc = crc32c(p.subarray(o, Math.min(p.length, o + slice)), crc);
+      if (p.length > slice) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+  return crc;
 }
 
 async function writeFileSynced(file: string, parts: Buffer[]): Promise<void> {

@@ -56,19 +56,79 @@ export class StreamIndex {
 
   /** Binary form: u32 streams, then per stream u16 idLen, id(latin1), u32 count, f64 × count. */
   encode(): Buffer {
-    let size = 4;
-    for (const [id, s] of this.streams) size += 2 + id.length + 4 + 8 * s.count;
+    return Buffer.concat(this.encodeChunks(Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY));
+  }
+
+  /**
+   * encode() of the index as it was when `lastPosition` was the last position, in chunks of about
+   * `chunkBytes`, without blocking the event loop: yields between chunks while appends go on. Consistent
+   * because positions only grow: a stream's count at the cut is its number of positions ≤ lastPosition
+   * (a prefix of its array that later appends never change; a grown array keeps the prefix), and streams
+   * created later (first position > lastPosition) are left out. The first chunk is the stream count.
+   */
+  async encodeAt(lastPosition: number, chunkBytes = 1 << 20): Promise<Buffer[]> {
+    const chunks: Buffer[] = [];
+    const it = this.streams[Symbol.iterator]();
+    let streams = 0;
+    for (;;) {
+      const { chunk, count, done } = this.encodeSome(it, lastPosition, chunkBytes);
+      if (chunk.length > 0) chunks.push(chunk);
+      streams += count;
+      if (done) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32LE(streams, 0);
+    return [head, ...chunks];
+  }
+
+  /** Synchronous encodeAt (tests and small indexes). */
+  private encodeChunks(lastPosition: number, chunkBytes: number): Buffer[] {
+    const chunks: Buffer[] = [];
+    const it = this.streams[Symbol.iterator]();
+    let streams = 0;
+    for (;;) {
+      const { chunk, count, done } = this.encodeSome(it, lastPosition, chunkBytes);
+      chunks.push(chunk);
+      streams += count;
+      if (done) break;
+    }
+    const head = Buffer.allocUnsafe(4);
+    head.writeUInt32LE(streams, 0);
+    return [head, ...chunks];
+  }
+
+  /** Encodes streams from `it` until about `chunkBytes` are written or the streams run out. */
+  private encodeSome(
+    it: Iterator<[string, StreamPositions]>,
+    lastPosition: number,
+    chunkBytes: number,
+  ): { chunk: Buffer; count: number; done: boolean } {
+    const picked: [string, Float64Array, number][] = [];
+    let size = 0;
+    let done = false;
+    while (size < chunkBytes) {
+      const r = it.next();
+      if (r.done) {
+        done = true;
+        break;
+      }
+      const [id, s] = r.value;
+      const n = countUpTo(s, lastPosition);
+      if (n === 0) continue;
+      picked.push([id, s.positions, n]);
+      size += 2 + id.length + 4 + 8 * n;
+    }
     const out = Buffer.allocUnsafe(size);
-    let o = out.writeUInt32LE(this.streams.size, 0);
-    for (const [id, s] of this.streams) {
+    let o = 0;
+    for (const [id, positions, n] of picked) {
       o = out.writeUInt16LE(id.length, o);
       o += out.write(id, o, 'latin1');
-      o = out.writeUInt32LE(s.count, o);
-      const bytes = Buffer.from(s.positions.buffer, s.positions.byteOffset, s.count * 8);
-      o += bytes.copy(out, o);
+      o = out.writeUInt32LE(n, o);
+      o += Buffer.from(positions.buffer, positions.byteOffset, n * 8).copy(out, o);
     }
     if (o !== size) throw new Error(`StreamIndex.encode: wrote ${o} bytes, computed ${size}`);
-    return out;
+    return { chunk: out, count: picked.length, done };
   }
 
   static decode(buf: Buffer): StreamIndex {
@@ -90,4 +150,18 @@ export class StreamIndex {
     if (o !== buf.length) throw new Error(`StreamIndex.decode: ${buf.length - o} trailing bytes`);
     return index;
   }
+}
+
+/** How many of the stream's positions are ≤ lastPosition (positions ascend). */
+function countUpTo(s: StreamPositions, lastPosition: number): number {
+  const p = s.positions;
+  if (s.count === 0 || p[s.count - 1] <= lastPosition) return s.count;
+  let lo = 0;
+  let hi = s.count; // first index with p[i] > lastPosition lies in [lo, hi]
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (p[mid] <= lastPosition) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
