@@ -489,6 +489,8 @@ describe('operations', () => {
       'raft_applied_index',
       'raft_persist_seconds',
       'http_requests_total',
+      'eventstore_append_entries_total',
+      'eventstore_append_commands_total',
     ])
       expect(metrics.text).toContain(name);
     expect((await request('GET', `${n.url}/docs`)).status).toBe(200);

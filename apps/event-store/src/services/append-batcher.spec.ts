@@ -48,6 +48,7 @@ describe('AppendBatcher', () => {
       b.submit(command('a')),
     ]);
     expect(proposed).toHaveLength(1);
+    expect(b.stats).toEqual({ entries: 1, commands: 3 });
     expect(
       results.map((r) => (r.ok ? [r.streamId, r.firstPosition, r.lastPosition, r.lastRevision] : r)),
     ).toEqual([

@@ -30,6 +30,8 @@ interface Waiting {
  * entries proposed in the same turn would see anyway. A lone command is proposed as it is.
  */
 export class AppendBatcher {
+  /** Raft entries proposed and the append commands they carried (commands / entries = the batching). */
+  readonly stats = { entries: 0, commands: 0 };
   private queue: Waiting[] = [];
   private queuedBytes = 0;
   private scheduled = false;
@@ -67,6 +69,8 @@ export class AppendBatcher {
     if (batch.length === 0) return;
     this.queue = [];
     this.queuedBytes = 0;
+    this.stats.entries++;
+    this.stats.commands += batch.length;
     if (batch.length === 1) {
       const w = batch[0];
       this.propose(w.bytes).then((r) => w.resolve(r.result as AppendResult), w.reject);

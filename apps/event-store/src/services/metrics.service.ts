@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge } from 'prom-client';
 import { NodeRuntime } from '../runtime/node-runtime';
+import { StreamsService } from './streams.service';
 import { NODE_RUNTIME } from './tokens';
 
 /** GET /metrics: the node's Raft metrics (registered by the node), event-store gauges, HTTP request counts. */
@@ -8,7 +9,10 @@ import { NODE_RUNTIME } from './tokens';
 export class MetricsService {
   private readonly requests: Counter<'method' | 'route' | 'status'>;
 
-  constructor(@Inject(NODE_RUNTIME) private readonly rt: NodeRuntime) {
+  constructor(
+    @Inject(NODE_RUNTIME) private readonly rt: NodeRuntime,
+    streams: StreamsService,
+  ) {
     const registers = [rt.registry];
     collectDefaultMetrics({ register: rt.registry });
     this.requests = new Counter({
@@ -24,6 +28,26 @@ export class MetricsService {
       registers,
       collect() {
         this.set(store.lastPosition());
+      },
+    });
+    // Counted in plain numbers by the batcher, copied in when scraped.
+    const batching = streams.batcher.stats;
+    new Counter({
+      name: 'eventstore_append_entries_total',
+      help: 'Raft entries proposed for appends (each carries one or more append commands)',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(batching.entries);
+      },
+    });
+    new Counter({
+      name: 'eventstore_append_commands_total',
+      help: 'Append commands proposed; divided by eventstore_append_entries_total: appends per Raft entry',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(batching.commands);
       },
     });
     new Gauge({

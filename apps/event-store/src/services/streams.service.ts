@@ -27,7 +27,7 @@ export interface AppendResponse {
 @Injectable()
 export class StreamsService {
   private readonly limits: EventStoreLimits;
-  private readonly batcher: AppendBatcher;
+  readonly batcher: AppendBatcher;
 
   constructor(@Inject(NODE_RUNTIME) private readonly rt: NodeRuntime) {
     const c = rt.config;
