@@ -86,6 +86,15 @@ describe('AppendBatcher', () => {
     for (const p of all) await expect(p).rejects.toBe(err);
   });
 
+  it('turns a propose that throws synchronously into every caller's rejection', async () => {
+    const err = new Error('boom');
+    const b = new AppendBatcher(() => {
+      throw err;
+    });
+    for (const p of [b.submit(command('a')), b.submit(command('b'))]) await expect(p).rejects.toBe(err);
+    await expect(b.submit(command('c'))).rejects.toBe(err);
+  });
+
   it('gives each caller the single answer of a batch the state machine could not decode', async () => {
     const invalid: AppendResult = { ok: false, error: 'invalid_command', message: 'bad batch' };
     const b = new AppendBatcher(async () => ({ index: 1, result: invalid }));

@@ -63,6 +63,15 @@ export class AppendBatcher {
     });
   }
 
+  /** flush() runs from setImmediate: a synchronous throw must become the callers' rejection, not a crash. */
+  private proposeSafely(bytes: Uint8Array): Promise<{ index: number; result: unknown }> {
+    try {
+      return this.propose(bytes);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   /** Proposes what is queued now. */
   flush(): void {
     const batch = this.queue;
@@ -73,7 +82,7 @@ export class AppendBatcher {
     this.stats.commands += batch.length;
     if (batch.length === 1) {
       const w = batch[0];
-      this.propose(w.bytes).then((r) => w.resolve(r.result as AppendResult), w.reject);
+      this.proposeSafely(w.bytes).then((r) => w.resolve(r.result as AppendResult), w.reject);
       return;
     }
     let bytes: Uint8Array;
@@ -83,7 +92,7 @@ export class AppendBatcher {
       for (const w of batch) w.reject(e);
       return;
     }
-    this.propose(bytes).then(
+    this.proposeSafely(bytes).then(
       (r) => {
         const results = r.result;
         for (let i = 0; i < batch.length; i++) {
