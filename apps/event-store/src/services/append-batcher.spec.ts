@@ -86,7 +86,7 @@ describe('AppendBatcher', () => {
     for (const p of all) await expect(p).rejects.toBe(err);
   });
 
-  it('turns a propose that throws synchronously into every caller's rejection', async () => {
+  it('turns a propose that throws synchronously into the rejection of every caller', async () => {
     const err = new Error('boom');
     const b = new AppendBatcher(() => {
       throw err;
