@@ -40,6 +40,39 @@ describe('subscriptions', () => {
     expect((await sub.next()).done).toBe(true);
   });
 
+  it('nextBatch delivers the same sequence as next, in pages, mixed with next, through history and live', async () => {
+    await openStore();
+    for (let i = 0; i < 600; i++) append(`s-${i % 7}`);
+    const sub = sm.subscribe({ all: true }, { from: 3 });
+    const got: number[] = [];
+    let batches = 0;
+    let k = 0;
+    let appended = false;
+    while (got.length < 1200 - 3) {
+      if (!appended && got.length >= 500) {
+        appended = true;
+        for (let i = 0; i < 300; i++) append(`s-${i % 7}`, 2); // live appends before history is done
+      }
+      if (k++ % 3 === 2) {
+        const r = await sub.next();
+        got.push((r.value as EventEnvelope).position);
+      } else {
+        const b = await sub.nextBatch();
+        expect(b).not.toBeNull();
+        expect(b!.length).toBeGreaterThan(0);
+        batches++;
+        for (const e of b!) got.push(e.position);
+      }
+    }
+    expect(got).toEqual(Array.from({ length: 1200 - 3 }, (_, i) => i + 3));
+    expect(batches).toBeLessThan(got.length / 2); // pages, not one event per call
+    const waiting = sub.nextBatch();
+    append('late', 3);
+    expect((await waiting)!.map((e) => e.position)).toEqual([1200, 1201, 1202]);
+    sub.close();
+    expect(await sub.nextBatch()).toBeNull();
+  });
+
   it('with no `from` delivers only events appended after the call', async () => {
     await openStore();
     append('a', 3);

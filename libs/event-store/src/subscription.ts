@@ -3,6 +3,12 @@ import { AllPage, EventEnvelope, StreamPage, SubscribeOptions, SubscriptionTarge
 /** A live subscription: history then live, no gap, no duplicate. `close()` ends it (the iterator returns). */
 export interface EventSubscription extends AsyncIterableIterator<EventEnvelope> {
   close(): void;
+  /**
+   * The next events in order, as many as are at hand (at least one; at most one page), or null once the
+   * subscription has ended. Same sequence as next(), with one promise per page instead of per event; the
+   * two may be mixed.
+   */
+  nextBatch(): Promise<EventEnvelope[] | null>;
 }
 
 /** What a subscription needs from the store. */
@@ -67,6 +73,11 @@ export function subscribe(
       queue = run.catch(() => undefined);
       return run;
     },
+    nextBatch(): Promise<EventEnvelope[] | null> {
+      const run = queue.then(pullBatch, pullBatch);
+      queue = run.catch(() => undefined);
+      return run;
+    },
     async return(): Promise<IteratorResult<EventEnvelope>> {
       sub.close();
       return { value: undefined, done: true };
@@ -83,8 +94,21 @@ export function subscribe(
   };
 
   async function pull(): Promise<IteratorResult<EventEnvelope>> {
+    if (!(await fill())) return { value: undefined, done: true };
+    return { value: page[pageIndex++], done: false };
+  }
+
+  async function pullBatch(): Promise<EventEnvelope[] | null> {
+    if (!(await fill())) return null;
+    const out = pageIndex === 0 ? page : page.slice(pageIndex);
+    pageIndex = page.length;
+    return out;
+  }
+
+  /** Waits until the page holds an undelivered event (true) or the subscription ended (false). */
+  async function fill(): Promise<boolean> {
     while (!closed && !source.isClosed()) {
-      if (pageIndex < page.length) return { value: page[pageIndex++], done: false };
+      if (pageIndex < page.length) return true;
       const r = refill();
       if (r === 'events') continue;
       if (r === 'more') {
@@ -98,7 +122,7 @@ export function subscribe(
       });
       wakeWaiter = cancelWait = null;
     }
-    return { value: undefined, done: true };
+    return false;
   }
   return sub;
 }
