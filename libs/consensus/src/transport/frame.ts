@@ -9,7 +9,7 @@ import { CodecError, Reader, Writer, messageBytesUpperBound, readMessage, writeM
 export enum FrameKind {
   /** server → client: magic, version, nonce. */
   Hello = 1,
-  /** client → server: its node id, the id it wants to reach, lane, its nonce, the MAC. */
+  /** client → server: its node id, the id it wants to reach, lane, its nonce, its advertised address, the MAC. */
   Auth = 2,
   /** server → client: its node id and its MAC over the client's nonce. */
   Accept = 3,

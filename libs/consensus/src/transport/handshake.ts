@@ -1,19 +1,25 @@
 /**
  * Mutual authentication with the shared cluster secret, before any Raft message:
  *   server → Hello  { magic, version, serverNonce }
- *   client → Auth   { version, lane, clientNonce, clientId, expectedServerId, mac }
- *            mac = HMAC-SHA256(secret, "raft-client\0" || serverNonce || clientId)
+ *   client → Auth   { version, lane, clientNonce, clientId, expectedServerId, advertise, mac }
+ *            mac = HMAC-SHA256(secret, "raft-client\0" || serverNonce || len16 clientId || len16 advertise)
  *   server → Accept { serverId, mac = HMAC-SHA256(secret, "raft-server\0" || clientNonce || serverId) }
  *         or Refuse { reason }, then closes.
  * The direction labels keep one side's proof from being replayed as the other's (reflection).
+ * `advertise` is the client's own Raft address (host:port, as the other members know it; empty = none):
+ * the server may dial it back when it has no address for the client yet (a node that joined knowing no
+ * peer). It is inside the MAC, so only a holder of the secret can make a node dial somewhere.
  * With no secret (loopback dev) the ids are still exchanged and checked, the MACs are empty.
+ *
+ * Version 2 added `advertise` (version 1 had none, and its MAC covered only nonce and id). Both ends of
+ * a connection must speak the same version: a mismatch is refused naming both versions.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { CodecError, Reader } from './codec';
 import { FrameKind, encodeFrame } from './frame';
 
 export const handshakeMagic = 0x52414654; // "RAFT"
-export const protocolVersion = 1;
+export const protocolVersion = 2;
 export const nonceBytes = 32;
 const macBytes = 32;
 
@@ -25,6 +31,8 @@ export interface AuthRequest {
   clientNonce: Buffer;
   clientId: string;
   expectedServerId: string;
+  /** The client's advertised Raft address 'host:port', or '' when it advertises none. */
+  advertise: string;
   mac: Buffer;
 }
 
@@ -41,10 +49,33 @@ function mac(secret: string, label: string, nonce: Buffer, id: string): Buffer {
   return createHmac('sha256', secret).update(label).update(nonce).update(id, 'utf8').digest();
 }
 
-export const clientMac = (secret: string, serverNonce: Buffer, clientId: string): Buffer =>
-  mac(secret, 'raft-client\0', serverNonce, clientId);
+/** A string with its UTF-8 byte length first (u16 LE), so that (id, advertise) pairs cannot collide. */
+function lengthPrefixed(value: string): Buffer {
+  const bytes = Buffer.from(value, 'utf8');
+  if (bytes.length > 0xffff) throw new CodecError(`handshake field of ${bytes.length} bytes`);
+  const out = Buffer.allocUnsafe(2 + bytes.length);
+  out.writeUInt16LE(bytes.length, 0);
+  bytes.copy(out, 2);
+  return out;
+}
+
+/** The client's proof: binds the server's nonce, the client's id and the address it advertises. */
+export const clientMac = (secret: string, serverNonce: Buffer, clientId: string, advertise: string): Buffer =>
+  createHmac('sha256', secret)
+    .update('raft-client\0')
+    .update(serverNonce)
+    .update(lengthPrefixed(clientId))
+    .update(lengthPrefixed(advertise))
+    .digest();
 export const serverMac = (secret: string, clientNonce: Buffer, serverId: string): Buffer =>
   mac(secret, 'raft-server\0', clientNonce, serverId);
+
+function checkVersion(version: number, from: string): void {
+  if (version !== protocolVersion)
+    throw new CodecError(
+      `${from} speaks handshake protocol version ${version}, this node speaks ${protocolVersion}: run the same release on every node of the cluster`,
+    );
+}
 
 /** Constant-time check of a received MAC; a missing or short MAC is simply wrong. */
 export function macMatches(expected: Buffer, received: Buffer): boolean {
@@ -65,9 +96,7 @@ export function encodeHello(serverNonce: Buffer): Buffer {
 export function decodeHello(payload: Buffer): Buffer {
   const r = new Reader(payload, 0, payload.length);
   if (r.u32('magic') !== handshakeMagic) throw new CodecError('not a Raft peer (bad magic)');
-  const version = r.u8('version');
-  if (version !== protocolVersion)
-    throw new CodecError(`protocol version ${version}, this node speaks ${protocolVersion}`);
+  checkVersion(r.u8('version'), 'the peer');
   const nonce = fixedBytes(r, nonceBytes, 'server nonce');
   end(r);
   return nonce;
@@ -81,6 +110,7 @@ export function encodeAuth(a: AuthRequest): Buffer {
     w.offset += nonceBytes;
     w.str(a.clientId, 'client id');
     w.str(a.expectedServerId, 'expected server id');
+    w.str(a.advertise, 'advertised address');
     w.u8(a.mac.length);
     w.buf.set(a.mac, w.offset);
     w.offset += a.mac.length;
@@ -89,18 +119,17 @@ export function encodeAuth(a: AuthRequest): Buffer {
 
 export function decodeAuth(payload: Buffer): AuthRequest {
   const r = new Reader(payload, 0, payload.length);
-  const version = r.u8('version');
-  if (version !== protocolVersion)
-    throw new CodecError(`protocol version ${version}, this node speaks ${protocolVersion}`);
+  checkVersion(r.u8('version'), 'the connecting peer');
   const code = r.u8('lane');
   const lane = (Object.keys(laneCodes) as Lane[]).find((l) => laneCodes[l] === code);
   if (lane === undefined) throw new CodecError(`unknown lane ${code}`);
   const clientNonce = fixedBytes(r, nonceBytes, 'client nonce');
   const clientId = r.str('client id');
   const expectedServerId = r.str('expected server id');
+  const advertise = r.str('advertised address');
   const mac = readMac(r);
   end(r);
-  return { lane, clientNonce, clientId, expectedServerId, mac };
+  return { lane, clientNonce, clientId, expectedServerId, advertise, mac };
 }
 
 export function encodeAccept(a: AcceptReply): Buffer {

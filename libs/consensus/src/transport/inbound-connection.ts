@@ -1,5 +1,6 @@
 /**
- * The server side of one peer connection: sends Hello, checks Auth (node id, cluster secret), then
+ * The server side of one peer connection: sends Hello, checks Auth (node id, cluster secret, and with
+ * them the Raft address the peer advertises: the transport may learn it, see tcp-peer-transport.ts), then
  * decodes MESSAGES frames and hands over messages whose `from` is the authenticated node.
  * Anything wrong closes this connection with a log line naming the remote address and the reason;
  * nothing here throws into the event loop.
@@ -42,8 +43,12 @@ const refuseLingerMs = 1000;
 
 export class InboundConnection {
   readonly remote: string;
+  /** The peer's IP as this socket sees it (IPv4-mapped IPv6 as plain IPv4), or null if unknown. */
+  readonly remoteHost: string | null;
   peerId: NodeId | null = null;
   lane: Lane | null = null;
+  /** The Raft address the authenticated peer advertised in its Auth ('' = none); covered by its MAC. */
+  advertised = '';
   private phase: 'auth' | 'open' | 'closed' = 'auth';
   private readonly decoder: FrameDecoder;
   private readonly nonce = newNonce();
@@ -54,6 +59,7 @@ export class InboundConnection {
     private readonly socket: net.Socket,
   ) {
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.remoteHost = socket.remoteAddress?.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1') ?? null;
     this.decoder = new FrameDecoder(ctx.limits.handshakeFrameBytesMax);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
@@ -125,6 +131,7 @@ export class InboundConnection {
     this.clearTimer();
     this.peerId = auth.clientId;
     this.lane = auth.lane;
+    this.advertised = auth.advertise;
     this.phase = 'open';
     this.decoder.frameBytesMax = this.ctx.limits.frameBytesMax;
     const mac =
@@ -144,7 +151,7 @@ export class InboundConnection {
       return `peer ${a.clientId} wants node ${a.expectedServerId}, this is ${this.ctx.nodeId}`;
     if (this.ctx.secret === null) return null;
     if (a.mac.length === 0) return `peer ${a.clientId} sent no MAC: it has no cluster secret`;
-    if (!macMatches(clientMac(this.ctx.secret, this.nonce, a.clientId), a.mac))
+    if (!macMatches(clientMac(this.ctx.secret, this.nonce, a.clientId, a.advertise), a.mac))
       return `bad MAC from a peer claiming to be ${a.clientId}: wrong cluster secret`;
     return null;
   }

@@ -31,6 +31,8 @@ export interface LaneContext {
   logger: TransportLogger;
   throttle: LogThrottle;
   random: () => number;
+  /** This node's advertised Raft address, sent in every Auth ('' = none). */
+  advertise(): string;
   counters(peer: NodeId): PeerCounters;
 }
 
@@ -232,16 +234,18 @@ export class OutboundLane {
         for (const f of decoder.push(chunk)) {
           if (phase === 'hello' && f.kind === FrameKind.Hello) {
             const serverNonce = decodeHello(f.payload);
+            const advertise = this.ctx.advertise();
             const mac =
               this.ctx.secret === null
                 ? Buffer.alloc(0)
-                : clientMac(this.ctx.secret, serverNonce, this.ctx.nodeId);
+                : clientMac(this.ctx.secret, serverNonce, this.ctx.nodeId, advertise);
             socket.write(
               encodeAuth({
                 lane: this.lane,
                 clientNonce,
                 clientId: this.ctx.nodeId,
                 expectedServerId: this.peerId,
+                advertise,
                 mac,
               }),
             );

@@ -27,6 +27,8 @@ export interface PeerCounters {
 
 export interface PeerStats extends PeerCounters {
   address: string | null;
+  /** The address was learned from the peer's handshake, not configured (see tcp-peer-transport.ts). */
+  addressLearned: boolean;
   controlConnected: boolean;
   bulkConnected: boolean;
   queuedMessages: number;

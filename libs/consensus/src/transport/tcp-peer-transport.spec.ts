@@ -1,7 +1,15 @@
 import * as net from 'node:net';
 import { AppendRequest, Message, SnapshotRequest } from '../core/messages';
 import { FrameDecoder, FrameKind, encodeMessagesFrame, messagesFrameBound } from './frame';
-import { clientMac, decodeHello, encodeAuth, newNonce } from './handshake';
+import {
+  clientMac,
+  decodeAuth,
+  decodeHello,
+  encodeAuth,
+  encodeHello,
+  newNonce,
+  protocolVersion,
+} from './handshake';
 import { DEFAULT_TRANSPORT_LIMITS } from './limits';
 import { reconnectDelayMs } from './outbound-lane';
 import { TcpPeerTransport } from './tcp-peer-transport';
@@ -47,8 +55,17 @@ async function rawConnect(address: string): Promise<net.Socket> {
   return socket;
 }
 
-/** A hand-driven client that completes the handshake as `clientId` (with the right secret). */
-async function rawAuthenticated(address: string, clientId: string, serverId: string): Promise<net.Socket> {
+/**
+ * A hand-driven client that completes the handshake as `clientId` (with the right secret), advertising
+ * `advertise`; `macAdvertise` is what its MAC covers (a different value forges the advertised address).
+ */
+async function rawAuthenticated(
+  address: string,
+  clientId: string,
+  serverId: string,
+  advertise = '',
+  macAdvertise = advertise,
+): Promise<net.Socket> {
   const socket = await rawConnect(address);
   const decoder = new FrameDecoder(4096);
   const frames: { kind: FrameKind; payload: Buffer }[] = [];
@@ -63,11 +80,12 @@ async function rawAuthenticated(address: string, clientId: string, serverId: str
       clientNonce: newNonce(),
       clientId,
       expectedServerId: serverId,
-      mac: clientMac(secret, serverNonce, clientId),
+      advertise,
+      mac: clientMac(secret, serverNonce, clientId, macAdvertise),
     }),
   );
-  await waitFor('Accept', () => frames.length >= 2);
-  expect(frames[1].kind).toBe(FrameKind.Accept);
+  await waitFor('Accept or Refuse', () => frames.length >= 2);
+  expect(frames[1].kind).toBe(advertise === macAdvertise ? FrameKind.Accept : FrameKind.Refuse);
   return socket;
 }
 
@@ -340,6 +358,156 @@ describe('TcpPeerTransport', () => {
     });
     await expect(clash.start(() => {})).rejects.toThrow(`cannot listen on ${a.transport.listenAddress}`);
     await clash.close();
+  });
+});
+
+describe('TcpPeerTransport address learning (a node that knows no peer can answer the one that dials it)', () => {
+  const reply = (from: string, to: string): Message => ({
+    type: 'AppendResponse',
+    from,
+    to,
+    term: 3,
+    success: true,
+    matchIndex: 7,
+    conflictTerm: 0,
+    conflictIndex: 0,
+    lastLogIndex: 7,
+    seq: 1,
+  });
+
+  it('B, with no address for A, learns it from A dialing in and sends to A', async () => {
+    const a = await node('n1');
+    const b = await node('n2');
+    a.transport.setPeers({ n2: b.transport.listenAddress }); // B gets no setPeers at all
+    b.transport.send([reply('n2', 'n1')]);
+    expect(b.transport.stats().peers.n1).toMatchObject({ address: null, dropsNoRoute: 1 });
+
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('n2 receives from n1', () => b.received.length === 1);
+    expect(b.transport.stats().peers.n1).toMatchObject({
+      address: a.transport.listenAddress,
+      addressLearned: true,
+    });
+    expect(b.logger.has('learned the address of peer n1', a.transport.listenAddress)).toBe(true);
+
+    b.transport.send([reply('n2', 'n1')]);
+    await waitFor('n1 receives the reply over n2’s own connection', () => a.received.length === 1);
+    expect(a.received).toEqual([reply('n2', 'n1')]);
+    expect(b.transport.stats().peers.n1).toMatchObject({ controlConnected: true, messagesSent: 1 });
+    // A setPeers that does not name n1 (B's configuration is still empty) keeps the learned address.
+    b.transport.setPeers({});
+    expect(b.transport.stats().peers.n1).toMatchObject({ address: a.transport.listenAddress });
+  });
+
+  it('learns nothing from a handshake with the wrong secret', async () => {
+    const a = await node('n1', 'another secret');
+    const b = await node('n2');
+    a.transport.setPeers({ n2: b.transport.listenAddress });
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('n2 refuses n1', () => b.logger.has('refused connection', 'wrong cluster secret'));
+    b.transport.send([reply('n2', 'n1')]);
+    expect(b.transport.stats().peers.n1).toMatchObject({ address: null, addressLearned: false });
+    expect(b.transport.stats().peers.n1.dropsNoRoute).toBe(1);
+    expect(b.logger.has('learned the address')).toBe(false);
+    expect(a.received).toEqual([]);
+  });
+
+  it('refuses, and learns nothing from, an advertised address the MAC does not cover', async () => {
+    const b = await node('n2');
+    // The right secret, but the advertised address was swapped after the MAC was made (a tampering relay).
+    await rawAuthenticated(b.transport.listenAddress, 'n1', 'n2', '10.9.9.9:7000', '127.0.0.1:7000');
+    await waitFor('n2 refuses', () => b.logger.has('refused connection', 'wrong cluster secret'));
+    b.transport.send([reply('n2', 'n1')]);
+    expect(b.transport.stats().peers.n1.address).toBeNull();
+    // The same client with an honest MAC is accepted and teaches its address.
+    await rawAuthenticated(b.transport.listenAddress, 'n1', 'n2', '127.0.0.1:7000');
+    await waitFor('n2 learns', () => b.transport.stats().peers.n1?.address === '127.0.0.1:7000');
+  });
+
+  it('never replaces a configured address with a learned one; a configured one replaces a learned one', async () => {
+    const a = await node('n1');
+    const b = await node('n2');
+    const configured = `127.0.0.1:${await closedPort()}`;
+    b.transport.setPeers({ n1: configured });
+    a.transport.setPeers({ n2: b.transport.listenAddress });
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('n2 receives from n1', () => b.received.length === 1);
+    expect(b.transport.stats().peers.n1).toMatchObject({ address: configured, addressLearned: false });
+    expect(b.logger.has('learned the address')).toBe(false);
+
+    // Unconfigured, n1 is forgotten; a peer with no configured address (n3) is learned when it dials in...
+    b.transport.setPeers({});
+    expect(b.transport.stats().peers.n1.address).toBeNull();
+    const c = await node('n3');
+    c.transport.setPeers({ n2: b.transport.listenAddress });
+    c.transport.send([heartbeat('n3', 'n2', 1)]);
+    await waitFor('n2 learns n3', () => b.transport.stats().peers.n3?.addressLearned === true);
+    // ...and a configuration that names the peer replaces the learned address.
+    b.transport.setPeers({ n3: configured });
+    expect(b.transport.stats().peers.n3).toMatchObject({ address: configured, addressLearned: false });
+    expect(b.logger.has('peer n3 is configured at', 'replacing the address', c.transport.listenAddress)).toBe(
+      true,
+    );
+    // Configured now, it is dropped by a setPeers that does not name it (as before learning existed).
+    b.transport.setPeers({});
+    expect(b.transport.stats().peers.n3.address).toBeNull();
+  });
+
+  it('takes the connection’s source IP for a wildcard advertised host; advertises nothing when told not to', async () => {
+    const port = await closedPort();
+    const a = await node('n1', secret, { listen: `127.0.0.1:${port}`, advertise: `0.0.0.0:${port}` });
+    const b = await node('n2');
+    const c = await node('n3', secret, { advertise: null });
+    a.transport.setPeers({ n2: b.transport.listenAddress });
+    c.transport.setPeers({ n2: b.transport.listenAddress });
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    c.transport.send([heartbeat('n3', 'n2', 1)]);
+    await waitFor('n2 receives from both', () => b.received.length === 2);
+    expect(b.transport.stats().peers.n1).toMatchObject({
+      address: `127.0.0.1:${port}`,
+      addressLearned: true,
+    });
+    expect(b.transport.stats().peers.n3.address).toBeNull();
+    b.transport.send([reply('n2', 'n1')]);
+    await waitFor('n1 receives the reply', () => a.received.length === 1);
+  });
+
+  it('refuses a peer of another handshake version, naming both versions', async () => {
+    const b = await node('n2');
+    const socket = await rawConnect(b.transport.listenAddress);
+    socket.resume();
+    const auth = encodeAuth({
+      lane: 'control',
+      clientNonce: newNonce(),
+      clientId: 'n1',
+      expectedServerId: 'n2',
+      advertise: '127.0.0.1:7000',
+      mac: Buffer.alloc(32),
+    });
+    auth[5] = 1; // the version byte, first in the payload after the 5-byte frame header
+    socket.write(auth);
+    await waitFor('n2 refuses the old version', () =>
+      b.logger.has('refused connection', 'speaks handshake protocol version 1, this node speaks 2'),
+    );
+    expect(b.transport.stats().peers.n1).toBeUndefined();
+    const hello = encodeHello(newNonce());
+    hello[9] = protocolVersion + 1; // after the frame header and the u32 magic
+    expect(() => decodeHello(hello.subarray(5))).toThrow(
+      `the peer speaks handshake protocol version ${protocolVersion + 1}, this node speaks ${protocolVersion}`,
+    );
+    const ok = encodeAuth({
+      lane: 'bulk',
+      clientNonce: newNonce(),
+      clientId: 'n1',
+      expectedServerId: 'n2',
+      advertise: '[::1]:7000',
+      mac: Buffer.alloc(0),
+    });
+    expect(decodeAuth(ok.subarray(5))).toMatchObject({
+      lane: 'bulk',
+      clientId: 'n1',
+      advertise: '[::1]:7000',
+    });
   });
 });
 

@@ -16,6 +16,14 @@
  * wait behind a snapshot. Messages on different lanes may overtake each other; Raft tolerates reordering.
  * Each node connects out to its peers and receives on its listening socket: replies travel on the
  * replier's own outbound connections.
+ *
+ * Address book: the addresses given by setPeers (the cluster configuration) plus addresses learned from
+ * handshakes. A dialing node advertises its own Raft address inside the authenticated part of the
+ * handshake (handshake.ts); the accepting node records it for that peer only if it has no address for
+ * it, so that a node that knows no member yet (join mode with an empty INITIAL_CLUSTER) can answer the
+ * leader that dialed it. A configured address always wins: a learned one never replaces it, and a later
+ * setPeers that names the peer replaces the learned one. setPeers leaves learned addresses of peers it
+ * does not name in place.
  */
 import * as net from 'node:net';
 import { Message } from '../core/messages';
@@ -41,6 +49,13 @@ export interface TcpPeerTransportOptions {
   listen: string;
   /** The shared cluster secret; null only for loopback development (ids are still checked). */
   secret: string | null;
+  /**
+   * 'host:port' the other nodes reach this node at (its raftAddress in the cluster configuration), sent in
+   * the handshake so that a peer with no address for this node can dial back. Default: the listen address
+   * as bound. A wildcard host (0.0.0.0, ::) stands for "the IP the peer sees my connection come from".
+   * null: advertise nothing.
+   */
+  advertise?: string | null;
   logger?: TransportLogger;
   limits?: Partial<TransportLimits>;
   /** Randomness for reconnect jitter (tests may seed it). */
@@ -49,11 +64,19 @@ export interface TcpPeerTransportOptions {
 
 interface Peer {
   address: string;
+  /** Learned from the peer's handshake (not given by setPeers): any setPeers naming the peer replaces it. */
+  learned: boolean;
   control: OutboundLane;
   bulk: OutboundLane;
 }
 
 const logThrottleMs = 10_000;
+/** An advertised address longer than this is refused at construction (it must fit the handshake frame). */
+const advertiseBytesMax = 255;
+
+function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || /^[0:]+$/.test(host);
+}
 
 function consoleLogger(nodeId: NodeId): TransportLogger {
   const prefix = `[raft-transport ${nodeId}]`;
@@ -68,6 +91,7 @@ export class TcpPeerTransport implements PeerTransport {
   private readonly limits: TransportLimits;
   private readonly logger: TransportLogger;
   private readonly listenAt: HostPort;
+  private readonly advertiseAt: HostPort | null;
   private readonly laneCtx: LaneContext;
   private readonly throttle = new LogThrottle(logThrottleMs);
   private readonly peers = new Map<NodeId, Peer>();
@@ -95,6 +119,12 @@ export class TcpPeerTransport implements PeerTransport {
     if (opts.secret !== null && opts.secret.length === 0)
       throw new Error('TcpPeerTransport: the cluster secret is empty; pass null to run without one');
     this.listenAt = parseHostPort(opts.listen, `listen address of node ${opts.nodeId}`);
+    this.advertiseAt = null;
+    if (typeof opts.advertise === 'string') {
+      if (Buffer.byteLength(opts.advertise, 'utf8') > advertiseBytesMax)
+        throw new Error(`TcpPeerTransport: advertised address over ${advertiseBytesMax} bytes`);
+      this.advertiseAt = parseHostPort(opts.advertise, `advertised address of node ${opts.nodeId}`);
+    }
     this.logger = opts.logger ?? consoleLogger(opts.nodeId);
     this.laneCtx = {
       nodeId: opts.nodeId,
@@ -103,6 +133,7 @@ export class TcpPeerTransport implements PeerTransport {
       logger: this.logger,
       throttle: this.throttle,
       random: opts.random ?? Math.random,
+      advertise: () => this.advertised(),
       counters: (peer) => this.counters(peer),
     };
   }
@@ -111,6 +142,13 @@ export class TcpPeerTransport implements PeerTransport {
   get listenAddress(): string {
     if (!this.bound) throw new Error(`TcpPeerTransport of ${this.opts.nodeId}: not started`);
     return formatHostPort(this.bound);
+  }
+
+  /** What this node advertises in its handshakes ('' = nothing). */
+  private advertised(): string {
+    if (this.opts.advertise === null) return '';
+    if (this.advertiseAt) return formatHostPort(this.advertiseAt);
+    return this.bound ? formatHostPort(this.bound) : formatHostPort(this.listenAt);
   }
 
   async start(onMessage: (message: Message) => void): Promise<void> {
@@ -187,7 +225,7 @@ export class TcpPeerTransport implements PeerTransport {
       }
     }
     for (const [id, peer] of this.peers) {
-      if (wanted.has(id)) continue;
+      if (wanted.has(id) || peer.learned) continue;
       peer.control.close();
       peer.bulk.close();
       this.peers.delete(id);
@@ -196,17 +234,65 @@ export class TcpPeerTransport implements PeerTransport {
       const address = formatHostPort(hp);
       const peer = this.peers.get(id);
       if (!peer) {
-        this.peers.set(id, {
-          address,
-          control: new OutboundLane(this.laneCtx, id, 'control', hp),
-          bulk: new OutboundLane(this.laneCtx, id, 'bulk', hp),
-        });
-      } else if (peer.address !== address) {
-        peer.address = address;
-        peer.control.setAddress(hp);
-        peer.bulk.setAddress(hp);
+        this.addPeer(id, hp, false);
+      } else {
+        if (peer.learned && peer.address !== address)
+          this.logger.log(
+            `node ${this.opts.nodeId}: peer ${id} is configured at ${address}; replacing the address ${peer.address} learned from its handshake`,
+          );
+        peer.learned = false;
+        if (peer.address !== address) {
+          peer.address = address;
+          peer.control.setAddress(hp);
+          peer.bulk.setAddress(hp);
+        }
       }
     }
+  }
+
+  private addPeer(id: NodeId, hp: HostPort, learned: boolean): void {
+    this.peers.set(id, {
+      address: formatHostPort(hp),
+      learned,
+      control: new OutboundLane(this.laneCtx, id, 'control', hp),
+      bulk: new OutboundLane(this.laneCtx, id, 'bulk', hp),
+    });
+  }
+
+  /**
+   * Records the address an authenticated peer advertised, if this node has no configured address for it
+   * (a learned one is updated: the peer may have restarted elsewhere). See the address book above.
+   */
+  private learn(conn: InboundConnection): void {
+    const id = conn.peerId;
+    if (id === null || conn.advertised === '' || this.closing) return;
+    const peer = this.peers.get(id);
+    if (peer && !peer.learned) return;
+    let hp: HostPort;
+    try {
+      hp = parseHostPort(conn.advertised, `the address advertised by peer ${id}`);
+      if (hp.port === 0) throw new Error(`the address advertised by peer ${id} has port 0`);
+    } catch (err) {
+      if (this.throttle.allow(`bad-advertise/${id}`, Date.now()))
+        this.logger.warn(`node ${this.opts.nodeId}: not learning an address: ${(err as Error).message}`);
+      return;
+    }
+    if (isWildcardHost(hp.host)) {
+      if (conn.remoteHost === null) return;
+      hp = { host: conn.remoteHost, port: hp.port };
+    }
+    const address = formatHostPort(hp);
+    if (peer?.address === address) return;
+    if (peer) {
+      peer.address = address;
+      peer.control.setAddress(hp);
+      peer.bulk.setAddress(hp);
+    } else {
+      this.addPeer(id, hp, true);
+    }
+    this.logger.log(
+      `node ${this.opts.nodeId}: learned the address of peer ${id} from its handshake: ${address} (no configured address for it)`,
+    );
   }
 
   close(): Promise<void> {
@@ -233,6 +319,7 @@ export class TcpPeerTransport implements PeerTransport {
       peers[id] = {
         ...c,
         address: p?.address ?? null,
+        addressLearned: p?.learned ?? false,
         controlConnected: p?.control.connected ?? false,
         bulkConnected: p?.bulk.connected ?? false,
         queuedMessages: qc.messages + qb.messages,
@@ -298,6 +385,7 @@ export class TcpPeerTransport implements PeerTransport {
     const older = this.inboundByKey.get(key);
     this.inboundByKey.set(key, conn);
     if (older && older !== conn) older.destroy();
+    this.learn(conn);
   }
 
   private closed(conn: InboundConnection): void {
