@@ -11,6 +11,12 @@ export interface AppConfig {
   httpHost: string;
   httpPort: number;
   raftAddr: string;
+  /**
+   * The Raft address the others know this node by (its INITIAL_CLUSTER entry when that names it, else
+   * RAFT_ADDR). The transport advertises it in its handshakes, so a node that has no address for this one
+   * yet (a node started in join mode with an empty INITIAL_CLUSTER) can dial back.
+   */
+  raftAdvertiseAddr: string;
   /** This node's advertised REST URL (from INITIAL_CLUSTER when it names this node, else http://HTTP_ADDR). */
   httpUrl: string;
   /** The first voters; null = join mode (wait to be added by POST /cluster/members). Used only on an empty DATA_DIR. */
@@ -171,6 +177,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
   const ownHttpUrl = `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}`;
   let initialCluster: ConfigState | null;
   let httpUrl = ownHttpUrl;
+  let raftAdvertiseAddr = raw.RAFT_ADDR;
   const joinPeers: Record<string, string> = {};
   if (!initialClusterSet) {
     initialCluster = {
@@ -184,6 +191,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     if (ids.includes(raw.NODE_ID)) {
       initialCluster = { voters: ids, outgoing: [], learners: [], addresses };
       httpUrl = addresses[raw.NODE_ID].httpUrl;
+      raftAdvertiseAddr = addresses[raw.NODE_ID].raftAddress;
     } else {
       initialCluster = null; // join mode: empty, or a cluster this node is not part of yet
       for (const id of ids) joinPeers[id] = addresses[id].raftAddress;
@@ -196,6 +204,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     httpHost: http.host,
     httpPort: http.port,
     raftAddr: raw.RAFT_ADDR,
+    raftAdvertiseAddr,
     httpUrl,
     initialCluster,
     joinPeers,

@@ -87,6 +87,7 @@ export class NodeRuntime implements LeaderLocator {
       new TcpPeerTransport({
         nodeId: config.nodeId,
         listen: config.raftAddr,
+        advertise: config.raftAdvertiseAddr,
         secret: config.clusterSecret,
         logger,
         limits: { reconnectDelayMsMax: reconnectDelayMsMax(config) },
