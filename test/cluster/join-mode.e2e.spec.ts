@@ -1,6 +1,6 @@
 import { ClusterHarness, waitFor } from '../support/cluster-harness';
-import { E2EClient, Envelope, event, request } from '../support/e2e-client';
-import { convergedAll } from '../support/workload';
+import { E2EClient, Envelope, request } from '../support/e2e-client';
+import { appendMany, convergedAll, stableEnv } from '../support/workload';
 
 /**
  * Join mode with no peers listed (INITIAL_CLUSTER=""), on real processes: the new node knows no address
@@ -10,18 +10,6 @@ import { convergedAll } from '../support/workload';
  */
 
 jest.setTimeout(420_000);
-
-/** Elections a little slower than the default so CPU starvation does not make leaders flap. */
-const stableEnv = { TICK_MS: '50', ELECTION_TICKS: '20' };
-
-async function appendMany(client: E2EClient, streamId: string, count: number, batch = 10): Promise<void> {
-  for (let i = 0; i < count; i += batch) {
-    const n = Math.min(batch, count - i);
-    await client.appendOk(streamId, {
-      events: Array.from({ length: n }, (_, k) => event('Counted', { i: i + k })),
-    });
-  }
-}
 
 /** $all as one node applied it (consistency=local), asked of that node only: no retry elsewhere. */
 async function localAll(nodeUrl: string): Promise<Envelope[]> {

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { ClusterHarness, nodeMain, repoRoot, waitFor } from '../support/cluster-harness';
 import { E2EClient, event } from '../support/e2e-client';
-import { assertAckedPresent, convergedAll, WriteLoad } from '../support/workload';
+import { appendMany, assertAckedPresent, convergedAll, stableEnv, WriteLoad } from '../support/workload';
 
 /**
  * Issue 5 on real processes: elections, replication, failover, catch-up (log and snapshot), a paused
@@ -10,18 +10,6 @@ import { assertAckedPresent, convergedAll, WriteLoad } from '../support/workload
  */
 
 jest.setTimeout(300_000);
-
-/** Elections a little slower than the default so CPU starvation does not make leaders flap. */
-const stableEnv = { TICK_MS: '50', ELECTION_TICKS: '20' };
-
-async function appendMany(client: E2EClient, streamId: string, count: number, batch = 10): Promise<void> {
-  for (let i = 0; i < count; i += batch) {
-    const n = Math.min(batch, count - i);
-    await client.appendOk(streamId, {
-      events: Array.from({ length: n }, (_, k) => event('Counted', { i: i + k })),
-    });
-  }
-}
 
 describe('a 3-node cluster of real processes', () => {
   let h: ClusterHarness;

@@ -1,7 +1,7 @@
 import * as net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { ClusterHarness, waitFor } from './cluster-harness';
-import { E2EClient, Envelope, sleep } from './e2e-client';
+import { E2EClient, Envelope, event, sleep } from './e2e-client';
 
 /** An acknowledged event: the append answered 201 with these coordinates. */
 export interface Acked {
@@ -165,4 +165,22 @@ export function rawRequest(port: number, payload: Buffer | string, waitMs = 5000
     });
     socket.write(payload);
   });
+}
+
+/** Elections a little slower than the default so CPU starvation does not make leaders flap. */
+export const stableEnv = { TICK_MS: '50', ELECTION_TICKS: '20' };
+
+/** `count` events appended to one stream in requests of `batch` (each acknowledged, retried by E2EClient). */
+export async function appendMany(
+  client: E2EClient,
+  streamId: string,
+  count: number,
+  batch = 10,
+): Promise<void> {
+  for (let i = 0; i < count; i += batch) {
+    const n = Math.min(batch, count - i);
+    await client.appendOk(streamId, {
+      events: Array.from({ length: n }, (_, k) => event('Counted', { i: i + k })),
+    });
+  }
 }
