@@ -22,7 +22,7 @@ import * as os from 'node:os';
 import { BenchCluster, BenchNode } from './support/cluster';
 import { fsyncCeiling, FsyncCeiling } from './support/fsync';
 import { getJson, postJson } from './support/http';
-import { coresNote, loadCluster, LoadResult } from './support/load';
+import { coresNote, loadCluster, LoadResult, rssNote } from './support/load';
 import { benchDir, cpuSeconds, filesystemOf, sleep, waitUntil } from './support/procs';
 import { envInt, int, log, ms, pct, ratio, table } from './support/report';
 import { SseCounter } from './support/sse';
@@ -423,6 +423,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
     'target',
     'met',
     'CPU leader / followers',
+    'RSS MiB leader / followers',
     'CPU/req leader / trivial',
     'non-201 / errors',
   ];
@@ -441,6 +442,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       isTarget ? `>= ${int(target.appendsPerS)}/s, p99 <= ${target.appendP99Ms} ms` : '',
       isTarget ? met(c.okPerS >= target.appendsPerS && p99Ms <= target.appendP99Ms) : '',
       coresNote(c),
+      rssNote(c),
       cpuPerRequest(p),
       wrkProblems(c) || 'none',
     ]);
@@ -458,6 +460,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       `>= ${int(target.batchEventsPerS)}/s`,
       met(evPerS >= target.batchEventsPerS),
       coresNote(c),
+      rssNote(c),
       cpuPerRequest(res.batch),
       wrkProblems(c) || 'none',
     ]);
@@ -478,6 +481,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       '',
       '',
       coresNote(s.load),
+      rssNote(s.load),
       '',
       `${complete}; caught up ${ms(s.lagAfterLoadMs, 0)} after load`,
     ]);
@@ -494,6 +498,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       '',
       '',
       coresNote(f.load),
+      rssNote(f.load),
       '',
       wrkProblems(f.load) || 'none',
     ]);
@@ -547,6 +552,8 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
       `kill -9; spawn → /health ${ms(r.healthMs, 0)} → /ready`,
     ]);
   }
+  // Rows without a load run have no memory figure: an empty RSS cell after the CPU one.
+  for (const r of rows) if (r.length === header.length - 1) r.splice(9, 0, '');
   const out = [
     '',
     `bench (API) — 3 node processes on 127.0.0.1, fsync on, keep-alive; ${os.cpus().length} cores shared by nodes + load generator; ${new Date().toISOString()}`,
