@@ -21,6 +21,7 @@ import {
   readManifest,
   readSections,
   removeTemporaryCuts,
+  sectionBytes,
   streamParts,
   writeCut,
 } from './storage/cut';
@@ -208,15 +209,13 @@ export class EventStoreStateMachine implements StateMachine {
       this.files.flush();
       const described = this.files.describe();
       const lastPosition = this.files.lastPosition();
-      const encodeStarted = performance.now();
       const sections = await this.encodeState(lastPosition);
-      const encodeMs = performance.now() - encodeStarted;
       const files = await this.withCrcs(described);
       const cutDir = await writeCut(this.cutsDir, this.eventsDir, index, lastPosition, files, sections);
       this.pruneCuts();
       const parts = await archiveParts(cutDir);
       this.logger?.log(
-        `event store: cut at index ${index} (position ${lastPosition}, ${files.length} event files; state ${(stateBytes(sections) / 1048576).toFixed(1)} MiB encoded in ${encodeMs.toFixed(1)} ms)`,
+        `event store: cut at index ${index} (position ${lastPosition}, ${files.length} event files; state ${(sections.reduce((n, x) => n + sectionBytes(x), 0) / 1048576).toFixed(1)} MiB)`,
       );
       return { index, parts, data: this.streamCut(cutDir, parts) };
     });
@@ -616,10 +615,4 @@ function fsyncDir(dir: string): void {
   } finally {
     fs.closeSync(fd);
   }
-}
-
-function stateBytes(sections: (Buffer | Buffer[])[]): number {
-  let n = 0;
-  for (const s of sections) n += Array.isArray(s) ? s.reduce((a, b) => a + b.length, 0) : s.length;
-  return n;
 }

@@ -93,7 +93,7 @@ export async function writeCut(
     index,
     lastPosition,
     files,
-    sections: sections.map((s) => (Array.isArray(s) ? s.reduce((a, b) => a + b.length, 0) : s.length)),
+    sections: sections.map(sectionBytes),
     stateCrc32c: stateCrc >>> 0,
   };
   await writeFileSynced(path.join(tmp, STATE), parts);
@@ -102,6 +102,11 @@ export async function writeCut(
   await fsp.rename(tmp, final);
   await fsyncPath(cutsDir);
   return final;
+}
+
+/** Length of a state.bin section given as one buffer or as its chunks. */
+export function sectionBytes(s: Buffer | Buffer[]): number {
+  return Array.isArray(s) ? s.reduce((a, b) => a + b.length, 0) : s.length;
 }
 
 /** CRC-32C over the parts in slices of a few MiB, yielding to the event loop between slices. */

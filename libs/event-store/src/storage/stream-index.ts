@@ -56,7 +56,8 @@ export class StreamIndex {
 
   /** Binary form: u32 streams, then per stream u16 idLen, id(latin1), u32 count, f64 × count. */
   encode(): Buffer {
-    return Buffer.concat(this.encodeChunks(Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY));
+    const { chunk, count } = this.encodeSome(this.streams[Symbol.iterator](), Infinity, Infinity);
+    return Buffer.concat([countHead(count), chunk]);
   }
 
   /**
@@ -77,25 +78,7 @@ export class StreamIndex {
       if (done) break;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    const head = Buffer.allocUnsafe(4);
-    head.writeUInt32LE(streams, 0);
-    return [head, ...chunks];
-  }
-
-  /** Synchronous encodeAt (tests and small indexes). */
-  private encodeChunks(lastPosition: number, chunkBytes: number): Buffer[] {
-    const chunks: Buffer[] = [];
-    const it = this.streams[Symbol.iterator]();
-    let streams = 0;
-    for (;;) {
-      const { chunk, count, done } = this.encodeSome(it, lastPosition, chunkBytes);
-      chunks.push(chunk);
-      streams += count;
-      if (done) break;
-    }
-    const head = Buffer.allocUnsafe(4);
-    head.writeUInt32LE(streams, 0);
-    return [head, ...chunks];
+    return [countHead(streams), ...chunks];
   }
 
   /** Encodes streams from `it` until about `chunkBytes` are written or the streams run out. */
@@ -150,6 +133,12 @@ export class StreamIndex {
     if (o !== buf.length) throw new Error(`StreamIndex.decode: ${buf.length - o} trailing bytes`);
     return index;
   }
+}
+
+function countHead(streams: number): Buffer {
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32LE(streams, 0);
+  return head;
 }
 
 /** How many of the stream's positions are ≤ lastPosition (positions ascend). */
