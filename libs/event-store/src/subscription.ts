@@ -67,17 +67,14 @@ export function subscribe(
 
   // Calls to next() are served one at a time, in call order (a second caller must not refill the same page).
   let queue: Promise<unknown> = Promise.resolve();
+  const inTurn = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn, fn);
+    queue = run.catch(() => undefined);
+    return run;
+  };
   const sub: EventSubscription = {
-    next(): Promise<IteratorResult<EventEnvelope>> {
-      const run = queue.then(pull, pull);
-      queue = run.catch(() => undefined);
-      return run;
-    },
-    nextBatch(): Promise<EventEnvelope[] | null> {
-      const run = queue.then(pullBatch, pullBatch);
-      queue = run.catch(() => undefined);
-      return run;
-    },
+    next: () => inTurn(pull),
+    nextBatch: () => inTurn(pullBatch),
     async return(): Promise<IteratorResult<EventEnvelope>> {
       sub.close();
       return { value: undefined, done: true };

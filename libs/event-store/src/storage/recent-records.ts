@@ -58,14 +58,6 @@ export class RecentRecords {
     return this.starts[position % this.countMax];
   }
 
-  /** The record's bytes (a view), or undefined if not held. */
-  get(position: number): Buffer | undefined {
-    const b = this.bufferOf(position);
-    if (b === undefined) return undefined;
-    const slot = position % this.countMax;
-    return b.subarray(this.starts[slot], this.starts[slot] + this.lengths[slot]);
-  }
-
   private evictOldest(): void {
     const slot = this.lo % this.countMax;
     this.bytes -= this.lengths[slot];
