@@ -24,7 +24,7 @@ import { fsyncCeiling, FsyncCeiling } from './support/fsync';
 import { getJson, postJson } from './support/http';
 import { coresNote, loadCluster, LoadResult, rssNote } from './support/load';
 import { benchDir, cpuSeconds, filesystemOf, sleep, waitUntil } from './support/procs';
-import { envInt, int, log, ms, pct, ratio, table } from './support/report';
+import { envInt, int, log, ms, pct, ratio, runBench, table } from './support/report';
 import { SseCounter } from './support/sse';
 import { CeilingServer, requireWrk, runWrk, WrkResult, WrkRun, wrkProblems } from './support/wrk';
 
@@ -570,10 +570,4 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
   process.stdout.write(out.join('\n') + '\n');
 }
 
-main()
-  .then(() => sleep(10))
-  .then(() => process.exit(0))
-  .catch((err: Error) => {
-    process.stderr.write(`bench failed: ${err.message}\n`);
-    process.exit(1);
-  });
+runBench('bench', main);

@@ -12,6 +12,7 @@ import { Entry, EntryType } from '../libs/consensus/src/core/types';
 import { DurableStorage } from '../libs/consensus/src/storage';
 import { syncsInFlightMaxDefault } from '../libs/consensus/src/storage/limits';
 import { recordHeaderBytes } from '../libs/consensus/src/storage/record';
+import { runBench } from './support/report';
 
 const entryPayloadBytes = 200;
 const recordBytesEach = recordHeaderBytes + entryPayloadBytes;
@@ -297,7 +298,4 @@ async function main(): Promise<void> {
   fs.rmSync(root, { recursive: true, force: true });
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench('bench:log', main);

@@ -22,8 +22,8 @@ import * as os from 'node:os';
 import { BenchCluster, BenchNode } from './support/cluster';
 import { fsyncCeiling } from './support/fsync';
 import { coresNote, loadCluster, LoadResult } from './support/load';
-import { benchDir, filesystemOf, sleep } from './support/procs';
-import { envInt, int, log, ms, percentile, ratio, table } from './support/report';
+import { benchDir, filesystemOf } from './support/procs';
+import { envInt, int, log, ms, percentile, ratio, runBench, table } from './support/report';
 import { requireWrk, wrkProblems } from './support/wrk';
 
 const durationS = envInt('BENCH_DURATION_S', 10);
@@ -246,10 +246,4 @@ function printReport(
   process.stdout.write(out.join('\n') + '\n');
 }
 
-main()
-  .then(() => sleep(10))
-  .then(() => process.exit(0))
-  .catch((err: Error) => {
-    process.stderr.write(`bench:raft failed: ${err.stack ?? err.message}\n`);
-    process.exit(1);
-  });
+runBench('bench:raft', main);

@@ -18,6 +18,7 @@ import { builtInProjections } from '../libs/event-store/src/projections/builtins
 import { ProjectionEngine } from '../libs/event-store/src/projections/engine';
 import { EventStoreStateMachine } from '../libs/event-store/src/state-machine';
 import { newEventId } from '../libs/event-store/src/uuid';
+import { runBench } from './support/report';
 
 const TARGET_REPLAY_EVENTS_PER_S = 300_000;
 const TARGET_RESTART_MS = 3000;
@@ -171,7 +172,4 @@ async function main(): Promise<void> {
   for (const [a, b, c] of rows) console.log(`${a.padEnd(w0)} | ${b.padStart(w1)} | ${c}`);
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+runBench('bench:replay', main);

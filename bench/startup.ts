@@ -12,8 +12,7 @@ import * as path from 'node:path';
 import { BenchCluster } from './support/cluster';
 import { getJson } from './support/http';
 import { loadCluster } from './support/load';
-import { sleep } from './support/procs';
-import { envInt, int, log, ms, percentile } from './support/report';
+import { envInt, int, log, ms, percentile, runBench } from './support/report';
 
 const totalEvents = envInt('BENCH_EVENTS', 1_000_000);
 const rounds = envInt('BENCH_ROUNDS', 3);
@@ -95,10 +94,4 @@ async function main(): Promise<void> {
   }
 }
 
-main()
-  .then(() => sleep(10))
-  .then(() => process.exit(0))
-  .catch((err: Error) => {
-    process.stderr.write(`bench failed: ${err.stack ?? err.message}\n`);
-    process.exit(1);
-  });
+runBench('bench:startup', main);

@@ -15,6 +15,7 @@ import { ClientTCP, ServerTCP } from '@nestjs/microservices';
 import { AppendRequest, Message, SnapshotRequest } from '../libs/consensus/src/core/messages';
 import { Entry, EntryType } from '../libs/consensus/src/core/types';
 import { TcpPeerTransport } from '../libs/consensus/src/transport/tcp-peer-transport';
+import { runBench } from './support/report';
 
 const entryBytes = 200;
 const throughputSeconds = Number(process.env.BENCH_SECONDS ?? 3);
@@ -254,10 +255,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench('bench:transport', main);

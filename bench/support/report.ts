@@ -50,3 +50,17 @@ export function envInt(name: string, dflt: number, min = 1): number {
   }
   return v;
 }
+
+/**
+ * Runs a benchmark's main: exits 0 after it (a short pause first lets the processes it ended release
+ * their ports and files), or prints the failure and exits 1.
+ */
+export function runBench(name: string, main: () => Promise<void>): void {
+  main()
+    .then(() => new Promise((resolve) => setTimeout(resolve, 10)))
+    .then(() => process.exit(0))
+    .catch((err: Error) => {
+      process.stderr.write(`${name} failed: ${err?.stack ?? String(err)}\n`);
+      process.exit(1);
+    });
+}
