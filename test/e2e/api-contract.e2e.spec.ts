@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ClusterHarness, ClusterNode, waitFor } from '../support/cluster-harness';
 import { E2EClient, event, HttpResult, request, SseReader } from '../support/e2e-client';
-import { rawRequest } from '../support/workload';
+import { rawRequest, stableEnv } from '../support/workload';
 
 /**
  * Every route and status code of API.md against a real 3-process cluster. Where a test is not about
@@ -16,7 +16,7 @@ let h: ClusterHarness;
 let client: E2EClient;
 
 beforeAll(async () => {
-  h = await ClusterHarness.start({ nodes: 3, env: { TICK_MS: '50', ELECTION_TICKS: '20' } });
+  h = await ClusterHarness.start({ nodes: 3, env: stableEnv });
   client = new E2EClient(() => h.urls());
   await h.waitForLeader();
 }, 180_000);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ClusterHarness, waitFor } from '../support/cluster-harness';
 import { E2EClient, event, request, SseReader } from '../support/e2e-client';
-import { assertAckedPresent, convergedAll, WriteLoad } from '../support/workload';
+import { assertAckedPresent, convergedAll, stableEnv, WriteLoad } from '../support/workload';
 
 /**
  * Crashes and restarts under a write load, against the event-store API of a real 3-process cluster:
@@ -19,8 +19,7 @@ beforeAll(async () => {
   h = await ClusterHarness.start({
     nodes: 3,
     env: {
-      TICK_MS: '50',
-      ELECTION_TICKS: '20',
+      ...stableEnv,
       SNAPSHOT_EVERY_ENTRIES: '150',
       SNAPSHOT_KEEP_ENTRIES: '10',
       RAFT_SEGMENT_BYTES: '16384',

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ClusterHarness } from '../support/cluster-harness';
 import { E2EClient, event, request } from '../support/e2e-client';
-import { convergedAll, rawRequest } from '../support/workload';
+import { convergedAll, rawRequest, stableEnv } from '../support/workload';
 
 /**
  * Seeded fuzzing of the HTTP input: random and malformed JSON, huge and odd stream ids, wrong types,
@@ -32,7 +32,7 @@ let h: ClusterHarness;
 let client: E2EClient;
 
 beforeAll(async () => {
-  h = await ClusterHarness.start({ nodes: 3, env: { TICK_MS: '50', ELECTION_TICKS: '20' } });
+  h = await ClusterHarness.start({ nodes: 3, env: stableEnv });
   client = new E2EClient(() => h.urls());
   await h.waitForLeader();
 }, 180_000);
