@@ -26,3 +26,4 @@ export {
   UnknownOutcomeError,
   WrongExpectedRevisionError,
 } from './errors';
+export { EventStoreClient } from './client';
