@@ -1,0 +1,174 @@
+import { z } from 'zod';
+
+/**
+ * The projector's configuration (PROJECTOR.md "Starting it" plus tunables), read once at start-up from the
+ * environment and `--kebab-case` flags (flags win). Nothing else in the projector reads process.env.
+ */
+export interface ProjectorConfig {
+  eventStoreUrls: string[];
+  httpHost: string;
+  httpPort: number;
+  /** null → embedded Postgres (PGlite) under dataDir. */
+  databaseUrl: string | null;
+  dataDir: string;
+  /** Postgres schema of the read models, checkpoints and dead letters. */
+  schema: string;
+  /** null → Kafka sink off. */
+  kafkaBrokers: string[] | null;
+  kafkaTopic: string;
+  kafkaTopicMode: 'single' | 'category';
+  kafkaPartitions: number;
+  /** Names this projector's writer identity: the Kafka transactional id is `<projectorId>-kafka`. */
+  projectorId: string;
+  sinks: { postgres: boolean; kafka: boolean };
+  batchEvents: number;
+  lingerMs: number;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const hostPortPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const hostPort = z
+  .string()
+  .regex(hostPortPattern, 'expected host:port, e.g. 127.0.0.1:2150')
+  .refine((v) => {
+    const port = Number(v.slice(v.lastIndexOf(':') + 1));
+    return port >= 1 && port <= 65535;
+  }, 'port must be 1-65535');
+
+const schema = z.object({
+  EVENT_STORE_URLS: z
+    .string()
+    .default('http://127.0.0.1:2113,http://127.0.0.1:2123,http://127.0.0.1:2133'),
+  PROJECTOR_HTTP_ADDR: hostPort.default('127.0.0.1:2150'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, 'expected a postgres:// URL, e.g. postgres://user@127.0.0.1:5432/db')
+    .optional(),
+  PROJECTOR_DATA_DIR: z.string().min(1).default('./data/projector'),
+  PROJECTOR_SCHEMA: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case SQL identifier, e.g. projector')
+    .default('projector'),
+  KAFKA_BROKERS: z.string().optional(),
+  KAFKA_TOPIC: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,200}$/, 'expected a Kafka topic name: 1-200 characters from [A-Za-z0-9._-]')
+    .default('events'),
+  KAFKA_TOPIC_MODE: z.enum(['single', 'category']).default('single'),
+  KAFKA_PARTITIONS: int(1, 10_000).default(3),
+  PROJECTOR_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,100}$/, 'expected 1-100 characters from [A-Za-z0-9._-]')
+    .default('projector'),
+  PROJECTOR_SINKS: z.string().optional(),
+  PROJECTOR_BATCH_EVENTS: int(1, 100_000).default(2000),
+  PROJECTOR_LINGER_MS: int(0, 60_000).default(20),
+  LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+});
+type RawConfig = z.infer<typeof schema>;
+const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
+
+export function kebabFlag(variable: string): string {
+  return '--' + variable.toLowerCase().replace(/_/g, '-');
+}
+
+/** `--kafka-topic x`, `--kafka-topic=x`; unknown flags are an error. */
+export function parseFlags(argv: readonly string[]): Record<string, string> {
+  const byFlag = new Map(variables.map((v) => [kebabFlag(v), v]));
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    const variable = byFlag.get(flag);
+    if (!variable) throw new ConfigError(arg, `unknown argument; known flags: ${[...byFlag.keys()].join(' ')}`);
+    if (eq >= 0) out[variable] = arg.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[variable] = argv[++i];
+    else throw new ConfigError(variable, `${flag} needs a value`);
+  }
+  return out;
+}
+
+function splitList(v: string): string[] {
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+/** Validates env + flags once; throws ConfigError naming the variable. */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+  argv: readonly string[] = [],
+): ProjectorConfig {
+  const input: Record<string, string | undefined> = {};
+  for (const v of variables) input[v] = env[v] === '' ? undefined : env[v];
+  Object.assign(input, parseFlags(argv));
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = String(issue.path[0] ?? 'configuration');
+    throw new ConfigError(variable, `${issue.message} (got ${JSON.stringify(input[variable] ?? null)})`);
+  }
+  return build(parsed.data);
+}
+
+function build(raw: RawConfig): ProjectorConfig {
+  const urls = splitList(raw.EVENT_STORE_URLS).map((u) => u.replace(/\/+$/, ''));
+  if (urls.length === 0) throw new ConfigError('EVENT_STORE_URLS', 'names no URL');
+  for (const u of urls) {
+    if (!/^https?:\/\/[^/\s]+$/.test(u))
+      throw new ConfigError('EVENT_STORE_URLS', `"${u}" is not an http(s)://host:port URL`);
+  }
+  let kafkaBrokers: string[] | null = null;
+  if (raw.KAFKA_BROKERS !== undefined) {
+    kafkaBrokers = splitList(raw.KAFKA_BROKERS);
+    if (kafkaBrokers.length === 0) throw new ConfigError('KAFKA_BROKERS', 'names no broker');
+    for (const b of kafkaBrokers) {
+      if (!hostPort.safeParse(b).success)
+        throw new ConfigError('KAFKA_BROKERS', `"${b}" is not host:port, e.g. 127.0.0.1:9092`);
+    }
+  }
+  const sinks = { postgres: true, kafka: kafkaBrokers !== null };
+  if (raw.PROJECTOR_SINKS !== undefined) {
+    const names = splitList(raw.PROJECTOR_SINKS);
+    if (names.length === 0) throw new ConfigError('PROJECTOR_SINKS', 'names no sink (postgres, kafka)');
+    for (const n of names) {
+      if (n !== 'postgres' && n !== 'kafka')
+        throw new ConfigError('PROJECTOR_SINKS', `unknown sink "${n}"; expected postgres, kafka or both`);
+    }
+    sinks.postgres = names.includes('postgres');
+    sinks.kafka = names.includes('kafka');
+    if (sinks.kafka && kafkaBrokers === null)
+      throw new ConfigError('PROJECTOR_SINKS', 'names kafka but KAFKA_BROKERS is not set');
+  }
+  const colon = raw.PROJECTOR_HTTP_ADDR.lastIndexOf(':');
+  return {
+    eventStoreUrls: urls,
+    httpHost: raw.PROJECTOR_HTTP_ADDR.slice(0, colon).replace(/^\[|\]$/g, ''),
+    httpPort: Number(raw.PROJECTOR_HTTP_ADDR.slice(colon + 1)),
+    databaseUrl: raw.DATABASE_URL ?? null,
+    dataDir: raw.PROJECTOR_DATA_DIR,
+    schema: raw.PROJECTOR_SCHEMA,
+    kafkaBrokers,
+    kafkaTopic: raw.KAFKA_TOPIC,
+    kafkaTopicMode: raw.KAFKA_TOPIC_MODE,
+    kafkaPartitions: raw.KAFKA_PARTITIONS,
+    projectorId: raw.PROJECTOR_ID,
+    sinks,
+    batchEvents: raw.PROJECTOR_BATCH_EVENTS,
+    lingerMs: raw.PROJECTOR_LINGER_MS,
+    logLevel: raw.LOG_LEVEL,
+  };
+}

@@ -1,0 +1,74 @@
+import 'reflect-metadata';
+import { ConsoleLogger, LogLevel } from '@nestjs/common';
+import { ConfigError, loadConfig, ProjectorConfig } from './config';
+import { ProjectorRuntime } from './runtime';
+import { createKafkaSink } from './sinks/kafka-factory';
+
+/** Exit code for a bad configuration (the message names the variable). */
+const exitBadConfig = 2;
+/** A graceful stop that takes longer than this is cut short. */
+const shutdownHardMs = 15_000;
+
+const levels: Record<ProjectorConfig['logLevel'], LogLevel[]> = {
+  error: ['fatal', 'error'],
+  warn: ['fatal', 'error', 'warn'],
+  info: ['fatal', 'error', 'warn', 'log'],
+  debug: ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'],
+};
+
+function readConfig(): ProjectorConfig {
+  try {
+    return loadConfig(process.env, process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`projector: bad configuration: ${err.message}\n`);
+      process.exit(exitBadConfig);
+    }
+    throw err;
+  }
+}
+
+async function bootstrap(): Promise<void> {
+  const config = readConfig();
+  const logger = new ConsoleLogger('projector', {
+    logLevels: levels[config.logLevel],
+    prefix: 'projector',
+    colors: process.stdout.isTTY === true,
+    timestamp: false,
+  });
+  const log = {
+    log: (m: string) => logger.log(m, 'projector'),
+    warn: (m: string) => logger.warn(m, 'projector'),
+    error: (m: string) => logger.error(m, undefined, 'projector'),
+  };
+  const runtime = await ProjectorRuntime.open(config, log, { kafkaSink: createKafkaSink });
+  const { startHttp } = await import('./http/http-app');
+  const app = await startHttp(runtime, logger);
+  const base = `http://${config.httpHost.includes(':') ? `[${config.httpHost}]` : config.httpHost}:${config.httpPort}`;
+  logger.log(
+    `projector serving on ${base}: read models at ${base}/read-models, status at ${base}/status; ` +
+      `following ${config.eventStoreUrls.join(', ')}`,
+    'projector',
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.log(`${signal}: stopping`, 'projector');
+    setTimeout(() => {
+      logger.error(`graceful stop took over ${shutdownHardMs} ms; exiting`, undefined, 'projector');
+      process.exit(1);
+    }, shutdownHardMs).unref();
+    await app.close().catch(() => undefined);
+    await runtime.shutdown();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+}
+
+bootstrap().catch((err: Error) => {
+  process.stderr.write(`projector: failed to start: ${err.stack ?? err.message}\n`);
+  process.exit(1);
+});
