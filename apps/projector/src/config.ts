@@ -23,6 +23,8 @@ export interface ProjectorConfig {
   sinks: { postgres: boolean; kafka: boolean };
   batchEvents: number;
   lingerMs: number;
+  /** A JS module exporting `readModels` (user read models added beside the built-in ones), or null. */
+  readModelsModule: string | null;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
 }
 
@@ -47,9 +49,7 @@ const hostPort = z
   }, 'port must be 1-65535');
 
 const schema = z.object({
-  EVENT_STORE_URLS: z
-    .string()
-    .default('http://127.0.0.1:2113,http://127.0.0.1:2123,http://127.0.0.1:2133'),
+  EVENT_STORE_URLS: z.string().default('http://127.0.0.1:2113,http://127.0.0.1:2123,http://127.0.0.1:2133'),
   PROJECTOR_HTTP_ADDR: hostPort.default('127.0.0.1:2150'),
   DATABASE_URL: z
     .string()
@@ -74,6 +74,7 @@ const schema = z.object({
   PROJECTOR_SINKS: z.string().optional(),
   PROJECTOR_BATCH_EVENTS: int(1, 100_000).default(2000),
   PROJECTOR_LINGER_MS: int(0, 60_000).default(20),
+  PROJECTOR_READ_MODELS: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
 });
 type RawConfig = z.infer<typeof schema>;
@@ -92,7 +93,8 @@ export function parseFlags(argv: readonly string[]): Record<string, string> {
     const eq = arg.indexOf('=');
     const flag = eq >= 0 ? arg.slice(0, eq) : arg;
     const variable = byFlag.get(flag);
-    if (!variable) throw new ConfigError(arg, `unknown argument; known flags: ${[...byFlag.keys()].join(' ')}`);
+    if (!variable)
+      throw new ConfigError(arg, `unknown argument; known flags: ${[...byFlag.keys()].join(' ')}`);
     if (eq >= 0) out[variable] = arg.slice(eq + 1);
     else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[variable] = argv[++i];
     else throw new ConfigError(variable, `${flag} needs a value`);
@@ -169,6 +171,7 @@ function build(raw: RawConfig): ProjectorConfig {
     sinks,
     batchEvents: raw.PROJECTOR_BATCH_EVENTS,
     lingerMs: raw.PROJECTOR_LINGER_MS,
+    readModelsModule: raw.PROJECTOR_READ_MODELS ?? null,
     logLevel: raw.LOG_LEVEL,
   };
 }

@@ -96,10 +96,15 @@ export class Lane {
       } catch (err) {
         if (signal.aborted) break;
         const msg = err instanceof Error ? err.message : String(err);
-        if (this.lastError !== msg || this.state !== 'paused') this.hooks.warn(`${this.name}: paused: ${msg}`);
+        if (this.lastError !== msg || this.state !== 'paused')
+          this.hooks.warn(`${this.name}: paused: ${msg}`);
         this.lastError = msg;
         this.setState('paused');
-        if (!(err instanceof SinkUnavailableError) && !(err instanceof SinkFencedError) && !isSourceError(err))
+        if (
+          !(err instanceof SinkUnavailableError) &&
+          !(err instanceof SinkFencedError) &&
+          !isSourceError(err)
+        )
           this.hooks.warn(`${this.name}: unexpected error, will retry: ${(err as Error)?.stack ?? msg}`);
       }
       await this.sink.close().catch(() => undefined);

@@ -1,6 +1,8 @@
 import 'reflect-metadata';
 import { ConsoleLogger, LogLevel } from '@nestjs/common';
 import { ConfigError, loadConfig, ProjectorConfig } from './config';
+import type { ReadModel } from './read-models';
+import { loadReadModels } from './read-models/load';
 import { ProjectorRuntime } from './runtime';
 import { createKafkaSink } from './sinks/kafka-factory';
 
@@ -16,9 +18,10 @@ const levels: Record<ProjectorConfig['logLevel'], LogLevel[]> = {
   debug: ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'],
 };
 
-function readConfig(): ProjectorConfig {
+function readConfig(): { config: ProjectorConfig; models: ReadModel[] } {
   try {
-    return loadConfig(process.env, process.argv.slice(2));
+    const config = loadConfig(process.env, process.argv.slice(2));
+    return { config, models: loadReadModels(config.readModelsModule) };
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`projector: bad configuration: ${err.message}\n`);
@@ -29,7 +32,7 @@ function readConfig(): ProjectorConfig {
 }
 
 async function bootstrap(): Promise<void> {
-  const config = readConfig();
+  const { config, models } = readConfig();
   const logger = new ConsoleLogger('projector', {
     logLevels: levels[config.logLevel],
     prefix: 'projector',
@@ -41,7 +44,7 @@ async function bootstrap(): Promise<void> {
     warn: (m: string) => logger.warn(m, 'projector'),
     error: (m: string) => logger.error(m, undefined, 'projector'),
   };
-  const runtime = await ProjectorRuntime.open(config, log, { kafkaSink: createKafkaSink });
+  const runtime = await ProjectorRuntime.open(config, log, { models, kafkaSink: createKafkaSink });
   const { startHttp } = await import('./http/http-app');
   const app = await startHttp(runtime, logger);
   const base = `http://${config.httpHost.includes(':') ? `[${config.httpHost}]` : config.httpHost}:${config.httpPort}`;

@@ -99,7 +99,9 @@ export class RebuildJob {
   }
 
   private async trySwap(): Promise<void> {
-    const r = await this.pg.swap(this.model, this.shadowPosition, (after, upTo) => this.readRange(after, upTo));
+    const r = await this.pg.swap(this.model, this.shadowPosition, (after, upTo) =>
+      this.readRange(after, upTo),
+    );
     this.shadowPosition = r.position;
     if (!r.swapped) return;
     this.done = true;

@@ -149,7 +149,8 @@ export class ProjectorRuntime {
         this.headError = (err as Error).message;
       }
       this.metrics.head.set(this.head);
-      for (const [name, lane] of this.lanes) this.metrics.lag.set({ sink: name }, Math.max(0, this.head - lane.position));
+      for (const [name, lane] of this.lanes)
+        this.metrics.lag.set({ sink: name }, Math.max(0, this.head - lane.position));
       if (!this.stopping) this.headTimer = setTimeout(() => void poll(), headPollMs);
     };
     void poll();
@@ -158,7 +159,8 @@ export class ProjectorRuntime {
   /** Rebuilds left unfinished by an earlier run continue from their shadow checkpoints. */
   private async resumeRebuilds(): Promise<void> {
     const pg = this.postgres!;
-    for (let i = 0; i < 600 && !this.stopping && !pg.isOpen(); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 600 && !this.stopping && !pg.isOpen(); i++)
+      await new Promise((r) => setTimeout(r, 100));
     if (!pg.isOpen() || this.stopping) return;
     try {
       for (const name of await pg.pendingRebuilds()) this.startRebuild(name, false);

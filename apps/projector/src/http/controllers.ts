@@ -59,7 +59,9 @@ export class ReadModelsController {
     let limit = pageLimitDefault;
     if (limitRaw !== undefined) {
       if (!/^\d{1,7}$/.test(limitRaw) || Number(limitRaw) < 1 || Number(limitRaw) > pageLimitMax)
-        throw ApiError.invalid(`limit: must be an integer in 1..${pageLimitMax}, got ${JSON.stringify(limitRaw)}`);
+        throw ApiError.invalid(
+          `limit: must be an integer in 1..${pageLimitMax}, got ${JSON.stringify(limitRaw)}`,
+        );
       limit = Number(limitRaw);
     }
     if (after !== undefined && (after === '' || after.length > 1024))

@@ -16,12 +16,16 @@ export class ProjectorBase1765000000000 implements MigrationInterface {
 
   async up(qr: QueryRunner): Promise<void> {
     const s = schemaOf(qr);
-    await qr.query(`CREATE TABLE IF NOT EXISTS "${s}".checkpoints (name text PRIMARY KEY, position bigint NOT NULL)`);
+    await qr.query(
+      `CREATE TABLE IF NOT EXISTS "${s}".checkpoints (name text PRIMARY KEY, position bigint NOT NULL)`,
+    );
     await qr.query(
       `CREATE TABLE IF NOT EXISTS "${s}".dead_letters (id bigserial PRIMARY KEY, name text NOT NULL, position bigint NOT NULL, ` +
         `event_id text NOT NULL, error text NOT NULL, at timestamptz NOT NULL DEFAULT now())`,
     );
-    await qr.query(`CREATE INDEX IF NOT EXISTS dead_letters_name_position ON "${s}".dead_letters (name, position)`);
+    await qr.query(
+      `CREATE INDEX IF NOT EXISTS dead_letters_name_position ON "${s}".dead_letters (name, position)`,
+    );
     await qr.query(
       `CREATE TABLE IF NOT EXISTS "${s}".stream_summaries (stream_id text PRIMARY KEY, event_count bigint NOT NULL, ` +
         `last_revision bigint NOT NULL, first_position bigint NOT NULL, last_position bigint NOT NULL, ` +

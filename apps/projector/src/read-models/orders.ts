@@ -95,7 +95,9 @@ export const orders = defineReadModel<OrderRow>({
       : null,
   handlers: {
     OrderPlaced: on((o, d) => {
-      const lines = Array.isArray(d.items) ? d.items.map(toLine).filter((l): l is OrderLine => l !== null) : [];
+      const lines = Array.isArray(d.items)
+        ? d.items.map(toLine).filter((l): l is OrderLine => l !== null)
+        : [];
       const customerId = typeof d.customerId === 'string' ? d.customerId : o.customerId;
       return { ...o, status: 'placed', customerId, items: lines.reduce(addLine, o.items) };
     }),

@@ -1,4 +1,4 @@
-import type { MigrationInterface } from 'typeorm';
+import type { EntitySchema, MigrationInterface } from 'typeorm';
 import type { EventEnvelope } from '../../../../libs/client/src';
 
 /** A row of a read model: column property names to JSON-able values. */
@@ -19,8 +19,8 @@ export type EventHandler<R extends Row> = (row: R | null, event: EventEnvelope) 
 export interface ReadModel<R extends Row = Row> {
   /** The name in the REST routes, `/status` and `projector.checkpoints` (lower-case, [a-z0-9_-]). */
   name: string;
-  /** The TypeORM entity class (decorated with `@Entity('<table>')`) of the model's table. */
-  entity: new () => unknown;
+  /** The TypeORM entity of the model's table: a class decorated with `@Entity('<table>')`, or an `EntitySchema`. */
+  entity: (new () => unknown) | EntitySchema<any>;
   /** Migrations that create (and later evolve) the table, run at start-up in name order with the built-in ones. */
   migrations: (new () => MigrationInterface)[];
   /** The primary key value of the row an event touches, or null when the model ignores the event. */

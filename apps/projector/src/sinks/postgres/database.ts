@@ -4,14 +4,25 @@ import { builtInMigrations, ReadModel } from '../../read-models';
 import { SinkUnavailableError } from '../sink';
 
 /** Connection errors and server states after which the write's outcome must be re-read from the database. */
-const unavailableCodes = new Set(['57P01', '57P02', '57P03', '53300', '08000', '08003', '08006', '08001', '08004']);
+const unavailableCodes = new Set([
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+  '08000',
+  '08003',
+  '08006',
+  '08001',
+  '08004',
+]);
 
 export function isConnectionError(err: unknown): boolean {
   const e = err as { code?: string; message?: string; driverError?: unknown };
   if (e?.driverError) return isConnectionError(e.driverError);
   if (typeof e?.code === 'string') {
     if (unavailableCodes.has(e.code)) return true;
-    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|ECONNABORTED)$/.test(e.code)) return true;
+    if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|ECONNABORTED)$/.test(e.code))
+      return true;
   }
   return /Connection terminated|connection is closed|Client has encountered a connection error|not queryable|timeout exceeded when trying to connect|Connection lost/i.test(
     e?.message ?? '',

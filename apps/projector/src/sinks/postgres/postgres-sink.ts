@@ -59,7 +59,9 @@ export class PostgresSink implements Sink {
     const db = await Database.open(this.opts);
     this.db = db;
     try {
-      this.tables = new Map(this.opts.models.map((m) => [m.name, new ModelTable(m, this.opts.schema, db.dataSource)]));
+      this.tables = new Map(
+        this.opts.models.map((m) => [m.name, new ModelTable(m, this.opts.schema, db.dataSource)]),
+      );
       const qr = db.dataSource.createQueryRunner();
       try {
         const cps = await loadCheckpoints(
@@ -163,7 +165,11 @@ export class PostgresSink implements Sink {
 
   // ---- reads for the REST routes (outside the write mutex: plain pooled queries) ----
 
-  async page(name: string, after: string | null, limit: number): Promise<{ items: Row[]; next: string | null }> {
+  async page(
+    name: string,
+    after: string | null,
+    limit: number,
+  ): Promise<{ items: Row[]; next: string | null }> {
     const t = this.tables.get(name);
     const db = this.requireDb();
     if (!t) throw new Error(`unknown read model ${name}`);
@@ -206,15 +212,18 @@ export class PostgresSink implements Sink {
           await m.query(`DELETE FROM "${this.opts.schema}".checkpoints WHERE name = $1`, [cpName]);
           await m.query(`DELETE FROM "${this.opts.schema}".dead_letters WHERE name = $1`, [cpName]);
         }
-        await m.query(`CREATE TABLE IF NOT EXISTS ${t.qualified(shadow)} (LIKE ${t.qualified()} INCLUDING ALL)`);
+        await m.query(
+          `CREATE TABLE IF NOT EXISTS ${t.qualified(shadow)} (LIKE ${t.qualified()} INCLUDING ALL)`,
+        );
         await m.query(
           `INSERT INTO "${this.opts.schema}".checkpoints (name, position) VALUES ($1, -1) ON CONFLICT (name) DO NOTHING`,
           [cpName],
         );
       });
-      const rows = (await db.dataSource.query(`SELECT position FROM "${this.opts.schema}".checkpoints WHERE name = $1`, [
-        cpName,
-      ])) as { position: string }[];
+      const rows = (await db.dataSource.query(
+        `SELECT position FROM "${this.opts.schema}".checkpoints WHERE name = $1`,
+        [cpName],
+      )) as { position: string }[];
       return Number(rows[0].position);
     });
   }
@@ -292,7 +301,15 @@ export class PostgresSink implements Sink {
           const [o] = await writeBatch(
             qr,
             this.opts.schema,
-            [{ table: t, tableName: shadow, checkpointName: cpName, checkpoint: shadowPosition, stopped: false }],
+            [
+              {
+                table: t,
+                tableName: shadow,
+                checkpointName: cpName,
+                checkpoint: shadowPosition,
+                stopped: false,
+              },
+            ],
             extra,
           );
           if (o.result.stopped) return { swapped: false, position: o.result.position };
@@ -304,10 +321,16 @@ export class PostgresSink implements Sink {
         await qr.query(`ALTER TABLE ${t.qualified()} RENAME TO "${old}"`);
         await qr.query(`ALTER TABLE ${t.qualified(shadow)} RENAME TO "${t.table}"`);
         await qr.query(`DROP TABLE ${t.qualified(old)}`);
-        await qr.query(`UPDATE "${this.opts.schema}".checkpoints SET position = $2 WHERE name = $1`, [name, position]);
+        await qr.query(`UPDATE "${this.opts.schema}".checkpoints SET position = $2 WHERE name = $1`, [
+          name,
+          position,
+        ]);
         await qr.query(`DELETE FROM "${this.opts.schema}".checkpoints WHERE name = $1`, [cpName]);
         await qr.query(`DELETE FROM "${this.opts.schema}".dead_letters WHERE name = $1`, [name]);
-        await qr.query(`UPDATE "${this.opts.schema}".dead_letters SET name = $1 WHERE name = $2`, [name, cpName]);
+        await qr.query(`UPDATE "${this.opts.schema}".dead_letters SET name = $1 WHERE name = $2`, [
+          name,
+          cpName,
+        ]);
         await qr.commitTransaction();
       } catch (err) {
         if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);

@@ -48,7 +48,8 @@ export async function writeBatch(
         }
         return m;
       });
-      if (result.upserts.length > 0) await qr.query(t.upsert(target.tableName), t.upsertParams(result.upserts));
+      if (result.upserts.length > 0)
+        await qr.query(t.upsert(target.tableName), t.upsertParams(result.upserts));
       if (result.deletes.length > 0) await qr.query(t.deleteByKeys(target.tableName), [result.deletes]);
       if (result.deadLetters.length > 0) {
         await qr.query(
@@ -93,8 +94,9 @@ export async function loadCheckpoints(
     `INSERT INTO "${schema}".checkpoints (name, position) SELECT n, -1 FROM unnest($1::text[]) AS n ON CONFLICT (name) DO NOTHING`,
     [names],
   );
-  const rows = (await qr.query(`SELECT name, position FROM "${schema}".checkpoints WHERE name = ANY($1::text[])`, [
-    names,
-  ])) as { name: string; position: string }[];
+  const rows = (await qr.query(
+    `SELECT name, position FROM "${schema}".checkpoints WHERE name = ANY($1::text[])`,
+    [names],
+  )) as { name: string; position: string }[];
   return new Map(rows.map((r) => [r.name, Number(r.position)]));
 }
