@@ -150,7 +150,12 @@ export class SseSubscription implements Subscription {
               else if (serverError === null && (m.event === undefined || m.event === 'message'))
                 received.push(m);
             },
-            onError: (err) => (serverError ??= `unreadable stream: ${err.message}`),
+            // SSE ignores unknown fields; only a message over the size bound makes the stream unreadable.
+            onError: (err) => {
+              if (err.type === 'max-buffer-size-exceeded')
+                serverError ??= `unreadable stream: ${err.message}`;
+              else this.ctx.logger?.debug?.(`subscription ${this.target.path}: ${err.message}`);
+            },
           });
           for (;;) {
             const chunk = await this.readChunk(res);
