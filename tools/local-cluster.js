@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 /**
  * `npm start`: a local cluster of event-store nodes on 127.0.0.1 (default 3 nodes: HTTP 2113/2123/2133,
- * Raft 2114/2124/2134, data under ./data/<id>). Each node's log lines are prefixed with its id.
+ * Raft 2114/2124/2134, data under ./data/<id>) and the projector (HTTP 2150, read models in embedded Postgres
+ * under ./data/projector unless DATABASE_URL is set; Kafka only when KAFKA_BROKERS is set). Each process's log
+ * lines are prefixed with its name.
  * SIGINT/SIGTERM stops every node gracefully (SIGTERM, the leader hands over first), then SIGKILL after a bound.
  *
  * Environment: NODES (default 3), BASE_PORT (default 2113; node i uses BASE_PORT + 10i for HTTP and +1 for
- * Raft), DATA_ROOT (default ./data). Any other variable (TICK_MS, LOG_LEVEL, …) is passed to every node.
+ * Raft), DATA_ROOT (default ./data), PROJECTOR (1 by default; 0 runs the nodes only). Any other variable
+ * (TICK_MS, LOG_LEVEL, DATABASE_URL, KAFKA_BROKERS, …) is passed to every process.
  */
 'use strict';
 const { spawn } = require('node:child_process');
@@ -30,12 +33,14 @@ function intFromEnv(name, dflt, min, max) {
 
 const repoRoot = path.resolve(__dirname, '..');
 const main = path.join(repoRoot, 'dist', 'apps', 'event-store', 'src', 'main.js');
+const projectorMain = path.join(repoRoot, 'dist', 'apps', 'projector', 'src', 'main.js');
 const count = intFromEnv('NODES', 3, 1, nodesMax);
 const basePort = intFromEnv('BASE_PORT', 2113, 1024, 65535 - 10 * nodesMax);
 const dataRoot = path.resolve(process.env.DATA_ROOT || path.join(repoRoot, 'data'));
+const withProjector = intFromEnv('PROJECTOR', 1, 0, 1) === 1;
 
-if (!fs.existsSync(main)) {
-  process.stderr.write(`local-cluster: ${main} is missing; run \`npm run build\` first\n`);
+if (!fs.existsSync(main) || (withProjector && !fs.existsSync(projectorMain))) {
+  process.stderr.write(`local-cluster: ${main} or ${projectorMain} is missing; run \`npm run build\` first\n`);
   process.exit(2);
 }
 
@@ -88,8 +93,39 @@ for (const n of nodes) {
   child.on('exit', (code, signal) => {
     n.exited = true;
     process.stdout.write(`[local-cluster] ${n.id} (pid ${child.pid}) exited with ${code ?? signal}\n`);
-    if (nodes.every((m) => m.exited)) process.exit(stopping ? 0 : 1);
+    if (procs().every((m) => m.exited)) process.exit(stopping ? 0 : 1);
   });
+}
+
+/** The projector follows the nodes' $all; its defaults are the embedded ones (PGlite, Kafka off). */
+const projector = { id: 'projector', child: null, exited: !withProjector };
+if (withProjector) {
+  const projectorPort = basePort + 37;
+  const env = {
+    EVENT_STORE_URLS: nodes.map((n) => `http://127.0.0.1:${n.httpPort}`).join(','),
+    PROJECTOR_HTTP_ADDR: `127.0.0.1:${projectorPort}`,
+    PROJECTOR_DATA_DIR: path.join(dataRoot, 'projector'),
+    ...process.env,
+  };
+  for (const k of ['NODES', 'BASE_PORT', 'DATA_ROOT', 'PROJECTOR']) delete env[k];
+  const child = spawn(process.execPath, [projectorMain], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  projector.child = child;
+  prefixLines('projector', child.stdout, process.stdout);
+  prefixLines('projector', child.stderr, process.stderr);
+  child.on('exit', (code, signal) => {
+    projector.exited = true;
+    process.stdout.write(`[local-cluster] projector (pid ${child.pid}) exited with ${code ?? signal}\n`);
+    if (procs().every((m) => m.exited)) process.exit(stopping ? 0 : 1);
+  });
+  process.stdout.write(
+    `[local-cluster] projector: read models at http://127.0.0.1:${projectorPort}/read-models ` +
+      `(status /status); ${process.env.DATABASE_URL ? 'Postgres at DATABASE_URL' : `embedded Postgres under ${env.PROJECTOR_DATA_DIR}`}` +
+      `; Kafka ${process.env.KAFKA_BROKERS ? `at ${process.env.KAFKA_BROKERS}` : 'off (set KAFKA_BROKERS)'}\n`,
+  );
+}
+
+function procs() {
+  return withProjector ? [...nodes, projector] : nodes;
 }
 
 process.stdout.write(
@@ -100,9 +136,9 @@ function stopAll(signal) {
   if (stopping) return;
   stopping = true;
   process.stdout.write(`[local-cluster] ${signal}: stopping ${count} nodes\n`);
-  for (const n of nodes) if (!n.exited && n.child.pid) n.child.kill('SIGTERM');
+  for (const n of procs()) if (!n.exited && n.child.pid) n.child.kill('SIGTERM');
   setTimeout(() => {
-    for (const n of nodes) {
+    for (const n of procs()) {
       if (!n.exited && n.child.pid) {
         process.stdout.write(
           `[local-cluster] ${n.id} did not stop within ${stopGraceMs} ms; killing pid ${n.child.pid}\n`,
