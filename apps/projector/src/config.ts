@@ -18,7 +18,7 @@ export interface ProjectorConfig {
   kafkaTopic: string;
   kafkaTopicMode: 'single' | 'category';
   kafkaPartitions: number;
-  /** Names this projector's writer identity: the Kafka transactional id is `<projectorId>-kafka`. */
+  /** Names this projector's writer identity: the Kafka transactional id is `<projectorId>-<topic>[-category]`. */
   projectorId: string;
   sinks: { postgres: boolean; kafka: boolean };
   batchEvents: number;
