@@ -21,7 +21,7 @@ COPY --from=build /app/dist ./dist
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
-EXPOSE 2113 2114
+EXPOSE 2113 2114 2150
 # Inside a container the node listens on all interfaces; RAFT_ADDR is then not loopback, so
 # CLUSTER_SECRET is required (the node refuses to start without it).
 ENV HTTP_ADDR=0.0.0.0:2113 RAFT_ADDR=0.0.0.0:2114
