@@ -169,7 +169,7 @@ stop() {
     fi
     sleep 0.2
   done
-  rm -f "$pidfile"
+  rm -f "$pidfile" "$data/started-by-jest" # the marker of test/support/kafka-global-setup.js
   log "stopped (pid $pid)"
 }
 

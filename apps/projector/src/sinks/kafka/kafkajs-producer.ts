@@ -1,4 +1,4 @@
-import { Producer } from 'kafkajs';
+import { Partitioners, Producer } from 'kafkajs';
 import { KafkaLogger, ProducerError, ProducerRecord, TransactionalProducer } from './producer';
 import { classifyKafkaError, createKafka, describeKafkaError, withDeadline } from './kafkajs-support';
 
@@ -61,6 +61,8 @@ export class KafkajsTransactionalProducer implements TransactionalProducer {
       maxInFlightRequests: 1,
       transactionTimeout: opts.transactionTimeoutMs ?? 60_000,
       allowAutoTopicCreation: false,
+      // Java-compatible murmur2 on the key (explicit: also silences kafkajs' warning about its v2 default)
+      createPartitioner: Partitioners.DefaultPartitioner,
       retry,
     });
   }
