@@ -1,0 +1,61 @@
+import { ConfigError, loadConfig } from './config';
+
+describe('projector configuration', () => {
+  it('has the defaults of the contract', () => {
+    const c = loadConfig({});
+    expect(c.eventStoreUrls).toEqual([
+      'http://127.0.0.1:2113',
+      'http://127.0.0.1:2123',
+      'http://127.0.0.1:2133',
+    ]);
+    expect([c.httpHost, c.httpPort]).toEqual(['127.0.0.1', 2150]);
+    expect(c.databaseUrl).toBeNull();
+    expect(c.dataDir).toBe('./data/projector');
+    expect(c.kafkaBrokers).toBeNull();
+    expect(c.kafkaTopic).toBe('events');
+    expect(c.sinks).toEqual({ postgres: true, kafka: false });
+  });
+
+  it('turns Kafka on when brokers are set, and PROJECTOR_SINKS picks sinks', () => {
+    expect(loadConfig({ KAFKA_BROKERS: '127.0.0.1:9092' }).sinks).toEqual({ postgres: true, kafka: true });
+    expect(loadConfig({ KAFKA_BROKERS: 'a:1,b:2', PROJECTOR_SINKS: 'kafka' }).sinks).toEqual({
+      postgres: false,
+      kafka: true,
+    });
+    expect(loadConfig({ KAFKA_BROKERS: 'a:1,b:2' }).kafkaBrokers).toEqual(['a:1', 'b:2']);
+  });
+
+  it('flags win over the environment', () => {
+    const c = loadConfig({ KAFKA_TOPIC: 'a' }, ['--kafka-topic', 'b', '--projector-batch-events=10']);
+    expect(c.kafkaTopic).toBe('b');
+    expect(c.batchEvents).toBe(10);
+  });
+
+  const bad: [Record<string, string>, string[], string][] = [
+    [{ PROJECTOR_BATCH_EVENTS: '0' }, [], 'PROJECTOR_BATCH_EVENTS'],
+    [{ PROJECTOR_LINGER_MS: 'soon' }, [], 'PROJECTOR_LINGER_MS'],
+    [{ EVENT_STORE_URLS: 'ftp://x' }, [], 'EVENT_STORE_URLS'],
+    [{ EVENT_STORE_URLS: ' , ' }, [], 'EVENT_STORE_URLS'],
+    [{ PROJECTOR_HTTP_ADDR: 'localhost' }, [], 'PROJECTOR_HTTP_ADDR'],
+    [{ DATABASE_URL: 'mysql://x' }, [], 'DATABASE_URL'],
+    [{ KAFKA_BROKERS: 'nohostport' }, [], 'KAFKA_BROKERS'],
+    [{ KAFKA_TOPIC: 'a topic' }, [], 'KAFKA_TOPIC'],
+    [{ KAFKA_TOPIC_MODE: 'stream' }, [], 'KAFKA_TOPIC_MODE'],
+    [{ PROJECTOR_SINKS: 'kafka' }, [], 'PROJECTOR_SINKS'],
+    [{ PROJECTOR_SINKS: 'postgres,elastic' }, [], 'PROJECTOR_SINKS'],
+    [{ PROJECTOR_SCHEMA: 'Drop Table' }, [], 'PROJECTOR_SCHEMA'],
+    [{}, ['--no-such-flag', 'x'], '--no-such-flag'],
+    [{}, ['--kafka-topic'], 'KAFKA_TOPIC'],
+  ];
+  it.each(bad)('rejects %j %j naming %s', (env, argv, variable) => {
+    let err: unknown;
+    try {
+      loadConfig(env, argv);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).variable).toBe(variable);
+    expect((err as ConfigError).message).toContain(variable);
+  });
+});
