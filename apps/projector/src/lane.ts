@@ -40,7 +40,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * Memory is bounded: the subscription is pulled only when the previous batch is written, so a slow sink slows
  * the reading (TCP backpressure up to the node) instead of piling events up. A sink that fails is closed,
  * marked `paused`, reopened with capped exponential backoff and resumed from the checkpoint it reports, so a
- * batch whose outcome was unknown is neither lost nor repeated.
+ * batch whose outcome was unknown is neither lost nor repeated. A sink fenced by another writer stops the lane.
  */
 export class Lane {
   state: LaneState = 'starting';
@@ -96,15 +96,18 @@ export class Lane {
       } catch (err) {
         if (signal.aborted) break;
         const msg = err instanceof Error ? err.message : String(err);
+        if (err instanceof SinkFencedError) {
+          this.hooks.warn(`${this.name}: stopped: ${msg}`);
+          this.lastError = msg;
+          this.setState('stopped');
+          await this.sink.close().catch(() => undefined);
+          return;
+        }
         if (this.lastError !== msg || this.state !== 'paused')
           this.hooks.warn(`${this.name}: paused: ${msg}`);
         this.lastError = msg;
         this.setState('paused');
-        if (
-          !(err instanceof SinkUnavailableError) &&
-          !(err instanceof SinkFencedError) &&
-          !isSourceError(err)
-        )
+        if (!(err instanceof SinkUnavailableError) && !isSourceError(err))
           this.hooks.warn(`${this.name}: unexpected error, will retry: ${(err as Error)?.stack ?? msg}`);
       }
       await this.sink.close().catch(() => undefined);

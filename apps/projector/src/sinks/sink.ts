@@ -36,7 +36,11 @@ export class SinkUnavailableError extends Error {
   }
 }
 
-/** Another process took over this sink's writer identity (e.g. Kafka fenced our producer epoch). */
+/**
+ * Another process took over this sink's writer identity (Kafka fenced our producer epoch): the lane stops
+ * (state `stopped`) instead of taking the identity back, which would make two projectors fence each other in
+ * turn. Restarting the projector takes it back.
+ */
 export class SinkFencedError extends Error {
   constructor(message: string) {
     super(message);

@@ -24,7 +24,8 @@ function ev(streamId: string, type: string, data: unknown = {}, revision = 0): E
 // Entity metadata needs a DataSource built, not connected: no database is touched.
 async function tableOf(model: ReturnType<typeof defineReadModel>): Promise<ModelTable> {
   const ds = new DataSource({ type: 'postgres', entities: [model.entity], schema: 'projector' });
-  await ds.buildMetadatas();
+  // buildMetadatas is protected: the metadata is all this spec needs, no connection
+  await (ds as unknown as { buildMetadatas(): Promise<void> }).buildMetadatas();
   return new ModelTable(model, 'projector', ds);
 }
 
@@ -101,7 +102,7 @@ describe('foldBatch', () => {
       ...streamSummaries,
       onError,
       handlers: {
-        '*': (row, e) => {
+        '*': (row: (StreamSummary & Row) | null, e: EventEnvelope) => {
           if (e.type === 'Poison') throw new Error('cannot fold Poison');
           return streamSummaries.handlers['*'](row, e) as StreamSummary & Row;
         },
@@ -134,7 +135,7 @@ describe('foldBatch', () => {
       ...base,
       handlers: {
         Deleted: () => null,
-        Moved: (row, e) => ({
+        Moved: (row: (StreamSummary & Row) | null, e: EventEnvelope) => ({
           ...(base.handlers['*'](row, e) as StreamSummary & Row),
           streamId: 'elsewhere',
         }),

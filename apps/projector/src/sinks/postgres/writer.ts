@@ -1,7 +1,7 @@
 import type { QueryRunner } from 'typeorm';
 import type { EventEnvelope } from '../../../../../libs/client/src';
 import type { Row } from '../../read-models';
-import { SinkFencedError } from '../sink';
+import { SinkUnavailableError } from '../sink';
 import { foldBatch, FoldResult } from './fold';
 import { ModelTable } from './table';
 
@@ -25,7 +25,8 @@ export interface TargetOutcome {
  * Applies a batch to several models in ONE transaction: for each model, the rows its events touch are read,
  * folded, and upserted/deleted; dead letters inserted; the checkpoint moved with a compare-and-set on its old
  * value, so a second writer that slipped past the advisory lock (e.g. across a server restart) makes this
- * transaction fail instead of applying events twice.
+ * transaction fail instead of applying events twice; the sink is then reopened (checkpoints re-read, locks
+ * awaited).
  */
 export async function writeBatch(
   qr: QueryRunner,
@@ -70,7 +71,8 @@ export async function writeBatch(
           true,
         );
         if (r.affected !== 1)
-          throw new SinkFencedError(
+          // reopening re-reads the checkpoints and waits for the advisory locks
+          throw new SinkUnavailableError(
             `postgres: checkpoint of ${target.checkpointName} is no longer ${target.checkpoint}: another projector wrote it`,
           );
       }
