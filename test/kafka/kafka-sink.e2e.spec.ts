@@ -153,10 +153,10 @@ describe('KafkaSink against a real broker', () => {
     const meta = await withAdmin((admin) =>
       admin.fetchTopicMetadata({ topics: [topic, `${topic}-checkpoints`] }),
     );
-    expect(meta.topics.map((t) => [t.name, t.partitions.length])).toEqual([
-      [topic, 3],
-      [`${topic}-checkpoints`, 1],
-    ]);
+    expect(Object.fromEntries(meta.topics.map((t) => [t.name, t.partitions.length]))).toEqual({
+      [topic]: 3,
+      [`${topic}-checkpoints`]: 1,
+    });
     const configs = await withAdmin((admin) =>
       admin.describeConfigs({
         includeSynonyms: false,

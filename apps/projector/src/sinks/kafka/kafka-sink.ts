@@ -155,10 +155,13 @@ export class KafkaSink implements Sink {
       );
       this.lastPosition = value === null ? -1 : parseCheckpoint(value, this.checkpointTopic);
       this.state = 'open';
+      this.failure = null;
       return this.lastPosition;
     } catch (err) {
       const mapped = this.mapError(err, 'open');
       await this.close();
+      this.state = 'failed';
+      this.failure = mapped;
       throw mapped;
     }
   }
