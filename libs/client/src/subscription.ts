@@ -122,10 +122,11 @@ export class SseSubscription implements Subscription {
       let streakStartedAt = 0;
       let connections = 0;
       let urlIndex = 0;
+      // The client's rotation at the start (leader or last good node first), fixed so urlIndex visits each node.
+      const urls = this.ctx.urls();
       // Bounded: every failed connection counts; the budget (attempts, totalTimeoutMs) only starts over after
       // a connection that delivered events or stayed up for healthyConnectionMs.
       while (!this.closed) {
-        const urls = this.ctx.urls();
         const base = urls[urlIndex % urls.length];
         let openedAt = 0;
         let progressed = false;
