@@ -48,4 +48,21 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // kafkajs is unmaintained upstream: the product reaches it only through the Kafka sink's own folder
+    // (the TransactionalProducer port), so that swapping the client is a change in one place.
+    // (not libs/consensus/src/core: its own no-restricted-imports rule above must not be overridden)
+    files: ['apps/**/*.ts', 'libs/client/**/*.ts', 'libs/event-store/**/*.ts'],
+    ignores: ['apps/projector/src/sinks/kafka/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: 'kafkajs', message: 'use the Kafka sink (apps/projector/src/sinks/kafka) instead' },
+          ],
+        },
+      ],
+    },
+  },
 );
