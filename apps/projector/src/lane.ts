@@ -20,18 +20,25 @@ export interface LaneHooks {
 
 export const laneDefaults = { backoffMinMs: 100, backoffMaxMs: 5_000 };
 
-/** Waits `ms`, or less when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
+/** Waits `ms`, or less when `signal` aborts; `cancel` drops the timer and the abort listener at once. */
+function timer(ms: number, signal: AbortSignal): { done: Promise<void>; cancel(): void } {
+  let cancel = () => undefined as void;
+  const done = new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
+    const t = setTimeout(finish, ms);
+    function finish() {
       clearTimeout(t);
-      signal.removeEventListener('abort', done);
+      signal.removeEventListener('abort', finish);
       resolve();
     }
-    signal.addEventListener('abort', done, { once: true });
+    cancel = finish;
+    signal.addEventListener('abort', finish, { once: true });
   });
+  return { done, cancel };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return timer(ms, signal).done;
 }
 
 /**
@@ -141,7 +148,9 @@ export class Lane {
           const wait = deadline - performance.now();
           if (wait <= 0) break;
           pending = it.next();
-          const more = await Promise.race([pending, sleep(wait, signal).then(() => null)]);
+          const t = timer(wait, signal);
+          const more = await Promise.race([pending, t.done.then(() => null)]);
+          t.cancel();
           if (more === null) break;
           pending = null;
           if (more.done) break;

@@ -33,7 +33,7 @@ export class ProjectorBase1765000000000 implements MigrationInterface {
     );
     await qr.query(
       `CREATE TABLE IF NOT EXISTS "${s}".orders (order_id text PRIMARY KEY, status text NOT NULL, customer_id text, ` +
-        `item_count int NOT NULL, total numeric NOT NULL, items jsonb NOT NULL, updated_at timestamptz NOT NULL)`,
+        `item_count int NOT NULL, total numeric NOT NULL, items jsonb NOT NULL, updated_at timestamptz)`,
     );
   }
 

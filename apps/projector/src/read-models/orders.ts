@@ -27,8 +27,9 @@ export class Order {
   @Column({ type: 'jsonb' })
   items!: OrderLine[];
 
-  @Column({ type: 'timestamptz', name: 'updated_at' })
-  updatedAt!: string;
+  /** Null while no event the fold knows has reached the order (as the event store's projection says). */
+  @Column({ type: 'timestamptz', name: 'updated_at', nullable: true })
+  updatedAt!: string | null;
 }
 
 export interface OrderLine {
@@ -76,7 +77,7 @@ function current(row: OrderRow | null, streamId: string): OrderRow {
       itemCount: 0,
       total: 0,
       items: [],
-      updatedAt: '',
+      updatedAt: null,
     } as OrderRow)
   );
 }
@@ -108,5 +109,7 @@ export const orders = defineReadModel<OrderRow>({
     ItemRemoved: on((o, d) => ({ ...o, items: o.items.filter((l) => l.sku !== d.sku) })),
     OrderShipped: on((o) => (o.status === 'cancelled' ? o : { ...o, status: 'shipped' })),
     OrderCancelled: on((o) => (o.status === 'shipped' ? o : { ...o, status: 'cancelled' })),
+    // Any other event of an order stream: the order exists (status `new` until placed), nothing changes.
+    '*': (row, e) => row ?? current(null, e.streamId),
   },
 });

@@ -97,6 +97,14 @@ describe('foldBatch', () => {
     expect(r.position).toBe(5);
   });
 
+  it('an order stream with only events the fold does not know is a `new` order, as in the event store', async () => {
+    const t = await tableOf(orders);
+    const r = await foldBatch(t, [ev('order-9', 'OrderNoted'), ev('order-9', 'OrderNoted')], -1, noRows);
+    expect(r.upserts).toEqual([
+      expect.objectContaining({ orderId: '9', status: 'new', itemCount: 0, total: 0, updatedAt: null }),
+    ]);
+  });
+
   const poisonModel = (onError: 'stop' | 'skip') =>
     defineReadModel<StreamSummary & Row>({
       ...streamSummaries,
