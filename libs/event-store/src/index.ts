@@ -33,4 +33,4 @@ export {
   categoriesProjection,
   categoryOf,
 } from './projections/builtins';
-export { ordersProjection, OrderState } from './examples/orders';
+export { addLine, OrderLine, ordersProjection, OrderState, toLine, totalOf } from './examples/orders';

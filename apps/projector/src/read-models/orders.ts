@@ -1,10 +1,11 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { addLine, OrderLine, toLine, totalOf } from '../../../../libs/event-store/src';
 import { defineReadModel, EventHandler } from './read-model';
 
 /**
  * The worked example (orders live in `order-<id>` streams), the same fold as the event store's `orders`
- * projection: OrderPlaced { customerId?, items? }, ItemAdded { sku, quantity, unitPrice }, ItemRemoved
- * { sku }, OrderShipped, OrderCancelled. The line items are kept in an `items` jsonb column so that
+ * projection, sharing its line arithmetic (`toLine`, `addLine`, `totalOf`): OrderPlaced { customerId?, items? },
+ * ItemAdded { sku, quantity, unitPrice }, ItemRemoved { sku }, OrderShipped, OrderCancelled. The line items are kept in an `items` jsonb column so that
  * ItemRemoved can be folded; `item_count` is the number of lines (as `items.length` of the projection).
  */
 @Entity('orders')
@@ -32,12 +33,6 @@ export class Order {
   updatedAt!: string | null;
 }
 
-export interface OrderLine {
-  sku: string;
-  quantity: number;
-  unitPrice: number;
-}
-
 type OrderRow = Order & Record<string, unknown>;
 const orderStreamPrefix = 'order-';
 
@@ -45,26 +40,9 @@ function dataOf(e: { data: unknown }): Record<string, unknown> {
   return typeof e.data === 'object' && e.data !== null ? (e.data as Record<string, unknown>) : {};
 }
 
-function toLine(x: unknown): OrderLine | null {
-  if (typeof x !== 'object' || x === null) return null;
-  const o = x as Record<string, unknown>;
-  if (typeof o.sku !== 'string') return null;
-  const quantity = typeof o.quantity === 'number' && Number.isFinite(o.quantity) ? o.quantity : 1;
-  const unitPrice = typeof o.unitPrice === 'number' && Number.isFinite(o.unitPrice) ? o.unitPrice : 0;
-  return { sku: o.sku, quantity, unitPrice };
-}
-
-function addLine(items: OrderLine[], line: OrderLine): OrderLine[] {
-  const existing = items.find((l) => l.sku === line.sku && l.unitPrice === line.unitPrice);
-  if (!existing) return [...items, line];
-  return items.map((l) => (l === existing ? { ...l, quantity: l.quantity + line.quantity } : l));
-}
-
 /** Recomputes the derived columns after the items or status changed. */
 function withTotals(row: OrderRow, updatedAt: string): OrderRow {
-  const total = Math.round(row.items.reduce((s, l) => s + l.quantity * l.unitPrice, 0) * 100) / 100;
-  const itemCount = row.items.length;
-  return { ...row, total, itemCount, updatedAt };
+  return { ...row, total: totalOf(row.items), itemCount: row.items.length, updatedAt };
 }
 
 function current(row: OrderRow | null, streamId: string): OrderRow {

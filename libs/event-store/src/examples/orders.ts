@@ -27,7 +27,8 @@ export interface OrderState {
 
 const ORDER_STREAM_PREFIX = 'order-';
 
-function toLine(x: unknown): OrderLine | null {
+/** An order line from event data (`{ sku, quantity?, unitPrice? }`), or null when it has no sku. Shared with the projector's `orders` read model. */
+export function toLine(x: unknown): OrderLine | null {
   if (typeof x !== 'object' || x === null) return null;
   const o = x as Record<string, unknown>;
   if (typeof o.sku !== 'string') return null;
@@ -36,13 +37,15 @@ function toLine(x: unknown): OrderLine | null {
   return { sku: o.sku, quantity, unitPrice };
 }
 
-function addLine(items: OrderLine[], line: OrderLine): OrderLine[] {
+/** Adds a line, merging it into an existing one of the same sku and price. */
+export function addLine(items: OrderLine[], line: OrderLine): OrderLine[] {
   const existing = items.find((l) => l.sku === line.sku && l.unitPrice === line.unitPrice);
   if (!existing) return [...items, line];
   return items.map((l) => (l === existing ? { ...l, quantity: l.quantity + line.quantity } : l));
 }
 
-function totalOf(items: OrderLine[]): number {
+/** The sum of quantity × unit price, rounded to cents. */
+export function totalOf(items: OrderLine[]): number {
   return Math.round(items.reduce((sum, l) => sum + l.quantity * l.unitPrice, 0) * 100) / 100;
 }
 
