@@ -73,7 +73,7 @@ const schema = z.object({
     .default('projector'),
   PROJECTOR_SINKS: z.string().optional(),
   PROJECTOR_BATCH_EVENTS: int(1, 100_000).default(2000),
-  PROJECTOR_LINGER_MS: int(0, 60_000).default(20),
+  PROJECTOR_LINGER_MS: int(0, 60_000).default(5),
   PROJECTOR_READ_MODELS: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
 });

@@ -124,7 +124,12 @@ export class Lane {
     }
   }
 
-  /** Subscribes after `position` and writes batches until an error or a stop. */
+  /**
+   * Subscribes after `position` and writes batches until an error or a stop. Reading runs ahead of writing into
+   * a queue of at most `prefetchBatches` × `batchEvents` events, so the next batch fills while one is written (and
+   * the socket is parsed while the sink waits on its backend); past that bound the reader stops pulling and TCP
+   * holds the node back.
+   */
   private async follow(signal: AbortSignal, onProgress: () => void): Promise<void> {
     const sub = this.client.subscribeAll({
       from: this.position + 1,
@@ -132,40 +137,37 @@ export class Lane {
       maxBatchEvents: this.opts.batchEvents,
     });
     this.sub = sub;
-    const it = sub[Symbol.asyncIterator]();
-    let pending: Promise<IteratorResult<EventEnvelope[]>> | null = null;
+    const queue = new EventQueue(this.opts.batchEvents * prefetchBatches);
+    const reader = (async () => {
+      try {
+        for await (const events of sub) {
+          this.sourceUrl = sub.connectedUrl;
+          if (signal.aborted) break;
+          await queue.put(events);
+        }
+        queue.end(null);
+      } catch (err) {
+        queue.end(err);
+      }
+    })();
     try {
       for (;;) {
-        pending ??= it.next();
-        const first = await pending;
-        pending = null;
-        this.sourceUrl = sub.connectedUrl;
-        if (first.done || signal.aborted) return;
-        let batch = first.value;
-        // Linger: take what arrives within lingerMs, up to batchEvents.
-        const deadline = performance.now() + this.opts.lingerMs;
-        while (batch.length < this.opts.batchEvents) {
-          const wait = deadline - performance.now();
-          if (wait <= 0) break;
-          pending = it.next();
-          const t = timer(wait, signal);
-          const more = await Promise.race([pending, t.done.then(() => null)]);
+        if (!(await queue.waitAny())) return;
+        if (this.opts.lingerMs > 0 && queue.size < this.opts.batchEvents) {
+          const t = timer(this.opts.lingerMs, signal);
+          await Promise.race([queue.waitSize(this.opts.batchEvents), t.done]);
           t.cancel();
-          if (more === null) break;
-          pending = null;
-          if (more.done) break;
-          batch = batch.length === 0 ? more.value : batch.concat(more.value);
         }
-        if (batch.length > this.opts.batchEvents) {
-          // a subscription batch may straddle the limit: write it in pieces
-          for (let i = 0; i < batch.length; i += this.opts.batchEvents)
-            await this.writeBatch(batch.slice(i, i + this.opts.batchEvents));
-        } else if (batch.length > 0) await this.writeBatch(batch);
+        if (signal.aborted) return;
+        const batch = queue.take(this.opts.batchEvents);
+        if (batch.length > 0) await this.writeBatch(batch);
         onProgress();
       }
     } finally {
       this.sub = null;
       sub.close();
+      queue.end(null);
+      await reader;
       this.sourceUrl = null;
     }
   }
@@ -181,6 +183,82 @@ export class Lane {
     this.position = last;
     this.eventsWritten += batch.length;
     this.hooks.onBatch?.(batch.length, (performance.now() - t0) / 1000, last);
+  }
+}
+
+/** Batches of events read ahead; `prefetchBatches` × batchEvents bounds the queue. */
+const prefetchBatches = 2;
+
+/**
+ * The bounded hand-over between a lane's reader and its writer: `put` waits while the queue is full, `take`
+ * removes up to n events in order, `end` wakes everyone (with the reader's error, if any, for the writer).
+ */
+class EventQueue {
+  private chunks: EventEnvelope[][] = [];
+  size = 0;
+  private ended = false;
+  private error: unknown = null;
+  private wake: (() => void)[] = [];
+
+  constructor(private readonly capacity: number) {}
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = [];
+    for (const f of w) f();
+  }
+
+  private wait(): Promise<void> {
+    return new Promise((r) => this.wake.push(r));
+  }
+
+  async put(events: EventEnvelope[]): Promise<void> {
+    while (!this.ended && this.size >= this.capacity) await this.wait();
+    if (this.ended) return;
+    this.chunks.push(events);
+    this.size += events.length;
+    this.notify();
+  }
+
+  end(error: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.error = error;
+    this.notify();
+  }
+
+  /** True once events are queued; false when the reader ended and none are left; throws the reader's error. */
+  async waitAny(): Promise<boolean> {
+    while (this.size === 0) {
+      if (this.ended) {
+        if (this.error) throw this.error;
+        return false;
+      }
+      await this.wait();
+    }
+    return true;
+  }
+
+  async waitSize(n: number): Promise<void> {
+    while (this.size < n && !this.ended) await this.wait();
+  }
+
+  take(n: number): EventEnvelope[] {
+    const out: EventEnvelope[] = [];
+    while (out.length < n && this.chunks.length > 0) {
+      const head = this.chunks[0];
+      const room = n - out.length;
+      if (head.length <= room) {
+        this.chunks.shift();
+        for (const e of head) out.push(e);
+      } else {
+        for (let i = 0; i < room; i++) out.push(head[i]);
+        this.chunks[0] = head.slice(room);
+      }
+    }
+    this.size -= out.length;
+    this.notify();
+    return out;
   }
 }
 

@@ -37,7 +37,9 @@ export class KafkaAdminClient {
       logger: opts.logger,
       connectionTimeoutMs: opts.connectionTimeoutMs,
       requestTimeoutMs: opts.requestTimeoutMs,
-      retry: { initialRetryTime: 100, maxRetryTime: 1_000, retries: 5 },
+      // a broker that just started answers GROUP_LOAD_IN_PROGRESS for a while: keep retrying (the whole read
+      // is bounded by operationTimeoutMs below)
+      retry: { initialRetryTime: 100, maxRetryTime: 1_000, retries: 60 },
     });
     this.admin = this.kafka.admin();
   }
@@ -93,7 +95,9 @@ export class KafkaAdminClient {
       maxWaitTimeInMs: 100,
       sessionTimeout: 10_000,
       heartbeatInterval: 1_000,
-      retry: { initialRetryTime: 100, maxRetryTime: 1_000, retries: 5 },
+      // a broker that just started answers GROUP_LOAD_IN_PROGRESS for a while: keep retrying (the whole read
+      // is bounded by operationTimeoutMs below)
+      retry: { initialRetryTime: 100, maxRetryTime: 1_000, retries: 60 },
     });
     let last: string | null = null;
     const read = new Promise<void>((resolve, reject) => {

@@ -83,6 +83,11 @@ export class KafkaSink implements Sink {
   private admin: KafkaAdminClient | null = null;
   private producer: TransactionalProducer | null = null;
   private lastPosition = -1;
+  /**
+   * Bumped by every open() and close(): a write that outlives its sink session (its step timed out, the lane
+   * reopened the sink) must not move the reopened session's position.
+   */
+  private generation = 0;
 
   constructor(private readonly opts: KafkaSinkOptions) {
     if (opts.brokers.length === 0) throw new Error('KafkaSink: no brokers');
@@ -103,6 +108,7 @@ export class KafkaSink implements Sink {
 
   async open(): Promise<number> {
     await this.close();
+    const generation = ++this.generation;
     try {
       this.admin = new KafkaAdminClient({
         brokers: this.opts.brokers,
@@ -153,6 +159,7 @@ export class KafkaSink implements Sink {
         markerKey,
         markerValue,
       );
+      if (generation !== this.generation) throw new SinkUnavailableError('kafka sink: closed while opening');
       this.lastPosition = value === null ? -1 : parseCheckpoint(value, this.checkpointTopic);
       this.state = 'open';
       this.failure = null;
@@ -181,6 +188,7 @@ export class KafkaSink implements Sink {
       );
     }
     const last = events[events.length - 1].position;
+    const generation = this.generation;
     try {
       const records: ProducerRecord[] = [];
       const newTopics = new Map<string, TopicSpec>();
@@ -198,8 +206,11 @@ export class KafkaSink implements Sink {
         value: JSON.stringify({ position: last }),
       });
       await this.producer.sendTransaction(records);
+      if (generation !== this.generation)
+        throw new SinkUnavailableError('kafka sink: closed while writing; its outcome is read back at open');
       this.lastPosition = last;
     } catch (err) {
+      if (generation !== this.generation) throw err;
       const mapped = this.mapError(err, `write of positions ${events[0].position}..${last}`);
       this.state = 'failed';
       this.failure = mapped;
@@ -208,6 +219,7 @@ export class KafkaSink implements Sink {
   }
 
   async close(): Promise<void> {
+    this.generation++;
     const { producer, admin } = this;
     this.producer = null;
     this.admin = null;

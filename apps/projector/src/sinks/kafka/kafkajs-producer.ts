@@ -34,6 +34,29 @@ export interface KafkajsProducerOptions {
   logger: KafkaLogger;
 }
 
+/** The most record bytes (keys, values, headers) in one produce request: below the broker's 1 MiB default. */
+export const sendChunkBytes = 768 * 1024;
+
+/** Consecutive runs of records of at most `maxBytes` each (a single larger record is a run of its own). */
+export function chunksOf(records: readonly ProducerRecord[], maxBytes: number): ProducerRecord[][] {
+  const out: ProducerRecord[][] = [];
+  let run: ProducerRecord[] = [];
+  let bytes = 0;
+  for (const r of records) {
+    let size = Buffer.byteLength(r.key) + Buffer.byteLength(r.value) + 64;
+    for (const k in r.headers ?? {}) size += k.length + r.headers![k].length + 8;
+    if (run.length > 0 && bytes + size > maxBytes) {
+      out.push(run);
+      run = [];
+      bytes = 0;
+    }
+    run.push(r);
+    bytes += size;
+  }
+  if (run.length > 0) out.push(run);
+  return out;
+}
+
 /** kafkajs 2.2.4 behind `TransactionalProducer`: idempotent, one request in flight, a stable transactional id. */
 export class KafkajsTransactionalProducer implements TransactionalProducer {
   private readonly producer: Producer;
@@ -87,17 +110,21 @@ export class KafkajsTransactionalProducer implements TransactionalProducer {
     if (this.broken) throw this.broken;
     const txn = await this.step(this.producer.transaction(), 'begin transaction');
     try {
-      const byTopic = new Map<string, { key: string; value: string; headers?: Record<string, string> }[]>();
-      for (const r of records) {
-        let list = byTopic.get(r.topic);
-        if (!list) byTopic.set(r.topic, (list = []));
-        list.push({ key: r.key, value: r.value, headers: r.headers });
+      // One produce request per chunk of at most sendChunkBytes: kafkajs puts a partition's share of a request
+      // into one record batch, which the broker refuses past message.max.bytes (1 MiB by default).
+      for (const chunk of chunksOf(records, sendChunkBytes)) {
+        const byTopic = new Map<string, { key: string; value: string; headers?: Record<string, string> }[]>();
+        for (const r of chunk) {
+          let list = byTopic.get(r.topic);
+          if (!list) byTopic.set(r.topic, (list = []));
+          list.push({ key: r.key, value: r.value, headers: r.headers });
+        }
+        await withDeadline(
+          txn.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) }),
+          this.opTimeoutMs,
+          'send',
+        );
       }
-      await withDeadline(
-        txn.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) }),
-        this.opTimeoutMs,
-        'send',
-      );
       await withDeadline(txn.commit(), this.opTimeoutMs, 'commit');
     } catch (err) {
       const failure = this.fail(err, 'transaction');
