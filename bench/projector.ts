@@ -12,7 +12,7 @@
  *     projector's batch size (bench/support/projector-ceilings.ts)
  *  3. Kafka alone: a fresh topic, PROJECTOR_SINKS=kafka, same timing. Ceiling: kafkajs alone producing the
  *     same records in transactions of the same size to a fresh topic with the same partitions. Repeated with
- *     the batch sizes in BENCH_PROJECTOR_KAFKA_BATCHES (5000,10000)
+ *     the batch sizes in BENCH_PROJECTOR_KAFKA_BATCHES (2000,10000)
  *  4. both sinks in one projector (fresh database and topic): events/s of each
  *  5. end-to-end lag at a steady BENCH_PROJECTOR_LAG_RATE (5,000) events/s for BENCH_PROJECTOR_LAG_S (60) s, the
  *     projector of 4 caught up: a Node appender at a fixed rate (100-event requests) plus 20 probes/s (single
@@ -20,8 +20,8 @@
  *     reaching the probe's position (rows and checkpoint commit together); Kafka visibility = a kafkajs
  *     consumer (read_committed) receiving the probe's record. Lag = visible − acknowledged.
  *
- * Environment: BENCH_PROJECTOR_EVENTS (1000000), BENCH_PROJECTOR_BATCH (2000, the projector's default
- * PROJECTOR_BATCH_EVENTS), BENCH_PROJECTOR_KAFKA_BATCHES (5000,10000; empty: none), BENCH_PROJECTOR_LAG_S (60),
+ * Environment: BENCH_PROJECTOR_EVENTS (1000000), BENCH_PROJECTOR_BATCH (5000, the projector's default
+ * PROJECTOR_BATCH_EVENTS), BENCH_PROJECTOR_KAFKA_BATCHES (2000,10000; empty: none), BENCH_PROJECTOR_LAG_S (60),
  * BENCH_PROJECTOR_LAG_RATE (5000), BENCH_PROJECTOR_PG (postgres://postgres@127.0.0.1:5432),
  * BENCH_PROJECTOR_KAFKA (unset: the bench starts a broker of its own with scripts/kafka.sh on free ports, data
  * under .bench-tmp, so that a jest run stopping the shared 127.0.0.1:9092 broker cannot cut a run short; or
@@ -61,8 +61,8 @@ import { envInt, int, log, ms, pct, percentile, runBench, table } from './suppor
 import { requireWrk, WrkResult, wrkProblems } from './support/wrk';
 
 const totalEvents = envInt('BENCH_PROJECTOR_EVENTS', 1_000_000);
-const batchEvents = envInt('BENCH_PROJECTOR_BATCH', 2000);
-const kafkaBatches = (process.env.BENCH_PROJECTOR_KAFKA_BATCHES ?? '5000,10000')
+const batchEvents = envInt('BENCH_PROJECTOR_BATCH', 5000);
+const kafkaBatches = (process.env.BENCH_PROJECTOR_KAFKA_BATCHES ?? '2000,10000')
   .split(',')
   .map((s) => s.trim())
   .filter((s) => s !== '')
@@ -1069,7 +1069,7 @@ function printReport(wrkVersion: string, dir: string, res: Results): void {
   process.stdout.write(
     `\nbench:projector — projector from position 0 on a 3-node cluster; ${wrkVersion}; data under ${path.relative(repoRoot, dir)}\n` +
       `command: ${[...envs, 'npm run bench:projector'].join(' ')}\n` +
-      `PROJECTOR_BATCH_EVENTS ${batchEvents} (extra Kafka rows: ${kafkaBatches.join(', ') || 'none'}), PROJECTOR_LINGER_MS ${process.env.PROJECTOR_LINGER_MS ?? 'default (20)'}, ` +
+      `PROJECTOR_BATCH_EVENTS ${batchEvents} (extra Kafka rows: ${kafkaBatches.join(', ') || 'none'}), PROJECTOR_LINGER_MS ${process.env.PROJECTOR_LINGER_MS ?? 'default (5)'}, ` +
       `${kafkaPartitions} partitions; events ~${eventBytes} B in ${fillEventsPerRequest}-event appends over ${fillStreams} bench-<n> + ${orderStreams} order-<n> streams\n` +
       `time = spawn → /status position == last position (polled every ${statusPollMs} ms), (spawn → /ready); cores = CPU over that time ` +
       `(projector / the 3 nodes / all postgres processes / the broker JVM)\n` +

@@ -13,6 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import type { EventEnvelope } from '../../libs/client/src';
+import { eventRecord } from '../../apps/projector/src/sinks/kafka';
+import { chunksOf, sendChunkBytes } from '../../apps/projector/src/sinks/kafka/kafkajs-producer';
 
 export interface CeilingResult {
   rows: number;
@@ -93,32 +95,10 @@ export interface KafkaCeilingRun {
   templates: EventEnvelope[];
 }
 
-function record(e: EventEnvelope): {
-  key: string;
-  value: string;
-  headers: Record<string, string>;
-} {
-  const envelope = {
-    id: e.id,
-    streamId: e.streamId,
-    type: e.type,
-    revision: e.revision,
-    position: e.position,
-    timestamp: e.timestamp,
-    data: e.data,
-    metadata: e.metadata,
-  };
-  return {
-    key: e.streamId,
-    value: JSON.stringify(envelope),
-    headers: {
-      'event-id': e.id,
-      'event-type': e.type,
-      'stream-id': e.streamId,
-      revision: String(e.revision),
-      position: String(e.position),
-    },
-  };
+/** The sink's own record format (key, value, headers): the ceiling encodes exactly what the projector sends. */
+function record(e: EventEnvelope): { key: string; value: string; headers: Record<string, string> } {
+  const r = eventRecord('', e);
+  return { key: r.key, value: r.value, headers: r.headers ?? {} };
 }
 
 export async function kafkaTransactionCeiling(
@@ -175,15 +155,26 @@ export async function kafkaTransactionCeiling(
         messages.push(r);
       }
       const txn = await producer.transaction();
-      await txn.sendBatch({
-        topicMessages: [
-          { topic: run.topic, messages },
-          {
-            topic: checkpointTopic,
-            messages: [{ key: transactionalId, value: JSON.stringify({ position: start + n - 1 }) }],
-          },
-        ],
-      });
+      // the same requests as the sink's producer: chunks below the broker's message limit, the checkpoint
+      // record last (kafkajs-producer.ts)
+      const all = [
+        ...messages.map((m) => ({ topic: run.topic, ...m })),
+        { topic: checkpointTopic, key: transactionalId, value: JSON.stringify({ position: start + n - 1 }) },
+      ];
+      for (const chunk of chunksOf(all, sendChunkBytes)) {
+        const byTopic = new Map<string, typeof chunk>();
+        for (const r of chunk) {
+          const list = byTopic.get(r.topic);
+          if (list) list.push(r);
+          else byTopic.set(r.topic, [r]);
+        }
+        await txn.sendBatch({
+          topicMessages: [...byTopic].map(([topic, rs]) => ({
+            topic,
+            messages: rs.map((r) => ({ key: r.key, value: r.value, headers: r.headers })),
+          })),
+        });
+      }
       await txn.commit();
       transactions++;
     }

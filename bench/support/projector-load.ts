@@ -3,13 +3,12 @@
  * few thousand streams, some of them `order-<n>`), and a fixed-rate Node appender for the end-to-end lag
  * phase (a light, steady rate plus single-event probes whose acknowledgement times are recorded).
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { cpuSeconds, repoRoot, sleep, trackChild } from './procs';
+import { repoRoot, sleep } from './procs';
 import { percentile } from './report';
-import type { WrkResult } from './wrk';
+import { spawnWrk, WrkResult } from './wrk';
 
 export const fillLua = path.join(repoRoot, 'bench', 'projector-fill.lua');
 
@@ -51,30 +50,7 @@ export async function runFillWrk(run: FillRun): Promise<WrkResult> {
     String(run.orderEvery),
     String(run.orderStreams),
   ];
-  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  trackChild('wrk-fill', child);
-  let out = '';
-  let err = '';
-  let cpu = 0;
-  const cpuTimer = setInterval(() => {
-    const c = child.pid ? cpuSeconds(child.pid) : NaN;
-    if (Number.isFinite(c)) cpu = c;
-  }, 200);
-  child.stdout.on('data', (c: Buffer) => {
-    out += c.toString();
-    if (out.includes('WRK_THREAD_STOPPED')) child.kill('SIGINT');
-  });
-  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  clearInterval(cpuTimer);
-  const line = out.split('\n').find((l) => l.startsWith('WRK_RESULT '));
-  if (code !== 0 || !line)
-    throw new Error(`bench: wrk ${args.join(' ')} failed (exit ${code}):\n${out}\n${err}`);
-  const r = JSON.parse(line.slice('WRK_RESULT '.length)) as WrkResult;
-  const seconds = r.durationUs / 1e6;
-  r.okPerS = r.ok / seconds;
-  r.wrkCores = cpu / seconds;
-  return r;
+  return spawnWrk('wrk-fill', args, 1, true);
 }
 
 /** Unique event ids: RUN-0000-4000-8000-<12 hex digits of a counter>, as bench/append.lua makes them. */

@@ -80,8 +80,27 @@ export async function runWrk(run: WrkRun): Promise<WrkResult> {
     String(run.streams),
     String(run.stopAfterOkPerThread ?? 0),
   ];
+  return spawnWrk(
+    'wrk',
+    args,
+    threads,
+    run.stopAfterOkPerThread !== undefined && run.stopAfterOkPerThread > 0,
+  );
+}
+
+/**
+ * Runs wrk with a script of ours that prints `WRK_RESULT {json}` in done(), sampling its CPU. With
+ * `stopWhenThreadsDone`, once `threads` threads printed WRK_THREAD_STOPPED, SIGINT makes wrk report at once
+ * instead of sleeping out the rest of -d.
+ */
+export async function spawnWrk(
+  label: string,
+  args: string[],
+  threads: number,
+  stopWhenThreadsDone: boolean,
+): Promise<WrkResult> {
   const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  trackChild('wrk', child);
+  trackChild(label, child);
   let out = '';
   let err = '';
   let cpu = 0;
@@ -94,8 +113,7 @@ export async function runWrk(run: WrkRun): Promise<WrkResult> {
     const text = c.toString();
     out += text;
     stoppedThreads += text.split('WRK_THREAD_STOPPED').length - 1;
-    // every thread reached its count: wrk would sleep out the rest of -d; SIGINT makes it report now
-    if (stoppedThreads >= threads && run.stopAfterOkPerThread) child.kill('SIGINT');
+    if (stoppedThreads >= threads && stopWhenThreadsDone) child.kill('SIGINT');
   });
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));

@@ -72,7 +72,7 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9._-]{1,100}$/, 'expected 1-100 characters from [A-Za-z0-9._-]')
     .default('projector'),
   PROJECTOR_SINKS: z.string().optional(),
-  PROJECTOR_BATCH_EVENTS: int(1, 100_000).default(2000),
+  PROJECTOR_BATCH_EVENTS: int(1, 100_000).default(5000),
   PROJECTOR_LINGER_MS: int(0, 60_000).default(5),
   PROJECTOR_READ_MODELS: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
