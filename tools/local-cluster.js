@@ -40,7 +40,9 @@ const dataRoot = path.resolve(process.env.DATA_ROOT || path.join(repoRoot, 'data
 const withProjector = intFromEnv('PROJECTOR', 1, 0, 1) === 1;
 
 if (!fs.existsSync(main) || (withProjector && !fs.existsSync(projectorMain))) {
-  process.stderr.write(`local-cluster: ${main} or ${projectorMain} is missing; run \`npm run build\` first\n`);
+  process.stderr.write(
+    `local-cluster: ${main} or ${projectorMain} is missing; run \`npm run build\` first\n`,
+  );
   process.exit(2);
 }
 
@@ -108,7 +110,11 @@ if (withProjector) {
     ...process.env,
   };
   for (const k of ['NODES', 'BASE_PORT', 'DATA_ROOT', 'PROJECTOR']) delete env[k];
-  const child = spawn(process.execPath, [projectorMain], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [projectorMain], {
+    cwd: repoRoot,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   projector.child = child;
   prefixLines('projector', child.stdout, process.stdout);
   prefixLines('projector', child.stderr, process.stderr);
