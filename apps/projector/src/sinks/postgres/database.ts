@@ -24,12 +24,13 @@ export function isConnectionError(err: unknown): boolean {
     if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|ECONNABORTED)$/.test(e.code))
       return true;
   }
-  return /Connection terminated|connection is closed|Client has encountered a connection error|not queryable|timeout exceeded when trying to connect|Connection lost/i.test(
+  return /Connection terminated|connection is closed|Query runner already released|Client has encountered a connection error|not queryable|timeout exceeded when trying to connect|Connection lost/i.test(
     e?.message ?? '',
   );
 }
 
 export function unavailable(what: string, err: unknown): SinkUnavailableError {
+  if (err instanceof SinkUnavailableError) return err;
   const msg = err instanceof Error ? err.message : String(err);
   return new SinkUnavailableError(`postgres: ${what}: ${msg}`, err);
 }

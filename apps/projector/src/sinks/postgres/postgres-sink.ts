@@ -1,7 +1,7 @@
 import type { EventEnvelope } from '../../../../../libs/client/src';
 import type { ReadModel, Row } from '../../read-models';
 import { Sink, SinkUnavailableError } from '../sink';
-import { Database, DatabaseOptions, isConnectionError, unavailable } from './database';
+import { Database, DatabaseOptions, unavailable } from './database';
 import { ModelTable } from './table';
 import { loadCheckpoints, Target, writeBatch } from './writer';
 
@@ -89,9 +89,7 @@ export class PostgresSink implements Sink {
       }
     } catch (err) {
       await this.close();
-      if (err instanceof SinkUnavailableError) throw err;
-      if (isConnectionError(err)) throw unavailable('open', err);
-      throw err;
+      throw unavailable('open', err);
     }
     const running = [...this.live.values()].filter((t) => !t.stopped).map((t) => t.checkpoint);
     const all = [...this.live.values()].map((t) => t.checkpoint);
@@ -117,8 +115,9 @@ export class PostgresSink implements Sink {
           }
         }
       } catch (err) {
-        if (isConnectionError(err)) throw unavailable('write', err);
-        throw err;
+        // a lost connection, a server restart, or a row the database refused: nothing of the batch is
+        // assumed written; the lane reopens (re-reading checkpoints) and retries, showing the error
+        throw unavailable('write', err);
       } finally {
         await qr.release().catch(() => undefined);
       }
@@ -260,8 +259,9 @@ export class PostgresSink implements Sink {
         const [o] = await writeBatch(qr, this.opts.schema, [target], events);
         return { position: o.result.position, stopped: o.result.stopped };
       } catch (err) {
-        if (isConnectionError(err)) throw unavailable('rebuild write', err);
-        throw err;
+        // a lost connection, a server restart, or a row the database refused: nothing of the batch is
+        // assumed written; the lane reopens (re-reading checkpoints) and retries, showing the error
+        throw unavailable('rebuild write', err);
       } finally {
         await qr.release().catch(() => undefined);
       }
@@ -334,8 +334,9 @@ export class PostgresSink implements Sink {
         await qr.commitTransaction();
       } catch (err) {
         if (qr.isTransactionActive) await qr.rollbackTransaction().catch(() => undefined);
-        if (isConnectionError(err)) throw unavailable('swap', err);
-        throw err;
+        // a lost connection, a server restart, or a row the database refused: nothing of the batch is
+        // assumed written; the lane reopens (re-reading checkpoints) and retries, showing the error
+        throw unavailable('swap', err);
       } finally {
         await qr.release().catch(() => undefined);
       }
