@@ -23,6 +23,8 @@ export interface ProjectorConfig {
   sinks: { postgres: boolean; kafka: boolean };
   batchEvents: number;
   lingerMs: number;
+  /** A rebuild swaps in once its shadow is within this many events of the live model (read inside the swap). */
+  rebuildSwapEvents: number;
   /** A JS module exporting `readModels` (user read models added beside the built-in ones), or null. */
   readModelsModule: string | null;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
@@ -74,6 +76,7 @@ const schema = z.object({
   PROJECTOR_SINKS: z.string().optional(),
   PROJECTOR_BATCH_EVENTS: int(1, 100_000).default(5000),
   PROJECTOR_LINGER_MS: int(0, 60_000).default(5),
+  PROJECTOR_REBUILD_SWAP_EVENTS: int(0, 10_000_000).default(50_000),
   PROJECTOR_READ_MODELS: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
 });
@@ -171,6 +174,7 @@ function build(raw: RawConfig): ProjectorConfig {
     sinks,
     batchEvents: raw.PROJECTOR_BATCH_EVENTS,
     lingerMs: raw.PROJECTOR_LINGER_MS,
+    rebuildSwapEvents: raw.PROJECTOR_REBUILD_SWAP_EVENTS,
     readModelsModule: raw.PROJECTOR_READ_MODELS ?? null,
     logLevel: raw.LOG_LEVEL,
   };

@@ -3,8 +3,6 @@ import { Lane, LaneOptions } from './lane';
 import { PostgresSink } from './sinks/postgres/postgres-sink';
 import { Sink, SinkUnavailableError } from './sinks/sink';
 
-/** The most events a swap reads itself to bring the shadow level with the live model (else the rebuild goes on). */
-const swapCatchUpEventsMax = 50_000;
 const readPageEvents = 4096;
 
 export interface RebuildProgress {
@@ -21,7 +19,7 @@ export interface RebuildProgress {
 /**
  * Rebuilds one read model from position 0 into a shadow table beside the live one: its own lane follows `$all`
  * into the shadow (queries keep answering from the live table), and after each batch tries to swap the shadow
- * in — which succeeds, under the sink's write mutex, once the shadow is within `swapCatchUpEventsMax` of what
+ * in — which succeeds, under the sink's write mutex, once the shadow is within `swapCatchUpEvents` (PROJECTOR_REBUILD_SWAP_EVENTS) of what
  * the live lane has delivered (the gap is read and applied inside the swap). A restart resumes an unfinished
  * rebuild from its shadow checkpoint.
  */
@@ -43,6 +41,8 @@ export class RebuildJob {
     laneOpts: LaneOptions,
     private readonly log: { log(m: string): void; warn(m: string): void },
     private readonly headPosition: () => number,
+    /** The most events a swap reads itself to bring the shadow level with the live model. */
+    private readonly swapCatchUpEvents: number,
   ) {
     let firstOpen = fresh;
     const sink: Sink = {
@@ -111,7 +111,7 @@ export class RebuildJob {
 
   /** Events (after, upTo], or null if there are more than the swap may read itself. */
   private async readRange(after: number, upTo: number): Promise<EventEnvelope[] | null> {
-    if (upTo - after > swapCatchUpEventsMax) return null;
+    if (upTo - after > this.swapCatchUpEvents) return null;
     const out: EventEnvelope[] = [];
     let from = after + 1;
     while (from <= upTo) {

@@ -182,6 +182,7 @@ export class ProjectorRuntime {
       { batchEvents: this.config.batchEvents, lingerMs: this.config.lingerMs, ...laneDefaults },
       { log: (m) => this.logger.log(m), warn: (m) => this.logger.warn(m) },
       () => this.head,
+      this.config.rebuildSwapEvents,
     );
     this.rebuilds.set(name, job);
     void job.finished.then(() => {
