@@ -65,4 +65,23 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The libraries know nothing of Nest (the Raft transport's Nest adapter lives in apps/event-store).
+    // libs/consensus/src/core has its own, stricter rule above.
+    files: ['libs/consensus/src/**/*.ts', 'libs/event-store/src/**/*.ts', 'libs/client/src/**/*.ts'],
+    ignores: ['libs/consensus/src/core/**', '**/*.spec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@nestjs/*'], message: 'libraries stay free of Nest; adapters belong in apps/' },
+          ],
+          paths: [
+            { name: 'kafkajs', message: 'use the Kafka sink (apps/projector/src/sinks/kafka) instead' },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -7,11 +7,8 @@ import { NodeError, ReadConsistency, RaftNodeApi } from '../../../../libs/consen
 import { PromRaftMetrics } from '../../../../libs/consensus/src/node/metrics';
 import { RaftNode } from '../../../../libs/consensus/src/node/raft-node';
 import { DurableStorage } from '../../../../libs/consensus/src/storage';
-import {
-  DEFAULT_TRANSPORT_LIMITS,
-  RaftTransportStrategy,
-  TcpPeerTransport,
-} from '../../../../libs/consensus/src/transport';
+import { DEFAULT_TRANSPORT_LIMITS, TcpPeerTransport } from '../../../../libs/consensus/src/transport';
+import { RaftTransportStrategy } from '../transport/raft-transport.strategy';
 import {
   builtInProjections,
   EventStoreStateMachine,

@@ -1,6 +1,5 @@
 export { TcpPeerTransport } from './tcp-peer-transport';
 export type { TcpPeerTransportOptions } from './tcp-peer-transport';
-export { RaftTransportStrategy, RAFT_MESSAGE_PATTERN } from './nest-strategy';
 export { DEFAULT_TRANSPORT_LIMITS } from './limits';
 export type { TransportLimits } from './limits';
 export type { PeerCounters, PeerStats, TransportStats, TransportLogger } from './stats';

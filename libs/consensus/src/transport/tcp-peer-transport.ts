@@ -9,7 +9,7 @@
  * 4.9-8.8k msg/s (10-39 vs 63-113 MB/s of 200-byte entries); heartbeat p50 during a 64 MiB snapshot
  * 71-156 ms (Nest, max ~300 ms: more than an election timeout) vs ~2 ms (binary, max ~12 ms), and the
  * snapshot itself 45-86 vs 420-990 MB/s. So the wire is ours; Nest sees it as a
- * CustomTransportStrategy (nest-strategy.ts) and the node shell can use this class without Nest.
+ * CustomTransportStrategy (apps/event-store/src/transport/raft-transport.strategy.ts) and the node shell can use this class without Nest.
  *
  * Per peer there are two outbound connections ("lanes"): control (votes, heartbeats, small appends,
  * responses) and bulk (SnapshotRequest, AppendRequests over bulkAppendBytesMin), so heartbeats never

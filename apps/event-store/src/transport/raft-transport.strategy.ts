@@ -1,5 +1,5 @@
 /**
- * The Raft transport as a Nest microservice: `app.connectMicroservice({ strategy })` then
+ * The Raft transport as a Nest microservice (kept in the app: the consensus library knows nothing of Nest): `app.connectMicroservice({ strategy })` then
  * `app.startAllMicroservices()` starts listening; `app.close()` closes it.
  * Inbound messages go to the handler given with `setHandler` (or to the node through
  * `peerTransport()`), else to a controller method decorated `@EventPattern(RAFT_MESSAGE_PATTERN)`.
@@ -8,10 +8,10 @@
  */
 import { CustomTransportStrategy, Server } from '@nestjs/microservices';
 import { BaseRpcContext } from '@nestjs/microservices/ctx-host/base-rpc.context';
-import { Message } from '../core/messages';
-import { NodeId } from '../core/types';
-import { PeerTransport } from '../node/ports';
-import { TcpPeerTransport } from './tcp-peer-transport';
+import { Message } from '../../../../libs/consensus/src/core/messages';
+import { NodeId } from '../../../../libs/consensus/src/core/types';
+import { PeerTransport } from '../../../../libs/consensus/src/node/ports';
+import { TcpPeerTransport } from '../../../../libs/consensus/src/transport';
 
 export const RAFT_MESSAGE_PATTERN = 'raft.message';
 

@@ -2,10 +2,16 @@ import 'reflect-metadata';
 import { Controller, INestMicroservice, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventPattern, Payload } from '@nestjs/microservices';
-import { Message } from '../core/messages';
-import { RAFT_MESSAGE_PATTERN, RaftTransportStrategy } from './nest-strategy';
-import { TcpPeerTransport } from './tcp-peer-transport';
-import { CapturingLogger, TestNode, appendRequest, startNode, waitFor } from './test-helpers';
+import { Message } from '../../../../libs/consensus/src/core/messages';
+import { RAFT_MESSAGE_PATTERN, RaftTransportStrategy } from './raft-transport.strategy';
+import { TcpPeerTransport } from '../../../../libs/consensus/src/transport';
+import {
+  CapturingLogger,
+  TestNode,
+  appendRequest,
+  startNode,
+  waitFor,
+} from '../../../../libs/consensus/src/transport/test-helpers';
 
 jest.setTimeout(60_000);
 
