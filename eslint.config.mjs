@@ -66,7 +66,8 @@ export default tseslint.config(
     },
   },
   {
-    // The libraries know nothing of Nest (the Raft transport's Nest adapter lives in apps/event-store).
+    // The libraries know nothing of Nest or rxjs (the Raft transport's Nest adapter lives in apps/event-store;
+    // events leave the libraries through plain listener functions).
     // libs/consensus/src/core has its own, stricter rule above.
     files: ['libs/consensus/src/**/*.ts', 'libs/event-store/src/**/*.ts', 'libs/client/src/**/*.ts'],
     ignores: ['libs/consensus/src/core/**', '**/*.spec.ts'],
@@ -76,6 +77,7 @@ export default tseslint.config(
         {
           patterns: [
             { group: ['@nestjs/*'], message: 'libraries stay free of Nest; adapters belong in apps/' },
+            { group: ['rxjs', 'rxjs/*'], message: 'libraries expose plain listener functions, not rxjs' },
           ],
           paths: [
             { name: 'kafkajs', message: 'use the Kafka sink (apps/projector/src/sinks/kafka) instead' },

@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Observable, Subject } from 'rxjs';
 import { Entry, EntryType, SnapshotMeta } from '../../consensus/src/core/types';
 import { SnapshotPart, StateMachine } from '../../consensus/src/node/ports';
 import { DecodedCommand, decodeCommandRaw, isBatch, splitBatch, streamIdProblem } from './command';
@@ -84,11 +83,9 @@ const FILE_BYTES_LIMIT = 1024 * 1024 * 1024;
  * Event files are not fsynced on apply (the Raft log is the source of truth); cuts are fsynced.
  */
 export class EventStoreStateMachine implements StateMachine {
-  /** Every applied append (not idempotent retries), for live notification. */
-  readonly appended$: Observable<AppendedBatch>;
   readonly projections: ProjectionEngine;
   readonly limits: EventStoreLimits;
-  private readonly appendedSubject = new Subject<AppendedBatch>();
+  private readonly appendedListeners = new Set<(batch: AppendedBatch) => void>();
   private readonly eventsDir: string;
   private readonly cutsDir: string;
   private readonly fileOpts: EventFilesOptions;
@@ -131,7 +128,6 @@ export class EventStoreStateMachine implements StateMachine {
     }
     if (this.cutsKept < 1) throw new Error(`event store: cutsKept ${this.cutsKept} must be >= 1`);
     this.window = new IdWindow(opts.idempotencyWindowEvents ?? STORAGE_DEFAULTS.idempotencyWindowEvents);
-    this.appended$ = this.appendedSubject.asObservable();
     this.reader = new Reader(
       () => this.files,
       () => this.streams,
@@ -309,13 +305,22 @@ export class EventStoreStateMachine implements StateMachine {
     };
   }
 
+  /**
+   * Calls `listener` with every applied append (not idempotent retries), synchronously and in order, for live
+   * notification; returns the unsubscribe function.
+   */
+  onAppended(listener: (batch: AppendedBatch) => void): () => void {
+    this.appendedListeners.add(listener);
+    return () => this.appendedListeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     await this.exclusive(async () => undefined);
     this.closed = true;
     this.projections.detach();
     this.files.close();
-    this.appendedSubject.complete();
+    this.appendedListeners.clear();
     this.wakeAll();
   }
 
@@ -469,7 +474,7 @@ export class EventStoreStateMachine implements StateMachine {
       lastPosition,
     };
     this.wakeAll();
-    this.appendedSubject.next(batch);
+    for (const l of this.appendedListeners) l(batch);
     return { ok: true, ...batch };
   }
 

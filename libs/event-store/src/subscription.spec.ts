@@ -167,10 +167,10 @@ describe('subscriptions', () => {
     }
   });
 
-  it('appended$ emits each applied append once (not idempotent retries nor rejected appends)', async () => {
+  it('onAppended listeners see each applied append once (not idempotent retries nor rejected appends)', async () => {
     await openStore();
     const seen: unknown[] = [];
-    const s = sm.appended$.subscribe((b) => seen.push(b));
+    const unsubscribe = sm.onAppended((b) => seen.push(b));
     const entry = appendEntry(1, 'order-1', [ev('A', {}, '00000000-0000-4000-8000-000000000001'), ev('B')]);
     sm.apply(entry);
     sm.apply({
@@ -179,7 +179,7 @@ describe('subscriptions', () => {
     });
     sm.apply(appendEntry(3, 'order-1', [ev('C')], 'no_stream'));
     append('order-2');
-    s.unsubscribe();
+    unsubscribe();
     expect(seen).toEqual([
       { streamId: 'order-1', firstRevision: 0, lastRevision: 1, firstPosition: 0, lastPosition: 1 },
       { streamId: 'order-2', firstRevision: 0, lastRevision: 0, firstPosition: 2, lastPosition: 2 },

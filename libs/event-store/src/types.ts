@@ -135,7 +135,7 @@ export interface AllPage {
   next: number | null;
 }
 
-/** Emitted on `appended$` once per applied append (never for idempotent retries). */
+/** Given to `onAppended` listeners once per applied append (never for idempotent retries). */
 export interface AppendedBatch {
   streamId: string;
   firstRevision: number;

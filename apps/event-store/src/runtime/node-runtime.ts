@@ -45,7 +45,7 @@ export class NodeRuntime implements LeaderLocator {
     readonly registry: Registry,
     private readonly logger: Logger,
   ) {
-    node.softState$.subscribe((s) => (this.soft = s));
+    node.onSoftState((s) => (this.soft = s));
   }
 
   static async open(config: AppConfig, logger: Logger): Promise<NodeRuntime> {

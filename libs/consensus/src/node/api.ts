@@ -1,4 +1,3 @@
-import { Observable } from 'rxjs';
 import { MembershipChange, RaftStatus } from '../core/api';
 import { RaftOptions } from '../core/options';
 import { SoftState } from '../core/ready';
@@ -87,7 +86,8 @@ export interface RaftNodeApi {
   transferLeadership(to?: NodeId): Promise<NodeId>;
   snapshotNow(): Promise<SnapshotMeta>;
   status(): NodeStatus;
-  /** Every applied entry, in order, with its result. */
-  readonly applied$: Observable<AppliedEntry>;
-  readonly softState$: Observable<SoftState>;
+  /** Calls `listener` with every applied entry, in order, with its result; returns the unsubscribe function. */
+  onApplied(listener: (applied: AppliedEntry) => void): () => void;
+  /** Calls `listener` with the current soft state at once and on every change; returns the unsubscribe function. */
+  onSoftState(listener: (state: SoftState) => void): () => void;
 }

@@ -14,20 +14,20 @@ describe('RaftNode', () => {
     cluster = null;
   });
 
-  it('a single node elects itself, applies a proposal and reports it on applied$', async () => {
+  it('a single node elects itself, applies a proposal and reports it to onApplied listeners', async () => {
     cluster = await TestCluster.start(['n1']);
     const { node, sm } = await cluster.waitLeader();
     const seen: AppliedEntry[] = [];
-    const sub = node.applied$.subscribe((a) => seen.push(a));
+    const unsubscribe = node.onApplied((a) => seen.push(a));
     const out = await node.propose(sumCommand(5));
     expect(out.result).toBe(5);
     expect(sm.value).toBe(5);
     expect(seen.map((a) => a.entry.index)).toContain(out.index);
     expect(seen.find((a) => a.entry.index === out.index)!.result).toBe(5);
-    sub.unsubscribe();
+    unsubscribe();
     expect(node.status().caughtUp).toBe(true);
     const roles: string[] = [];
-    node.softState$.subscribe((ss) => roles.push(`${ss.role}/${ss.leaderId}`)).unsubscribe();
+    node.onSoftState((ss) => roles.push(`${ss.role}/${ss.leaderId}`))();
     expect(roles).toEqual(['leader/n1']);
   });
 

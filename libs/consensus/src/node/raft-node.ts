@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { BehaviorSubject, Observable, Subject } from 'rxjs';
 import { MembershipChange, RaftCoreApi, RaftCoreFactory } from '../core/api';
 import { DEFAULT_RAFT_OPTIONS, RaftOptions } from '../core/options';
 import { RaftCore } from '../core/raft';
@@ -90,10 +89,9 @@ export class RaftNode implements RaftNodeApi {
   private sinceSnapshotEntries = 0;
   private sinceSnapshotBytes = 0;
 
-  private readonly appliedSubject = new Subject<AppliedEntry>();
-  private readonly softStateSubject: BehaviorSubject<SoftState>;
-  readonly applied$: Observable<AppliedEntry>;
-  readonly softState$: Observable<SoftState>;
+  // Plain listener sets (no rxjs in the library's surface): called synchronously, in registration order.
+  private readonly appliedListeners = new Set<(applied: AppliedEntry) => void>();
+  private readonly softStateListeners = new Set<(state: SoftState) => void>();
 
   constructor(opts: RaftNodeOptions, deps: { coreFactory?: RaftCoreFactory } = {}) {
     if (!(opts.tickMs > 0))
@@ -117,9 +115,21 @@ export class RaftNode implements RaftNodeApi {
       random: opts.raft?.random ?? Math.random,
     };
     this.proposals = new PendingProposals(opts.id);
-    this.softStateSubject = new BehaviorSubject<SoftState>(this.softState);
-    this.applied$ = this.appliedSubject.asObservable();
-    this.softState$ = this.softStateSubject.asObservable();
+  }
+
+  onApplied(listener: (applied: AppliedEntry) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
+  onSoftState(listener: (state: SoftState) => void): () => void {
+    this.softStateListeners.add(listener);
+    listener(this.softState);
+    return () => this.softStateListeners.delete(listener);
+  }
+
+  private emitSoftState(): void {
+    for (const l of this.softStateListeners) l(this.softState);
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------------
@@ -158,7 +168,7 @@ export class RaftNode implements RaftNodeApi {
       bootstrapConfig: snap.index === 0 && this.opts.bootstrap ? this.opts.bootstrap : undefined,
     });
     this.softState = { leaderId: null, role: this.core.status().role };
-    this.softStateSubject.next(this.softState);
+    this.emitSoftState();
     this.refreshPeers();
     await this.opts.transport.start((m) => this.onMessage(m));
     this.state = 'running';
@@ -197,8 +207,8 @@ export class RaftNode implements RaftNodeApi {
     await this.opts.transport.close();
     await this.opts.storage.close();
     this.state = 'stopped';
-    this.appliedSubject.complete();
-    this.softStateSubject.complete();
+    this.appliedListeners.clear();
+    this.softStateListeners.clear();
     this.logger.log(`node ${this.id} stopped`);
   }
 
@@ -369,7 +379,7 @@ export class RaftNode implements RaftNodeApi {
   /** The at-once part of a Ready: send, start persisting, take note of soft state and reads. */
   private dispatch(ready: Ready): void {
     this.readiesInflight++;
-    if (ready.softState) this.onSoftState(ready.softState);
+    if (ready.softState) this.softStateChanged(ready.softState);
     if (ready.messages.length > 0) this.opts.transport.send(ready.messages);
     let persisted: Promise<void> = Promise.resolve();
     if (ready.hardState || ready.entries.length > 0 || ready.snapshotChunk) {
@@ -465,7 +475,7 @@ export class RaftNode implements RaftNodeApi {
       this.sinceSnapshotBytes += e.data.byteLength;
       if (e.type === EntryType.Config) this.configs.record(e.index, decodeConfig(e.data));
       this.proposals.settle(e.index, e.term, result);
-      this.appliedSubject.next({ entry: e, result });
+      for (const l of this.appliedListeners) l({ entry: e, result });
     }
   }
 
@@ -487,7 +497,7 @@ export class RaftNode implements RaftNodeApi {
     this.refreshPeers();
   }
 
-  private onSoftState(ss: SoftState): void {
+  private softStateChanged(ss: SoftState): void {
     const before = this.softState;
     this.softState = { ...ss };
     if (before.role !== ss.role || before.leaderId !== ss.leaderId) {
@@ -497,7 +507,7 @@ export class RaftNode implements RaftNodeApi {
     if (this.caughtUpTarget === null && ss.leaderId !== null) {
       this.caughtUpTarget = Math.max(this.initialCommit, this.core.status().commit);
     }
-    this.softStateSubject.next(this.softState);
+    this.emitSoftState();
   }
 
   // ---- reads ---------------------------------------------------------------------------------------
@@ -678,7 +688,7 @@ export class RaftNode implements RaftNodeApi {
       leaderId: null,
       role: this.softState.role === 'leader' ? 'follower' : this.softState.role,
     };
-    this.softStateSubject.next(this.softState);
+    this.emitSoftState();
   }
 
   private rejectEverything(error: NodeError): void {
