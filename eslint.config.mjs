@@ -69,7 +69,12 @@ export default tseslint.config(
     // The libraries know nothing of Nest or rxjs (the Raft transport's Nest adapter lives in apps/event-store;
     // events leave the libraries through plain listener functions).
     // libs/consensus/src/core has its own, stricter rule above.
-    files: ['libs/consensus/src/**/*.ts', 'libs/event-store/src/**/*.ts', 'libs/client/src/**/*.ts'],
+    files: [
+      'libs/consensus/src/**/*.ts',
+      'libs/event-store/src/**/*.ts',
+      'libs/client/src/**/*.ts',
+      'libs/config/src/**/*.ts',
+    ],
     ignores: ['libs/consensus/src/core/**', '**/*.spec.ts'],
     rules: {
       'no-restricted-imports': [

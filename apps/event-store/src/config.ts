@@ -1,4 +1,12 @@
 import { z } from 'zod';
+import {
+  ConfigError,
+  hostPortSetting,
+  intSetting,
+  kebabFlag,
+  parseFlags as parseFlagsOf,
+  parseSettings,
+} from '../../../libs/config/src';
 import type { ConfigState, MemberAddress } from '../../../libs/consensus/src/core/types';
 
 /**
@@ -39,28 +47,13 @@ export interface AppConfig {
   eventBytesMax: number;
 }
 
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError, kebabFlag };
 
 const mib = 1024 * 1024;
 const nodeIdPattern = /^[A-Za-z0-9._-]{1,64}$/;
-const hostPortPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const hostPort = z
-  .string()
-  .regex(hostPortPattern, 'expected host:port, e.g. 127.0.0.1:2114')
-  .refine((v) => {
-    const port = Number(v.slice(v.lastIndexOf(':') + 1));
-    return port >= 1 && port <= 65535;
-  }, 'port must be 1-65535');
+const int = intSetting;
+const hostPort = hostPortSetting('127.0.0.1:2114');
 
 /** Every variable, its schema and default. Keys are the environment names; flags are their kebab-case forms. */
 const schema = z.object({
@@ -86,26 +79,9 @@ const schema = z.object({
 type RawConfig = z.infer<typeof schema>;
 const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
 
-export function kebabFlag(variable: string): string {
-  return '--' + variable.toLowerCase().replace(/_/g, '-');
-}
-
 /** `--node-id n2`, `--node-id=n2`, or a bare `--repair` (true). Unknown flags are an error. */
 export function parseFlags(argv: readonly string[]): Record<string, string> {
-  const byFlag = new Map(variables.map((v) => [kebabFlag(v), v]));
-  const out: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const eq = arg.indexOf('=');
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const variable = byFlag.get(flag);
-    if (!variable)
-      throw new ConfigError(arg, `unknown argument; known flags: ${[...byFlag.keys()].join(' ')}`);
-    if (eq >= 0) out[variable] = arg.slice(eq + 1);
-    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[variable] = argv[++i];
-    else out[variable] = 'true';
-  }
-  return out;
+  return parseFlagsOf(argv, variables, { bareIsTrue: true });
 }
 
 export function isLoopbackHost(host: string): boolean {
@@ -155,13 +131,7 @@ export function loadConfig(
   const input: Record<string, string | undefined> = {};
   for (const v of variables) input[v] = env[v];
   Object.assign(input, parseFlags(argv));
-  const parsed = schema.safeParse(input);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const variable = String(issue.path[0] ?? 'configuration');
-    throw new ConfigError(variable, `${issue.message} (got ${JSON.stringify(input[variable] ?? null)})`);
-  }
-  const raw = parsed.data;
+  const raw = parseSettings(schema, input);
   return build(raw, input.INITIAL_CLUSTER !== undefined);
 }
 

@@ -1,4 +1,11 @@
 import { z } from 'zod';
+import {
+  ConfigError,
+  hostPortSetting,
+  intSetting,
+  parseFlags as parseFlagsOf,
+  parseSettings,
+} from '../../../libs/config/src';
 
 /**
  * The projector's configuration (PROJECTOR.md "Starting it" plus tunables), read once at start-up from the
@@ -30,25 +37,10 @@ export interface ProjectorConfig {
   logLevel: 'error' | 'warn' | 'info' | 'debug';
 }
 
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
-const hostPortPattern = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const hostPort = z
-  .string()
-  .regex(hostPortPattern, 'expected host:port, e.g. 127.0.0.1:2150')
-  .refine((v) => {
-    const port = Number(v.slice(v.lastIndexOf(':') + 1));
-    return port >= 1 && port <= 65535;
-  }, 'port must be 1-65535');
+const int = intSetting;
+const hostPort = hostPortSetting('127.0.0.1:2150');
 
 const schema = z.object({
   EVENT_STORE_URLS: z.string().default('http://127.0.0.1:2113,http://127.0.0.1:2123,http://127.0.0.1:2133'),
@@ -83,26 +75,9 @@ const schema = z.object({
 type RawConfig = z.infer<typeof schema>;
 const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
 
-export function kebabFlag(variable: string): string {
-  return '--' + variable.toLowerCase().replace(/_/g, '-');
-}
-
-/** `--kafka-topic x`, `--kafka-topic=x`; unknown flags are an error. */
+/** `--kafka-topic x`, `--kafka-topic=x`; unknown flags and flags without a value are an error. */
 export function parseFlags(argv: readonly string[]): Record<string, string> {
-  const byFlag = new Map(variables.map((v) => [kebabFlag(v), v]));
-  const out: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const eq = arg.indexOf('=');
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    const variable = byFlag.get(flag);
-    if (!variable)
-      throw new ConfigError(arg, `unknown argument; known flags: ${[...byFlag.keys()].join(' ')}`);
-    if (eq >= 0) out[variable] = arg.slice(eq + 1);
-    else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[variable] = argv[++i];
-    else throw new ConfigError(variable, `${flag} needs a value`);
-  }
-  return out;
+  return parseFlagsOf(argv, variables, { bareIsTrue: false });
 }
 
 function splitList(v: string): string[] {
@@ -120,13 +95,7 @@ export function loadConfig(
   const input: Record<string, string | undefined> = {};
   for (const v of variables) input[v] = env[v] === '' ? undefined : env[v];
   Object.assign(input, parseFlags(argv));
-  const parsed = schema.safeParse(input);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const variable = String(issue.path[0] ?? 'configuration');
-    throw new ConfigError(variable, `${issue.message} (got ${JSON.stringify(input[variable] ?? null)})`);
-  }
-  return build(parsed.data);
+  return build(parseSettings(schema, input));
 }
 
 function build(raw: RawConfig): ProjectorConfig {
