@@ -44,8 +44,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /**
  * One sink's follower of `$all`: open the sink (its checkpoint), subscribe right after it, group the events
  * into batches of at most `batchEvents` (waiting at most `lingerMs` to fill one), write each batch, repeat.
- * Memory is bounded: the subscription is pulled only when the previous batch is written, so a slow sink slows
- * the reading (TCP backpressure up to the node) instead of piling events up. A sink that fails is closed,
+ * Memory is bounded: reading runs at most two batches ahead of writing, so a slow sink slows the reading (TCP
+ * backpressure up to the node) instead of piling events up. A sink that fails is closed,
  * marked `paused`, reopened with capped exponential backoff and resumed from the checkpoint it reports, so a
  * batch whose outcome was unknown is neither lost nor repeated. A sink fenced by another writer stops the lane.
  */
@@ -54,7 +54,6 @@ export class Lane {
   /** The last position durably written by the sink, −1 before any. */
   position = -1;
   lastError: string | null = null;
-  eventsWritten = 0;
   /** The source side: the URL the subscription reads from, null while reconnecting. */
   sourceUrl: string | null = null;
   private readonly abort = new AbortController();
@@ -181,7 +180,6 @@ export class Lane {
     await this.sink.write(batch);
     const last = batch[batch.length - 1].position;
     this.position = last;
-    this.eventsWritten += batch.length;
     this.hooks.onBatch?.(batch.length, (performance.now() - t0) / 1000, last);
   }
 }

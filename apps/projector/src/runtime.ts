@@ -36,6 +36,8 @@ export interface ReadModelStatus {
 
 export interface Status {
   head: number;
+  /** Why the cluster's head could not be read lately (all nodes unreachable…), null when it could. */
+  clusterError: string | null;
   sinks: Record<SinkName, SinkStatus>;
   readModels: ReadModelStatus[];
 }
@@ -221,7 +223,12 @@ export class ProjectorRuntime {
       if (job) out.rebuild = job.progress();
       return out;
     });
-    return { head: this.head, sinks: { postgres: sink('postgres'), kafka: sink('kafka') }, readModels };
+    return {
+      head: this.head,
+      clusterError: this.headError,
+      sinks: { postgres: sink('postgres'), kafka: sink('kafka') },
+      readModels,
+    };
   }
 
   /** /ready: every enabled sink connected with its checkpoint loaded. */

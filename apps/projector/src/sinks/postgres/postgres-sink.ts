@@ -2,6 +2,7 @@ import type { EventEnvelope } from '../../../../../libs/client/src';
 import type { ReadModel, Row } from '../../read-models';
 import { Sink, SinkUnavailableError } from '../sink';
 import { Database, DatabaseOptions, unavailable } from './database';
+import type { DeadLetter } from './fold';
 import { ModelTable } from './table';
 import { loadCheckpoints, Target, writeBatch } from './writer';
 
@@ -12,11 +13,8 @@ export interface ModelInfo {
   name: string;
   /** The live model's checkpoint, −1 before any event. */
   position: number;
-  stopped: { position: number; eventId: string; error: string } | null;
+  stopped: DeadLetter | null;
 }
-
-/** What `PostgresSink.write` reports to whoever follows the models (the rebuild jobs). */
-export type WriteListener = () => void;
 
 /**
  * The Postgres sink: every live read model, folded batch by batch in one transaction with their checkpoints.
@@ -30,7 +28,6 @@ export class PostgresSink implements Sink {
   private tables = new Map<string, ModelTable>();
   private live = new Map<string, Target>();
   private tail: Promise<unknown> = Promise.resolve();
-  private readonly listeners = new Set<WriteListener>();
   /** The last position the live lane handed to `write` (or resumes after): every model is complete up to it, or stopped. */
   private delivered = -1;
 
@@ -80,7 +77,7 @@ export class PostgresSink implements Sink {
               checkpoint: cps.get(m.name) ?? -1,
               // a model stopped by a poison event stays stopped across reconnects (not across restarts:
               // a restarted projector meets the event again and stops again, unless the code was fixed)
-              stopped: previous.get(m.name)?.stopped ?? false,
+              stopped: previous.get(m.name)?.stopped ?? null,
             },
           ]),
         );
@@ -107,8 +104,7 @@ export class PostgresSink implements Sink {
         for (const { target, result } of outcomes) {
           target.checkpoint = result.position;
           if (result.stopped) {
-            target.stopped = true;
-            this.stoppedInfo.set(target.checkpointName, result.stopped);
+            target.stopped = result.stopped;
             this.log.warn(
               `read model ${target.checkpointName} stopped at position ${result.stopped.position} (event ${result.stopped.eventId}): ${result.stopped.error}`,
             );
@@ -122,21 +118,13 @@ export class PostgresSink implements Sink {
         await qr.release().catch(() => undefined);
       }
       if (events.length > 0) this.delivered = events[events.length - 1].position;
-      for (const l of this.listeners) l();
     });
   }
-
-  private readonly stoppedInfo = new Map<string, { position: number; eventId: string; error: string }>();
 
   async close(): Promise<void> {
     const db = this.db;
     this.db = null;
     if (db) await db.close();
-  }
-
-  onWrite(listener: WriteListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
   }
 
   modelInfo(name: string): ModelInfo | null {
@@ -145,7 +133,7 @@ export class PostgresSink implements Sink {
     return {
       name,
       position: t?.checkpoint ?? -1,
-      stopped: t?.stopped ? (this.stoppedInfo.get(name) ?? null) : null,
+      stopped: t?.stopped ?? null,
     };
   }
 
@@ -243,7 +231,7 @@ export class PostgresSink implements Sink {
     name: string,
     checkpoint: number,
     events: readonly EventEnvelope[],
-  ): Promise<{ position: number; stopped: { position: number; eventId: string; error: string } | null }> {
+  ): Promise<{ position: number; stopped: DeadLetter | null }> {
     return this.exclusive(async () => {
       const db = this.requireDb();
       const t = this.tables.get(name)!;
@@ -252,7 +240,7 @@ export class PostgresSink implements Sink {
         tableName: t.table + rebuildSuffix,
         checkpointName: name + rebuildCheckpointSuffix,
         checkpoint,
-        stopped: false,
+        stopped: null,
       };
       const qr = db.dataSource.createQueryRunner();
       try {
@@ -307,7 +295,7 @@ export class PostgresSink implements Sink {
                 tableName: shadow,
                 checkpointName: cpName,
                 checkpoint: shadowPosition,
-                stopped: false,
+                stopped: null,
               },
             ],
             extra,
@@ -341,9 +329,8 @@ export class PostgresSink implements Sink {
         await qr.release().catch(() => undefined);
       }
       live.checkpoint = position;
-      live.stopped = false;
+      live.stopped = null;
       this.delivered = Math.max(this.delivered, position);
-      this.stoppedInfo.delete(name);
       return { swapped: true, position };
     });
   }

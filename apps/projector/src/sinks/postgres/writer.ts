@@ -2,7 +2,7 @@ import type { QueryRunner } from 'typeorm';
 import type { EventEnvelope } from '../../../../../libs/client/src';
 import type { Row } from '../../read-models';
 import { SinkUnavailableError } from '../sink';
-import { foldBatch, FoldResult } from './fold';
+import { DeadLetter, foldBatch, FoldResult } from './fold';
 import { ModelTable } from './table';
 
 /** One model written by a batch: which table and which checkpoint row (the live model, or its rebuild). */
@@ -12,8 +12,8 @@ export interface Target {
   checkpointName: string;
   /** The checkpoint as this process last wrote or read it; the transaction fails if the row says otherwise. */
   checkpoint: number;
-  /** A model stopped by a poison event is skipped until it is rebuilt. */
-  stopped: boolean;
+  /** The poison event that stopped this model, which is then skipped until it is rebuilt; null while running. */
+  stopped: DeadLetter | null;
 }
 
 export interface TargetOutcome {
