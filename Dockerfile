@@ -5,10 +5,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json nest-cli.json ./
+# Only the product's sources: tsconfig.build.json leaves out specs, testing folders, test/, bench/ and tools/.
 COPY apps ./apps
 COPY libs ./libs
-COPY tools ./tools
-COPY bench ./bench
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim

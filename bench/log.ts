@@ -14,6 +14,8 @@ import { syncsInFlightMaxDefault } from '../libs/consensus/src/storage/limits';
 import { recordHeaderBytes } from '../libs/consensus/src/storage/record';
 import { runBench } from './support/report';
 
+/** The open child runs this file from TypeScript too. */
+const swcRegister = path.join(__dirname, '..', 'tools', 'swc-register.js');
 const entryPayloadBytes = 200;
 const recordBytesEach = recordHeaderBytes + entryPayloadBytes;
 const runMs = Number(process.env.BENCH_RUN_MS ?? 3000);
@@ -281,9 +283,13 @@ async function main(): Promise<void> {
   const buildS = await buildLog(logDir, openEntries);
   console.log(`built a log of ${openEntries} entries in ${buildS.toFixed(1)} s`);
   for (const label of ['open (page cache warm)', 'open (again)']) {
-    const child = spawnSync(process.execPath, ['--expose-gc', __filename, '--open-child', logDir], {
-      encoding: 'utf8',
-    });
+    const child = spawnSync(
+      process.execPath,
+      ['--expose-gc', '--require', swcRegister, __filename, '--open-child', logDir],
+      {
+        encoding: 'utf8',
+      },
+    );
     if (child.status !== 0) throw new Error(`open child failed: ${child.stderr}`);
     const r = JSON.parse(child.stdout.trim().split('\n').pop()!) as {
       openMs: number;

@@ -1,5 +1,5 @@
 /**
- * `npm run build && node dist/bench/startup.js`: restart-to-ready of the event store with a history, on
+ * `npm run build && node --require ./tools/swc-register.js bench/startup.ts`: restart-to-ready of the event store with a history, on
  * its own (the last stage of `npm run bench` without the rest). Starts a 3-node cluster, fills it to
  * BENCH_EVENTS (1,000,000) with 1000-event batches, then BENCH_ROUNDS (3) times kills -9 and restarts a
  * follower, then all three together, printing spawn → /health and → /ready and each node's start-up

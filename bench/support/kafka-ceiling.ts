@@ -4,7 +4,7 @@
  * Kafka sink uses (idempotent, one request in flight, `retry.initialRetryTime` 20 ms). The benchmark compares
  * the sink's records/s to this.
  *
- * As a script (after `npm run build`): `node dist/bench/support/kafka-ceiling.js [records] [transaction size]`
+ * As a script: `node --require ./tools/swc-register.js bench/support/kafka-ceiling.ts [records] [transaction size]`
  * against KAFKA_BROKERS (default 127.0.0.1:9092); prints one JSON line.
  */
 import { randomUUID } from 'node:crypto';

@@ -1,7 +1,7 @@
 /**
  * The HTTP ceiling for the benchmarks: a trivial node:http server that reads the request body and answers
  * 201 with a small JSON body at once, on a keep-alive connection. Run as its own process (like a node):
- * `node dist/bench/support/trivial-server.js`; PORT (default 0 = any free port); prints `LISTENING <port>`.
+ * `node --require ./tools/swc-register.js bench/support/trivial-server.ts`; PORT (default 0 = any free port); prints `LISTENING <port>`.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -151,9 +151,10 @@ export class CeilingServer {
   ) {}
 
   static async start(dir: string): Promise<CeilingServer> {
-    const main = path.join(repoRoot, 'dist', 'bench', 'support', 'trivial-server.js');
+    const main = path.join(repoRoot, 'bench', 'support', 'trivial-server.ts');
+    const register = path.join(repoRoot, 'tools', 'swc-register.js');
     const logFile = path.join(dir, 'ceiling-server.log');
-    const proc = spawnTracked('ceiling', [process.execPath, main], {}, logFile);
+    const proc = spawnTracked('ceiling', [process.execPath, '--require', register, main], {}, logFile);
     let port = 0;
     await waitUntil(
       'the trivial HTTP server to listen',

@@ -7,7 +7,7 @@ import {
   UnknownOutcomeError,
   WrongExpectedRevisionError,
 } from './index';
-import { json, refusingUrl, ScriptedServer } from './scripted-server.testing';
+import { json, refusingUrl, ScriptedServer } from './testing/scripted-server';
 
 const servers: ScriptedServer[] = [];
 const clients: EventStoreClient[] = [];

@@ -1,7 +1,7 @@
 import type * as http from 'node:http';
 import { EventStoreClient, EventStoreError, InvalidRequestError, UnavailableError } from './index';
 import type { EventEnvelope, Subscription } from './index';
-import { json, refusingUrl, ScriptedServer, sseHead, sseMessage } from './scripted-server.testing';
+import { json, refusingUrl, ScriptedServer, sseHead, sseMessage } from './testing/scripted-server';
 import type { SseSubscription } from './subscription';
 
 jest.setTimeout(20_000);

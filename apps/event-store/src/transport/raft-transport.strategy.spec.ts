@@ -11,7 +11,7 @@ import {
   appendRequest,
   startNode,
   waitFor,
-} from '../../../../libs/consensus/src/transport/test-helpers';
+} from '../../../../libs/consensus/src/testing/transport-helpers';
 
 jest.setTimeout(60_000);
 

@@ -5,7 +5,7 @@ import { crc32c } from '@node-rs/crc32';
 import { DurableStorage } from '../storage';
 import { SumStateMachine, sumCommand } from '../testing/sum-state-machine';
 import { StateMachine } from './ports';
-import { TestCluster, clusterConfig, waitUntil } from './node-test-cluster';
+import { TestCluster, clusterConfig, waitUntil } from '../testing/node-test-cluster';
 
 jest.setTimeout(120_000);
 

@@ -1,5 +1,5 @@
 import { sumCommand } from '../testing/sum-state-machine';
-import { TestCluster, clusterConfig, waitUntil } from './node-test-cluster';
+import { TestCluster, clusterConfig, waitUntil } from '../testing/node-test-cluster';
 
 jest.setTimeout(120_000);
 

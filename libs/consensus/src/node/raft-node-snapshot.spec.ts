@@ -1,7 +1,7 @@
 import { Registry } from 'prom-client';
 import { sumCommand } from '../testing/sum-state-machine';
 import { PromRaftMetrics } from './metrics';
-import { TestCluster, waitUntil } from './node-test-cluster';
+import { TestCluster, waitUntil } from '../testing/node-test-cluster';
 
 jest.setTimeout(120_000);
 

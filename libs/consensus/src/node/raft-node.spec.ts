@@ -2,7 +2,7 @@ import { Message } from '../core/messages';
 import { sumCommand } from '../testing/sum-state-machine';
 import { MemoryNodeStorage } from '../testing/memory-node-storage';
 import { AppliedEntry, NodeError } from './api';
-import { TestCluster, clusterConfig, waitUntil } from './node-test-cluster';
+import { TestCluster, clusterConfig, waitUntil } from '../testing/node-test-cluster';
 
 jest.setTimeout(90_000);
 

@@ -1,8 +1,8 @@
 import { ChildProcess, spawn } from 'child_process';
 import * as path from 'path';
 import { DurableStorage } from './durable-storage';
-import { crashEntry } from './testing/crash-child';
-import { CapturingLogger, removeDir, tempDir } from './testing/fixtures';
+import { crashEntry } from '../testing/crash-child';
+import { CapturingLogger, removeDir, tempDir } from '../testing/storage-fixtures';
 
 // Crash tests on the real file system: a child appends (with truncations at each restart, segment rolls
 // every 64 KiB and 4 concurrent appenders) and is killed with SIGKILL at seeded random moments. After each
@@ -15,7 +15,7 @@ const seed = Number(process.env.CRASH_SEED ?? 20240601);
 
 const repo = path.resolve(__dirname, '../../../..');
 const register = path.join(repo, 'tools/swc-register.js');
-const childScript = path.join(__dirname, 'testing/crash-child.ts');
+const childScript = path.join(__dirname, '../testing/crash-child.ts');
 
 jest.setTimeout(240_000);
 

@@ -13,7 +13,7 @@ import {
   removeDir,
   segmentFiles,
   tempDir,
-} from './testing/fixtures';
+} from '../testing/storage-fixtures';
 
 jest.setTimeout(60_000);
 

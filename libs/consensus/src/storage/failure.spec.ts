@@ -2,7 +2,14 @@ import * as fs from 'fs';
 import { DurableStorage, DurableStorageOptions } from './durable-storage';
 import { StorageFailedError } from './errors';
 import { FileOps } from './file-ops';
-import { CapturingLogger, chunksOf, entries, expectEntry, removeDir, tempDir } from './testing/fixtures';
+import {
+  CapturingLogger,
+  chunksOf,
+  entries,
+  expectEntry,
+  removeDir,
+  tempDir,
+} from '../testing/storage-fixtures';
 
 jest.setTimeout(60_000);
 

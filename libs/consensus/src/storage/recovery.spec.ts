@@ -12,7 +12,7 @@ import {
   removeDir,
   segmentFiles,
   tempDir,
-} from './testing/fixtures';
+} from '../testing/storage-fixtures';
 
 jest.setTimeout(60_000);
 

@@ -15,7 +15,7 @@ import {
   expectEntry,
   removeDir,
   tempDir,
-} from './testing/fixtures';
+} from '../testing/storage-fixtures';
 
 jest.setTimeout(60_000);
 

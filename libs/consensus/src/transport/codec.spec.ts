@@ -8,7 +8,7 @@ import {
   encodeMessagesFrame,
   messagesFrameBound,
 } from './frame';
-import { seededRandom } from './test-helpers';
+import { seededRandom } from '../testing/transport-helpers';
 
 const config: ConfigState = {
   voters: ['n1', 'n2', 'nœud-3'],

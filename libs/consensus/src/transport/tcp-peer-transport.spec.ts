@@ -21,7 +21,7 @@ import {
   seededRandom,
   startNode,
   waitFor,
-} from './test-helpers';
+} from '../testing/transport-helpers';
 
 jest.setTimeout(60_000);
 

@@ -4,9 +4,9 @@
  * prints what became durable: "hs <term>" for the hard state, "e <lastIndex> <term>" for entries.
  * Usage: node --require tools/swc-register.js crash-child.ts <dir> <from> <term> <seed>
  */
-import { Entry, EntryType } from '../../core/types';
-import { DurableStorage } from '../durable-storage';
-import { payload } from './fixtures';
+import { Entry, EntryType } from '../core/types';
+import { DurableStorage } from '../storage/durable-storage';
+import { payload } from './storage-fixtures';
 
 const appenders = 4;
 /** The parent kills the child within a second; this only bounds an orphan's life. */

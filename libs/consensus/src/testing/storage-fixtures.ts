@@ -1,8 +1,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ConfigState, Entry, EntryType, encodeConfig } from '../../core/types';
-import { StorageLogger } from '../durable-storage';
+import { ConfigState, Entry, EntryType, encodeConfig } from '../core/types';
+import { StorageLogger } from '../storage/durable-storage';
 
 export function tempDir(prefix = 'storage-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -1,10 +1,10 @@
 import { ConfigState, NodeId } from '../core/types';
-import { SumStateMachine, sumCommand } from '../testing/sum-state-machine';
-import { LoopbackNetwork, LoopbackTransport } from '../testing/loopback-transport';
-import { MemoryNodeStorage } from '../testing/memory-node-storage';
-import { RaftNodeOptions } from './api';
-import { NodeStorage } from './ports';
-import { RaftNode } from './raft-node';
+import { SumStateMachine, sumCommand } from './sum-state-machine';
+import { LoopbackNetwork, LoopbackTransport } from './loopback-transport';
+import { MemoryNodeStorage } from './memory-node-storage';
+import { RaftNodeOptions } from '../node/api';
+import { NodeStorage } from '../node/ports';
+import { RaftNode } from '../node/raft-node';
 
 /** Test helper: RaftNodes on a LoopbackNetwork with in-memory storage and counter state machines. */
 

@@ -2,8 +2,8 @@
 import * as net from 'node:net';
 import { AppendRequest, Message } from '../core/messages';
 import { EntryType } from '../core/types';
-import { TransportLogger } from './stats';
-import { TcpPeerTransport, TcpPeerTransportOptions } from './tcp-peer-transport';
+import { TransportLogger } from '../transport/stats';
+import { TcpPeerTransport, TcpPeerTransportOptions } from '../transport/tcp-peer-transport';
 
 export class CapturingLogger implements TransportLogger {
   readonly lines: string[] = [];
