@@ -8,10 +8,8 @@
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { Entry, EntryType } from '../libs/consensus/src/core/types';
-import { DurableStorage } from '../libs/consensus/src/storage';
-import { syncsInFlightMaxDefault } from '../libs/consensus/src/storage/limits';
-import { recordHeaderBytes } from '../libs/consensus/src/storage/record';
+import { DurableStorage, Entry, EntryType } from '@app/consensus';
+import { recordHeaderBytes, syncsInFlightMaxDefault } from '@app/consensus/testing';
 import { runBench } from './support/report';
 
 /** The open child runs this file from TypeScript too. */

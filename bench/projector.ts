@@ -35,7 +35,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { Client } from 'pg';
-import { EventStoreClient, EventEnvelope } from '../libs/client/src';
+import { EventStoreClient, EventEnvelope } from '@app/client';
 import { BenchCluster, freePorts } from './support/cluster';
 import { BenchBroker } from './support/kafka-broker';
 import { getJson } from './support/http';

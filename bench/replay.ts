@@ -11,13 +11,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { EntryType } from '../libs/consensus/src/core/types';
-import { encodeCommand, prepareAppend } from '../libs/event-store/src/command';
-import { DEFAULT_LIMITS } from '../libs/event-store/src/limits';
-import { builtInProjections } from '../libs/event-store/src/projections/builtins';
-import { ProjectionEngine } from '../libs/event-store/src/projections/engine';
-import { EventStoreStateMachine } from '../libs/event-store/src/state-machine';
-import { newEventId } from '../libs/event-store/src/uuid';
+import { EntryType } from '@app/consensus';
+import {
+  encodeCommand,
+  prepareAppend,
+  DEFAULT_LIMITS,
+  builtInProjections,
+  ProjectionEngine,
+  EventStoreStateMachine,
+  newEventId,
+} from '@app/event-store';
 import { runBench } from './support/report';
 
 const TARGET_REPLAY_EVENTS_PER_S = 300_000;

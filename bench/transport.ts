@@ -12,9 +12,7 @@
 import 'reflect-metadata';
 import * as net from 'node:net';
 import { ClientTCP, ServerTCP } from '@nestjs/microservices';
-import { AppendRequest, Message, SnapshotRequest } from '../libs/consensus/src/core/messages';
-import { Entry, EntryType } from '../libs/consensus/src/core/types';
-import { TcpPeerTransport } from '../libs/consensus/src/transport/tcp-peer-transport';
+import { AppendRequest, Message, SnapshotRequest, Entry, EntryType, TcpPeerTransport } from '@app/consensus';
 import { runBench } from './support/report';
 
 const entryBytes = 200;

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
-import type { EventEnvelope } from '../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 import { eventRecord } from '../../apps/projector/src/sinks/kafka';
 import { chunksOf, sendChunkBytes } from '../../apps/projector/src/sinks/kafka/kafkajs-producer';
 

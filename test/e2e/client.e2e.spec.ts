@@ -5,7 +5,7 @@ import {
   StreamNotFoundError,
   UnknownOutcomeError,
   WrongExpectedRevisionError,
-} from '../../libs/client/src';
+} from '@app/client';
 import { ClusterHarness, waitFor } from '../support/cluster-harness';
 import { sleep } from '../support/e2e-client';
 import { stableEnv } from '../support/workload';

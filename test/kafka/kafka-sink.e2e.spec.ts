@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { EventEnvelope } from '../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 import { KafkaSink, KafkaSinkOptions } from '../../apps/projector/src/sinks/kafka/kafka-sink';
 import { SinkFencedError, SinkUnavailableError } from '../../apps/projector/src/sinks/sink';
 import { makeEvents } from './sink-events';

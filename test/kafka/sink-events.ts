@@ -1,4 +1,4 @@
-import type { EventEnvelope } from '../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 
 /**
  * Deterministic events for the Kafka sink suites: position p belongs to stream `prefix(k)` with k = p mod

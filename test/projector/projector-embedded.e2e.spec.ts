@@ -3,7 +3,7 @@
  * projector through pglite-socket. The rows must be exact (no event lost or applied twice) across kill -9 of
  * the projector in the middle of batches: PGlite's own WAL has to keep rows and checkpoint together.
  */
-import { EventStoreClient } from '../../libs/client/src';
+import { EventStoreClient } from '@app/client';
 import type { ClusterHarness } from '../support/cluster-harness';
 import { sleep } from '../support/e2e-client';
 import { ProjectorProcess } from '../support/projector-harness';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { EventStoreClient } from '../../libs/client/src';
+import { EventStoreClient } from '@app/client';
 import { ClusterHarness, waitFor } from '../support/cluster-harness';
 import { E2EClient, sleep } from '../support/e2e-client';
 import { createTestDatabase, query, TestDatabase } from '../support/pg-database';

@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { EventStoreClient } from '../../libs/client/src';
+import { EventStoreClient } from '@app/client';
 import { ClusterHarness } from '../support/cluster-harness';
 import { E2EClient, sleep } from '../support/e2e-client';
 import { createTestDatabase, TestDatabase } from '../support/pg-database';

@@ -3,7 +3,7 @@
  * projector restarted (kill -9) in the middle of a rebuild resumes it from the shadow's checkpoint and swaps it
  * in; the result equals a full replay (a row damaged before the rebuild is repaired) and nothing is left behind.
  */
-import { EventStoreClient } from '../../libs/client/src';
+import { EventStoreClient } from '@app/client';
 import type { ClusterHarness } from '../support/cluster-harness';
 import { E2EClient } from '../support/e2e-client';
 import { createTestDatabase, query, TestDatabase } from '../support/pg-database';

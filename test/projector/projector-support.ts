@@ -1,5 +1,5 @@
 import * as path from 'node:path';
-import { EventEnvelope, EventStoreClient, NewEvent } from '../../libs/client/src';
+import { EventEnvelope, EventStoreClient, NewEvent } from '@app/client';
 import { ClusterHarness, waitFor } from '../support/cluster-harness';
 import { E2EClient, getJson, HttpResult, sleep } from '../support/e2e-client';
 import { query } from '../support/pg-database';

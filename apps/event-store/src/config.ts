@@ -6,8 +6,8 @@ import {
   kebabFlag,
   parseFlags as parseFlagsOf,
   parseSettings,
-} from '../../../libs/config/src';
-import type { ConfigState, MemberAddress } from '../../../libs/consensus/src/core/types';
+} from '@app/config';
+import type { ConfigState, MemberAddress } from '@app/consensus';
 
 /**
  * The node's configuration: API.md "Running a node" plus tunables. Read once at start-up from the

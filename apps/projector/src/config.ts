@@ -5,7 +5,7 @@ import {
   intSetting,
   parseFlags as parseFlagsOf,
   parseSettings,
-} from '../../../libs/config/src';
+} from '@app/config';
 
 /**
  * The projector's configuration (PROJECTOR.md "Starting it" plus tunables), read once at start-up from the

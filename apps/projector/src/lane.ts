@@ -1,4 +1,4 @@
-import { EventEnvelope, EventStoreClient, EventStoreError, Subscription } from '../../../libs/client/src';
+import { EventEnvelope, EventStoreClient, EventStoreError, Subscription } from '@app/client';
 import { Sink, SinkFencedError, SinkUnavailableError } from './sinks/sink';
 
 export type LaneState = 'starting' | 'running' | 'paused' | 'stopped' | 'off';

@@ -1,4 +1,4 @@
-import type { EventEnvelope, EventStoreClient } from '../../../libs/client/src';
+import type { EventEnvelope, EventStoreClient } from '@app/client';
 import { Lane, LaneOptions } from './lane';
 import { PostgresSink } from './sinks/postgres/postgres-sink';
 import { Sink, SinkUnavailableError } from './sinks/sink';

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { EventStoreClient } from '../../../libs/client/src';
+import { EventStoreClient } from '@app/client';
 import type { ProjectorConfig } from './config';
 import { startEmbeddedPostgres, EmbeddedPostgres } from './embedded-postgres';
 import { Lane, laneDefaults, LaneState } from './lane';

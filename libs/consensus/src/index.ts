@@ -1,4 +1,5 @@
-// Public surface of the consensus library: the core's data types, the node shell, its ports and errors.
+// Public surface of the consensus library (`@app/consensus`): the core's data types, the node shell, its
+// ports and errors, the TCP transport and the durable storage. Test tooling: `@app/consensus/testing`.
 export * from './core/types';
 export * from './core/messages';
 export * from './core/ready';
@@ -11,5 +12,7 @@ export { PromRaftMetrics } from './node/metrics';
 export type { RaftNodeMetrics } from './node/metrics';
 export { TcpPeerTransport } from './transport/tcp-peer-transport';
 export type { TcpPeerTransportOptions } from './transport/tcp-peer-transport';
+export { DEFAULT_TRANSPORT_LIMITS } from './transport/limits';
+export type { TransportLimits } from './transport/limits';
 export { DurableStorage } from './storage/durable-storage';
 export type { DurableStorageOptions } from './storage/durable-storage';

@@ -1,4 +1,4 @@
-import { EntryType } from '../../consensus/src/core/types';
+import { EntryType } from '@app/consensus';
 import { encodeBatch, encodeCommand, isBatch, prepareAppend, splitBatch } from './command';
 import { DEFAULT_LIMITS } from './limits';
 import { EventStoreStateMachine } from './state-machine';

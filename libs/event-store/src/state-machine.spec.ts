@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EntryType } from '../../consensus/src/core/types';
-import { DurableStorage } from '../../consensus/src/storage/durable-storage';
+import { EntryType, DurableStorage } from '@app/consensus';
 import { EventStoreStateMachine, EventStoreOptions } from './state-machine';
 import { appendEntry, ev, noopEntry, removeDir, tempDir, uuidOf } from './testing/fixtures';
 import { AppendResult } from './types';

@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Entry, EntryType, SnapshotMeta } from '../../consensus/src/core/types';
-import { SnapshotPart, StateMachine } from '../../consensus/src/node/ports';
+import { Entry, EntryType, SnapshotMeta, SnapshotPart, StateMachine } from '@app/consensus';
 import { DecodedCommand, decodeCommandRaw, isBatch, splitBatch, streamIdProblem } from './command';
 import { expectationHolds } from './expected-revision';
 import { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { Logger } from '@nestjs/common';
 // fastify's own JSON parser (a dependency of fastify): same BOM and prototype-poisoning handling.
 import secureJsonParse from 'secure-json-parse';
-import { DEFAULT_LIMITS } from '../../../../libs/event-store/src';
+import { DEFAULT_LIMITS } from '@app/event-store';
 import { AppendResponse, StreamsService } from '../services/streams.service';
 import { ApiError } from './api-error';
 import { appendBodySchema, AppendBodyDto, ZodPipe } from './dto';

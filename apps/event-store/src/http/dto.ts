@@ -1,7 +1,7 @@
 import { applyDecorators, PipeTransform } from '@nestjs/common';
 import { ApiBody, ApiQuery } from '@nestjs/swagger';
 import { z } from 'zod';
-import { streamIdProblem } from '../../../../libs/event-store/src';
+import { streamIdProblem } from '@app/event-store';
 import { ApiError } from './api-error';
 
 /**

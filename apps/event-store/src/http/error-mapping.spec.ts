@@ -1,7 +1,6 @@
 import { BadRequestException, NotFoundException } from '@nestjs/common';
-import { NodeError } from '../../../../libs/consensus/src/node/api';
-import { RaftError } from '../../../../libs/consensus/src/core/ready';
-import { EventStoreError } from '../../../../libs/event-store/src';
+import { NodeError, RaftError } from '@app/consensus';
+import { EventStoreError } from '@app/event-store';
 import { ApiError } from './api-error';
 import { LeaderLocator, toApiResponse } from './error-mapping';
 

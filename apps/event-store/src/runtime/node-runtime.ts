@@ -1,13 +1,18 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Registry } from 'prom-client';
-import { SoftState } from '../../../../libs/consensus/src/core/ready';
-import { NodeId } from '../../../../libs/consensus/src/core/types';
-import { NodeError, ReadConsistency, RaftNodeApi } from '../../../../libs/consensus/src/node/api';
-import { PromRaftMetrics } from '../../../../libs/consensus/src/node/metrics';
-import { RaftNode } from '../../../../libs/consensus/src/node/raft-node';
-import { DurableStorage } from '../../../../libs/consensus/src/storage';
-import { DEFAULT_TRANSPORT_LIMITS, TcpPeerTransport } from '../../../../libs/consensus/src/transport';
+import {
+  SoftState,
+  NodeId,
+  NodeError,
+  ReadConsistency,
+  RaftNodeApi,
+  PromRaftMetrics,
+  RaftNode,
+  DurableStorage,
+  DEFAULT_TRANSPORT_LIMITS,
+  TcpPeerTransport,
+} from '@app/consensus';
 import { RaftTransportStrategy } from '../transport/raft-transport.strategy';
 import {
   builtInProjections,
@@ -15,7 +20,7 @@ import {
   Logger,
   ordersProjection,
   ProjectionEngine,
-} from '../../../../libs/event-store/src';
+} from '@app/event-store';
 import { AppConfig } from '../config';
 import { LeaderLocator } from '../http/error-mapping';
 

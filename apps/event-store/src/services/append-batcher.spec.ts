@@ -1,13 +1,13 @@
-import { EntryType } from '../../../../libs/consensus/src/core/types';
+import { EntryType } from '@app/consensus';
 import {
   encodeCommand,
   EventStoreStateMachine,
   prepareAppend,
   DEFAULT_LIMITS,
-} from '../../../../libs/event-store/src';
-import { ev, FIXED_NOW, removeDir, tempDir } from '../../../../libs/event-store/src/testing/fixtures';
-import { AppendResult } from '../../../../libs/event-store/src/types';
-import { newEventId } from '../../../../libs/event-store/src/uuid';
+  AppendResult,
+  newEventId,
+} from '@app/event-store';
+import { ev, FIXED_NOW, removeDir, tempDir } from '@app/event-store/testing';
 import { AppendBatcher } from './append-batcher';
 
 function command(streamId: string, n = 1): Uint8Array {

@@ -1,4 +1,4 @@
-import { AppendResult, encodeBatch } from '../../../../libs/event-store/src';
+import { AppendResult, encodeBatch } from '@app/event-store';
 
 /** Proposes one command through Raft; resolves with the state machine's result once applied. */
 export type ProposeFn = (command: Uint8Array) => Promise<{ index: number; result: unknown }>;

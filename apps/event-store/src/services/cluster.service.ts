@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { NodeError, NodeStatus } from '../../../../libs/consensus/src/node/api';
+import { NodeError, NodeStatus } from '@app/consensus';
 import { ApiError } from '../http/api-error';
 import { AddMemberDto } from '../http/dto';
 import { NodeRuntime } from '../runtime/node-runtime';

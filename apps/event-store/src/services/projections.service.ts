@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { ProjectionInfo, ProjectionView } from '../../../../libs/event-store/src';
+import { ProjectionInfo, ProjectionView } from '@app/event-store';
 import { ApiError } from '../http/api-error';
 import { NodeRuntime } from '../runtime/node-runtime';
 import { NODE_RUNTIME } from './tokens';

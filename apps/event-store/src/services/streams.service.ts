@@ -8,7 +8,7 @@ import {
   EventStoreLimits,
   prepareAppend,
   StreamPage,
-} from '../../../../libs/event-store/src';
+} from '@app/event-store';
 import { ApiError } from '../http/api-error';
 import { AppendBodyDto, ReadAllQuery, ReadStreamQuery } from '../http/dto';
 import { NodeRuntime } from '../runtime/node-runtime';

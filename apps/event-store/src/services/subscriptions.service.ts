@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { EventEnvelope, EventSubscription, SubscriptionTarget } from '../../../../libs/event-store/src';
+import { EventEnvelope, EventSubscription, SubscriptionTarget } from '@app/event-store';
 import { ApiError } from '../http/api-error';
 import { NodeRuntime } from '../runtime/node-runtime';
 import { NODE_RUNTIME } from './tokens';

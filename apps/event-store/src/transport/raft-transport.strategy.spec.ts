@@ -2,16 +2,9 @@ import 'reflect-metadata';
 import { Controller, INestMicroservice, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventPattern, Payload } from '@nestjs/microservices';
-import { Message } from '../../../../libs/consensus/src/core/messages';
+import { Message, TcpPeerTransport } from '@app/consensus';
 import { RAFT_MESSAGE_PATTERN, RaftTransportStrategy } from './raft-transport.strategy';
-import { TcpPeerTransport } from '../../../../libs/consensus/src/transport';
-import {
-  CapturingLogger,
-  TestNode,
-  appendRequest,
-  startNode,
-  waitFor,
-} from '../../../../libs/consensus/src/testing/transport-helpers';
+import { CapturingLogger, TestNode, appendRequest, startNode, waitFor } from '@app/consensus/testing';
 
 jest.setTimeout(60_000);
 

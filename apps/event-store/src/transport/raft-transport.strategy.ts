@@ -8,10 +8,7 @@
  */
 import { CustomTransportStrategy, Server } from '@nestjs/microservices';
 import { BaseRpcContext } from '@nestjs/microservices/ctx-host/base-rpc.context';
-import { Message } from '../../../../libs/consensus/src/core/messages';
-import { NodeId } from '../../../../libs/consensus/src/core/types';
-import { PeerTransport } from '../../../../libs/consensus/src/node/ports';
-import { TcpPeerTransport } from '../../../../libs/consensus/src/transport';
+import { Message, NodeId, PeerTransport, TcpPeerTransport } from '@app/consensus';
 
 export const RAFT_MESSAGE_PATTERN = 'raft.message';
 

@@ -1,5 +1,5 @@
 import { Column, Entity, PrimaryColumn } from 'typeorm';
-import { addLine, OrderLine, toLine, totalOf } from '../../../../libs/event-store/src';
+import { addLine, OrderLine, toLine, totalOf } from '@app/event-store';
 import { defineReadModel, EventHandler } from './read-model';
 
 /**

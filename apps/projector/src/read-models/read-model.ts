@@ -1,5 +1,5 @@
 import type { EntitySchema, MigrationInterface } from 'typeorm';
-import type { EventEnvelope } from '../../../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 
 /** A row of a read model: column property names to JSON-able values. */
 export type Row = Record<string, unknown>;

@@ -1,4 +1,4 @@
-import type { EventEnvelope } from '../../../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 
 /**
  * A destination of committed events with its own durable checkpoint. The projector runs one lane per sink:

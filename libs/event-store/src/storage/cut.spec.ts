@@ -1,7 +1,7 @@
 import { crc32c } from '@node-rs/crc32';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SnapshotPart } from '../../../consensus/src/node/ports';
+import { SnapshotPart } from '@app/consensus';
 import { EventStoreStateMachine } from '../state-machine';
 import { appendEntry, ev, removeDir, tempDir } from '../testing/fixtures';
 import {

@@ -2,7 +2,7 @@ import { crc32c } from '@node-rs/crc32';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { SnapshotPart } from '../../../consensus/src/node/ports';
+import { SnapshotPart } from '@app/consensus';
 import { EventFileInfo, isEventFileName } from './event-files';
 
 /**

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Entry, EntryType } from '../../../consensus/src/core/types';
+import { Entry, EntryType } from '@app/consensus';
 import { encodeCommand, prepareAppend } from '../command';
 import { DEFAULT_LIMITS } from '../limits';
 import { AppendEventInput, ExpectedRevision } from '../types';

@@ -20,7 +20,7 @@
  * - Errors: fenced → `SinkFencedError`; anything else (broker down, timeouts, unknown outcome) →
  *   `SinkUnavailableError`. After either, the sink refuses writes until it is opened again (a new producer).
  */
-import type { EventEnvelope } from '../../../../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 import { Sink, SinkFencedError, SinkUnavailableError } from '../sink';
 import { KafkaAdminClient, TopicSpec } from './kafka-admin';
 import { describeKafkaError } from './kafkajs-support';

@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import type { EventEnvelope } from '../../../../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 import { defineReadModel, Row } from '../../read-models';
 import { orders } from '../../read-models/orders';
 import { StreamSummary, streamSummaries } from '../../read-models/stream-summaries';

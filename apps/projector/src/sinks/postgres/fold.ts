@@ -1,4 +1,4 @@
-import type { EventEnvelope } from '../../../../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 import type { Row } from '../../read-models';
 import type { ModelTable } from './table';
 

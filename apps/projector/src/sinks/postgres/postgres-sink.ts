@@ -1,4 +1,4 @@
-import type { EventEnvelope } from '../../../../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 import type { ReadModel, Row } from '../../read-models';
 import { Sink, SinkUnavailableError } from '../sink';
 import { Database, DatabaseOptions, unavailable } from './database';

@@ -1,5 +1,5 @@
 import type { QueryRunner } from 'typeorm';
-import type { EventEnvelope } from '../../../../../libs/client/src';
+import type { EventEnvelope } from '@app/client';
 import type { Row } from '../../read-models';
 import { SinkUnavailableError } from '../sink';
 import { DeadLetter, foldBatch, FoldResult } from './fold';

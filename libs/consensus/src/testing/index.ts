@@ -1,0 +1,8 @@
+// Test tooling of the consensus library (`@app/consensus/testing`) for tests, benchmarks and other libraries'
+// specs. Never imported by production code (lint: dependency-cruiser), never built into dist/.
+export { Prng } from './prng';
+export { CapturingLogger, appendRequest, startNode, waitFor } from './transport-helpers';
+export type { TestNode } from './transport-helpers';
+// What the storage benchmark needs to know of the log's internals.
+export { recordHeaderBytes } from '../storage/record';
+export { syncsInFlightMaxDefault } from '../storage/limits';
