@@ -1,11 +1,23 @@
+/**
+ * The Raft log on disk while it runs: staging and appending records to segment files, reading them back
+ * (through the entry cache), syncing, truncating, compacting and dropping segments, sealing full segments
+ * and preparing the next one. What happens when the log is opened (scanning, torn-tail truncation, repair)
+ * is in segment-recovery.ts; reading one segment file record by record is in segment-scan.ts.
+ */
 import { Entry, EntryType } from '../core/types';
 import { EntryCache } from './entry-cache';
 import { StorageCorruptionError } from './errors';
 import { FileOps, fsyncDir, promisify, readFully, writeFully } from './file-ops';
 import { assert, entryBytesMax, ioChunkBytes, readFdsOpenMax, stagingBytesInitial } from './limits';
 import { checkRecord, decodeRecord, encodeRecord, recordHeaderBytes, recordIndex } from './record';
-import { Segment, parseSegmentName, segmentName, sidecarName } from './segment';
-import { scanSegment } from './segment-scan';
+import { Segment, segmentName, sidecarName } from './segment';
+import {
+  lastRecordCrc,
+  recoverSegments,
+  removeSegmentFiles,
+  spareName,
+  zeroFillRange,
+} from './segment-recovery';
 
 export interface SegmentLogOptions {
   segmentBytes: number;
@@ -16,8 +28,6 @@ export interface SegmentLogOptions {
   ops: FileOps;
   log: (line: string) => void;
 }
-
-const spareName = 'spare.seg.tmp';
 
 /**
  * The Raft log as a directory of append-only segment files named by their first index.
@@ -72,42 +82,12 @@ export class SegmentLog {
    * Opens (or creates) the log in `dir`. Sealed segments are loaded from their sidecar index; only the last
    * segment is scanned. A torn tail is cut off; damage before it throws StorageCorruptionError.
    * `snapshotIndex` lets an interrupted compaction be finished instead of reported as a gap.
+   * (See segment-recovery.ts.)
    */
   static open(dir: string, opts: SegmentLogOptions, snapshotIndex: number): SegmentLog {
-    const { ops } = opts;
-    ops.mkdirSync(dir, { recursive: true });
-    const names = ops.readdirSync(dir);
-    let spareReady = false;
-    if (names.includes(spareName)) {
-      // Only zeros are ever written to the spare: if it reached full size it is ready (once fsynced).
-      const sparePath = `${dir}/${spareName}`;
-      if (opts.preallocate && ops.statSync(sparePath).size === opts.segmentBytes) {
-        const fd = ops.openSync(sparePath, 'r+');
-        try {
-          ops.fsyncSync(fd);
-        } finally {
-          ops.closeSync(fd);
-        }
-        spareReady = true;
-      } else {
-        ops.unlinkSync(sparePath);
-      }
-    }
-    const firsts = names
-      .map(parseSegmentName)
-      .filter((f): f is number => f !== null)
-      .sort((a, b) => a - b);
-    const segNames = new Set(firsts.map(segmentName));
-    for (const n of names) {
-      if (n.endsWith('.idx') && !segNames.has(n.replace(/\.idx$/, '.seg'))) ops.unlinkSync(`${dir}/${n}`);
-    }
+    const { segments, spareReady } = recoverSegments(dir, opts, snapshotIndex);
     const log = new SegmentLog(dir, opts, snapshotIndex + 1);
-    for (let k = 0; k < firsts.length; k++) {
-      const last = k === firsts.length - 1;
-      const seg = last ? log.recoverTail(firsts[k], names) : log.loadSealed(firsts[k], names);
-      log.segments.push(seg);
-    }
-    log.checkContinuity(snapshotIndex);
+    for (const seg of segments) log.segments.push(seg);
     if (log.segments.length > 0) {
       const lastSeg = log.segments[log.segments.length - 1];
       log.lastWritten = lastSeg.next - 1;
@@ -485,9 +465,7 @@ export class SegmentLog {
 
   private deleteSegment(seg: Segment): void {
     this.closeFd(seg);
-    this.opts.ops.unlinkSync(seg.path);
-    if (seg.hasSidecar || this.opts.ops.existsSync(this.sidecarPath(seg.first)))
-      this.opts.ops.unlinkSync(this.sidecarPath(seg.first));
+    removeSegmentFiles(this.opts.ops, this.dir, seg);
     this.cache.drop(seg.first, seg.next - 1);
   }
 
@@ -538,14 +516,6 @@ export class SegmentLog {
     this.lastWritten = seg.next - 1;
   }
 
-  /** The CRC field of the segment's last record (0 for an empty segment). */
-  private lastRecordCrc(seg: Segment, fd = this.fdOf(seg)): number {
-    if (seg.count === 0) return 0;
-    const b = Buffer.alloc(8);
-    readFully(this.opts.ops, fd, b, 0, 8, seg.offsetOf(seg.next - 1));
-    return b.readUInt32LE(4);
-  }
-
   /** Makes a full segment read-only: fsync, then a sidecar index so the next open needs no scan. */
   /**
    * Makes a full segment read-only and writes its sidecar index (not fsynced: a lost or torn sidecar only
@@ -557,7 +527,7 @@ export class SegmentLog {
     const synced = this.syncedSeq < this.writeSeq;
     if (synced) ops.fdatasyncSync(this.fdOf(seg));
     this.syncedSeq = this.writeSeq;
-    const idx = seg.encodeSidecar(this.lastRecordCrc(seg));
+    const idx = seg.encodeSidecar(lastRecordCrc(ops, seg, this.fdOf(seg)));
     const fd = ops.openSync(this.sidecarPath(seg.first), 'w');
     try {
       writeFully(ops, fd, idx, 0, idx.length, 0);
@@ -621,130 +591,5 @@ export class SegmentLog {
       this.spare = 'none';
       this.opts.log(`storage: could not prepare the next segment file ${path}: ${err.message}`);
     });
-  }
-
-  /** A sealed segment: from its sidecar when that checks out, else by a full scan (which must be clean). */
-  private loadSealed(first: number, names: string[]): Segment {
-    const { ops } = this.opts;
-    const path = `${this.dir}/${segmentName(first)}`;
-    const idxName = sidecarName(first);
-    let why = 'no sidecar index';
-    if (names.includes(idxName)) {
-      const fromSidecar = Segment.decodeSidecar(ops.readFileSync(`${this.dir}/${idxName}`), first, path);
-      if (typeof fromSidecar !== 'string') {
-        const ok = this.verifyLastRecord(fromSidecar);
-        if (ok === null) return fromSidecar;
-        why = ok;
-      } else {
-        why = fromSidecar;
-      }
-    }
-    const fd = ops.openSync(path, 'r+');
-    try {
-      const { segment, damage } = scanSegment(ops, fd, path, first);
-      if (damage !== null)
-        throw new StorageCorruptionError(path, damage.offset, `${damage.reason} in a sealed segment`);
-      this.opts.log(`storage: rebuilt the index of ${path} by a scan (${why}): ${segment.count} entries`);
-      const idx = segment.encodeSidecar(this.lastRecordCrc(segment, fd));
-      const ifd = ops.openSync(`${this.dir}/${idxName}`, 'w');
-      try {
-        writeFully(ops, ifd, idx, 0, idx.length, 0);
-        ops.fsyncSync(ifd);
-      } finally {
-        ops.closeSync(ifd);
-      }
-      segment.hasSidecar = true;
-      return segment;
-    } finally {
-      ops.closeSync(fd);
-    }
-  }
-
-  /** Checks the segment's last record against its sidecar; a string says what is wrong. */
-  private verifyLastRecord(seg: Segment): string | null {
-    if (seg.count === 0) return null;
-    const { ops } = this.opts;
-    const fd = ops.openSync(seg.path, 'r');
-    try {
-      const start = seg.offsetOf(seg.next - 1);
-      const len = seg.end - start;
-      const buf = Buffer.allocUnsafe(len);
-      if (readFully(ops, fd, buf, 0, len, start) !== len) return 'segment shorter than its sidecar says';
-      if (
-        checkRecord(buf, 0) !== 'ok' ||
-        recordIndex(buf, 0) !== seg.next - 1 ||
-        buf.readUInt32LE(4) !== seg.lastCrc
-      )
-        return 'last record does not match the sidecar';
-      return null;
-    } finally {
-      ops.closeSync(fd);
-    }
-  }
-
-  /** The last segment: scanned record by record; a torn tail is zeroed, damage before it is reported. */
-  private recoverTail(first: number, names: string[]): Segment {
-    const { ops } = this.opts;
-    const path = `${this.dir}/${segmentName(first)}`;
-    if (names.includes(sidecarName(first))) ops.unlinkSync(this.sidecarPath(first));
-    const fd = ops.openSync(path, 'r+');
-    let keepFd = false;
-    try {
-      const { segment, damage } = scanSegment(ops, fd, path, first);
-      if (damage !== null) {
-        if (damage.validAfter !== null) {
-          throw new StorageCorruptionError(
-            path,
-            damage.offset,
-            `${damage.reason}, but a valid record (index ${damage.validAfter.index}) follows at offset ` +
-              `${damage.validAfter.offset}: this is damage inside the log, not a torn tail`,
-          );
-        }
-        const lost = damage.garbageEnd - damage.offset;
-        zeroFillRange(ops, fd, damage.offset, damage.garbageEnd);
-        ops.fdatasyncSync(fd);
-        this.opts.log(
-          `storage: recovered ${path}: truncated a torn tail at offset ${damage.offset} (${damage.reason}): ` +
-            `${lost} bytes discarded, last index is now ${segment.next - 1}`,
-        );
-      }
-      segment.fd = fd;
-      keepFd = true;
-      return segment;
-    } finally {
-      if (!keepFd) ops.closeSync(fd);
-    }
-  }
-
-  private checkContinuity(snapshotIndex: number): void {
-    for (let k = this.segments.length - 1; k > 0; k--) {
-      const prev = this.segments[k - 1];
-      const seg = this.segments[k];
-      if (prev.next === seg.first) continue;
-      if (seg.first <= snapshotIndex + 1) {
-        // An interrupted compaction (unlinks reached the disk out of order): finish it.
-        const stale = this.segments.splice(0, k);
-        for (const s of stale) this.deleteSegment(s);
-        fsyncDir(this.opts.ops, this.dir);
-        this.opts.log(
-          `storage: finished an interrupted compaction: removed ${stale.length} segment(s) before ${seg.path}`,
-        );
-        return;
-      }
-      throw new StorageCorruptionError(
-        seg.path,
-        0,
-        `segment starts at index ${seg.first} but the previous segment ${prev.path} ends at ${prev.next - 1}: a segment is missing`,
-      );
-    }
-  }
-}
-
-/** Writes zeros over [from, to). */
-function zeroFillRange(ops: FileOps, fd: number, from: number, to: number): void {
-  if (to <= from) return;
-  const zeros = Buffer.alloc(Math.min(ioChunkBytes, to - from));
-  for (let pos = from; pos < to; pos += zeros.length) {
-    writeFully(ops, fd, zeros, 0, Math.min(zeros.length, to - pos), pos);
   }
 }
