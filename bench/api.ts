@@ -19,11 +19,20 @@
  * BENCH_CPU_PROF=1, BENCH_KEEP_DATA=1, BENCH_ONLY (phases, e.g. `batch` or `singles,batch`), and node tunables passed through (TICK_MS, SNAPSHOT_EVERY_ENTRIES…).
  */
 import * as os from 'node:os';
-import { BenchCluster, BenchNode } from './support/cluster';
 import { fsyncCeiling, FsyncCeiling } from './support/fsync';
+import { waitFor } from '@app/consensus/testing';
 import { getJson, postJson } from './support/http';
 import { coresNote, loadCluster, LoadResult, rssNote } from './support/load';
-import { benchDir, cpuSeconds, filesystemOf, sleep, waitUntil } from './support/procs';
+import {
+  benchDir,
+  ClusterHarness,
+  ClusterNode,
+  cpuSeconds,
+  filesystemOf,
+  sleep,
+  startBenchCluster,
+  stopBenchCluster,
+} from './support/bench-run';
 import { envInt, int, log, ms, pct, ratio, runBench, table } from './support/report';
 import { SseCounter } from './support/sse';
 import { CeilingServer, requireWrk, runWrk, WrkResult, WrkRun, wrkProblems } from './support/wrk';
@@ -136,20 +145,20 @@ function nodeEnv(): Record<string, string> {
   return env;
 }
 
-async function lastPosition(cluster: BenchCluster): Promise<number> {
-  const leader = await cluster.waitLeader();
+async function lastPosition(cluster: ClusterHarness): Promise<number> {
+  const leader = await cluster.waitForLeader();
   const r = await getJson(`${leader.url}/streams/$all?direction=backward&limit=1`, 30_000);
   if (r.status !== 200)
     throw new Error(`bench: GET $all on ${leader.id} answered ${r.status}: ${JSON.stringify(r.body)}`);
   return r.body.lastPosition as number;
 }
 
-async function follower(cluster: BenchCluster): Promise<BenchNode> {
-  const leader = await cluster.waitLeader();
+async function follower(cluster: ClusterHarness): Promise<ClusterNode> {
+  const leader = await cluster.waitForLeader();
   return cluster.running().find((n) => n.id !== leader.id)!;
 }
 
-async function singleAppends(cluster: BenchCluster, ceiling: CeilingServer, res: Results): Promise<void> {
+async function singleAppends(cluster: ClusterHarness, ceiling: CeilingServer, res: Results): Promise<void> {
   for (const c of concurrencies) {
     const run = { connections: c, durationS, eventsPerRequest: 1, eventBytes, streams, timeoutS: 30 };
     log(`${durationS} s single-event appends at ${c} connection(s): trivial server, then the cluster`);
@@ -162,7 +171,7 @@ async function singleAppends(cluster: BenchCluster, ceiling: CeilingServer, res:
   }
 }
 
-async function batchAppends(cluster: BenchCluster, ceiling: CeilingServer, res: Results): Promise<void> {
+async function batchAppends(cluster: ClusterHarness, ceiling: CeilingServer, res: Results): Promise<void> {
   const run = {
     connections: batchConnections,
     durationS,
@@ -186,10 +195,10 @@ async function batchAppends(cluster: BenchCluster, ceiling: CeilingServer, res: 
  * The last position once it stopped moving: wrk exits with its in-flight requests unanswered, and the
  * cluster still commits them afterwards (32 connections × 100 events), so a position read at once is early.
  */
-async function settledLastPosition(cluster: BenchCluster): Promise<number> {
+async function settledLastPosition(cluster: ClusterHarness): Promise<number> {
   let last = await lastPosition(cluster);
   let same = 0;
-  await waitUntil(
+  await waitFor(
     `the last position to stay put for ${settleSamples} reads ${settlePollMs} ms apart`,
     async () => {
       const p = await lastPosition(cluster);
@@ -197,13 +206,12 @@ async function settledLastPosition(cluster: BenchCluster): Promise<number> {
       last = p;
       return same >= settleSamples;
     },
-    settleTimeoutMs,
-    settlePollMs,
+    { timeoutMs: settleTimeoutMs, intervalMs: settlePollMs, backoff: false },
   );
   return last;
 }
 
-async function liveSubscriber(cluster: BenchCluster, res: Results): Promise<void> {
+async function liveSubscriber(cluster: ClusterHarness, res: Results): Promise<void> {
   const f = await follower(cluster);
   const start = await settledLastPosition(cluster);
   // From an explicit position (not "only new events", which is the follower's own applied end at connect
@@ -246,7 +254,7 @@ async function liveSubscriber(cluster: BenchCluster, res: Results): Promise<void
   }
 }
 
-async function fill(cluster: BenchCluster, res: Results): Promise<void> {
+async function fill(cluster: ClusterHarness, res: Results): Promise<void> {
   const have = (await lastPosition(cluster)) + 1;
   const missing = totalEvents - have;
   if (missing <= 0) return;
@@ -274,7 +282,7 @@ async function fill(cluster: BenchCluster, res: Results): Promise<void> {
   await cluster.waitCaughtUp(catchUpTimeoutMs);
 }
 
-async function catchUp(cluster: BenchCluster, res: Results): Promise<void> {
+async function catchUp(cluster: ClusterHarness, res: Results): Promise<void> {
   const f = await follower(cluster);
   const end = await lastPosition(cluster);
   log(`catch-up: $all subscription from position 0 on ${f.id} up to ${int(end)}`);
@@ -299,7 +307,7 @@ interface ProjectionInfo {
   eventsPerSecond?: number;
 }
 
-async function replay(cluster: BenchCluster, res: Results): Promise<void> {
+async function replay(cluster: ClusterHarness, res: Results): Promise<void> {
   const f = await follower(cluster);
   const events = (await lastPosition(cluster)) + 1;
   log(`replay: POST /projections/streams/reset on ${f.id} holding ${int(events)} events`);
@@ -307,7 +315,7 @@ async function replay(cluster: BenchCluster, res: Results): Promise<void> {
   const t0 = performance.now();
   const r = await postJson(`${f.url}/projections/streams/reset`, undefined, 30_000);
   if (r.status !== 202) throw new Error(`bench: reset answered ${r.status}: ${JSON.stringify(r.body)}`);
-  await waitUntil(
+  await waitFor(
     'projection streams running again with lag 0',
     async () => {
       const list = (await getJson(`${f.url}/projections`, 30_000)).body as ProjectionInfo[];
@@ -317,8 +325,7 @@ async function replay(cluster: BenchCluster, res: Results): Promise<void> {
       if (p.status === 'rebuilding') reportedPerS = Math.max(reportedPerS, p.eventsPerSecond ?? 0);
       return p.status === 'running' && p.lag === 0;
     },
-    replayTimeoutMs,
-    replayPollMs,
+    { timeoutMs: replayTimeoutMs, intervalMs: replayPollMs, backoff: false },
   );
   const seconds = (performance.now() - t0) / 1000;
   res.replay = { events, seconds, reportedPerS };
@@ -328,7 +335,7 @@ async function replay(cluster: BenchCluster, res: Results): Promise<void> {
 }
 
 /** kill -9 the given nodes, start them again together; ms from the spawn until each answers GET /ready 200. */
-async function restart(cluster: BenchCluster, ids: string[], what: string, res: Results): Promise<void> {
+async function restart(cluster: ClusterHarness, ids: string[], what: string, res: Results): Promise<void> {
   const events = (await lastPosition(cluster)) + 1;
   const times = await cluster.restartTimed(ids, readyTimeoutMs);
   const readyMs = Math.max(...times.map((t) => t.ready));
@@ -341,13 +348,13 @@ async function restart(cluster: BenchCluster, ids: string[], what: string, res: 
   await cluster.waitCaughtUp(catchUpTimeoutMs);
 }
 
-async function restarts(cluster: BenchCluster, res: Results, phase: string): Promise<void> {
+async function restarts(cluster: ClusterHarness, res: Results, phase: string): Promise<void> {
   await restart(cluster, [(await follower(cluster)).id], `a follower${phase}`, res);
   if (phase) {
-    await restart(cluster, [(await cluster.waitLeader()).id], `the leader${phase}`, res);
+    await restart(cluster, [(await cluster.waitForLeader()).id], `the leader${phase}`, res);
     await restart(
       cluster,
-      cluster.nodes.map((n) => n.id),
+      cluster.all().map((n) => n.id),
       `all three${phase}`,
       res,
     );
@@ -373,7 +380,7 @@ async function main(): Promise<void> {
   const floor = await nodeStartFloor(dir);
   res.nodeStartFloorMs = floor.ms;
   log('starting a 3-node cluster');
-  const cluster = await BenchCluster.start('api', 3, nodeEnv());
+  const cluster = await startBenchCluster('api', 3, nodeEnv());
   let failure: Error | null = null;
   try {
     if (only.has('history')) await restarts(cluster, res, '');
@@ -397,12 +404,10 @@ async function main(): Promise<void> {
     }
   } catch (err) {
     failure = err as Error;
-    process.stderr.write(
-      `bench: stage failed: ${failure.stack ?? failure.message}\n${cluster.nodes.map((n) => cluster.tail(n.id, 15)).join('\n')}\n`,
-    );
+    process.stderr.write(`bench: stage failed: ${failure.stack ?? failure.message}\n${cluster.tail(15)}\n`);
   } finally {
     await floor.ceiling.stop();
-    await cluster.cleanup();
+    await stopBenchCluster(cluster);
   }
   printReport(wrkVersion, dir, res);
   if (failure) throw failure;

@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { DurableStorage, Entry, EntryType } from '@app/consensus';
 import { recordHeaderBytes, syncsInFlightMaxDefault } from '@app/consensus/testing';
-import { runBench } from './support/report';
+import { percentile, runBench } from './support/report';
 
 /** The open child runs this file from TypeScript too. */
 const swcRegister = path.join(__dirname, '..', 'tools', 'swc-register.js');
@@ -124,9 +124,6 @@ async function appendRun(
   await Promise.all(runs);
   await s.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) =>
-    latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] : NaN;
   return {
     label: syncsInFlightMax === 1 ? `${appenders} serial` : String(appenders),
     appenders,
@@ -134,9 +131,9 @@ async function appendRun(
     mbPerSec: (count * recordBytesEach) / logSeconds / 1e6,
     entriesPerSync: count / Math.max(1, syncs),
     rawMbPerSec: rawBytes / rawSeconds / 1e6,
-    ratioMedian: ratios.sort((a, b) => a - b)[Math.floor(ratios.length / 2)],
-    latencyP50Ms: pct(0.5),
-    latencyP99Ms: pct(0.99),
+    ratioMedian: percentile(ratios, 50),
+    latencyP50Ms: percentile(latencies, 50),
+    latencyP99Ms: percentile(latencies, 99),
   };
 }
 

@@ -36,20 +36,23 @@ import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { Client } from 'pg';
 import { EventStoreClient, EventEnvelope } from '@app/client';
-import { BenchCluster, freePorts } from './support/cluster';
+import { waitFor } from '@app/consensus/testing';
 import { BenchBroker } from './support/kafka-broker';
 import { getJson } from './support/http';
 import {
   benchDir,
+  ClusterHarness,
   cpuSeconds,
+  freePorts,
   killProc,
   Proc,
   repoRoot,
   rssMiB,
   sleep,
   spawnTracked,
-  waitUntil,
-} from './support/procs';
+  startBenchCluster,
+  stopBenchCluster,
+} from './support/bench-run';
 import {
   CeilingResult,
   deleteKafkaTopics,
@@ -253,14 +256,13 @@ class ProjectorProc {
   }
 
   async waitReady(): Promise<number> {
-    await waitUntil(
+    await waitFor(
       `projector ${this.name} GET /ready = 200`,
       async () => {
         if (this.proc.exited) throw new Error(`bench: projector ${this.name} exited:\n${this.tail()}`);
         return (await getJson(`${this.url}/ready`, 2000)).status === 200;
       },
-      readyTimeoutMs,
-      50,
+      { timeoutMs: readyTimeoutMs, intervalMs: 50, backoff: false },
     ).catch((err: Error) => {
       throw new Error(`${err.message}\n${this.tail()}`);
     });
@@ -301,7 +303,7 @@ class CpuMeter {
   private kafka0 = 0;
 
   constructor(
-    private readonly cluster: BenchCluster,
+    private readonly cluster: ClusterHarness,
     private readonly projectorPid: number,
   ) {}
 
@@ -355,15 +357,15 @@ async function dropDatabase(name: string): Promise<void> {
   }
 }
 
-async function lastPosition(cluster: BenchCluster): Promise<number> {
-  const leader = await cluster.waitLeader();
+async function lastPosition(cluster: ClusterHarness): Promise<number> {
+  const leader = await cluster.waitForLeader();
   const r = await getJson(`${leader.url}/streams/$all?direction=backward&limit=1`, 30_000);
   if (r.status !== 200) throw new Error(`bench: GET $all answered ${r.status}: ${JSON.stringify(r.body)}`);
   return r.body.lastPosition as number;
 }
 
-async function fill(cluster: BenchCluster, res: Results): Promise<void> {
-  const leader = await cluster.waitLeader();
+async function fill(cluster: ClusterHarness, res: Results): Promise<void> {
+  const leader = await cluster.waitForLeader();
   const have = (await lastPosition(cluster)) + 1;
   const requests = Math.ceil((totalEvents - have) / fillEventsPerRequest);
   if (requests <= 0) return;
@@ -395,7 +397,7 @@ async function fill(cluster: BenchCluster, res: Results): Promise<void> {
  * running (the caller stops it).
  */
 async function catchUpRun(
-  cluster: BenchCluster,
+  cluster: ClusterHarness,
   dir: string,
   name: string,
   env: Record<string, string>,
@@ -406,7 +408,10 @@ async function catchUpRun(
   log(`projector ${name}: sinks ${sinks.join('+')}, batch ${batch}, from position 0 to ${int(head)}`);
   const p = await ProjectorProc.start(name, dir, {
     ...env,
-    EVENT_STORE_URLS: cluster.nodes.map((n) => n.url).join(','),
+    EVENT_STORE_URLS: cluster
+      .all()
+      .map((n) => n.url)
+      .join(','),
     PROJECTOR_SINKS: sinks.join(','),
     PROJECTOR_BATCH_EVENTS: String(batch),
     ...(process.env.PROJECTOR_LINGER_MS ? { PROJECTOR_LINGER_MS: process.env.PROJECTOR_LINGER_MS } : {}),
@@ -423,7 +428,7 @@ async function catchUpRun(
   let lastLog = performance.now();
   let lastMove = performance.now();
   let lastPositions = '';
-  await waitUntil(
+  await waitFor(
     `projector ${name} to reach position ${head} on ${sinks.join(', ')}`,
     async () => {
       if (p.proc.exited) throw new Error(`bench: projector ${name} exited:\n${p.tail()}`);
@@ -462,8 +467,7 @@ async function catchUpRun(
       }
       return sinks.every((k) => caughtMs[k] !== undefined);
     },
-    catchUpTimeoutMs,
-    statusPollMs,
+    { timeoutMs: catchUpTimeoutMs, intervalMs: statusPollMs, backoff: false },
   );
   const cores = cpu.cores();
   const run: ProjectorRun = {
@@ -497,8 +501,8 @@ async function catchUpRun(
 }
 
 /** Real events of the cluster (the first page of `$all`), as templates of the Kafka ceiling's records. */
-async function templateEvents(cluster: BenchCluster): Promise<EventEnvelope[]> {
-  const client = new EventStoreClient({ urls: cluster.nodes.map((n) => n.url) });
+async function templateEvents(cluster: ClusterHarness): Promise<EventEnvelope[]> {
+  const client = new EventStoreClient({ urls: cluster.all().map((n) => n.url) });
   try {
     const page = await client.readAll({ from: 0, limit: 1000 });
     return page.events;
@@ -532,7 +536,7 @@ class Cleanup {
 }
 
 async function postgresPhase(
-  cluster: BenchCluster,
+  cluster: ClusterHarness,
   dir: string,
   res: Results,
   clean: Cleanup,
@@ -574,7 +578,7 @@ async function postgresPhase(
 }
 
 async function kafkaPhase(
-  cluster: BenchCluster,
+  cluster: ClusterHarness,
   dir: string,
   res: Results,
   clean: Cleanup,
@@ -728,7 +732,7 @@ class ProbeConsumer {
   }
 }
 
-async function bothAndLag(cluster: BenchCluster, dir: string, res: Results, clean: Cleanup): Promise<void> {
+async function bothAndLag(cluster: ClusterHarness, dir: string, res: Results, clean: Cleanup): Promise<void> {
   const db = await createDatabase();
   clean.databases.push(db);
   const topic = `bench-${randomBytes(4).toString('hex')}`;
@@ -755,7 +759,7 @@ async function bothAndLag(cluster: BenchCluster, dir: string, res: Results, clea
     return;
   }
 
-  const leader = await cluster.waitLeader();
+  const leader = await cluster.waitForLeader();
   const requestsPerS = lagRate / lagEventsPerRequest;
   log(
     `end-to-end lag: ${lagSeconds} s at ${int(lagRate)} events/s (${requestsPerS} requests/s × ${lagEventsPerRequest}) + ${probesPerS} probes/s`,
@@ -775,26 +779,24 @@ async function bothAndLag(cluster: BenchCluster, dir: string, res: Results, clea
     durationS: lagSeconds,
   });
   // the consumer group joins and resets to the end: probe until one probe is seen in both sinks
-  await waitUntil(
+  await waitFor(
     'a warm-up probe visible in Kafka and Postgres',
     async () => {
       const p = await load.probe();
       await sleep(200);
       return p !== null && consumer.seen.has(p.position) && poller.visibleAt(p.position) !== null;
     },
-    60_000,
-    100,
+    { timeoutMs: 60_000, intervalMs: 100, backoff: false },
   );
   const cpu = new CpuMeter(cluster, proc.proc.pid).start();
   const result = await load.runFor();
   const cores = cpu.cores();
   const probes = result.probes;
   const lastProbe = Math.max(...probes.map((p) => p.position));
-  await waitUntil(
+  await waitFor(
     'every probe visible in both sinks',
     async () => probes.every((p) => consumer.seen.has(p.position)) && poller.visibleAt(lastProbe) !== null,
-    visibleTimeoutMs,
-    100,
+    { timeoutMs: visibleTimeoutMs, intervalMs: 100, backoff: false },
   ).catch((err: Error) => log(`  ${err.message}`));
   await poller.stop();
   await consumer.stop();
@@ -846,7 +848,7 @@ async function main(): Promise<void> {
     log(`  broker ${kafkaBrokers.join(',')} (pid ${brokerPid})`);
   }
   log('starting a 3-node cluster');
-  const cluster = await BenchCluster.start('projector-cluster', 3).catch(async (err: Error) => {
+  const cluster = await startBenchCluster('projector-cluster', 3).catch(async (err: Error) => {
     await clean.run();
     throw err;
   });
@@ -885,7 +887,7 @@ async function main(): Promise<void> {
   } finally {
     res.loadAfter = os.loadavg()[0];
     await clean.run();
-    await cluster.cleanup();
+    await stopBenchCluster(cluster);
   }
   printReport(wrkVersion, dir, res);
   if (failure) throw failure;

@@ -19,10 +19,16 @@
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import * as os from 'node:os';
-import { BenchCluster, BenchNode } from './support/cluster';
 import { fsyncCeiling } from './support/fsync';
 import { coresNote, loadCluster, LoadResult } from './support/load';
-import { benchDir, filesystemOf } from './support/procs';
+import {
+  benchDir,
+  ClusterHarness,
+  ClusterNode,
+  filesystemOf,
+  startBenchCluster,
+  stopBenchCluster,
+} from './support/bench-run';
 import { envInt, int, log, ms, percentile, ratio, runBench, table } from './support/report';
 import { requireWrk, wrkProblems } from './support/wrk';
 
@@ -86,7 +92,7 @@ function probe(url: string, redirectsLeft = 1): Promise<number> {
 }
 
 /** Sends a probe to every node every ~10 ms until one is committed (201); resolves with that moment. */
-function firstCommit(nodes: BenchNode[], giveUpMs: number): Promise<number> {
+function firstCommit(nodes: ClusterNode[], giveUpMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const inFlight = new Map<string, number>(nodes.map((n) => [n.id, 0]));
     let done = false;
@@ -122,20 +128,20 @@ interface Trial {
   newLeader: string;
 }
 
-async function failoverTrial(cluster: BenchCluster, trial: number): Promise<Trial> {
-  const leader = await cluster.waitLeader();
+async function failoverTrial(cluster: ClusterHarness, trial: number): Promise<Trial> {
+  const leader = await cluster.waitForLeader();
   await firstCommit(cluster.running(), failoverGiveUpMs); // the cluster commits before the kill
   const proc = leader.proc!;
   const killedAt = performance.now();
   process.kill(proc.pid, 'SIGKILL');
-  const committedAt = await firstCommit(cluster.nodes, failoverGiveUpMs);
+  const committedAt = await firstCommit(cluster.all(), failoverGiveUpMs);
   await proc.exit;
-  const newLeader = await cluster.waitLeader();
+  const newLeader = await cluster.waitForLeader();
   const t: Trial = { ms: committedAt - killedAt, killed: leader.id, newLeader: newLeader.id };
   log(
     `failover ${trial + 1}/${failoverTrials}: killed leader ${t.killed}, next commit after ${t.ms.toFixed(0)} ms (new leader ${t.newLeader})`,
   );
-  await cluster.spawn(leader.id);
+  await cluster.restart(leader.id);
   await cluster.waitReady(leader.id);
   await cluster.waitCaughtUp();
   return t;
@@ -147,7 +153,7 @@ async function main(): Promise<void> {
   log(`fsync ceiling in ${dir} (${filesystemOf(dir)})`);
   const fsync = fsyncCeiling(dir, commandBytes);
   log('starting a 3-node cluster');
-  const cluster = await BenchCluster.start('raft', 3, nodeEnv());
+  const cluster = await startBenchCluster('raft', 3, nodeEnv());
   const loads: LoadResult[] = [];
   const trials: Trial[] = [];
   try {
@@ -176,7 +182,7 @@ async function main(): Promise<void> {
     }
     for (let i = 0; i < failoverTrials; i++) trials.push(await failoverTrial(cluster, i));
   } finally {
-    await cluster.cleanup();
+    await stopBenchCluster(cluster);
   }
   printReport(wrkVersion, dir, fsync, loads, trials);
 }

@@ -7,9 +7,7 @@
  *
  * Environment: BENCH_EVENTS, BENCH_ROUNDS, BENCH_FILL_CONNECTIONS (4), BENCH_KEEP_DATA=1, BENCH_CPU_PROF=1.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { BenchCluster } from './support/cluster';
+import { ClusterHarness, startBenchCluster, stopBenchCluster } from './support/bench-run';
 import { getJson } from './support/http';
 import { loadCluster } from './support/load';
 import { envInt, int, log, ms, percentile, runBench } from './support/report';
@@ -21,25 +19,20 @@ const fillBatchEvents = 1000;
 const readyTimeoutMs = 300_000;
 const catchUpTimeoutMs = 600_000;
 
-async function lastPosition(cluster: BenchCluster): Promise<number> {
-  const leader = await cluster.waitLeader();
+async function lastPosition(cluster: ClusterHarness): Promise<number> {
+  const leader = await cluster.waitForLeader();
   const r = await getJson(`${leader.url}/streams/$all?direction=backward&limit=1`, 30_000);
   if (r.status !== 200) throw new Error(`bench: GET $all on ${leader.id} answered ${r.status}`);
   return r.body.lastPosition as number;
 }
 
 /** The last `started in` line of the node's log (its start-up phases), or ''. */
-function phasesLine(cluster: BenchCluster, id: string): string {
-  try {
-    const lines = fs.readFileSync(path.join(cluster.root, `${id}.log`), 'utf8').split('\n');
-    const l = [...lines].reverse().find((x) => x.includes(' started in '));
-    return l ? l.slice(l.indexOf(' started in ') + 1) : '';
-  } catch {
-    return '';
-  }
+function phasesLine(cluster: ClusterHarness, id: string): string {
+  const l = [...cluster.logLines(id)].reverse().find((x) => x.includes(' started in '));
+  return l ? l.slice(l.indexOf(' started in ') + 1) : '';
 }
 
-async function restart(cluster: BenchCluster, ids: string[]): Promise<{ health: number; ready: number }> {
+async function restart(cluster: ClusterHarness, ids: string[]): Promise<{ health: number; ready: number }> {
   const times = await cluster.restartTimed(ids, readyTimeoutMs);
   const health = Math.max(...times.map((t) => t.health));
   const ready = Math.max(...times.map((t) => t.ready));
@@ -50,7 +43,7 @@ async function restart(cluster: BenchCluster, ids: string[]): Promise<{ health: 
 }
 
 async function main(): Promise<void> {
-  const cluster = await BenchCluster.start('startup', 3, {});
+  const cluster = await startBenchCluster('startup', 3, {});
   try {
     const missing = totalEvents - ((await lastPosition(cluster)) + 1);
     const requests = Math.ceil(missing / fillBatchEvents);
@@ -71,7 +64,7 @@ async function main(): Promise<void> {
     const one: number[] = [];
     const all: number[] = [];
     for (let r = 0; r < rounds; r++) {
-      const leader = await cluster.waitLeader();
+      const leader = await cluster.waitForLeader();
       const f = cluster.running().find((n) => n.id !== leader.id)!;
       log(`round ${r + 1}: a follower, then all three`);
       one.push((await restart(cluster, [f.id])).ready);
@@ -79,7 +72,7 @@ async function main(): Promise<void> {
         (
           await restart(
             cluster,
-            cluster.nodes.map((n) => n.id),
+            cluster.all().map((n) => n.id),
           )
         ).ready,
       );
@@ -90,7 +83,7 @@ async function main(): Promise<void> {
       `\nrestart-to-ready with ${int(events)} events, ${rounds} rounds:\n  one follower: ${fmt(one)}\n  all three:    ${fmt(all)}\n`,
     );
   } finally {
-    await cluster.cleanup();
+    await stopBenchCluster(cluster);
   }
 }
 

@@ -13,7 +13,7 @@ import 'reflect-metadata';
 import * as net from 'node:net';
 import { ClientTCP, ServerTCP } from '@nestjs/microservices';
 import { AppendRequest, Message, SnapshotRequest, Entry, EntryType, TcpPeerTransport } from '@app/consensus';
-import { runBench } from './support/report';
+import { percentile, runBench } from './support/report';
 
 const entryBytes = 200;
 const throughputSeconds = Number(process.env.BENCH_SECONDS ?? 3);
@@ -147,11 +147,6 @@ async function throughput(make: (r: Receive) => Promise<Harness>, entries: numbe
   await h.close();
   const msgsPerS = received / seconds;
   return { name: h.name, msgsPerS, mbPerS: (msgsPerS * entries * entryBytes) / 1e6 };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 async function heartbeatUnderSnapshot(make: (r: Receive) => Promise<Harness>) {

@@ -6,8 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { freePorts } from './cluster';
-import { repoRoot } from './procs';
+import { freePorts, repoRoot } from './bench-run';
 
 const script = path.join(repoRoot, 'scripts', 'kafka.sh');
 

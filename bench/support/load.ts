@@ -1,6 +1,5 @@
 /** One wrk run against the cluster with the CPU each node process used during it. */
-import { BenchCluster } from './cluster';
-import { cpuSeconds, rssMiB } from './procs';
+import { ClusterHarness, cpuSeconds, rssMiB } from './bench-run';
 import { runWrk, WrkResult, WrkRun } from './wrk';
 
 export interface LoadResult extends WrkResult {
@@ -11,8 +10,8 @@ export interface LoadResult extends WrkResult {
   leaderId: string;
 }
 
-export async function loadCluster(cluster: BenchCluster, run: Omit<WrkRun, 'url'>): Promise<LoadResult> {
-  const leader = await cluster.waitLeader();
+export async function loadCluster(cluster: ClusterHarness, run: Omit<WrkRun, 'url'>): Promise<LoadResult> {
+  const leader = await cluster.waitForLeader();
   const nodes = cluster.running();
   const before = nodes.map((n) => cpuSeconds(n.proc!.pid));
   const t0 = process.hrtime.bigint();

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { repoRoot, sleep } from './procs';
+import { repoRoot, sleep } from './bench-run';
 import { percentile } from './report';
 import { spawnWrk, WrkResult } from './wrk';
 

@@ -6,7 +6,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
-import { cpuSeconds, killProc, Proc, repoRoot, spawnTracked, trackChild, waitUntil } from './procs';
+import { waitFor } from '@app/consensus/testing';
+import { cpuSeconds, killProc, Proc, repoRoot, spawnTracked, trackChild } from './bench-run';
 import * as fs from 'node:fs';
 
 export const appendLua = path.join(repoRoot, 'bench', 'append.lua');
@@ -156,7 +157,7 @@ export class CeilingServer {
     const logFile = path.join(dir, 'ceiling-server.log');
     const proc = spawnTracked('ceiling', [process.execPath, '--require', register, main], {}, logFile);
     let port = 0;
-    await waitUntil(
+    await waitFor(
       'the trivial HTTP server to listen',
       async () => {
         if (proc.exited) throw new Error(`bench: trivial server exited: ${fs.readFileSync(logFile, 'utf8')}`);
@@ -164,7 +165,7 @@ export class CeilingServer {
         if (m) port = Number(m[1]);
         return port > 0;
       },
-      20_000,
+      { timeoutMs: 20_000, intervalMs: 20, backoff: false },
     );
     return new CeilingServer(proc, `http://127.0.0.1:${port}`);
   }

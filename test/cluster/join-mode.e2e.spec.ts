@@ -1,4 +1,5 @@
-import { ClusterHarness, waitFor } from '../support/cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { ClusterHarness } from '../support/cluster-harness';
 import { E2EClient, Envelope, request } from '../support/e2e-client';
 import { appendMany, convergedAll, stableEnv } from '../support/workload';
 

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { ClusterHarness, nodeMain, repoRoot, waitFor } from '../support/cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { ClusterHarness, nodeMain, repoRoot } from '../support/cluster-harness';
 import { E2EClient, event } from '../support/e2e-client';
 import { appendMany, assertAckedPresent, convergedAll, stableEnv, WriteLoad } from '../support/workload';
 

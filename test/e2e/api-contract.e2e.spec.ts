@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { ClusterHarness, ClusterNode, waitFor } from '../support/cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { ClusterHarness, ClusterNode } from '../support/cluster-harness';
 import { E2EClient, event, HttpResult, request, SseReader } from '../support/e2e-client';
 import { rawRequest, stableEnv } from '../support/workload';
 

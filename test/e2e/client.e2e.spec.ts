@@ -6,7 +6,8 @@ import {
   UnknownOutcomeError,
   WrongExpectedRevisionError,
 } from '@app/client';
-import { ClusterHarness, waitFor } from '../support/cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { ClusterHarness } from '../support/cluster-harness';
 import { sleep } from '../support/e2e-client';
 import { stableEnv } from '../support/workload';
 

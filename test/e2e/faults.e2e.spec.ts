@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { ClusterHarness, waitFor } from '../support/cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { ClusterHarness } from '../support/cluster-harness';
 import { E2EClient, event, request, SseReader } from '../support/e2e-client';
 import { assertAckedPresent, convergedAll, stableEnv, WriteLoad } from '../support/workload';
 

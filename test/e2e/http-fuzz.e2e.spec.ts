@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Prng } from '@app/consensus/testing';
 import { ClusterHarness } from '../support/cluster-harness';
 import { E2EClient, event, request } from '../support/e2e-client';
 import { convergedAll, rawRequest, stableEnv } from '../support/workload';
@@ -15,18 +16,6 @@ jest.setTimeout(300_000);
 const seed = Number(process.env.FUZZ_SEED ?? 20_261_123);
 const requestsPerRun = 300;
 const MiB = 1024 * 1024;
-
-/** mulberry32: small, seeded, reproducible. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let h: ClusterHarness;
 let client: E2EClient;
@@ -170,7 +159,7 @@ it(`answers random and malformed requests with 4xx only (seed ${seed}), stays up
   await client.appendOk(keep, { events: [event('Kept', { n: 1 }), event('Kept', { n: 2 })] });
   const before = await convergedAll(h, client);
 
-  const rnd = prng(seed);
+  const rnd = new Prng(seed).asFunction();
   const g = generators(rnd);
   const failures: string[] = [];
   const statuses: Record<number, number> = {};

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import { EventStoreClient } from '@app/client';
-import { ClusterHarness, waitFor } from '../support/cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { ClusterHarness } from '../support/cluster-harness';
 import { E2EClient, sleep } from '../support/e2e-client';
 import { createTestDatabase, query, TestDatabase } from '../support/pg-database';
 import { PrivatePostgres } from '../support/private-postgres';

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { EventEnvelope, EventStoreClient, NewEvent } from '@app/client';
-import { ClusterHarness, waitFor } from '../support/cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { ClusterHarness } from '../support/cluster-harness';
 import { E2EClient, getJson, HttpResult, sleep } from '../support/e2e-client';
 import { query } from '../support/pg-database';
 import { ProjectorProcess } from '../support/projector-harness';

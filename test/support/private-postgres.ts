@@ -2,7 +2,8 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePorts, waitFor } from './cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { freePorts } from './cluster-harness';
 import { query } from './pg-database';
 
 /**

@@ -2,7 +2,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePorts, waitFor, WaitOptions } from './cluster-harness';
+import { waitFor, WaitOptions } from '@app/consensus/testing';
+import { freePorts } from './cluster-harness';
 import { getJson } from './e2e-client';
 
 /**

@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { ClusterHarness, waitFor } from './cluster-harness';
+import { waitFor } from '@app/consensus/testing';
+import { ClusterHarness } from './cluster-harness';
 import { E2EClient, Envelope, event, sleep } from './e2e-client';
 
 /** An acknowledged event: the append answered 201 with these coordinates. */

@@ -5,7 +5,8 @@ import { crc32c } from '@node-rs/crc32';
 import { DurableStorage } from '../storage';
 import { SumStateMachine, sumCommand } from '../testing/sum-state-machine';
 import { StateMachine } from './ports';
-import { TestCluster, clusterConfig, waitUntil } from '../testing/node-test-cluster';
+import { TestCluster, clusterConfig } from '../testing/node-test-cluster';
+import { waitFor } from '../testing/wait-for';
 
 jest.setTimeout(120_000);
 
@@ -83,10 +84,10 @@ describe('RaftNode on DurableStorage', () => {
       const outs = await Promise.all(Array.from({ length: 10 }, () => leader.node.propose(sumCommand(1))));
       last = Math.max(last, ...outs.map((o) => o.index));
     }
-    await waitUntil(
-      () => leader.storage.firstIndex() > lagging.storage.lastIndex() + 1,
-      20_000,
+    await waitFor(
       'the leader to compact past the lagging node',
+      () => leader.storage.firstIndex() > lagging.storage.lastIndex() + 1,
+      { timeoutMs: 20_000 },
     );
     // The leader's snapshot is a version-2 store whose file part shares the state machine's inode.
     const snaps = path.join(root, leader.id, 'snapshots');
@@ -132,7 +133,9 @@ describe('RaftNode on DurableStorage', () => {
     }
     await cluster.waitApplied(last);
     for (const m of cluster.members.values()) {
-      await waitUntil(() => m.node.status().snapshot.index > 0, 20_000, `${m.id} to take a snapshot`);
+      await waitFor(`${m.id} to take a snapshot`, () => m.node.status().snapshot.index > 0, {
+        timeoutMs: 20_000,
+      });
     }
     await cluster.stopAll();
 

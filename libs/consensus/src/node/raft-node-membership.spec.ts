@@ -1,5 +1,6 @@
 import { sumCommand } from '../testing/sum-state-machine';
-import { TestCluster, clusterConfig, waitUntil } from '../testing/node-test-cluster';
+import { TestCluster, clusterConfig } from '../testing/node-test-cluster';
+import { waitFor } from '../testing/wait-for';
 
 jest.setTimeout(120_000);
 
@@ -53,7 +54,9 @@ describe('RaftNode membership and leadership', () => {
     const target = ['n1', 'n2', 'n3'].find((id) => id !== leader.id)!;
     const newLeader = await leader.node.transferLeadership(target);
     expect(newLeader).toBe(target);
-    await waitUntil(() => cluster!.get(target).node.status().role === 'leader', 20_000, `${target} to lead`);
+    await waitFor(`${target} to lead`, () => cluster!.get(target).node.status().role === 'leader', {
+      timeoutMs: 20_000,
+    });
     await expect(leader.node.propose(sumCommand(1))).rejects.toMatchObject({
       code: expect.stringMatching(/not_leader|unavailable/),
     });

@@ -1,7 +1,8 @@
 import { Registry } from 'prom-client';
 import { sumCommand } from '../testing/sum-state-machine';
 import { PromRaftMetrics } from './metrics';
-import { TestCluster, waitUntil } from '../testing/node-test-cluster';
+import { TestCluster } from '../testing/node-test-cluster';
+import { waitFor } from '../testing/wait-for';
 
 jest.setTimeout(120_000);
 
@@ -22,7 +23,9 @@ describe('RaftNode snapshots', () => {
     for (let i = 0; i < 60; i++) last = (await leader.node.propose(sumCommand(1))).index;
     await cluster.waitApplied(last);
     for (const m of cluster.members.values()) {
-      await waitUntil(() => m.storage.snapshotMeta().index >= 40, 20_000, `${m.id} to snapshot past 40`);
+      await waitFor(`${m.id} to snapshot past 40`, () => m.storage.snapshotMeta().index >= 40, {
+        timeoutMs: 20_000,
+      });
       const meta = m.storage.snapshotMeta();
       expect(meta.config.voters.sort()).toEqual(['n1', 'n2', 'n3']);
       expect(m.storage.firstIndex()).toBeGreaterThan(1);
@@ -40,10 +43,10 @@ describe('RaftNode snapshots', () => {
     cluster.net.isolate(lagging.id);
     let last = 0;
     for (let i = 0; i < 80; i++) last = (await leader.node.propose(sumCommand(1))).index;
-    await waitUntil(
-      () => leader.storage.firstIndex() > lagging.storage.lastIndex() + 1,
-      20_000,
+    await waitFor(
       'the leader to compact past the lagging node',
+      () => leader.storage.firstIndex() > lagging.storage.lastIndex() + 1,
+      { timeoutMs: 20_000 },
     );
     cluster.net.heal();
     await cluster.waitApplied(last, [lagging.id], 30_000);
@@ -63,7 +66,9 @@ describe('RaftNode snapshots', () => {
     for (let i = 0; i < 45; i++) last = (await leader.node.propose(sumCommand(2))).index;
     const follower = [...cluster.members.values()].find((m) => m.id !== leader.id)!;
     await cluster.waitApplied(last, [follower.id]);
-    await waitUntil(() => follower.storage.snapshotMeta().index > 0, 20_000, 'a follower snapshot');
+    await waitFor('a follower snapshot', () => follower.storage.snapshotMeta().index > 0, {
+      timeoutMs: 20_000,
+    });
     const durable = await cluster.crash(follower.id);
     const restarted = await cluster.startNode(follower.id, { storage: durable });
     await cluster.waitApplied(last, [follower.id]);

@@ -2,7 +2,8 @@ import { Message } from '../core/messages';
 import { sumCommand } from '../testing/sum-state-machine';
 import { MemoryNodeStorage } from '../testing/memory-node-storage';
 import { AppliedEntry, NodeError } from './api';
-import { TestCluster, clusterConfig, waitUntil } from '../testing/node-test-cluster';
+import { TestCluster, clusterConfig } from '../testing/node-test-cluster';
+import { waitFor } from '../testing/wait-for';
 
 jest.setTimeout(90_000);
 
@@ -61,10 +62,10 @@ describe('RaftNode', () => {
       const first = await leader.node.propose(sumCommand(1));
       for (let i = 0; i < 5; i++) await leader.node.propose(sumCommand(1));
       // Its apply of `first` is stuck, yet its log acknowledges what came after.
-      await waitUntil(
-        () => (leader.node.status().progress[slow.id]?.match ?? 0) >= first.index + 5,
-        20_000,
+      await waitFor(
         'the busy follower to acknowledge later appends',
+        () => (leader.node.status().progress[slow.id]?.match ?? 0) >= first.index + 5,
+        { timeoutMs: 20_000 },
       );
       expect(slow.node.status().applied).toBeLessThan(first.index);
     } finally {

@@ -2,7 +2,9 @@ import { ChildProcess, spawn } from 'child_process';
 import * as path from 'path';
 import { DurableStorage } from './durable-storage';
 import { crashEntry } from '../testing/crash-child';
+import { Prng } from '../testing/prng';
 import { CapturingLogger, removeDir, tempDir } from '../testing/storage-fixtures';
+import { waitFor } from '../testing/wait-for';
 
 // Crash tests on the real file system: a child appends (with truncations at each restart, segment rolls
 // every 64 KiB and 4 concurrent appenders) and is killed with SIGKILL at seeded random moments. After each
@@ -18,18 +20,6 @@ const register = path.join(repo, 'tools/swc-register.js');
 const childScript = path.join(__dirname, '../testing/crash-child.ts');
 
 jest.setTimeout(240_000);
-
-function prng(s: number): () => number {
-  let x = s >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x1_0000_0000;
-  };
-}
 
 interface RunReport {
   lastDurable: number;
@@ -81,14 +71,6 @@ function startChild(
   return { child, report };
 }
 
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /** Problems found in the reopened log (plain checks: a log holds many thousands of entries). */
 function verify(s: DurableStorage, expectedTerm: number[]): string[] {
   const problems: string[] = [];
@@ -130,7 +112,7 @@ describe('crash safety (SIGKILL at random moments)', () => {
   });
 
   test(`${iterations} kills: every entry reported durable is present and intact, the log has no gaps`, async () => {
-    const random = prng(seed);
+    const random = new Prng(seed).asFunction();
     /** expectedTerm[i] for every index some run was told is durable (and no later run truncated). */
     const expectedTerm: number[] = [0];
     let hardStateTerm = 0;
@@ -142,11 +124,10 @@ describe('crash safety (SIGKILL at random moments)', () => {
       const { child, report } = startChild(dir, from, term, Math.floor(random() * 1e9));
       live = child;
       try {
-        await waitFor(
-          () => report.ready || child.exitCode !== null,
-          readyTimeoutMs,
-          `child ${run} to open the storage`,
-        );
+        await waitFor(`child ${run} to open the storage`, () => report.ready || child.exitCode !== null, {
+          timeoutMs: readyTimeoutMs,
+          intervalMs: 5,
+        });
         if (!report.ready) throw new Error(`child ${run} exited early: ${report.stderr}`);
         await new Promise((r) =>
           setTimeout(r, killDelayMsMin + random() * (killDelayMsMax - killDelayMsMin)),

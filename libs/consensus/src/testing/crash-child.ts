@@ -6,6 +6,7 @@
  */
 import { Entry, EntryType } from '../core/types';
 import { DurableStorage } from '../storage/durable-storage';
+import { Prng } from './prng';
 import { payload } from './storage-fixtures';
 
 const appenders = 4;
@@ -13,18 +14,6 @@ const appenders = 4;
 const lifetimeMsMax = 60_000;
 const batchEntriesMax = 40;
 const payloadBytesMax = 300;
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x1_0000_0000;
-  };
-}
 
 /** Payload size is a function of the index, so the parent can check every entry byte for byte. */
 export function crashPayloadBytes(index: number): number {
@@ -38,7 +27,7 @@ export function crashEntry(index: number, term: number): Entry {
 async function main(): Promise<void> {
   const [dir, fromArg, termArg, seedArg] = process.argv.slice(2);
   const term = Number(termArg);
-  const random = prng(Number(seedArg));
+  const random = new Prng(Number(seedArg)).asFunction();
   const quiet = { log: () => {}, warn: () => {}, error: (m: string) => process.stderr.write(m + '\n') };
   const s = await DurableStorage.open(dir, { segmentBytes: 64 * 1024, logger: quiet });
   let next = Number(fromArg);

@@ -5,19 +5,9 @@ import { MemoryNodeStorage } from './memory-node-storage';
 import { RaftNodeOptions } from '../node/api';
 import { NodeStorage } from '../node/ports';
 import { RaftNode } from '../node/raft-node';
+import { waitFor } from './wait-for';
 
 /** Test helper: RaftNodes on a LoopbackNetwork with in-memory storage and counter state machines. */
-
-export const waitStepMs = 10;
-
-/** Polls `check` until it holds; bounded in time. Fails naming `what`. */
-export async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, waitStepMs));
-  }
-}
 
 export function clusterConfig(voters: NodeId[], learners: NodeId[] = []): ConfigState {
   const addresses: ConfigState['addresses'] = {};
@@ -115,15 +105,15 @@ export class TestCluster {
   /** Waits for one leader that every other running node in `among` follows. */
   async waitLeader(timeoutMs = 20_000, among: NodeId[] = [...this.members.keys()]): Promise<TestMember> {
     let leader: TestMember | undefined;
-    await waitUntil(
+    await waitFor(
+      `a leader followed by ${among.join(', ')}`,
       () => {
         const ls = this.leaders().filter((m) => among.includes(m.id));
         if (ls.length !== 1) return false;
         leader = ls[0];
         return among.every((id) => this.members.get(id)?.node.status().leaderId === leader!.id);
       },
-      timeoutMs,
-      `a leader followed by ${among.join(', ')}`,
+      { timeoutMs },
     );
     return leader!;
   }
@@ -156,10 +146,10 @@ export class TestCluster {
     ids: NodeId[] = [...this.members.keys()],
     timeoutMs = 20_000,
   ): Promise<void> {
-    await waitUntil(
-      () => ids.every((id) => this.get(id).sm.appliedIndex() >= index),
-      timeoutMs,
+    await waitFor(
       `${ids.join(', ')} to apply ${index}`,
+      () => ids.every((id) => this.get(id).sm.appliedIndex() >= index),
+      { timeoutMs },
     );
   }
 

@@ -8,7 +8,7 @@ import {
   encodeMessagesFrame,
   messagesFrameBound,
 } from './frame';
-import { seededRandom } from '../testing/transport-helpers';
+import { Prng } from '../testing/prng';
 
 const config: ConfigState = {
   voters: ['n1', 'n2', 'nœud-3'],
@@ -233,7 +233,7 @@ describe('frames', () => {
   });
 
   it('turn corrupted bytes into CodecError, never another exception (seeded fuzz)', () => {
-    const random = seededRandom(42);
+    const random = new Prng(42).asFunction();
     const good = encodeMessagesFrame(everyType, messagesFrameBound(everyType)).frame;
     let decodeErrors = 0;
     for (let round = 0; round < 3000; round++) {

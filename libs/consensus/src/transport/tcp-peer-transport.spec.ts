@@ -18,10 +18,10 @@ import {
   TestNode,
   appendRequest,
   closedPort,
-  seededRandom,
   startNode,
-  waitFor,
 } from '../testing/transport-helpers';
+import { Prng } from '../testing/prng';
+import { waitFor } from '../testing/wait-for';
 
 jest.setTimeout(60_000);
 
@@ -168,7 +168,7 @@ describe('TcpPeerTransport', () => {
   });
 
   it('reconnects after the peer restarts on the same address', async () => {
-    const a = await node('n1', secret, { random: seededRandom(1) });
+    const a = await node('n1', secret, { random: new Prng(1).asFunction() });
     const b = await node('n2');
     link(a, b);
     a.transport.send([heartbeat('n1', 'n2', 1)]);
@@ -244,7 +244,7 @@ describe('TcpPeerTransport', () => {
 
   it('survives garbage bytes before and after the handshake, and keeps serving', async () => {
     const b = await node('n2');
-    const random = seededRandom(7);
+    const random = new Prng(7).asFunction();
     const garbage = Buffer.from(Array.from({ length: 4096 }, () => Math.floor(random() * 256)));
     const s1 = await rawConnect(b.transport.listenAddress);
     s1.write(garbage);
