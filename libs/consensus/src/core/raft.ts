@@ -1,10 +1,17 @@
+/**
+ * The Raft core's state machine: term and vote, role changes, step's term rules and dispatch to the role
+ * modules (roles/), the client inputs (propose, membership changes, leadership transfer), and the Ready /
+ * advance handshake with the shell. The read path (ReadIndex, lease reads) is in read-index.ts.
+ * Pure: no IO, timers, clock or randomness of its own (eslint enforces it for core/).
+ */
 import { MembershipChange, RaftCoreApi, RaftStatus, PeerStatus } from './api';
 import { RaftLog } from './log';
 import { ConfigHistory, applyChange, isJoint, isVoter, members } from './membership';
 import { Message } from './messages';
 import { RaftOptions } from './options';
 import { Progress } from './progress';
-import { hasQuorum, quorumValue, quorumVote } from './quorum';
+import { quorumVote } from './quorum';
+import * as readPath from './read-index';
 import { ReadOnlyQueue } from './read-only';
 import { loadConfigs, validateOptions } from './startup';
 import { UncommittedBytes } from './uncommitted';
@@ -17,7 +24,6 @@ import {
   bcastCommit,
   maybeCommit,
   sendAppends,
-  sendHeartbeats,
   sendTimeoutNow,
   stepLeader,
   tickLeader,
@@ -208,13 +214,7 @@ export class RaftCore implements RaftCoreApi {
 
   readIndex(ctx: string, opts?: { lease?: boolean }): void {
     this.assertLeader('readIndex');
-    if (this.reads.full())
-      throw new RaftError('overloaded', `node ${this.id}: too many reads pending; retry later`, this.id);
-    if (this.log.committed < this.termStartIndex) {
-      this.reads.waitForCommit(ctx);
-      return;
-    }
-    this.serveRead(ctx, opts?.lease === true);
+    readPath.requestRead(this, ctx, opts?.lease === true);
   }
 
   changeMembership(change: MembershipChange): { index: number; term: number } {
@@ -305,11 +305,7 @@ export class RaftCore implements RaftCoreApi {
   ready(): Ready {
     if (this.state === 'leader' && this.replicationPending) bcastAppend(this);
     this.replicationPending = false;
-    if (this.state === 'leader' && this.reads.needsRound()) {
-      const seq = this.nextSeq();
-      this.reads.startRound(seq);
-      sendHeartbeats(this, seq);
-    }
+    readPath.startReadRound(this);
     const snapshot = this.log.takeSnapshot();
     // Entries after a snapshot wait for the next Ready: the shell persists entries before installing.
     const entries = snapshot ? [] : this.log.takeUnstable();
@@ -440,16 +436,7 @@ export class RaftCore implements RaftCoreApi {
   }
 
   private stopLeading(): void {
-    for (const ctx of this.reads.drain()) {
-      this.failedReads.push({
-        ctx,
-        error: new RaftError(
-          'leadership_lost',
-          `node ${this.id} lost leadership at term ${this.term} before the read was confirmed; retry on the new leader`,
-          this.leaderId,
-        ),
-      });
-    }
+    readPath.failPendingReads(this);
     this.progress = new Map();
     this.leadTransferee = null;
     this.uncommitted.reset();
@@ -616,31 +603,21 @@ export class RaftCore implements RaftCoreApi {
       this.leadTransferee = null;
   }
 
+  // The read path (read-index.ts), for the role modules.
+
   /** Leader: serve a read whose term-commit precondition holds. */
   serveRead(ctx: string, lease: boolean): void {
-    const alone = hasQuorum(this.config(), (id) => id === this.id);
-    if (this.opts.unsafe?.readWithoutQuorum || alone || (lease && this.leaseValid())) {
-      this.readStates.push({ ctx, index: this.log.committed });
-      return;
-    }
-    this.reads.add(ctx, this.log.committed);
+    readPath.serveRead(this, ctx, lease);
   }
 
   /** Leader: release reads whose heartbeat round a quorum acknowledged. */
   confirmReads(): void {
-    const confirmed = quorumValue(this.config(), (id) =>
-      id === this.id ? Number.POSITIVE_INFINITY : (this.progress.get(id)?.ackedSeq ?? 0),
-    );
-    if (confirmed > 0) this.readStates.push(...this.reads.confirm(confirmed));
+    readPath.confirmReads(this);
   }
 
   /** Leader: a quorum acknowledged messages sent recently enough that no other leader can exist yet. */
   leaseValid(): boolean {
-    if (!this.opts.leaseReads || this.leaseDisabled || this.log.committed < this.termStartIndex) return false;
-    const ackTick = quorumValue(this.config(), (id) =>
-      id === this.id ? this.now : this.sentTick(this.progress.get(id)?.ackedSeq ?? 0),
-    );
-    return this.now - ackTick < this.opts.electionTicks - this.opts.clockDriftTicksMax;
+    return readPath.leaseValid(this);
   }
 
   logLine(text: string): void {
