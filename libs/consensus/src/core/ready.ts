@@ -32,6 +32,8 @@ export interface SnapshotChunk {
  * 4. apply `committedEntries` in order (may start before 1 finishes: they are durable on a majority);
  * 5. call `advance(ready)`.
  * The shell may take the next Ready before advancing this one; readies are persisted and advanced in order.
+ * A Ready with `snapshot` is the exception: the next Ready is taken only once it is advanced, because its
+ * entries and snapshot chunks build on the installed snapshot (storage must see the install first).
  */
 export interface Ready {
   hardState?: HardState;

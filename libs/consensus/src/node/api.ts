@@ -32,6 +32,17 @@ export interface RaftNodeOptions {
   logger?: { log(msg: string): void; warn(msg: string): void; error(msg: string): void };
   /** Optional metrics hooks (PromRaftMetrics registers Prometheus metrics in a given registry). */
   metrics?: RaftNodeMetrics;
+  /** Readies taken from the core before the oldest is advanced (pipelining depth); default 16. */
+  readiesInFlightMax?: number;
+  /** Deliberate mistakes, for the simulator to prove its checkers catch them. Never set in production. */
+  unsafe?: NodeUnsafeSwitches;
+}
+
+export interface NodeUnsafeSwitches {
+  /** Send a Ready's persistedMessages (votes, acknowledgements) before its persist completes. */
+  sendBeforePersist?: boolean;
+  /** Keep taking Readies while one that installs a snapshot is in flight (the bug the simulator found). */
+  pipelineThroughInstall?: boolean;
 }
 
 export type NodeErrorCode =

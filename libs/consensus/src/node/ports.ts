@@ -69,3 +69,19 @@ export interface StateMachine {
   snapshot(): Promise<StateMachineSnapshot>;
   restore(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void>;
 }
+
+/** Monotonic time in milliseconds: deadlines of proposals, reads and waiters, and durations for metrics. */
+export interface Clock {
+  now(): number;
+}
+
+/**
+ * Where the node runs deferred and periodic work. Production uses the event loop (setImmediate,
+ * setInterval); the seeded simulator runs the same callbacks on virtual time.
+ */
+export interface Scheduler {
+  /** Runs `fn` once, after the current macrotask and its microtasks (setImmediate). */
+  soon(fn: () => void): void;
+  /** Runs `fn` every `ms` milliseconds until the returned function is called. */
+  every(ms: number, fn: () => void): () => void;
+}

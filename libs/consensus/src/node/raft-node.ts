@@ -1,7 +1,7 @@
-import { performance } from 'node:perf_hooks';
 import { MembershipChange, RaftCoreApi, RaftCoreFactory } from '../core/api';
 import { DEFAULT_RAFT_OPTIONS, RaftOptions } from '../core/options';
 import { RaftCore } from '../core/raft';
+import { Message } from '../core/messages';
 import { Ready, SoftState } from '../core/ready';
 import {
   ConfigState,
@@ -25,7 +25,9 @@ import {
   transferTimeoutElections,
   transferTimeoutMsMin,
 } from './limits';
+import { Clock, Scheduler } from './ports';
 import { PendingProposals, ProposalOutcome } from './proposals';
+import { systemClock, systemScheduler } from './system-time';
 import { Waiters } from './waiters';
 
 type Logger = NonNullable<RaftNodeOptions['logger']>;
@@ -39,6 +41,10 @@ interface ReadBatch {
 const defaultLogger: Logger = { log: () => {}, warn: (m) => console.warn(m), error: (m) => console.error(m) };
 
 const defaultCoreFactory: RaftCoreFactory = (options, log, initial) => new RaftCore(options, log, initial);
+
+function isResponse(m: Message): boolean {
+  return m.type === 'AppendResponse' || m.type === 'SnapshotResponse' || m.type === 'VoteResponse';
+}
 
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
@@ -58,10 +64,20 @@ export class RaftNode implements RaftNodeApi {
   private core!: RaftCoreApi;
   private state: State = 'new';
   private failure: string | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly clock: Clock;
+  private readonly scheduler: Scheduler;
+  private readonly readiesMax: number;
+  private cancelTicks: (() => void) | null = null;
 
   private pumpScheduled = false;
   private readiesInflight = 0;
+  /**
+   * A Ready carrying a snapshot to install is in flight: no later Ready is taken until it completes, since
+   * their entries and chunks build on the installed snapshot (storage must see the install first).
+   */
+  private installInFlight = false;
+  /** The term of the latest hard state taken from the core (durable or on its way). */
+  private termTaken = 0;
   /** Completion of the Readies taken so far, in order. */
   private chain: Promise<void> = Promise.resolve();
   /**
@@ -79,7 +95,7 @@ export class RaftNode implements RaftNodeApi {
   private caughtUpTarget: number | null = null;
 
   private readonly proposals: PendingProposals;
-  private readonly waiters = new Waiters();
+  private readonly waiters: Waiters;
   private readSeq = 0;
   private readBatches: ReadBatch[] = [];
   private readonly pendingReads = new Map<string, { batch: ReadBatch; deadlineMs: number }>();
@@ -93,7 +109,14 @@ export class RaftNode implements RaftNodeApi {
   private readonly appliedListeners = new Set<(applied: AppliedEntry) => void>();
   private readonly softStateListeners = new Set<(state: SoftState) => void>();
 
-  constructor(opts: RaftNodeOptions, deps: { coreFactory?: RaftCoreFactory } = {}) {
+  /**
+   * `deps` replace the node's surroundings: the core (the simulator plants mistakes in it), and the clock
+   * and scheduler (the simulator runs the node on virtual time).
+   */
+  constructor(
+    opts: RaftNodeOptions,
+    deps: { coreFactory?: RaftCoreFactory; clock?: Clock; scheduler?: Scheduler } = {},
+  ) {
     if (!(opts.tickMs > 0))
       throw new Error(`raft node ${opts.id}: tickMs must be positive, got ${opts.tickMs}`);
     if (!(opts.proposalTimeoutMs > 0))
@@ -107,6 +130,11 @@ export class RaftNode implements RaftNodeApi {
     this.opts = opts;
     this.logger = opts.logger ?? defaultLogger;
     this.coreFactory = deps.coreFactory ?? defaultCoreFactory;
+    this.clock = deps.clock ?? systemClock;
+    this.scheduler = deps.scheduler ?? systemScheduler;
+    this.waiters = new Waiters(this.clock);
+    this.readiesMax = opts.readiesInFlightMax ?? readiesInflightMax;
+    if (!(this.readiesMax >= 1)) throw new Error(`raft node ${opts.id}: readiesInFlightMax must be ≥ 1`);
     this.raftOptions = {
       ...DEFAULT_RAFT_OPTIONS,
       logger: (line) => this.logger.log(line),
@@ -159,6 +187,7 @@ export class RaftNode implements RaftNodeApi {
     );
     this.scanAppliedConfigs(snap.index + 1, this.applied);
     this.initialCommit = initial.hardState.commit;
+    this.termTaken = initial.hardState.term;
 
     this.core = this.coreFactory(this.raftOptions, storage, {
       ...initial,
@@ -172,7 +201,7 @@ export class RaftNode implements RaftNodeApi {
     this.refreshPeers();
     await this.opts.transport.start((m) => this.onMessage(m));
     this.state = 'running';
-    this.timer = setInterval(() => this.onTick(), this.opts.tickMs);
+    this.cancelTicks = this.scheduler.every(this.opts.tickMs, () => this.onTick());
     this.logger.log(
       `node ${this.id} started at term ${initial.hardState.term}, applied ${this.applied}, last index ${storage.lastIndex()}` +
         (joinMode ? ' in join mode (waiting to be added by a leader)' : ''),
@@ -199,8 +228,8 @@ export class RaftNode implements RaftNodeApi {
     }
     if (this.state !== 'running') return;
     this.state = 'stopping';
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.cancelTicks?.();
+    this.cancelTicks = null;
     this.rejectEverything(new NodeError('stopped', `node ${this.id} is stopping`));
     await this.chain.catch(() => {});
     await this.snapshotLock.catch(() => {});
@@ -226,7 +255,7 @@ export class RaftNode implements RaftNodeApi {
     }
     this.opts.metrics?.proposal('accepted');
     this.schedulePump();
-    return this.proposals.add(at.index, at.term, performance.now() + this.opts.proposalTimeoutMs);
+    return this.proposals.add(at.index, at.term, this.clock.now() + this.opts.proposalTimeoutMs);
   }
 
   read(consistency: ReadConsistency): Promise<number> {
@@ -260,7 +289,7 @@ export class RaftNode implements RaftNodeApi {
     }
     this.logger.log(`node ${this.id} proposed ${what} at index ${at.index} term ${at.term}`);
     this.schedulePump();
-    await this.proposals.add(at.index, at.term, performance.now() + this.opts.proposalTimeoutMs);
+    await this.proposals.add(at.index, at.term, this.clock.now() + this.opts.proposalTimeoutMs);
     // Joint consensus: the core appends C_new once C_old,new commits; done when no outgoing voters remain.
     await this.waiters.waitFor(
       () => this.configs.latest().outgoing.length === 0,
@@ -346,7 +375,7 @@ export class RaftNode implements RaftNodeApi {
 
   private onTick(): void {
     if (this.state !== 'running') return;
-    const now = performance.now();
+    const now = this.clock.now();
     this.proposals.expire(now);
     this.expireReads(now);
     this.waiters.expire(now);
@@ -362,7 +391,7 @@ export class RaftNode implements RaftNodeApi {
   private schedulePump(): void {
     if (this.pumpScheduled || this.state !== 'running') return;
     this.pumpScheduled = true;
-    setImmediate(() => {
+    this.scheduler.soon(() => {
       this.pumpScheduled = false;
       this.pump();
     });
@@ -371,7 +400,8 @@ export class RaftNode implements RaftNodeApi {
   private pump(): void {
     if (this.state !== 'running' || this.failure !== null) return;
     this.startReads();
-    while (this.readiesInflight < readiesInflightMax && this.core.hasReady()) {
+    const holdForInstall = this.installInFlight && this.opts.unsafe?.pipelineThroughInstall !== true;
+    while (this.readiesInflight < this.readiesMax && !holdForInstall && this.core.hasReady()) {
       this.dispatch(this.core.ready());
     }
   }
@@ -379,16 +409,21 @@ export class RaftNode implements RaftNodeApi {
   /** The at-once part of a Ready: send, start persisting, take note of soft state and reads. */
   private dispatch(ready: Ready): void {
     this.readiesInflight++;
+    if (ready.snapshot) this.installInFlight = true;
+    if (ready.hardState) this.termTaken = ready.hardState.term;
     if (ready.softState) this.softStateChanged(ready.softState);
     if (ready.messages.length > 0) this.opts.transport.send(ready.messages);
+    // A deliberate mistake for the simulator's self-test: acknowledgements leave before they are durable.
+    const early = this.opts.unsafe?.sendBeforePersist === true && !ready.snapshot;
+    if (early && ready.persistedMessages.length > 0) this.opts.transport.send(ready.persistedMessages);
     let persisted: Promise<void> = Promise.resolve();
     if (ready.hardState || ready.entries.length > 0 || ready.snapshotChunk) {
-      const startedMs = performance.now();
+      const startedMs = this.clock.now();
       try {
         persisted = this.opts.storage
           .persist({ hardState: ready.hardState, entries: ready.entries, snapshotChunk: ready.snapshotChunk })
           .then(() =>
-            this.opts.metrics?.persisted((performance.now() - startedMs) / 1000, ready.entries.length),
+            this.opts.metrics?.persisted((this.clock.now() - startedMs) / 1000, ready.entries.length),
           );
       } catch (e) {
         persisted = Promise.reject(e as Error);
@@ -405,13 +440,13 @@ export class RaftNode implements RaftNodeApi {
       this.onFailedRead(fr.ctx, error);
     }
     if (ready.entries.some((e) => e.type === EntryType.Config)) this.refreshPeers();
-    const durable = this.sendChain.then(() => this.afterPersist(ready, persisted));
+    const durable = this.sendChain.then(() => this.afterPersist(ready, persisted, early));
     this.chain = this.chain.then(() => this.complete(ready, durable));
     this.sendChain = ready.snapshot ? this.chain : durable.then(() => {});
   }
 
   /** In persist order: once the Ready is durable, send what waited for it (after a snapshot's install: complete()). */
-  private async afterPersist(ready: Ready, persisted: Promise<void>): Promise<boolean> {
+  private async afterPersist(ready: Ready, persisted: Promise<void>, sentEarly: boolean): Promise<boolean> {
     if (this.state !== 'running' || this.failure !== null) {
       await persisted.catch(() => {});
       return false;
@@ -423,9 +458,23 @@ export class RaftNode implements RaftNodeApi {
       return false;
     }
     if (this.state !== 'running' || this.failure !== null) return false;
-    if (!ready.snapshot && ready.persistedMessages.length > 0)
-      this.opts.transport.send(ready.persistedMessages);
+    if (!ready.snapshot && !sentEarly) this.sendPersisted(ready);
     return true;
+  }
+
+  /**
+   * Sends what waited for the Ready's persist. A response of an older term than the node has since taken is
+   * dropped: a later Ready (durable in the same group commit) may have replaced what it promises, e.g. a new
+   * leader's entries truncated the log an AppendResponse acknowledges. Dropping a message is always safe.
+   */
+  private sendPersisted(ready: Ready): void {
+    const msgs = ready.persistedMessages;
+    if (msgs.length === 0) return;
+    const term = this.termTaken;
+    const current = msgs.every((m) => m.term >= term)
+      ? msgs
+      : msgs.filter((m) => m.term >= term || !isResponse(m));
+    if (current.length > 0) this.opts.transport.send(current);
   }
 
   /** The in-order part of a Ready, once it is durable: install, apply, advance. */
@@ -435,7 +484,7 @@ export class RaftNode implements RaftNodeApi {
       if (ready.snapshot) {
         await this.installSnapshot(ready.snapshot);
         if (this.state !== 'running') return;
-        if (ready.persistedMessages.length > 0) this.opts.transport.send(ready.persistedMessages);
+        this.sendPersisted(ready);
       }
       await this.applyEntries(ready.committedEntries);
       if (this.state !== 'running') return;
@@ -445,6 +494,7 @@ export class RaftNode implements RaftNodeApi {
       return;
     }
     this.readiesInflight--;
+    if (ready.snapshot) this.installInFlight = false;
     this.waiters.checkAll();
     this.maybeSnapshot();
     this.schedulePump();
@@ -453,12 +503,12 @@ export class RaftNode implements RaftNodeApi {
   /** Applies in slices of at most applySliceMsMax, yielding to the event loop between them (ticks, HTTP, peers). */
   private async applyEntries(entries: Entry[]): Promise<void> {
     const sm = this.opts.stateMachine;
-    let sliceStartMs = performance.now();
+    let sliceStartMs = this.clock.now();
     for (const e of entries) {
-      if (performance.now() - sliceStartMs > applySliceMsMax) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.clock.now() - sliceStartMs > applySliceMsMax) {
+        await new Promise<void>((resolve) => this.scheduler.soon(resolve));
         if (this.state !== 'running') return;
-        sliceStartMs = performance.now();
+        sliceStartMs = this.clock.now();
       }
       if (e.index <= this.applied) continue; // already in the state machine (its own progress or a snapshot)
       if (e.index !== this.applied + 1) {
@@ -525,7 +575,7 @@ export class RaftNode implements RaftNodeApi {
         for (const c of batch.callers) c.reject(err);
         continue;
       }
-      this.pendingReads.set(ctx, { batch, deadlineMs: performance.now() + this.opts.proposalTimeoutMs });
+      this.pendingReads.set(ctx, { batch, deadlineMs: this.clock.now() + this.opts.proposalTimeoutMs });
     }
   }
 
@@ -617,7 +667,7 @@ export class RaftNode implements RaftNodeApi {
   /** Takes a state-machine snapshot, stores it, tells the core, compacts the log behind it. Runs beside the Ready loop. */
   private async takeSnapshot(): Promise<SnapshotMeta> {
     const { storage, stateMachine } = this.opts;
-    const startedMs = performance.now();
+    const startedMs = this.clock.now();
     // Entries applied from here on count toward the next snapshot (also when this one is deferred or fails).
     this.sinceSnapshotEntries = 0;
     this.sinceSnapshotBytes = 0;
@@ -650,7 +700,7 @@ export class RaftNode implements RaftNodeApi {
     await storage.compact(Math.max(0, index - this.opts.snapshotKeepEntries));
     this.configs.pruneBefore(index);
     // The core logs "took a snapshot at index N term T" (snapshotTaken); the duration goes to the metrics.
-    this.opts.metrics?.snapshotTaken((performance.now() - startedMs) / 1000, index);
+    this.opts.metrics?.snapshotTaken((this.clock.now() - startedMs) / 1000, index);
     return meta;
   }
 

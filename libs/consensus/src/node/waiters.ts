@@ -1,5 +1,5 @@
-import { performance } from 'node:perf_hooks';
 import { NodeError } from './api';
+import { Clock } from './ports';
 
 /** A condition: true = satisfied, false = keep waiting, an Error = give up with it. */
 export type Condition = () => boolean | Error;
@@ -19,12 +19,14 @@ interface Waiter {
 export class Waiters {
   private list: Waiter[] = [];
 
+  constructor(private readonly clock: Clock) {}
+
   waitFor(check: Condition, timeoutMs: number, what: string): Promise<void> {
     const first = check();
     if (first === true) return Promise.resolve();
     if (first instanceof Error) return Promise.reject(first);
     return new Promise((resolve, reject) => {
-      this.list.push({ check, deadlineMs: performance.now() + timeoutMs, what, resolve, reject });
+      this.list.push({ check, deadlineMs: this.clock.now() + timeoutMs, what, resolve, reject });
     });
   }
 

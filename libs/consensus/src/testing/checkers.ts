@@ -12,6 +12,8 @@ export type InvariantName =
   | 'PersistBeforeAck'
   | 'StaleAck'
   | 'Liveness'
+  /** A node fail-stopped (RaftNode.fail) although the simulated disk never fails: the shell broke a contract. */
+  | 'NodeFailed'
   | 'CoreContract';
 
 /** A broken invariant: which one, and what exactly was seen. */

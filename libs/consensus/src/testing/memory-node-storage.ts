@@ -31,6 +31,11 @@ type Op =
 export interface MemoryNodeStorageOptions {
   /** Simulated fsync time per group commit; 0 = next macrotask. */
   fsyncDelayMs?: number;
+  /**
+   * Replaces the timer: each fsync (one per group commit or other operation) waits for the promise this
+   * returns. The simulator resolves it on virtual time, or never once the node has crashed.
+   */
+  sync?: () => Promise<void>;
 }
 
 const readSnapshotChunkBytes = 64 * 1024;
@@ -76,6 +81,7 @@ export class MemoryNodeStorage implements NodeStorage {
   private closed = false;
   private failure: Error | null = null;
   private readonly fsyncDelayMs: number;
+  private readonly sync: (() => Promise<void>) | undefined;
   /** Instrumentation for tests. */
   persistCalls = 0;
   fsyncs = 0;
@@ -83,13 +89,14 @@ export class MemoryNodeStorage implements NodeStorage {
 
   constructor(opts: MemoryNodeStorageOptions = {}, durable?: DurableState) {
     this.fsyncDelayMs = opts.fsyncDelayMs ?? 1;
+    this.sync = opts.sync;
     this.d = durable ?? emptyDurable();
   }
 
   /** A new storage with only the durable state, as after a crash (pending writes are lost). */
   crashCopy(opts: MemoryNodeStorageOptions = {}): MemoryNodeStorage {
     return new MemoryNodeStorage(
-      { fsyncDelayMs: opts.fsyncDelayMs ?? this.fsyncDelayMs },
+      { fsyncDelayMs: opts.fsyncDelayMs ?? this.fsyncDelayMs, sync: opts.sync },
       cloneDurable(this.d),
     );
   }
@@ -97,6 +104,11 @@ export class MemoryNodeStorage implements NodeStorage {
   /** Every later write fails with `error` (a dying disk). */
   failWrites(error: Error): void {
     this.failure = error;
+  }
+
+  /** A planted storage mistake: the durable vote is lost (as if the vote was never fsynced). */
+  forgetVote(): void {
+    this.d.hardState = { ...this.d.hardState, vote: null };
   }
 
   durableHardState(): HardState {
@@ -262,7 +274,8 @@ export class MemoryNodeStorage implements NodeStorage {
       } else {
         batch = this.queue.splice(0, 1);
       }
-      await new Promise((r) => setTimeout(r, this.fsyncDelayMs));
+      if (this.sync) await this.sync();
+      else await new Promise((r) => setTimeout(r, this.fsyncDelayMs));
       this.fsyncs++;
       for (const op of batch) {
         try {

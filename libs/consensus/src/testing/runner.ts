@@ -1,6 +1,6 @@
 import { InvariantName } from './checkers';
 import { BugName, ProfileName, makeScenario } from './scenario';
-import { CoreFactory, SimStorage } from './sim-node';
+import { CoreFactory } from './sim-node';
 import { SimResult, SimStats, Simulation } from './simulator';
 
 export interface RunOptions {
@@ -16,7 +16,6 @@ export interface RunOptions {
   /** Check each acknowledgement against durable state when sent (off: only end-to-end invariants catch it). */
   persistCheck?: boolean;
   makeCore: CoreFactory;
-  makeStorage: () => SimStorage;
   /** Where reports go (console.log in the CLI, a buffer in tests). */
   out: (line: string) => void;
   /** Called after each seed (progress display). */
@@ -34,7 +33,7 @@ export interface RunSummary {
 }
 
 /** Runs seeds from..from+seeds-1; each failure is reported with its trace and the command that replays it. */
-export function runSeeds(o: RunOptions): RunSummary {
+export async function runSeeds(o: RunOptions): Promise<RunSummary> {
   const started = performance.now();
   const failed: SimResult[] = [];
   const totals = zeroStats();
@@ -44,11 +43,10 @@ export function runSeeds(o: RunOptions): RunSummary {
     const sim = new Simulation({
       scenario: makeScenario(seed, o.profile, o.bug, { persistCheck: o.persistCheck }),
       makeCore: o.makeCore,
-      makeStorage: o.makeStorage,
       liveTrace: o.trace ? o.out : undefined,
       traceTail: o.traceTail,
     });
-    const result = sim.run();
+    const result = await sim.run();
     ran++;
     addStats(totals, result.stats);
     if (result.stats.livenessMs > slowestLiveness.ms) slowestLiveness = { ms: result.stats.livenessMs, seed };
@@ -119,7 +117,6 @@ export interface HuntOptions {
   accept: readonly InvariantName[];
   persistCheck?: boolean;
   makeCore: CoreFactory;
-  makeStorage: () => SimStorage;
 }
 
 export interface HuntResult {
@@ -131,11 +128,11 @@ export interface HuntResult {
 }
 
 /** Runs seeds with a deliberate mistake until one breaks an accepted invariant (or seedsMax runs pass). */
-export function huntViolation(o: HuntOptions): HuntResult {
+export async function huntViolation(o: HuntOptions): Promise<HuntResult> {
   const otherFailures: SimResult[] = [];
   for (let i = 0; i < o.seedsMax; i++) {
     const scenario = makeScenario(o.from + i, o.profile, o.bug, { persistCheck: o.persistCheck });
-    const result = new Simulation({ scenario, makeCore: o.makeCore, makeStorage: o.makeStorage }).run();
+    const result = await new Simulation({ scenario, makeCore: o.makeCore }).run();
     if (result.ok) continue;
     if (result.violation && o.accept.includes(result.violation.invariant))
       return { caught: result, seedsRun: i + 1, otherFailures };

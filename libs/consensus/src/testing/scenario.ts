@@ -6,15 +6,23 @@ import { ShellProfile } from './sim-node';
 export const PROFILES = ['default', 'figure8', 'partitions', 'elections', 'leases', 'calm'] as const;
 export type ProfileName = (typeof PROFILES)[number];
 
-/** Deliberate mistakes: the core's unsafe switches plus one of the simulated shell. */
+/**
+ * Deliberate mistakes: the core's unsafe switches, RaftNode's (sendBeforePersist: acknowledgements leave
+ * before their fsync; pipelineThroughInstall: Readies taken while a snapshot install is in flight) and one
+ * of the simulated disk (forgetVoteOnRestart).
+ */
 export const BUGS = [
   'commitPreviousTermByCount',
   'voteWithoutLogCheck',
   'ackBeforePersist',
   'readWithoutQuorum',
   'forgetVoteOnRestart',
+  'sendBeforePersist',
+  'pipelineThroughInstall',
 ] as const;
 export type BugName = (typeof BUGS)[number];
+/** The mistakes that are not the core's: RaftNode's unsafe switches and the simulated disk's. */
+const SHELL_BUGS: readonly BugName[] = ['forgetVoteOnRestart', 'sendBeforePersist', 'pipelineThroughInstall'];
 
 /** Everything one seed decides before the run starts. */
 export interface Scenario {
@@ -97,7 +105,7 @@ export function makeScenario(
 
 function baseScenario(seed: number, profile: ProfileName, bug: BugName | null, r: Prng): Scenario {
   const unsafe: UnsafeSwitches = {};
-  if (bug !== null && bug !== 'forgetVoteOnRestart') unsafe[bug] = true;
+  if (bug !== null && !SHELL_BUGS.includes(bug)) unsafe[bug as keyof UnsafeSwitches] = true;
   const electionTicks = r.int(8, 12);
   const lossy = r.chance(0.7);
   return {
@@ -128,15 +136,18 @@ function baseScenario(seed: number, profile: ProfileName, bug: BugName | null, r
       unsafe,
     },
     shell: {
-      pipelineDepth: r.chance(0.4) ? r.int(2, 4) : 1,
-      applyBeforePersist: r.chance(0.3),
+      // RaftNode's default (16), no pipelining, or a little.
+      readiesInFlightMax: r.pick([16, 1, r.int(2, 4)]),
       fsyncMsMin: 0.2,
       fsyncMsMax: r.pick([2, 6, 15]),
       slowFsyncRate: 0.02,
       slowFsyncMsMax: 60,
       snapshotEveryEntries: r.pick([8, 20, 60]),
+      snapshotKeepEntries: r.pick([0, 0, 5, 30]),
       pendingSnapshotRate: r.pick([0, 0.2, 0.5]),
       forgetVoteOnRestart: bug === 'forgetVoteOnRestart',
+      sendBeforePersist: bug === 'sendBeforePersist',
+      pipelineThroughInstall: bug === 'pipelineThroughInstall',
       checkPersistBeforeAck: true,
     },
     network: {
@@ -278,7 +289,7 @@ export function describeScenario(s: Scenario): string {
   return [
     `profile=${s.profile}${s.bug ? ` bug=${s.bug}` : ''} voters=${s.initialVoters}`,
     `election=${o.electionTicks}t heartbeat=${o.heartbeatTicks}t preVote=${o.preVote} checkQuorum=${o.checkQuorum} leaseReads=${o.leaseReads} inflight=${o.inflightMsgsMax} msgBytes=${o.msgBytesMax} chunk=${o.snapshotChunkBytes}`,
-    `pipeline=${s.shell.pipelineDepth} applyBeforePersist=${s.shell.applyBeforePersist} fsync<=${s.shell.fsyncMsMax}ms snapshotEvery=${s.shell.snapshotEveryEntries} pendingSnap=${s.shell.pendingSnapshotRate}`,
+    `readiesInFlight=${s.shell.readiesInFlightMax} fsync<=${s.shell.fsyncMsMax}ms snapshotEvery=${s.shell.snapshotEveryEntries} keep=${s.shell.snapshotKeepEntries} pendingSnap=${s.shell.pendingSnapshotRate}`,
     `drop=${s.network.dropRate} dup=${s.network.duplicateRate} delay<=${s.network.delayMsMax}ms crashEvery=${s.crashEveryMs}ms crashAfterVote=${s.crashAfterVoteRate} crashAfterElection=${s.crashAfterElectionRate}/${s.crashAfterElectionMsMax}ms muteAfterElection=${s.muteAfterElectionRate} crashAfterCommit=${s.crashAfterCommitRate} crashDuringFsync=${s.crashDuringFsyncRate} down<=${s.downMsMax}ms partitionEvery=${s.partitionEveryMs}ms membershipEvery=${s.membershipEveryMs}ms`,
   ].join('\n  ');
 }

@@ -1,6 +1,6 @@
 import { runSeeds, describeTotals } from './runner';
 import { BUGS, BugName, PROFILES, ProfileName } from './scenario';
-import { defaultCoreFactory, defaultStorageFactory } from './sim-defaults';
+import { defaultCoreFactory } from './sim-defaults';
 
 const USAGE = `usage: npm run sim -- --seeds N [--from S] [--profile ${PROFILES.join('|')}] [--bug ${BUGS.join('|')}] [--trace] [--trace-tail N] [--keep-going] [--no-persist-check]`;
 const PROGRESS_EVERY_MS = 5_000;
@@ -89,7 +89,7 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   console.log(
     `sim: seeds ${args.from}..${args.from + args.seeds - 1}, profile ${args.profile}${args.bug ? `, bug ${args.bug}` : ''}`,
@@ -97,10 +97,9 @@ function main(): void {
   let lastProgress = performance.now();
   let done = 0;
   let failedSoFar = 0;
-  const summary = runSeeds({
+  const summary = await runSeeds({
     ...args,
     makeCore: defaultCoreFactory,
-    makeStorage: defaultStorageFactory,
     out: (line) => console.log(line),
     onSeed: (r) => {
       done++;
@@ -123,4 +122,7 @@ function main(): void {
   process.exitCode = summary.failed.length > 0 ? 1 : 0;
 }
 
-main();
+main().catch((e: Error) => {
+  console.error(`sim: ${e.stack ?? e.message}`);
+  process.exitCode = 2;
+});

@@ -1,7 +1,5 @@
 import { RaftCore } from '../core/raft';
-import { MemoryStorage } from './memory-storage';
-import { CoreFactory, SimStorage } from './sim-node';
+import { CoreFactory } from './sim-node';
 
-/** The real core and the in-memory durable storage: what the CLI and the specs simulate. */
+/** The real core: what the CLI and the specs simulate (the specs also plant mistakes in it). */
 export const defaultCoreFactory: CoreFactory = (options, log, initial) => new RaftCore(options, log, initial);
-export const defaultStorageFactory = (): SimStorage => new MemoryStorage();

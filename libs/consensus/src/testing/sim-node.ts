@@ -1,7 +1,7 @@
-import { RaftCoreApi, RaftStatus } from '../core/api';
+import { MembershipChange, RaftCoreApi, RaftStatus } from '../core/api';
 import { Message } from '../core/messages';
 import { RaftOptions } from '../core/options';
-import { RaftError, Ready, ReadState } from '../core/ready';
+import { RaftError, Ready } from '../core/ready';
 import {
   ConfigState,
   Entry,
@@ -11,40 +11,44 @@ import {
   RaftLogReader,
   SnapshotMeta,
 } from '../core/types';
+import { RaftNode } from '../node/raft-node';
+import {
+  Clock,
+  NodeStorage,
+  PeerTransport,
+  Scheduler,
+  StateMachine,
+  StateMachineSnapshot,
+} from '../node/ports';
 import { ClusterChecker, Violation } from './checkers';
 import { CounterStateMachine, entryKey } from './counter-state-machine';
+import { MemoryNodeStorage } from './memory-node-storage';
 import { Prng } from './prng';
 import { ShadowLog } from './shadow-log';
 import { TraceRing } from './trace';
 
-/** What the simulator needs from the in-memory durable storage (MemoryStorage implements it). */
-export interface SimStorage extends RaftLogReader {
-  /** Makes a Ready's hardState, entries and snapshotChunk durable, and installs `snapshot` if set. */
-  applyReady(ready: Ready): void;
-  /** A local state-machine snapshot at `index`: the log up to it may be discarded. */
-  compact(index: number, data: Uint8Array, config: ConfigState): void;
-  clone(): SimStorage;
-  initialState(bootstrapConfig: ConfigState): InitialState;
-}
-
 export type CoreFactory = (options: RaftOptions, log: RaftLogReader, initial: InitialState) => RaftCoreApi;
 
-/** How this node's shell behaves; drawn per seed. */
+/** How this node's shell and disk behave; drawn per seed. */
 export interface ShellProfile {
-  /** Readies taken before the first is advanced (1 = no pipelining). */
-  pipelineDepth: number;
-  /** Apply committed entries when the Ready is taken instead of after its persistence. */
-  applyBeforePersist: boolean;
+  /** RaftNode's readiesInFlightMax: Readies taken before the oldest is advanced (1 = no pipelining). */
+  readiesInFlightMax: number;
   fsyncMsMin: number;
   fsyncMsMax: number;
   slowFsyncRate: number;
   slowFsyncMsMax: number;
-  /** A local snapshot is taken once this many entries are applied past the last one. */
+  /** RaftNode's snapshotEveryEntries: a local snapshot once this many entries are applied past the last one. */
   snapshotEveryEntries: number;
+  /** RaftNode's snapshotKeepEntries: log entries kept behind a snapshot. */
+  snapshotKeepEntries: number;
   /** Probability that a snapshotChunk read says 'pending' (bytes being prepared). */
   pendingSnapshotRate: number;
-  /** The simulator-level mistake: drop the durable vote on restart. */
+  /** A planted storage mistake: the durable vote is lost on restart. */
   forgetVoteOnRestart: boolean;
+  /** A planted shell mistake (RaftNode's unsafe switch): acknowledgements leave before their persist completes. */
+  sendBeforePersist: boolean;
+  /** A planted shell mistake (RaftNode's unsafe switch): Readies are taken while a snapshot install is in flight. */
+  pipelineThroughInstall: boolean;
   /** Check every acknowledgement against what is durable when it is sent. */
   checkPersistBeforeAck: boolean;
 }
@@ -55,401 +59,196 @@ export interface NodeHost {
   readonly trace: TraceRing;
   readonly checker: ClusterChecker;
   send(messages: readonly Message[]): void;
-  /** Calls `node.persisted(incarnation)` at virtual time `atMs`. */
-  schedulePersisted(node: SimNode, incarnation: number, atMs: number): void;
-  onApplied(node: SimNode, entry: Entry, writeId: number | null): void;
+  /** Runs `fn` at virtual time `atMs`, unless `node` crashed (its incarnation changed) meanwhile. */
+  schedule(node: SimNode, incarnation: number, atMs: number, fn: () => void): void;
+  /** The delay until a node's next tick (its clock drift and jitter). */
+  tickDelayMs(node: SimNode): number;
+  /** A broken invariant seen inside the node (where throwing would be swallowed); the run ends after the event. */
+  violation(v: Violation): void;
+  /** The node ran code in this event: check its status once the event's microtasks are done. */
+  touched(node: SimNode): void;
+  onApplied(node: SimNode, entry: Entry): void;
   /** A new vote became durable (a chance to crash right after it). */
   onVoteDurable(node: SimNode): void;
   /** A node became the first leader of its term. */
   onNewLeader(node: SimNode): void;
   /** A leader's commit index advanced. */
   onLeaderCommit(node: SimNode): void;
-  /** A Ready with work to persist was taken; it becomes durable in `durableInMs`. */
+  /** An fsync started; it completes in `durableInMs`. */
   onPersistStarted(node: SimNode, durableInMs: number): void;
-  onReadServed(node: SimNode, ctx: string, sm: CounterStateMachine): void;
-  onReadFailed(node: SimNode, ctx: string, error: RaftError): void;
 }
 
-interface PendingReady {
-  ready: Ready;
-  durable: boolean;
-  applied: boolean;
+/** What the real node is given for each life: settings that do not change between lives. */
+export interface SimNodeSettings {
+  bootstrapConfig: ConfigState;
+  makeCore: CoreFactory;
+  raft: Omit<RaftOptions, 'id' | 'random' | 'logger'>;
+  tickMs: number;
+  proposalTimeoutMs: number;
+  shell: ShellProfile;
 }
+
+/** Practically never: snapshots are taken by entry count in the simulator. */
+const SNAPSHOT_EVERY_BYTES = Number.MAX_SAFE_INTEGER;
 
 /**
- * One simulated node: the pure core plus a model of its IO shell. A Ready's hardState, entries and
- * snapshotChunk reach `storage` only after a simulated fsync; `persistedMessages` go out only then.
- * A crash throws away the core, the state machine and all work not yet durable; a restart rebuilds
- * them from `storage` alone.
+ * One simulated node: the production RaftNode (the Ready pipeline, group commit, snapshots, reads, membership)
+ * with the real core, on virtual time, an in-memory disk whose fsyncs complete on virtual time, and a
+ * network the simulator controls. A probe around the core watches every Ready, and the state machine and
+ * transport watch what is applied and sent, feeding the cluster checkers.
+ *
+ * A crash abandons the RaftNode object: its timers and fsyncs (scheduled for its incarnation) never run,
+ * so its pending promises never settle; the next life starts from a copy of what was durable.
  */
 export class SimNode {
   up = false;
   /** Bumped on every crash, so events scheduled for an earlier life are ignored. */
   incarnation = 0;
-  core: RaftCoreApi | null = null;
-  sm: CounterStateMachine;
-  readonly shadow = new ShadowLog();
   /** Set once a committed configuration removed this node (it is then stopped at the liveness phase). */
   removed = false;
   stopped = false;
-  private pending: PendingReady[] = [];
-  private lastPersistAt = 0;
+  raft: RaftNode | null = null;
+  /** The core of this life, behind the probe (for status checks and the leader's view). */
+  core: RaftCoreApi | null = null;
+  readonly shadow = new ShadowLog();
+  lastStatus: RaftStatus | null = null;
+  stats = { readies: 0, snapshotsTaken: 0, snapshotsInstalled: 0, restarts: 0 };
+  /** The membership change the core accepted last ({index, term}), read right after changeMembership(). */
+  lastChange: { index: number; term: number } | null = null;
+  transfersAccepted = 0;
+
+  private storage: MemoryNodeStorage | null = null;
+  private machine: SimStateMachine;
+  private handler: ((m: Message) => void) | null = null;
   private durableHard: HardState = { term: 0, vote: null, commit: 0 };
-  private waitingReads: ReadState[] = [];
   private commitSeen = 0;
   private hardCommitSeen = 0;
   private termSeen = 0;
   private checkedLeaderTerm = -1;
+  /** The last committed index the core handed out in this life (entries must follow it without gaps). */
+  private handedOut = 0;
   /** Per term, the range of seq numbers this life sent in AppendRequests and SnapshotRequests. */
   private seqsSent = new Map<number, { min: number; max: number }>();
-  lastStatus: RaftStatus | null = null;
-  stats = { readies: 0, snapshotsTaken: 0, snapshotsInstalled: 0, restarts: 0 };
 
   constructor(
     readonly id: NodeId,
-    private storage: SimStorage,
-    private readonly bootstrapConfig: ConfigState,
-    private readonly makeCore: CoreFactory,
-    private readonly baseOptions: Omit<RaftOptions, 'id' | 'random' | 'logger'>,
-    private readonly shell: ShellProfile,
+    private readonly settings: SimNodeSettings,
     private readonly prng: Prng,
     private readonly host: NodeHost,
   ) {
-    this.sm = new CounterStateMachine(bootstrapConfig);
+    this.machine = new SimStateMachine(this, settings.bootstrapConfig, host, false);
+  }
+
+  /** The state machine of this life. */
+  get sm(): CounterStateMachine {
+    return this.machine.sm;
   }
 
   /** Starts (or restarts) from durable storage only. */
   start(): void {
     if (this.up) throw new Error(`SimNode.start: ${this.id} is already up`);
-    this.storage = this.storage.clone();
-    const initial = this.storage.initialState(this.bootstrapConfig);
-    if (this.shell.forgetVoteOnRestart && this.incarnation > 0)
-      initial.hardState = { ...initial.hardState, vote: null };
-    this.durableHard = { ...initial.hardState };
-    const snap = this.storage.snapshotMeta();
-    this.sm =
-      snap.index > 0
-        ? CounterStateMachine.restore(snap, this.readSnapshotBytes(snap))
-        : new CounterStateMachine(this.bootstrapConfig);
-    if (snap.index > 0)
-      this.host.checker.observeDigest(this.id, snap.index, this.sm.digest, 'restart from snapshot');
-    const first = this.storage.firstIndex();
-    const last = this.storage.lastIndex();
+    const inc = this.incarnation;
+    const sync = () => this.fsync(inc);
+    this.storage = this.storage ? this.storage.crashCopy({ sync }) : new MemoryNodeStorage({ sync });
+    const storage = this.storage;
+    if (this.settings.shell.forgetVoteOnRestart && inc > 0) storage.forgetVote();
+    this.durableHard = storage.durableHardState();
+    storage.durableListeners.push((work) => {
+      if (inc === this.incarnation && work.hardState) this.onHardStateDurable(work.hardState);
+    });
+    const snap = storage.snapshotMeta();
+    const first = storage.firstIndex();
+    const last = storage.lastIndex();
     this.shadow.load(
       snap.index,
       snap.term,
-      last >= first ? this.storage.entries(first, last + 1, Number.MAX_SAFE_INTEGER) : [],
+      last >= first ? storage.entries(first, last + 1, Number.MAX_SAFE_INTEGER) : [],
     );
-    this.pending = [];
-    this.waitingReads = [];
     this.commitSeen = 0;
     this.hardCommitSeen = 0;
     this.termSeen = 0;
     this.checkedLeaderTerm = -1;
     this.seqsSent = new Map();
-    this.lastPersistAt = this.host.now();
-    const options: RaftOptions = {
-      ...this.baseOptions,
-      id: this.id,
-      random: this.prng.derive(`core#${this.incarnation}`).asFunction(),
-      logger: (line) => this.host.trace.note(this.host.now(), line),
-    };
-    this.core = this.makeCore(options, this.readerFor(this.storage), initial);
-    this.up = true;
+    this.lastStatus = null;
+    this.core = null;
+    this.machine = new SimStateMachine(this, this.settings.bootstrapConfig, this.host, true);
+    const { shell, bootstrapConfig } = this.settings;
+    const bootstrap = bootstrapConfig.voters.length > 0 ? bootstrapConfig : undefined;
     this.host.trace.note(
       this.host.now(),
-      `${this.id} ${this.incarnation === 0 ? 'starts' : 'restarts'}: term=${initial.hardState.term} vote=${initial.hardState.vote ?? '-'} commit=${initial.hardState.commit} log=${first}..${last} snapshot=${snap.index}/${snap.term}`,
+      `${this.id} ${inc === 0 ? 'starts' : 'restarts'}: term=${this.durableHard.term} vote=${this.durableHard.vote ?? '-'} commit=${this.durableHard.commit} log=${first}..${last} snapshot=${snap.index}/${snap.term}`,
     );
-    this.afterEvent();
+    this.raft = new RaftNode(
+      {
+        id: this.id,
+        storage: this.withPendingSnapshots(storage),
+        transport: this.transportFor(inc),
+        stateMachine: this.machine,
+        raft: { ...this.settings.raft, random: this.prng.derive(`core#${inc}`).asFunction() },
+        tickMs: this.settings.tickMs,
+        bootstrap,
+        snapshotEveryEntries: shell.snapshotEveryEntries,
+        snapshotEveryBytes: SNAPSHOT_EVERY_BYTES,
+        snapshotKeepEntries: shell.snapshotKeepEntries,
+        proposalTimeoutMs: this.settings.proposalTimeoutMs,
+        readiesInFlightMax: shell.readiesInFlightMax,
+        unsafe: {
+          sendBeforePersist: shell.sendBeforePersist,
+          pipelineThroughInstall: shell.pipelineThroughInstall,
+        },
+        logger: {
+          log: (line) => this.host.trace.note(this.host.now(), line),
+          warn: (line) => this.host.trace.note(this.host.now(), `WARN ${line}`),
+          // The simulated disk never fails: a node that fails has met a broken contract.
+          error: (line) => this.host.violation(new Violation('NodeFailed', `${this.id}: ${line}`)),
+        },
+      },
+      {
+        coreFactory: (options, log, initial) => this.probe(options, log, initial, inc),
+        clock: this.clockFor(),
+        scheduler: this.schedulerFor(inc),
+      },
+    );
+    this.up = true;
+    const machine = this.machine;
+    machine.starting = true;
+    this.raft.start().then(
+      () => {
+        machine.starting = false;
+      },
+      (e: Error) => {
+        if (inc === this.incarnation)
+          this.host.violation(new Violation('CoreContract', `${this.id}: start failed: ${describeError(e)}`));
+      },
+    );
   }
 
   /** Loses everything not yet durable. */
   crash(): void {
     if (!this.up) return;
-    this.host.trace.note(
-      this.host.now(),
-      `${this.id} CRASHES (${this.pending.filter((p) => !p.durable).length} readies not yet durable are lost)`,
-    );
+    this.host.trace.note(this.host.now(), `${this.id} CRASHES (what was not fsynced is lost)`);
     this.up = false;
+    this.raft = null;
     this.core = null;
-    this.pending = [];
-    this.waitingReads = [];
+    this.handler = null;
     this.incarnation++;
     this.stats.restarts++;
     this.lastStatus = null;
   }
 
-  /** Runs `fn` against the core, then handles everything it produced and checks the invariants. */
-  drive(fn: (core: RaftCoreApi) => void): void {
-    if (!this.up || this.core === null) return;
-    let refused: RaftError | null = null;
-    try {
-      fn(this.core);
-    } catch (err) {
-      if (err instanceof Violation) throw err;
-      if (!(err instanceof RaftError))
-        throw new Violation('CoreContract', `${this.id}: the core threw ${describeError(err)}`);
-      refused = err;
-    }
-    this.afterEvent();
-    if (refused !== null) throw refused;
-  }
-
-  /** The head of the persistence queue became durable. */
-  persisted(incarnation: number): void {
-    if (incarnation !== this.incarnation || !this.up) return;
-    const p = this.pending.find((x) => !x.durable);
-    if (p === undefined)
-      throw new Error(`SimNode.persisted: ${this.id} has no Ready waiting for persistence`);
-    this.storage.applyReady(p.ready);
-    if (p.ready.hardState) {
-      const votedNow =
-        p.ready.hardState.vote !== null &&
-        (p.ready.hardState.vote !== this.durableHard.vote ||
-          p.ready.hardState.term !== this.durableHard.term);
-      this.durableHard = { ...p.ready.hardState };
-      if (votedNow) this.host.onVoteDurable(this);
-    }
-    p.durable = true;
-    if (p.ready.snapshot) this.installSnapshot(p.ready.snapshot);
-    this.sendChecked(p.ready.persistedMessages);
-    this.afterEvent();
+  /** A message arrives from the network. */
+  deliver(m: Message): void {
+    if (!this.up || this.handler === null) return;
+    this.checkEchoedSeq(m);
+    this.handler(m);
   }
 
   durableHardState(): HardState {
     return this.durableHard;
   }
 
-  private afterEvent(): void {
-    this.drain();
-    this.checkStatus();
-  }
-
-  private drain(): void {
-    for (let rounds = 0; ; rounds++) {
-      if (rounds > 10_000)
-        throw new Violation(
-          'CoreContract',
-          `${this.id}: hasReady() stayed true for 10000 Readies in one event`,
-        );
-      if (!this.up || this.core === null) return;
-      this.applyInOrder();
-      while (this.pending.length > 0 && this.pending[0].durable && this.pending[0].applied) {
-        const done = this.pending.shift()!;
-        this.callCore('advance', (c) => c.advance(done.ready));
-      }
-      this.maybeTakeSnapshot();
-      if (this.pending.length >= this.shell.pipelineDepth || !this.callCore('hasReady', (c) => c.hasReady()))
-        return;
-      this.take();
-    }
-  }
-
-  private take(): void {
-    const ready = this.callCore('ready', (c) => c.ready());
-    this.stats.readies++;
-    const now = this.host.now();
-    if (ready.snapshot) this.shadow.resetToSnapshot(ready.snapshot.index, ready.snapshot.term);
-    try {
-      this.shadow.append(ready.entries);
-    } catch (err) {
-      throw new Violation(
-        'CoreContract',
-        `${this.id}: Ready entries do not fit the log: ${describeError(err)}`,
-      );
-    }
-    this.host.checker.observeEntries(this.id, ready.entries, (i) => this.shadow.term(i));
-    for (const e of ready.committedEntries)
-      this.host.checker.observeCommitted(this.id, e, this.currentTerm());
-    if (ready.softState)
-      this.host.trace.note(
-        now,
-        `${this.id} is ${ready.softState.role} (leader ${ready.softState.leaderId ?? '-'})`,
-      );
-    if (ready.hardState) {
-      if (ready.hardState.commit < this.hardCommitSeen) {
-        throw new Violation(
-          'CommitMonotonic',
-          `${this.id}: Ready hardState lowers commit from ${this.hardCommitSeen} to ${ready.hardState.commit} without a restart`,
-        );
-      }
-      this.hardCommitSeen = ready.hardState.commit;
-    }
-    this.sendChecked(ready.messages);
-    for (const rs of ready.readStates) this.waitingReads.push(rs);
-    for (const f of ready.failedReads) this.host.onReadFailed(this, f.ctx, f.error);
-    const hasWork =
-      ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshotChunk !== undefined;
-    const delay = hasWork ? this.fsyncDelayMs() : 0;
-    this.lastPersistAt = Math.max(this.lastPersistAt, now + delay);
-    if (hasWork) this.host.onPersistStarted(this, this.lastPersistAt - now);
-    this.pending.push({ ready, durable: false, applied: false });
-    this.host.schedulePersisted(this, this.incarnation, this.lastPersistAt);
-  }
-
-  /** Applies Readies' committed entries strictly in Ready order, each once it is allowed to. */
-  private applyInOrder(): void {
-    for (const p of this.pending) {
-      if (p.applied) continue;
-      const mustWait = !this.shell.applyBeforePersist || p.ready.snapshot !== undefined;
-      if (mustWait && !p.durable) return;
-      for (const e of p.ready.committedEntries) this.applyEntry(e);
-      p.applied = true;
-      this.serveReads();
-    }
-  }
-
-  private applyEntry(e: Entry): void {
-    if (e.index <= this.sm.appliedIndex) {
-      throw new Violation(
-        'CoreContract',
-        `${this.id}: committed entry ${e.index}/${e.term} handed out again (applied is ${this.sm.appliedIndex})`,
-      );
-    }
-    if (e.index !== this.sm.appliedIndex + 1) {
-      throw new Violation(
-        'CoreContract',
-        `${this.id}: committed entry ${e.index}/${e.term} skips ahead of applied ${this.sm.appliedIndex}`,
-      );
-    }
-    const key = entryKey(e);
-    const writeId = this.sm.apply(e, key);
-    this.host.checker.observeCommitted(this.id, e, this.currentTerm());
-    this.host.checker.observeDigest(this.id, e.index, this.sm.digest, `applying ${key}`);
-    this.host.onApplied(this, e, writeId);
-  }
-
-  private serveReads(): void {
-    if (this.waitingReads.length === 0) return;
-    const still: ReadState[] = [];
-    for (const rs of this.waitingReads) {
-      if (rs.index <= this.sm.appliedIndex) this.host.onReadServed(this, rs.ctx, this.sm);
-      else still.push(rs);
-    }
-    this.waitingReads = still;
-  }
-
-  private installSnapshot(meta: SnapshotMeta): void {
-    const bytes = this.readSnapshotBytes(meta);
-    const sm = CounterStateMachine.restore(meta, bytes);
-    if (meta.index <= this.sm.appliedIndex) {
-      throw new Violation(
-        'CoreContract',
-        `${this.id}: asked to install snapshot ${meta.index}/${meta.term} but has already applied ${this.sm.appliedIndex}`,
-      );
-    }
-    this.host.checker.observeDigest(
-      this.id,
-      meta.index,
-      sm.digest,
-      `installing snapshot ${meta.index}/${meta.term}`,
-    );
-    this.sm = sm;
-    this.stats.snapshotsInstalled++;
-    this.host.trace.note(
-      this.host.now(),
-      `${this.id} installed snapshot ${meta.index}/${meta.term} (${bytes.byteLength} B)`,
-    );
-    this.serveReads();
-  }
-
-  private maybeTakeSnapshot(): void {
-    const applied = this.sm.appliedIndex;
-    const snapIndex = this.storage.snapshotMeta().index;
-    if (applied - snapIndex < this.shell.snapshotEveryEntries) return;
-    // Only a durable, applied prefix can be compacted.
-    if (applied > this.storage.lastIndex() || this.storage.term(applied) !== this.sm.appliedTerm) return;
-    const meta: SnapshotMeta = { index: applied, term: this.sm.appliedTerm, config: this.sm.config };
-    this.storage.compact(applied, this.sm.serialize(), this.sm.config);
-    this.shadow.compactTo(applied);
-    this.stats.snapshotsTaken++;
-    this.host.trace.note(this.host.now(), `${this.id} took snapshot ${applied}/${meta.term}`);
-    this.callCore('snapshotTaken', (c) => c.snapshotTaken(meta));
-  }
-
-  private readSnapshotBytes(meta: SnapshotMeta): Uint8Array {
-    const got = this.storage.snapshotMeta();
-    if (got.index !== meta.index || got.term !== meta.term) {
-      throw new Violation(
-        'CoreContract',
-        `${this.id}: snapshot ${meta.index}/${meta.term} to install, but storage holds ${got.index}/${got.term}`,
-      );
-    }
-    const chunk = this.storage.snapshotChunk(0, Number.MAX_SAFE_INTEGER);
-    if (chunk === 'pending' || !chunk.done)
-      throw new Error(`SimNode: storage of ${this.id} cannot hand out its whole snapshot ${meta.index}`);
-    return chunk.data;
-  }
-
-  /** Sends messages after checking each acknowledgement only promises what is durable now. */
-  private sendChecked(messages: readonly Message[]): void {
-    if (messages.length === 0) return;
-    for (const m of messages) {
-      if (this.shell.checkPersistBeforeAck) this.checkDurable(m);
-      if (m.type === 'AppendRequest' || m.type === 'SnapshotRequest') this.noteSeqSent(m.term, m.seq);
-    }
-    this.host.send(messages);
-  }
-
-  private noteSeqSent(term: number, seq: number): void {
-    const r = this.seqsSent.get(term);
-    if (r === undefined) this.seqsSent.set(term, { min: seq, max: seq });
-    else {
-      if (seq < r.min) r.min = seq;
-      if (seq > r.max) r.max = seq;
-    }
-  }
-
-  /**
-   * A leader counts a response's seq as an acknowledgement of its own heartbeat rounds (ReadIndex, leases).
-   * So a response at the leader's term must echo a seq that this leader (this life) sent in that term.
-   */
-  checkEchoedSeq(m: Message): void {
-    if ((m.type !== 'AppendResponse' && m.type !== 'SnapshotResponse') || m.seq === 0) return;
-    const s = this.lastStatus;
-    if (s === null || s.role !== 'leader' || s.term !== m.term) return;
-    const r = this.seqsSent.get(m.term);
-    if (r === undefined || m.seq < r.min || m.seq > r.max) {
-      throw new Violation(
-        'StaleAck',
-        `${this.id}, leader of term ${m.term}, receives a ${m.type} from ${m.from} echoing seq ${m.seq}, but sent seqs ${r ? `${r.min}..${r.max}` : 'none'} in this term: it would count as a heartbeat acknowledgement`,
-      );
-    }
-  }
-
-  private checkDurable(m: Message): void {
-    if (m.type === 'VoteResponse' && m.granted && !m.preVote) {
-      const hs = this.durableHard;
-      if (hs.term !== m.term || hs.vote !== m.to) {
-        throw new Violation(
-          'PersistBeforeAck',
-          `${this.id} grants its vote to ${m.to} in term ${m.term} but has durably term ${hs.term} vote ${hs.vote ?? '-'}`,
-        );
-      }
-    } else if (m.type === 'AppendResponse' && m.success) {
-      if (this.storage.lastIndex() < m.matchIndex) {
-        throw new Violation(
-          'PersistBeforeAck',
-          `${this.id} acknowledges entries up to ${m.matchIndex} to ${m.to} but its durable log ends at ${this.storage.lastIndex()}`,
-        );
-      }
-    } else if (m.type === 'SnapshotResponse' && m.installed) {
-      // "Installed" may also mean "my log already covers it" (durably, or as committed: known to a majority).
-      const covered =
-        this.storage.snapshotMeta().index >= m.index ||
-        this.storage.lastIndex() >= m.index ||
-        (this.core !== null && this.core.status().commit >= m.index);
-      if (!covered) {
-        throw new Violation(
-          'PersistBeforeAck',
-          `${this.id} reports snapshot ${m.index} installed but its durable snapshot is ${this.storage.snapshotMeta().index} and durable log ends at ${this.storage.lastIndex()}`,
-        );
-      }
-    }
-  }
-
   /** Per-node checks after every event: election safety, commit and term never going back. */
-  private checkStatus(): void {
+  checkStatus(): void {
     if (!this.up || this.core === null) return;
     const s = this.callCore('status', (c) => c.status());
     this.lastStatus = s;
@@ -485,6 +284,265 @@ export class SimNode {
   }
 
   /**
+   * This node's term now. A node learns of a commit only from a leader of its term or from its own commit
+   * decision, so this is never below the term the entry was committed in.
+   */
+  currentTerm(): number {
+    return this.core === null ? Number.MAX_SAFE_INTEGER : this.core.status().term;
+  }
+
+  // ---- the real node's surroundings ----------------------------------------------------------------
+
+  private clockFor(): Clock {
+    const host = this.host;
+    return { now: () => host.now() };
+  }
+
+  private schedulerFor(inc: number): Scheduler {
+    const host = this.host;
+    return {
+      soon: (fn) => host.schedule(this, inc, host.now(), fn),
+      every: (_ms, fn) => {
+        let cancelled = false;
+        const next = (delay: number) =>
+          host.schedule(this, inc, host.now() + delay, () => {
+            if (cancelled) return;
+            fn();
+            next(host.tickDelayMs(this));
+          });
+        // The first tick comes at a random point of the first period: nodes do not tick in step.
+        next(this.prng.range(0, this.settings.tickMs));
+        return () => {
+          cancelled = true;
+        };
+      },
+    };
+  }
+
+  private transportFor(inc: number): PeerTransport {
+    return {
+      start: async (onMessage) => {
+        if (inc === this.incarnation) this.handler = onMessage;
+      },
+      send: (messages) => {
+        if (inc === this.incarnation && this.up) this.sendChecked(messages);
+      },
+      setPeers: () => {},
+      close: async () => {},
+    };
+  }
+
+  /** An fsync of this life's disk: done after a drawn delay, or never if the node crashes first. */
+  private fsync(inc: number): Promise<void> {
+    const delay = this.fsyncDelayMs();
+    return new Promise((resolve) => {
+      if (inc !== this.incarnation) return;
+      this.host.onPersistStarted(this, delay);
+      this.host.schedule(this, inc, this.host.now() + delay, resolve);
+    });
+  }
+
+  private fsyncDelayMs(): number {
+    const s = this.settings.shell;
+    if (this.prng.chance(s.slowFsyncRate)) return this.prng.range(s.fsyncMsMax, s.slowFsyncMsMax);
+    return this.prng.range(s.fsyncMsMin, s.fsyncMsMax);
+  }
+
+  private onHardStateDurable(hs: HardState): void {
+    const votedNow =
+      hs.vote !== null && (hs.vote !== this.durableHard.vote || hs.term !== this.durableHard.term);
+    this.durableHard = { ...hs };
+    if (votedNow) this.host.onVoteDurable(this);
+  }
+
+  /** The storage the node sees: the in-memory disk, whose snapshot bytes are sometimes not ready yet. */
+  private withPendingSnapshots(storage: MemoryNodeStorage): NodeStorage {
+    const rate = this.settings.shell.pendingSnapshotRate;
+    if (rate === 0) return storage;
+    const prng = this.prng;
+    return {
+      firstIndex: () => storage.firstIndex(),
+      lastIndex: () => storage.lastIndex(),
+      term: (i) => storage.term(i),
+      entries: (lo, hi, maxBytes) => storage.entries(lo, hi, maxBytes),
+      snapshotMeta: () => storage.snapshotMeta(),
+      snapshotChunk: (offset, maxBytes) =>
+        prng.chance(rate) ? 'pending' : storage.snapshotChunk(offset, maxBytes),
+      initialState: () => storage.initialState(),
+      persist: (work) => storage.persist(work),
+      installSnapshot: (meta) => storage.installSnapshot(meta),
+      saveSnapshot: (meta, content) => storage.saveSnapshot(meta, content),
+      readSnapshot: () => storage.readSnapshot(),
+      compact: (index) => storage.compact(index),
+      close: () => storage.close(),
+    };
+  }
+
+  // ---- the probe around the core -------------------------------------------------------------------
+
+  /** The core the RaftNode drives, wrapped so that every Ready and call is checked as it happens. */
+  private probe(options: RaftOptions, log: RaftLogReader, initial: InitialState, inc: number): RaftCoreApi {
+    const core = this.settings.makeCore(options, log, initial);
+    if (inc === this.incarnation) this.core = core;
+    this.handedOut = initial.applied ?? 0;
+    const call = <T>(what: string, fn: () => T): T => {
+      if (inc === this.incarnation) this.host.touched(this);
+      try {
+        return fn();
+      } catch (err) {
+        if (err instanceof RaftError || err instanceof Violation) throw err;
+        const v = new Violation('CoreContract', `${this.id}: core.${what}() threw ${describeError(err)}`);
+        this.host.violation(v);
+        throw v;
+      }
+    };
+    return {
+      tick: () => call('tick', () => core.tick()),
+      step: (m) => call('step', () => core.step(m)),
+      propose: (data) => call('propose', () => core.propose(data)),
+      readIndex: (ctx, opts) => call('readIndex', () => core.readIndex(ctx, opts)),
+      changeMembership: (change: MembershipChange) =>
+        call('changeMembership', () => {
+          const at = core.changeMembership(change);
+          this.lastChange = at;
+          return at;
+        }),
+      transferLeadership: (to) =>
+        call('transferLeadership', () => {
+          core.transferLeadership(to);
+          this.transfersAccepted++;
+        }),
+      campaign: () => call('campaign', () => core.campaign()),
+      hasReady: () => call('hasReady', () => core.hasReady()),
+      ready: () =>
+        call('ready', () => {
+          const ready = core.ready();
+          if (inc === this.incarnation) this.observeReady(ready);
+          return ready;
+        }),
+      advance: (ready) => call('advance', () => core.advance(ready)),
+      snapshotTaken: (meta: SnapshotMeta) =>
+        call('snapshotTaken', () => {
+          core.snapshotTaken(meta);
+          if (inc !== this.incarnation) return;
+          this.shadow.compactTo(meta.index);
+          this.stats.snapshotsTaken++;
+        }),
+      status: () => call('status', () => core.status()),
+    };
+  }
+
+  /** What a Ready says is checked against everything the cluster has said before. */
+  private observeReady(ready: Ready): void {
+    this.stats.readies++;
+    const now = this.host.now();
+    if (ready.snapshot) {
+      this.shadow.resetToSnapshot(ready.snapshot.index, ready.snapshot.term);
+      this.handedOut = ready.snapshot.index;
+    }
+    try {
+      this.shadow.append(ready.entries);
+    } catch (err) {
+      throw this.fail('CoreContract', `Ready entries do not fit the log: ${describeError(err)}`);
+    }
+    this.host.checker.observeEntries(this.id, ready.entries, (i) => this.shadow.term(i));
+    for (const e of ready.committedEntries) {
+      if (e.index !== this.handedOut + 1) {
+        throw this.fail(
+          'CoreContract',
+          `committed entry ${e.index}/${e.term} handed out after ${this.handedOut} (must follow without gaps or repeats)`,
+        );
+      }
+      this.handedOut = e.index;
+      this.host.checker.observeCommitted(this.id, e, this.currentTerm());
+    }
+    if (ready.softState)
+      this.host.trace.note(
+        now,
+        `${this.id} is ${ready.softState.role} (leader ${ready.softState.leaderId ?? '-'})`,
+      );
+    if (ready.hardState) {
+      if (ready.hardState.commit < this.hardCommitSeen) {
+        throw this.fail(
+          'CommitMonotonic',
+          `Ready hardState lowers commit from ${this.hardCommitSeen} to ${ready.hardState.commit} without a restart`,
+        );
+      }
+      this.hardCommitSeen = ready.hardState.commit;
+    }
+  }
+
+  // ---- what leaves the node ------------------------------------------------------------------------
+
+  /** Sends messages after checking each acknowledgement only promises what is durable now. */
+  private sendChecked(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    for (const m of messages) {
+      if (this.settings.shell.checkPersistBeforeAck) this.checkDurable(m);
+      if (m.type === 'AppendRequest' || m.type === 'SnapshotRequest') this.noteSeqSent(m.term, m.seq);
+    }
+    this.host.send(messages);
+  }
+
+  private noteSeqSent(term: number, seq: number): void {
+    const r = this.seqsSent.get(term);
+    if (r === undefined) this.seqsSent.set(term, { min: seq, max: seq });
+    else {
+      if (seq < r.min) r.min = seq;
+      if (seq > r.max) r.max = seq;
+    }
+  }
+
+  /**
+   * A leader counts a response's seq as an acknowledgement of its own heartbeat rounds (ReadIndex, leases).
+   * So a response at the leader's term must echo a seq that this leader (this life) sent in that term.
+   */
+  private checkEchoedSeq(m: Message): void {
+    if ((m.type !== 'AppendResponse' && m.type !== 'SnapshotResponse') || m.seq === 0) return;
+    const s = this.lastStatus;
+    if (s === null || s.role !== 'leader' || s.term !== m.term) return;
+    const r = this.seqsSent.get(m.term);
+    if (r === undefined || m.seq < r.min || m.seq > r.max) {
+      throw new Violation(
+        'StaleAck',
+        `${this.id}, leader of term ${m.term}, receives a ${m.type} from ${m.from} echoing seq ${m.seq}, but sent seqs ${r ? `${r.min}..${r.max}` : 'none'} in this term: it would count as a heartbeat acknowledgement`,
+      );
+    }
+  }
+
+  private checkDurable(m: Message): void {
+    const storage = this.storage!;
+    if (m.type === 'VoteResponse' && m.granted && !m.preVote) {
+      const hs = this.durableHard;
+      if (hs.term !== m.term || hs.vote !== m.to) {
+        throw this.fail(
+          'PersistBeforeAck',
+          `grants its vote to ${m.to} in term ${m.term} but has durably term ${hs.term} vote ${hs.vote ?? '-'}`,
+        );
+      }
+    } else if (m.type === 'AppendResponse' && m.success) {
+      if (storage.lastIndex() < m.matchIndex) {
+        throw this.fail(
+          'PersistBeforeAck',
+          `acknowledges entries up to ${m.matchIndex} to ${m.to} but its durable log ends at ${storage.lastIndex()}`,
+        );
+      }
+    } else if (m.type === 'SnapshotResponse' && m.installed) {
+      // "Installed" may also mean "my log already covers it" (durably, or as committed: known to a majority).
+      const covered =
+        storage.snapshotMeta().index >= m.index ||
+        storage.lastIndex() >= m.index ||
+        (this.core !== null && this.core.status().commit >= m.index);
+      if (!covered) {
+        throw this.fail(
+          'PersistBeforeAck',
+          `reports snapshot ${m.index} installed but its durable snapshot is ${storage.snapshotMeta().index} and durable log ends at ${storage.lastIndex()}`,
+        );
+      }
+    }
+  }
+
+  /**
    * A leader's commit decision counts at once, before any Ready reports it (it may crash first). Every entry a
    * quorum matched went out in a Ready, so the shadow log holds it; a leader never rewrites its own log.
    */
@@ -494,12 +552,11 @@ export class SimNode {
       this.host.checker.observeCommitted(this.id, this.shadow.entry(i)!, term);
   }
 
-  /**
-   * This node's term now. A node learns of a commit only from a leader of its term or from its own commit
-   * decision, so this is never below the term the entry was committed in.
-   */
-  private currentTerm(): number {
-    return this.core === null ? Number.MAX_SAFE_INTEGER : this.core.status().term;
+  /** Records a violation found inside the node (the node may swallow the throw) and returns it to throw. */
+  private fail(invariant: Violation['invariant'], detail: string): Violation {
+    const v = new Violation(invariant, `${this.id}: ${detail}`);
+    this.host.violation(v);
+    return v;
   }
 
   private callCore<T>(what: string, fn: (core: RaftCoreApi) => T): T {
@@ -511,26 +568,80 @@ export class SimNode {
       throw new Violation('CoreContract', `${this.id}: core.${what}() threw ${describeError(err)}`);
     }
   }
+}
 
-  private fsyncDelayMs(): number {
-    const s = this.shell;
-    if (this.prng.chance(s.slowFsyncRate)) return this.prng.range(s.fsyncMsMax, s.slowFsyncMsMax);
-    return this.prng.range(s.fsyncMsMin, s.fsyncMsMax);
+/**
+ * The replicated state the RaftNode applies to: a CounterStateMachine whose every applied entry and
+ * restored snapshot is reported to the cluster checkers (same entry and same digest at each index).
+ */
+class SimStateMachine implements StateMachine {
+  sm: CounterStateMachine;
+  /** RaftNode.start() is running: a restore now is the restart's, from the node's own snapshot. */
+  starting = false;
+
+  constructor(
+    private readonly node: SimNode,
+    config: ConfigState,
+    private readonly host: NodeHost,
+    private readonly live: boolean,
+  ) {
+    this.sm = new CounterStateMachine(config);
   }
 
-  /** The reader the core sees: durable storage, whose snapshot bytes are sometimes not ready yet. */
-  private readerFor(storage: SimStorage): RaftLogReader {
-    const rate = this.shell.pendingSnapshotRate;
-    const prng = this.prng;
+  apply(e: Entry): number | null {
+    if (!this.live) return null;
+    if (e.index !== this.sm.appliedIndex + 1) {
+      const v = new Violation(
+        'CoreContract',
+        `${this.node.id}: entry ${e.index}/${e.term} applied after ${this.sm.appliedIndex} (must follow without gaps or repeats)`,
+      );
+      this.host.violation(v);
+      throw v;
+    }
+    const key = entryKey(e);
+    const writeId = this.sm.apply(e, key);
+    this.host.checker.observeCommitted(this.node.id, e, this.node.currentTerm());
+    this.host.checker.observeDigest(this.node.id, e.index, this.sm.digest, `applying ${key}`);
+    this.host.onApplied(this.node, e);
+    return writeId;
+  }
+
+  appliedIndex(): number {
+    return this.sm.appliedIndex;
+  }
+
+  async snapshot(): Promise<StateMachineSnapshot> {
+    // Captured now; the bytes are handed out later, as a real state machine's would be.
+    const bytes = this.sm.serialize();
     return {
-      firstIndex: () => storage.firstIndex(),
-      lastIndex: () => storage.lastIndex(),
-      term: (i) => storage.term(i),
-      entries: (lo, hi, maxBytes) => storage.entries(lo, hi, maxBytes),
-      snapshotMeta: () => storage.snapshotMeta(),
-      snapshotChunk: (offset, maxBytes) =>
-        prng.chance(rate) ? 'pending' : storage.snapshotChunk(offset, maxBytes),
+      index: this.sm.appliedIndex,
+      data: (async function* () {
+        yield bytes;
+      })(),
     };
+  }
+
+  async restore(meta: SnapshotMeta, data: AsyncIterable<Uint8Array>): Promise<void> {
+    const parts: Uint8Array[] = [];
+    for await (const chunk of data) parts.push(chunk);
+    const bytes = new Uint8Array(Buffer.concat(parts));
+    const sm = CounterStateMachine.restore(meta, bytes);
+    if (meta.index <= this.sm.appliedIndex) {
+      const v = new Violation(
+        'CoreContract',
+        `${this.node.id}: asked to install snapshot ${meta.index}/${meta.term} but has already applied ${this.sm.appliedIndex}`,
+      );
+      this.host.violation(v);
+      throw v;
+    }
+    const how = this.starting ? 'restart from snapshot' : `installing snapshot ${meta.index}/${meta.term}`;
+    this.host.checker.observeDigest(this.node.id, meta.index, sm.digest, how);
+    this.sm = sm;
+    if (!this.starting) this.node.stats.snapshotsInstalled++;
+    this.host.trace.note(
+      this.host.now(),
+      `${this.node.id} restored snapshot ${meta.index}/${meta.term} (${bytes.byteLength} B)`,
+    );
   }
 }
 

@@ -3,7 +3,7 @@ import { HuntOptions, RunSummary, huntViolation, reportFailure, runSeeds } from 
 import { BugName, ProfileName } from './scenario';
 import { CoreFactory } from './sim-node';
 import { SimResult } from './simulator';
-import { defaultCoreFactory, defaultStorageFactory } from './sim-defaults';
+import { defaultCoreFactory } from './sim-defaults';
 
 /** Safety invariants: breaking one of these is what a protocol mistake must cause. */
 export const SAFETY_INVARIANTS: readonly InvariantName[] = [
@@ -17,14 +17,14 @@ export const SAFETY_INVARIANTS: readonly InvariantName[] = [
 ];
 
 /** Runs a range of seeds with the real core, collecting failure reports instead of printing them. */
-export function runRange(o: {
+export async function runRange(o: {
   from: number;
   seeds: number;
   profile: ProfileName;
   bug?: BugName;
-}): RunSummary & { report: string } {
+}): Promise<RunSummary & { report: string }> {
   const lines: string[] = [];
-  const summary = runSeeds({
+  const summary = await runSeeds({
     from: o.from,
     seeds: o.seeds,
     profile: o.profile,
@@ -33,7 +33,6 @@ export function runRange(o: {
     trace: false,
     traceTail: 60,
     makeCore: defaultCoreFactory,
-    makeStorage: defaultStorageFactory,
     out: (line) => lines.length < 2_000 && lines.push(line),
   });
   return { ...summary, report: lines.join('\n') };
@@ -48,14 +47,13 @@ export function expectAllPass(summary: RunSummary & { report: string }): void {
 }
 
 /** Asserts that the mistake breaks an accepted invariant within seedsMax seeds, and that the report can replay it. */
-export function expectCaught(
-  o: Omit<HuntOptions, 'from' | 'makeCore' | 'makeStorage'> & { from?: number; makeCore?: CoreFactory },
-): SimResult {
-  const hunt = huntViolation({
+export async function expectCaught(
+  o: Omit<HuntOptions, 'from' | 'makeCore'> & { from?: number; makeCore?: CoreFactory },
+): Promise<SimResult> {
+  const hunt = await huntViolation({
     ...o,
     from: o.from ?? 1,
     makeCore: o.makeCore ?? defaultCoreFactory,
-    makeStorage: defaultStorageFactory,
   });
   if (hunt.caught === null) {
     const others = hunt.otherFailures.map((r) => `seed ${r.seed}: ${r.violation?.message}`).join('\n');

@@ -9,8 +9,8 @@ const SIM_TIMEOUT_MS = 600_000;
 describe('simulator: fault profiles', () => {
   it(
     'figure8: 5 voters, leaders crash or go mute right after election or commit; every invariant holds',
-    () => {
-      const summary = runRange({ from: 1, seeds: 120, profile: 'figure8' });
+    async () => {
+      const summary = await runRange({ from: 1, seeds: 120, profile: 'figure8' });
       expectAllPass(summary);
       expect(summary.totals.leaders / summary.ran).toBeGreaterThan(10);
     },
@@ -19,8 +19,8 @@ describe('simulator: fault profiles', () => {
 
   it(
     'partitions: leaders cut off (symmetric and one-way) while clients read; reads stay linearizable',
-    () => {
-      const summary = runRange({ from: 1, seeds: 300, profile: 'partitions' });
+    async () => {
+      const summary = await runRange({ from: 1, seeds: 300, profile: 'partitions' });
       expectAllPass(summary);
       expect(summary.totals.partitions / summary.ran).toBeGreaterThan(5);
       expect(summary.totals.reads / summary.ran).toBeGreaterThan(50);
@@ -30,8 +30,8 @@ describe('simulator: fault profiles', () => {
 
   it(
     'elections: slow network, concurrent candidates, crashes right after voting; one leader per term',
-    () => {
-      const summary = runRange({ from: 1, seeds: 400, profile: 'elections' });
+    async () => {
+      const summary = await runRange({ from: 1, seeds: 400, profile: 'elections' });
       expectAllPass(summary);
       expect(summary.totals.leaders / summary.ran).toBeGreaterThan(4);
     },
@@ -40,8 +40,8 @@ describe('simulator: fault profiles', () => {
 
   it(
     'leases: lease reads while the leader loses one follower and others crash and restart at once',
-    () => {
-      const summary = runRange({ from: 1, seeds: 300, profile: 'leases' });
+    async () => {
+      const summary = await runRange({ from: 1, seeds: 300, profile: 'leases' });
       expectAllPass(summary);
       expect(summary.totals.reads / summary.ran).toBeGreaterThan(100);
     },
@@ -49,17 +49,17 @@ describe('simulator: fault profiles', () => {
   );
 
   it(
-    'default seeds 2001..2200 (pipelined persistence, apply before persist, pending snapshot chunks in some)',
-    () => {
-      expectAllPass(runRange({ from: 2001, seeds: 200, profile: 'default' }));
+    'default seeds 2001..2200 (pipelined persistence, pending snapshot chunks in some)',
+    async () => {
+      expectAllPass(await runRange({ from: 2001, seeds: 200, profile: 'default' }));
     },
     SIM_TIMEOUT_MS,
   );
 
   it(
     'calm: no faults, membership changes and transfers only',
-    () => {
-      const summary = runRange({ from: 1, seeds: 50, profile: 'calm' });
+    async () => {
+      const summary = await runRange({ from: 1, seeds: 50, profile: 'calm' });
       expectAllPass(summary);
       expect(summary.totals.acknowledgedWrites / summary.ran).toBeGreaterThan(50);
     },
@@ -68,14 +68,19 @@ describe('simulator: fault profiles', () => {
 });
 
 describe('simulator: deliberate mistakes are caught', () => {
-  it('ackBeforePersist is caught at once by the persist-before-acknowledge check', () => {
-    expectCaught({ profile: 'default', bug: 'ackBeforePersist', seedsMax: 5, accept: ['PersistBeforeAck'] });
+  it('ackBeforePersist is caught at once by the persist-before-acknowledge check', async () => {
+    await expectCaught({
+      profile: 'default',
+      bug: 'ackBeforePersist',
+      seedsMax: 5,
+      accept: ['PersistBeforeAck'],
+    });
   });
 
   it(
     'ackBeforePersist without that check: crashes lose acknowledged entries and break safety within 200 seeds',
-    () => {
-      expectCaught({
+    async () => {
+      await expectCaught({
         profile: 'figure8',
         bug: 'ackBeforePersist',
         seedsMax: 200,
@@ -88,8 +93,8 @@ describe('simulator: deliberate mistakes are caught', () => {
 
   it(
     'readWithoutQuorum: a deposed leader serves a stale read within 200 seeds',
-    () => {
-      expectCaught({
+    async () => {
+      await expectCaught({
         profile: 'partitions',
         bug: 'readWithoutQuorum',
         seedsMax: 200,
@@ -100,9 +105,22 @@ describe('simulator: deliberate mistakes are caught', () => {
   );
 
   it(
-    'forgetVoteOnRestart (simulated shell): a node votes twice in a term, two leaders within 200 seeds',
-    () => {
-      expectCaught({
+    'sendBeforePersist (RaftNode sends acknowledgements before their fsync) is caught by the persist-before-acknowledge check',
+    async () => {
+      await expectCaught({
+        profile: 'default',
+        bug: 'sendBeforePersist',
+        seedsMax: 20,
+        accept: ['PersistBeforeAck'],
+      });
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
+    'forgetVoteOnRestart (simulated disk): a node votes twice in a term, two leaders within 200 seeds',
+    async () => {
+      await expectCaught({
         profile: 'elections',
         bug: 'forgetVoteOnRestart',
         seedsMax: 200,
@@ -156,9 +174,22 @@ const echoingStaleSeqCore: CoreFactory = (options, log, initial) => {
 
 describe('simulator: the bug it found stays found', () => {
   it(
+    'pipelineThroughInstall (FINDINGS.md #2: RaftNode persisted the next Ready before installing a snapshot) fails a node within 300 seeds',
+    async () => {
+      await expectCaught({
+        profile: 'default',
+        bug: 'pipelineThroughInstall',
+        seedsMax: 300,
+        accept: ['NodeFailed'],
+      });
+    },
+    SIM_TIMEOUT_MS,
+  );
+
+  it(
     'stale-term answers that echo the request seq are flagged (StaleAck) within 200 seeds',
-    () => {
-      expectCaught({
+    async () => {
+      await expectCaught({
         profile: 'elections',
         bug: null,
         seedsMax: 200,

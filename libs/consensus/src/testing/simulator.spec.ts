@@ -1,6 +1,6 @@
 import { SAFETY_INVARIANTS, expectAllPass, expectCaught, runRange } from './sim-spec-support';
 import { makeScenario } from './scenario';
-import { defaultCoreFactory, defaultStorageFactory } from './sim-defaults';
+import { defaultCoreFactory } from './sim-defaults';
 import { Simulation } from './simulator';
 
 // The two simulator spec files split the seeds so jest's two workers share them.
@@ -15,8 +15,8 @@ describe('simulator: default profile (crashes, partitions, lossy network, member
   ]) {
     it(
       `seeds ${from}..${from + count - 1} keep every invariant and converge after the faults heal`,
-      () => {
-        const summary = runRange({ from, seeds: count, profile: 'default' });
+      async () => {
+        const summary = await runRange({ from, seeds: count, profile: 'default' });
         expectAllPass(summary);
         // Long enough to matter: many elections, crashes and membership changes per run.
         expect(summary.totals.leaders / summary.ran).toBeGreaterThan(3);
@@ -31,20 +31,19 @@ describe('simulator: default profile (crashes, partitions, lossy network, member
 });
 
 describe('simulator: determinism', () => {
-  it('replays a seed exactly: same events, same trace, same outcome', () => {
-    const run = (seed: number) => {
+  it('replays a seed exactly: same events, same trace, same outcome', async () => {
+    const run = async (seed: number) => {
       const sim = new Simulation({
         scenario: makeScenario(seed, 'default', null),
         makeCore: defaultCoreFactory,
-        makeStorage: defaultStorageFactory,
         traceTail: 500,
       });
-      const result = sim.run();
+      const result = await sim.run();
       return { result, trace: sim.trace.lines() };
     };
-    const a = run(4242);
-    const b = run(4242);
-    const c = run(4243);
+    const a = await run(4242);
+    const b = await run(4242);
+    const c = await run(4243);
     expect(a.result.ok).toBe(true);
     expect(b.result.stats).toEqual(a.result.stats);
     expect(b.trace).toEqual(a.trace);
@@ -55,8 +54,8 @@ describe('simulator: determinism', () => {
 describe('simulator: deliberate core mistakes are caught', () => {
   it(
     'commitPreviousTermByCount (Figure 8) breaks Leader Completeness / State Machine Safety within 200 seeds',
-    () => {
-      expectCaught({
+    async () => {
+      await expectCaught({
         profile: 'figure8',
         bug: 'commitPreviousTermByCount',
         seedsMax: 200,
@@ -68,8 +67,8 @@ describe('simulator: deliberate core mistakes are caught', () => {
 
   it(
     'voteWithoutLogCheck elects a leader that lacks committed entries within 200 seeds',
-    () => {
-      expectCaught({
+    async () => {
+      await expectCaught({
         profile: 'default',
         bug: 'voteWithoutLogCheck',
         seedsMax: 200,

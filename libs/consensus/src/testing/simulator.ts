@@ -1,6 +1,5 @@
 import { MembershipChange } from '../core/api';
 import { Message } from '../core/messages';
-import { RaftError } from '../core/ready';
 import {
   ConfigState,
   Entry,
@@ -11,18 +10,17 @@ import {
   emptyConfig,
 } from '../core/types';
 import { ClusterChecker, Violation } from './checkers';
-import { CounterStateMachine, configText, encodeWrite } from './counter-state-machine';
+import { configText, encodeWrite } from './counter-state-machine';
 import { RELIABLE_NETWORK, SimNetwork } from './network';
 import { Prng } from './prng';
 import { Scenario, describeScenario } from './scenario';
 import { Scheduler } from './scheduler';
-import { CoreFactory, NodeHost, SimNode, SimStorage, describeError } from './sim-node';
+import { CoreFactory, NodeHost, SimNode, describeError } from './sim-node';
 import { TraceRing } from './trace';
 
 export interface SimOptions {
   scenario: Scenario;
   makeCore: CoreFactory;
-  makeStorage: () => SimStorage;
   /** Print every event as it happens. */
   liveTrace?: (line: string) => void;
   /** Events kept for the failure report. */
@@ -57,9 +55,9 @@ export interface SimResult {
 }
 
 type SimEvent =
-  | { k: 'tick'; id: NodeId; inc: number }
+  /** The node's own work: a timer, deferred work (setImmediate), an fsync completing. */
+  | { k: 'node'; id: NodeId; inc: number; fn: () => void }
   | { k: 'deliver'; m: Message }
-  | { k: 'persisted'; id: NodeId; inc: number }
   | { k: 'restart'; id: NodeId }
   | { k: 'stop'; id: NodeId }
   | { k: 'crash' }
@@ -79,11 +77,13 @@ const LIVENESS_CHECK_EVERY_MS = 10;
 /** Share of crash events that take down every node at once. */
 const POWER_OUTAGE_RATE = 0.05;
 const TRACE_TAIL_DEFAULT = 80;
+/** Proposals, reads and membership changes not done within this time fail with a timeout (virtual ms). */
+const PROPOSAL_TIMEOUT_MS = 3_000;
 
 interface PendingWrite {
   node: NodeId;
   inc: number;
-  index: number;
+  /** The node's term when it was proposed. */
   term: number;
 }
 
@@ -96,7 +96,7 @@ interface PendingRead {
 }
 
 /**
- * One seeded run: a cluster of SimNodes on a faulty network, simulated clients writing and reading,
+ * One seeded run: a cluster of SimNodes (the real RaftNode on virtual time) on a faulty network, simulated clients writing and reading,
  * a fault phase (crashes, partitions, membership changes, leadership transfers), then a liveness
  * phase with everything healed. Invariants are checked after every event; the first violation ends
  * the run.
@@ -130,6 +130,9 @@ export class Simulation implements NodeHost {
   private livenessReadServed = false;
   private finalMembers: NodeId[] = [];
   private counters = { reads: 0, crashes: 0, partitions: 0, membershipChanges: 0, transfers: 0 };
+  /** The first violation seen inside a node during the current event (the node may have swallowed the throw). */
+  private pendingViolation: Violation | null = null;
+  private readonly touchedNodes = new Set<SimNode>();
 
   constructor(private readonly options: SimOptions) {
     this.s = options.scenario;
@@ -142,11 +145,12 @@ export class Simulation implements NodeHost {
     return this.scheduler.now();
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     let violation: Violation | null = null;
     try {
       this.setUp();
-      this.loop();
+      await this.settle();
+      await this.loop();
       this.finalChecks();
     } catch (err) {
       violation =
@@ -193,7 +197,7 @@ export class Simulation implements NodeHost {
     this.livenessDeadline = this.s.faultPhaseMs + this.s.livenessMsMax;
   }
 
-  private loop(): void {
+  private async loop(): Promise<void> {
     while (this.phase !== 'done') {
       const item = this.scheduler.pop();
       if (item === undefined)
@@ -202,27 +206,56 @@ export class Simulation implements NodeHost {
         throw new Violation('Liveness', `more than ${EVENTS_PER_RUN_MAX} events in one run`);
       if (item.time > this.livenessDeadline) this.livenessFailed();
       this.handle(item.event);
+      await this.settle();
     }
+  }
+
+  /**
+   * Lets the event's promise chains run to the end (a macrotask turn drains every microtask), as the event
+   * loop would before the next IO or timer; then checks the nodes that ran code.
+   */
+  private async settle(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.pendingViolation !== null) throw this.pendingViolation;
+    if (this.touchedNodes.size === 0) return;
+    const nodes = [...this.touchedNodes];
+    this.touchedNodes.clear();
+    for (const n of nodes) n.checkStatus();
+  }
+
+  violation(v: Violation): void {
+    if (this.pendingViolation === null) this.pendingViolation = v;
+  }
+
+  touched(node: SimNode): void {
+    this.touchedNodes.add(node);
+  }
+
+  schedule(node: SimNode, incarnation: number, atMs: number, fn: () => void): void {
+    this.scheduler.at(atMs, { k: 'node', id: node.id, inc: incarnation, fn });
+  }
+
+  tickDelayMs(node: SimNode): number {
+    return (
+      this.s.tickMs * this.tickFactor.get(node.id)! +
+      this.prng.range(-this.s.tickJitterMs, this.s.tickJitterMs)
+    );
   }
 
   private handle(ev: SimEvent): void {
     switch (ev.k) {
-      case 'tick': {
+      case 'node': {
         const n = this.nodes.get(ev.id)!;
         if (!n.up || n.incarnation !== ev.inc) return;
-        n.drive((c) => c.tick());
-        this.scheduleTick(n);
+        ev.fn();
         return;
       }
       case 'deliver':
         return this.deliver(ev.m);
-      case 'persisted':
-        return this.nodes.get(ev.id)!.persisted(ev.inc);
       case 'restart': {
         const n = this.nodes.get(ev.id)!;
         if (n.up || n.stopped) return;
         n.start();
-        this.scheduleTick(n);
         return;
       }
       case 'stop':
@@ -289,26 +322,21 @@ export class Simulation implements NodeHost {
     const np = this.prng.derive(`node:${id}`);
     const node = new SimNode(
       id,
-      this.options.makeStorage(),
-      bootstrap,
-      this.options.makeCore,
-      this.s.raft,
-      this.s.shell,
+      {
+        bootstrapConfig: bootstrap,
+        makeCore: this.options.makeCore,
+        raft: this.s.raft,
+        tickMs: this.s.tickMs,
+        proposalTimeoutMs: PROPOSAL_TIMEOUT_MS,
+        shell: this.s.shell,
+      },
       np,
       this,
     );
     this.nodes.set(id, node);
     this.tickFactor.set(id, 1 + np.range(-this.s.tickDriftMax, this.s.tickDriftMax));
     node.start();
-    this.scheduleTick(node, np.range(0, this.s.tickMs));
     return node;
-  }
-
-  private scheduleTick(n: SimNode, delayMs?: number): void {
-    const d =
-      delayMs ??
-      this.s.tickMs * this.tickFactor.get(n.id)! + this.prng.range(-this.s.tickJitterMs, this.s.tickJitterMs);
-    this.scheduler.after(d, { k: 'tick', id: n.id, inc: n.incarnation });
   }
 
   send(messages: readonly Message[]): void {
@@ -323,12 +351,7 @@ export class Simulation implements NodeHost {
     const n = this.nodes.get(m.to);
     if (n === undefined || !n.up || !this.network.canReach(m.from, m.to)) return;
     this.trace.message(this.now(), 'recv', m);
-    n.checkEchoedSeq(m);
-    n.drive((c) => c.step(m));
-  }
-
-  schedulePersisted(node: SimNode, incarnation: number, atMs: number): void {
-    this.scheduler.at(atMs, { k: 'persisted', id: node.id, inc: incarnation });
+    n.deliver(m);
   }
 
   private liveNodes(): SimNode[] {
@@ -460,7 +483,7 @@ export class Simulation implements NodeHost {
 
   private changeMembership(): void {
     const leader = this.currentLeader();
-    if (leader === null) return;
+    if (leader === null || leader.raft === null) return;
     this.stopOrphans();
     const cfg = leader.lastStatus!.config;
     const running = [...this.nodes.values()].filter((n) => !n.stopped).length;
@@ -479,18 +502,18 @@ export class Simulation implements NodeHost {
     if (options.length === 0) return;
     const change = this.prng.pick(options)();
     if (change === null) return;
-    let result: { index: number; term: number } | null = null;
-    const ok = this.tryCore(
-      leader,
-      `changeMembership ${JSON.stringify({ type: change.type, id: change.id })}`,
-      (c) => (result = c.changeMembership(change)),
-    );
-    if (!ok) return;
+    const what = `changeMembership ${JSON.stringify({ type: change.type, id: change.id })}`;
+    leader.lastChange = null;
+    this.settleQuietly(leader, what, leader.raft.changeMembership(change));
+    // The node's first synchronous step hands the change to the core; null = refused.
+    const at = leader.lastChange as { index: number; term: number } | null;
+    if (at === null) return;
+    this.trace.note(this.now(), `${leader.id}: ${what} accepted at ${at.index}/${at.term}`);
     this.counters.membershipChanges++;
     if (change.type === 'addLearner') {
       this.nextNodeNumber++;
       this.addNode(change.id, emptyConfig());
-      this.addedAt.set(change.id, result!);
+      this.addedAt.set(change.id, at);
     }
   }
 
@@ -506,30 +529,24 @@ export class Simulation implements NodeHost {
 
   private transferLeadership(): void {
     const leader = this.currentLeader();
-    if (leader === null) return;
+    if (leader === null || leader.raft === null) return;
     const voters = leader.lastStatus!.config.voters.filter((v) => v !== leader.id);
-    const to = voters.length > 0 && this.prng.chance(0.8) ? this.prng.pick(voters) : null;
-    if (this.tryCore(leader, `transferLeadership(${to ?? 'null'})`, (c) => c.transferLeadership(to)))
-      this.counters.transfers++;
+    const to = voters.length > 0 && this.prng.chance(0.8) ? this.prng.pick(voters) : undefined;
+    const before = leader.transfersAccepted;
+    this.settleQuietly(leader, `transferLeadership(${to ?? 'any'})`, leader.raft.transferLeadership(to));
+    if (leader.transfersAccepted > before) this.counters.transfers++;
   }
 
-  /** Calls the core; an expected RaftError is traced and returns false. */
-  private tryCore(n: SimNode, what: string, fn: (c: NonNullable<SimNode['core']>) => unknown): boolean {
-    let result: unknown = undefined;
-    try {
-      n.drive((c) => {
-        result = fn(c);
-      });
-    } catch (err) {
-      if (!(err instanceof RaftError)) throw err;
-      this.trace.note(this.now(), `${n.id}: ${what} refused: ${err.code}`);
-      return false;
-    }
-    this.trace.note(
-      this.now(),
-      `${n.id}: ${what}${result !== undefined ? ` -> ${JSON.stringify(result)}` : ''}`,
+  /** A client call whose outcome only goes to the trace (refusals and timeouts are expected under faults). */
+  private settleQuietly(n: SimNode, what: string, p: Promise<unknown>): void {
+    p.then(
+      (r) =>
+        this.trace.note(
+          this.now(),
+          `${n.id}: ${what} done${r !== undefined ? ` -> ${JSON.stringify(r)}` : ''}`,
+        ),
+      (e: Error) => this.trace.note(this.now(), `${n.id}: ${what} failed: ${e.message}`),
     );
-    return true;
   }
 
   // ---- clients ----
@@ -543,32 +560,49 @@ export class Simulation implements NodeHost {
     else if (this.prng.chance(0.1)) this.propose(this.prng.pick(live));
   }
 
+  /** Proposes a write; it counts as acknowledged when the node resolves the proposal (applied there). */
   private propose(n: SimNode): number {
     const writeId = this.nextWriteId++;
-    let at: { index: number; term: number } | null = null;
-    const ok = this.tryCore(n, `propose w:${writeId}`, (c) => (at = c.propose(encodeWrite(writeId))));
-    if (ok && at !== null) {
-      const { index, term } = at as { index: number; term: number };
-      this.pendingWrites.set(writeId, { node: n.id, inc: n.incarnation, index, term });
-    }
+    if (n.raft === null) return writeId;
+    const inc = n.incarnation;
+    this.pendingWrites.set(writeId, { node: n.id, inc, term: n.lastStatus?.term ?? 0 });
+    this.trace.note(this.now(), `${n.id}: propose w:${writeId}`);
+    n.raft.propose(encodeWrite(writeId)).then(
+      ({ index, result }) => this.onAcknowledged(n, inc, writeId, index, result),
+      (e: Error) => {
+        this.pendingWrites.delete(writeId);
+        this.trace.note(this.now(), `${n.id}: w:${writeId} failed: ${e.message}`);
+      },
+    );
     return writeId;
   }
 
-  onApplied(node: SimNode, entry: Entry, writeId: number | null): void {
-    if (entry.type === EntryType.Config) this.onConfigCommitted(entry);
-    if (writeId === null) return;
-    const p = this.pendingWrites.get(writeId);
-    if (p === undefined || p.node !== node.id || p.inc !== node.incarnation) return;
+  private onAcknowledged(n: SimNode, inc: number, writeId: number, index: number, result: unknown): void {
     this.pendingWrites.delete(writeId);
-    if (p.index !== entry.index || p.term !== entry.term) {
-      throw new Violation(
-        'CoreContract',
-        `${node.id}: w:${writeId} was proposed at ${p.index}/${p.term} but applied at ${entry.index}/${entry.term}`,
+    if (inc !== n.incarnation) {
+      this.violation(
+        new Violation('CoreContract', `${n.id}: w:${writeId} acknowledged by a life that crashed`),
       );
+      return;
     }
+    if (result !== writeId) {
+      // The proposal settled with another entry's result: a client would be told the wrong thing was stored.
+      this.violation(
+        new Violation(
+          'CoreContract',
+          `${n.id}: w:${writeId} acknowledged at index ${index} with the result of ${JSON.stringify(result)}`,
+        ),
+      );
+      return;
+    }
+    this.trace.note(this.now(), `${n.id}: w:${writeId} acknowledged at ${index}`);
     this.ackedCount++;
-    if (entry.index > this.maxAckedIndex) this.maxAckedIndex = entry.index;
-    if (writeId === this.markerWriteId) this.markerIndex = entry.index;
+    if (index > this.maxAckedIndex) this.maxAckedIndex = index;
+    if (writeId === this.markerWriteId) this.markerIndex = index;
+  }
+
+  onApplied(_node: SimNode, entry: Entry): void {
+    if (entry.type === EntryType.Config) this.onConfigCommitted(entry);
   }
 
   private onConfigCommitted(entry: Entry): void {
@@ -593,6 +627,7 @@ export class Simulation implements NodeHost {
   }
 
   private startRead(n: SimNode, ctx = `r${this.nextReadId++}`): string {
+    if (n.raft === null) return ctx;
     const read: PendingRead = {
       node: n.id,
       inc: n.incarnation,
@@ -600,36 +635,44 @@ export class Simulation implements NodeHost {
       maxAckedIndexAtStart: this.maxAckedIndex,
       startedMs: this.now(),
     };
-    // Registered first: a read may be served within the same call.
     this.pendingReads.set(ctx, read);
     const lease = this.s.raft.leaseReads && this.prng.chance(0.5);
-    if (!this.tryCore(n, `readIndex ${ctx}${lease ? ' (lease)' : ''}`, (c) => c.readIndex(ctx, { lease })))
-      this.pendingReads.delete(ctx);
+    this.trace.note(this.now(), `${n.id}: read ${ctx}${lease ? ' (lease)' : ''}`);
+    n.raft.read(lease ? 'lease' : 'linearizable').then(
+      (index) => this.onReadServed(n, ctx, index),
+      (e: Error) => {
+        this.pendingReads.delete(ctx);
+        this.trace.note(this.now(), `read ${ctx} failed: ${e.message}`);
+      },
+    );
     return ctx;
   }
 
-  onReadServed(node: SimNode, ctx: string, sm: CounterStateMachine): void {
+  private onReadServed(node: SimNode, ctx: string, index: number): void {
     const r = this.pendingReads.get(ctx);
     if (r === undefined || r.node !== node.id || r.inc !== node.incarnation) return;
     this.pendingReads.delete(ctx);
     this.counters.reads++;
-    if (sm.appliedIndex < r.maxAckedIndexAtStart || sm.count < r.ackedCountAtStart) {
-      throw new Violation(
-        'ReadLinearizability',
-        `${node.id} served read ${ctx} (started at ${r.startedMs.toFixed(1)} ms) from state at index ${sm.appliedIndex} with ${sm.count} writes, ` +
-          `but ${r.ackedCountAtStart} writes up to index ${r.maxAckedIndexAtStart} were acknowledged before it started`,
+    const sm = node.sm;
+    if (
+      sm.appliedIndex < index ||
+      sm.appliedIndex < r.maxAckedIndexAtStart ||
+      sm.count < r.ackedCountAtStart
+    ) {
+      this.violation(
+        new Violation(
+          'ReadLinearizability',
+          `${node.id} served read ${ctx} (started at ${r.startedMs.toFixed(1)} ms, read index ${index}) from state at index ${sm.appliedIndex} with ${sm.count} writes, ` +
+            `but ${r.ackedCountAtStart} writes up to index ${r.maxAckedIndexAtStart} were acknowledged before it started`,
+        ),
       );
+      return;
     }
     this.trace.note(
       this.now(),
       `${node.id} served read ${ctx} at index ${sm.appliedIndex} (count ${sm.count})`,
     );
     if (ctx === this.livenessReadCtx) this.livenessReadServed = true;
-  }
-
-  onReadFailed(_node: SimNode, ctx: string, error: RaftError): void {
-    this.pendingReads.delete(ctx);
-    this.trace.note(this.now(), `read ${ctx} failed: ${error.code}`);
   }
 
   // ---- liveness ----
@@ -640,10 +683,7 @@ export class Simulation implements NodeHost {
     this.network.setFaults(RELIABLE_NETWORK);
     for (const n of this.nodes.values()) {
       if (n.removed) this.stop(n.id);
-      else if (!n.up && !n.stopped) {
-        n.start();
-        this.scheduleTick(n);
-      }
+      else if (!n.up && !n.stopped) n.start();
     }
     this.trace.note(this.now(), 'LIVENESS PHASE: network healed, every member up, no more faults');
     this.scheduler.after(LIVENESS_CHECK_EVERY_MS, { k: 'livenessCheck' });
