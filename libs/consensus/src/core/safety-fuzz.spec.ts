@@ -1,7 +1,8 @@
 import { Message } from './messages';
 import { Ready } from './ready';
 import { Entry } from './types';
-import { InteractionCluster, seededRandom } from '../testing/interaction';
+import { InteractionCluster } from '../testing/interaction';
+import { Prng } from '../testing/prng';
 
 /**
  * A small seeded fuzz of the core alone (the simulator in testing/ is the thorough one): lost, duplicated and
@@ -9,7 +10,8 @@ import { InteractionCluster, seededRandom } from '../testing/interaction';
  * (no two nodes apply different entries at one index) and Election Safety (one leader per term).
  */
 function runSeed(seed: number, steps: number): { committed: number } {
-  const rnd = seededRandom(seed);
+  const prng = new Prng(seed);
+  const rnd = () => prng.next();
   const ids = seed % 2 === 0 ? ['n1', 'n2', 'n3'] : ['n1', 'n2', 'n3', 'n4', 'n5'];
   const c = new InteractionCluster(
     ids.slice(0, -1),

@@ -4,6 +4,7 @@ import { RaftCore } from '../core/raft';
 import { RaftError, ReadState, Ready } from '../core/ready';
 import { ConfigState, Entry, NodeId, emptyConfig } from '../core/types';
 import { MemoryStorage } from './memory-storage';
+import { Prng } from './prng';
 
 /** Rounds of (process every Ready, deliver every message) before stabilize() gives up. */
 const STABILIZE_ROUNDS_MAX = 10_000;
@@ -17,18 +18,6 @@ export interface ClusterNode {
   readStates: ReadState[];
   failedReads: { ctx: string; error: RaftError }[];
   bootstrap: ConfigState;
-}
-
-/** A seeded source in [0, 1) (mulberry32): the cores get their randomness from here. */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function configOf(voters: NodeId[], learners: NodeId[] = []): ConfigState {
@@ -200,7 +189,7 @@ export class InteractionCluster {
     const options: RaftOptions = {
       ...DEFAULT_RAFT_OPTIONS,
       id,
-      random: seededRandom(this.seed++ * 7919),
+      random: new Prng(this.seed++ * 7919).asFunction(),
       logger: (line) => this.logLines.push(line),
       ...this.options,
     };

@@ -92,7 +92,8 @@ function fail(message: string): never {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   console.log(
-    `sim: seeds ${args.from}..${args.from + args.seeds - 1}, profile ${args.profile}${args.bug ? `, bug ${args.bug}` : ''}`,
+    `sim: seeds ${args.from}..${args.from + args.seeds - 1}, profile ${args.profile}${args.bug ? `, bug ${args.bug}` : ''}; ` +
+      `each node is the production RaftNode (node/raft-node.ts) with the real core, on virtual time and an in-memory disk`,
   );
   let lastProgress = performance.now();
   let done = 0;

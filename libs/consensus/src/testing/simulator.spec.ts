@@ -1,6 +1,7 @@
 import { SAFETY_INVARIANTS, expectAllPass, expectCaught, runRange } from './sim-spec-support';
 import { makeScenario } from './scenario';
 import { defaultCoreFactory } from './sim-defaults';
+import { RaftNode } from '../node/raft-node';
 import { Simulation } from './simulator';
 
 // The two simulator spec files split the seeds so jest's two workers share them.
@@ -28,6 +29,23 @@ describe('simulator: default profile (crashes, partitions, lossy network, member
       SIM_TIMEOUT_MS,
     );
   }
+});
+
+describe('simulator: what it runs', () => {
+  it('each simulated node is the production RaftNode (its own log lines are in the trace)', async () => {
+    const sim = new Simulation({
+      scenario: makeScenario(77, 'default', null),
+      makeCore: defaultCoreFactory,
+      traceTail: 100_000,
+    });
+    const result = await sim.run();
+    expect(result.ok).toBe(true);
+    for (const n of sim.nodes.values()) if (n.up) expect(n.raft).toBeInstanceOf(RaftNode);
+    const lines = sim.trace.lines();
+    // Written by RaftNode.start() and RaftNode.softStateChanged(), not by the simulator.
+    expect(lines.some((l) => /node n\d started at term \d+, applied \d+/.test(l))).toBe(true);
+    expect(lines.some((l) => /node n\d is leader, leader n\d/.test(l))).toBe(true);
+  });
 });
 
 describe('simulator: determinism', () => {
