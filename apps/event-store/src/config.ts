@@ -200,5 +200,3 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
   }
   return config;
 }
-
-export const APP_CONFIG = Symbol('APP_CONFIG');

@@ -13,4 +13,4 @@ function load(): typeof EventSourceParserModule {
 }
 
 export const createParser = load().createParser;
-export type { EventSourceMessage, EventSourceParser } from 'eventsource-parser';
+export type { EventSourceMessage } from 'eventsource-parser';

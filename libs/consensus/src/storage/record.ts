@@ -16,10 +16,6 @@ import { entryBytesMax } from './limits';
 export const recordHeaderBytes = 25;
 const two32 = 0x1_0000_0000;
 
-export function recordBytes(entry: Entry): number {
-  return recordHeaderBytes + entry.data.length;
-}
-
 function putU32(b: Uint8Array, o: number, v: number): void {
   b[o] = v;
   b[o + 1] = v >>> 8;
@@ -31,7 +27,7 @@ function getU32(b: Uint8Array, o: number): number {
   return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
 }
 
-/** Encodes `entry` at `b[o]`; the caller made room for recordBytes(entry). Returns the record's end. */
+/** Encodes `entry` at `b[o]`; the caller made room for recordHeaderBytes + entry.data.length. Returns the record's end. */
 export function encodeRecord(b: Uint8Array, o: number, entry: Entry): number {
   const len = entry.data.length;
   const index = entry.index;

@@ -58,14 +58,6 @@ export function encodeRecord(f: RecordFields, out: Buffer, o: number): number {
   return o;
 }
 
-export function recordLengthAt(buf: Buffer, o: number): number {
-  return buf.readUInt32LE(o);
-}
-
-export function recordPositionAt(buf: Buffer, o: number): number {
-  return buf.readDoubleLE(o + 4);
-}
-
 /**
  * A stored event decoded from record bytes. streamId, type, revision, position and timestamp are decoded
  * eagerly; id, data and metadata on first access (replay of projections rarely needs them).
