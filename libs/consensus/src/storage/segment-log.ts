@@ -1,15 +1,16 @@
 /**
- * The Raft log on disk while it runs: staging and appending records to segment files, reading them back
+ * The Raft log on disk while it runs: appending staged records to segment files, reading them back
  * (through the entry cache), syncing, truncating, compacting and dropping segments, sealing full segments
- * and preparing the next one. What happens when the log is opened (scanning, torn-tail truncation, repair)
- * is in segment-recovery.ts; reading one segment file record by record is in segment-scan.ts.
+ * and preparing the next one. Encoding entries into the staging buffer before a write is in
+ * segment-staging.ts; what happens when the log is opened (scanning, torn-tail truncation, repair) is in
+ * segment-recovery.ts; reading one segment file record by record is in segment-scan.ts.
  */
-import { Entry, EntryType } from '../core/types';
+import { Entry } from '../core/types';
 import { EntryCache } from './entry-cache';
 import { StorageCorruptionError } from './errors';
 import { FileOps, fsyncDir, promisify, readFully, writeFully } from './file-ops';
-import { assert, entryBytesMax, ioChunkBytes, readFdsOpenMax, stagingBytesInitial } from './limits';
-import { checkRecord, decodeRecord, encodeRecord, recordHeaderBytes, recordIndex } from './record';
+import { assert, ioChunkBytes, readFdsOpenMax } from './limits';
+import { checkRecord, decodeRecord, recordHeaderBytes, recordIndex } from './record';
 import { Segment, segmentName, sidecarName } from './segment';
 import {
   lastRecordCrc,
@@ -18,6 +19,7 @@ import {
   spareName,
   zeroFillRange,
 } from './segment-recovery';
+import { SegmentStaging } from './segment-staging';
 
 export interface SegmentLogOptions {
   segmentBytes: number;
@@ -33,27 +35,17 @@ export interface SegmentLogOptions {
  * The Raft log as a directory of append-only segment files named by their first index.
  *
  * Appends are staged: `stage` encodes entries into one buffer (no per-entry allocation besides the cache
- * slot); `writeStaged` writes that buffer with one write call; `sync` makes it durable. The caller (the group
- * commit) decides when. Index ranges, from low to high:
+ * slot; see segment-staging.ts); `writeStaged` writes that buffer with one write call; `sync` makes it
+ * durable. The caller (the group commit) decides when. Index ranges, from low to high:
  *   [first, lastWritten]       in segment files (durable once a later sync completes)
- *   [stagedFirst, tail]         encoded in the staging buffer, not written yet
+ *   [staged.first, tail]       encoded in the staging buffer, not written yet
  * A stage that starts at or below `tail` truncates: inside the staging buffer by rewinding it, below it by
- * truncating the files before the next write (`truncateFrom`).
+ * truncating the files before the next write (`staged.truncateFrom`).
  */
 export class SegmentLog {
   private readonly segments: Segment[] = [];
   private lastWritten: number;
-  private tail: number;
-
-  private staging = Buffer.allocUnsafe(stagingBytesInitial);
-  private stagedBytes = 0;
-  private stagedFirst: number;
-  private stagedCount = 0;
-  /** stagedRel[k] is the offset of staged record k in `staging`; stagedRel[stagedCount] its end. */
-  private stagedRel = new Uint32Array(4096);
-  private stagedTerms = new Float64Array(4096);
-  private stagedConfigs: number[] = [];
-  private truncateFrom: number | null = null;
+  private readonly staged: SegmentStaging;
 
   private readonly cache: EntryCache;
   /** Sealed segments with an open read descriptor, least recently used first. */
@@ -74,8 +66,7 @@ export class SegmentLog {
   ) {
     this.cache = new EntryCache(opts.cacheEntries, opts.cacheBytes);
     this.lastWritten = base - 1;
-    this.tail = base - 1;
-    this.stagedFirst = base;
+    this.staged = new SegmentStaging(this.cache, this, base);
   }
 
   /**
@@ -91,8 +82,7 @@ export class SegmentLog {
     if (log.segments.length > 0) {
       const lastSeg = log.segments[log.segments.length - 1];
       log.lastWritten = lastSeg.next - 1;
-      log.tail = log.lastWritten;
-      log.stagedFirst = lastSeg.next;
+      log.staged.continueAt(lastSeg.next);
     }
     if (spareReady) log.spare = 'ready';
     else log.startSparePrep();
@@ -114,7 +104,7 @@ export class SegmentLog {
 
   /** Last staged index (what the next append follows). */
   tailIndex(): number {
-    return this.tail;
+    return this.staged.tail;
   }
 
   /** Term of a written entry; undefined outside [firstWritten, lastWritten]. */
@@ -171,7 +161,7 @@ export class SegmentLog {
 
   /** Creates the first segment of an empty log now (zero-filled), so the first append does not pay for it. */
   ensureSegment(): void {
-    if (this.segments.length === 0) this.createSegment(this.stagedFirst, true);
+    if (this.segments.length === 0) this.createSegment(this.staged.first, true);
   }
 
   firstSegmentPath(): string {
@@ -186,97 +176,26 @@ export class SegmentLog {
 
   /**
    * Encodes entries for the next write. They must continue the log at `tail + 1`, or start at or below it
-   * (truncating from there), and never at or below `minIndex - 1` (the snapshot).
+   * (truncating from there), and never at or below `minIndex - 1` (the snapshot). (See segment-staging.ts.)
    */
   stage(entries: Entry[], minIndex: number): void {
-    const t = entries[0].index;
-    this.checkBatch(entries, minIndex);
-    if (t <= this.tail) {
-      this.cache.drop(t, this.tail);
-      if (this.stagedCount > 0 && t >= this.stagedFirst) {
-        const keep = t - this.stagedFirst;
-        this.stagedCount = keep;
-        this.stagedBytes = this.stagedRel[keep];
-        while (this.stagedConfigs.length > 0 && this.stagedConfigs[this.stagedConfigs.length - 1] >= t)
-          this.stagedConfigs.pop();
-      } else {
-        this.stagedCount = 0;
-        this.stagedBytes = 0;
-        this.stagedConfigs.length = 0;
-        this.stagedFirst = t;
-        this.truncateFrom = this.truncateFrom === null ? t : Math.min(this.truncateFrom, t);
-      }
-      this.tail = t - 1;
-    }
-    if (this.stagedCount === 0) this.stagedFirst = t;
-    let bytes = 0;
-    for (let k = 0; k < entries.length; k++) bytes += recordHeaderBytes + entries[k].data.length;
-    this.reserveStaging(this.stagedBytes + bytes, this.stagedCount + entries.length + 1);
-    const buf = this.staging;
-    const rel = this.stagedRel;
-    const terms = this.stagedTerms;
-    const cache = this.cache;
-    let at = this.stagedBytes;
-    let n = this.stagedCount;
-    let expect = t;
-    for (let k = 0; k < entries.length; k++) {
-      const e = entries[k];
-      rel[n] = at;
-      terms[n] = e.term;
-      at = encodeRecord(buf, at, e);
-      if (e.type === EntryType.Config) this.stagedConfigs.push(e.index);
-      cache.put(e);
-      n++;
-      expect++;
-    }
-    rel[n] = at;
-    this.stagedBytes = at;
-    this.stagedCount = n;
-    this.tail = expect - 1;
-  }
-
-  /** Rejects a batch that cannot be staged, before anything changes. */
-  private checkBatch(entries: Entry[], minIndex: number): void {
-    const t = entries[0].index;
-    if (t < minIndex) {
-      throw new Error(
-        `storage: entries from ${t} would overwrite the snapshot (the log may change from ${minIndex})`,
-      );
-    }
-    if (t > this.tail + 1)
-      throw new Error(`storage: entries from ${t} must follow the log's last index ${this.tail}`);
-    let prevTerm = 0;
-    if (t - 1 >= this.stagedFirst && t - 1 < this.stagedFirst + this.stagedCount) {
-      prevTerm = this.stagedTerms[t - 1 - this.stagedFirst];
-    } else if (t - 1 <= this.lastWritten) {
-      prevTerm = this.termAt(t - 1) ?? 0;
-    }
-    for (let k = 0; k < entries.length; k++) {
-      const e = entries[k];
-      if (e.index !== t + k) throw new Error(`storage: entry index ${e.index} where ${t + k} was expected`);
-      if (e.data.length > entryBytesMax) {
-        throw new Error(`storage: entry ${e.index} of ${e.data.length} bytes exceeds ${entryBytesMax}`);
-      }
-      if (!(e.term >= prevTerm))
-        throw new Error(`storage: entry ${e.index} has term ${e.term} below ${prevTerm}`);
-      prevTerm = e.term;
-    }
+    this.staged.stage(entries, minIndex);
   }
 
   /** Bytes staged and not written. */
   stagedByteCount(): number {
-    return this.stagedBytes;
+    return this.staged.bytes;
   }
 
   hasStaged(): boolean {
-    return this.stagedCount > 0 || this.truncateFrom !== null;
+    return this.staged.hasStaged();
   }
 
   /** The next write truncates files or rolls to a new segment: it must not overlap an fsync in flight. */
   writeNeedsQuiescence(): boolean {
-    if (this.truncateFrom !== null) return true;
+    if (this.staged.truncateFrom !== null) return true;
     const seg = this.active();
-    return seg === null || (seg.count > 0 && seg.end + this.stagedBytes > this.opts.segmentBytes);
+    return seg === null || (seg.count > 0 && seg.end + this.staged.bytes > this.opts.segmentBytes);
   }
 
   /**
@@ -285,34 +204,27 @@ export class SegmentLog {
    */
   writeStaged(): boolean {
     assert(!this.closed, 'log is open');
+    const st = this.staged;
     let syncedBefore = false;
-    if (this.truncateFrom !== null) {
-      this.truncateFiles(this.truncateFrom);
-      this.truncateFrom = null;
+    if (st.truncateFrom !== null) {
+      this.truncateFiles(st.truncateFrom);
+      st.truncateFrom = null;
       syncedBefore = true;
     }
-    if (this.stagedCount === 0) return syncedBefore;
+    if (st.count === 0) return syncedBefore;
     let seg = this.active();
-    if (seg !== null && seg.count > 0 && seg.end + this.stagedBytes > this.opts.segmentBytes) {
+    if (seg !== null && seg.count > 0 && seg.end + st.bytes > this.opts.segmentBytes) {
       if (this.seal(seg)) syncedBefore = true;
       seg = null;
     }
-    if (seg === null) seg = this.createSegment(this.stagedFirst);
-    assert(
-      seg.next === this.stagedFirst,
-      `staged records from ${this.stagedFirst} continue segment ending at ${seg.next}`,
-    );
-    assert(seg.end + this.stagedBytes < 2 ** 32, 'segment offsets fit 32 bits');
-    writeFully(this.opts.ops, this.fdOf(seg), this.staging, 0, this.stagedBytes, seg.end);
+    if (seg === null) seg = this.createSegment(st.first);
+    assert(seg.next === st.first, `staged records from ${st.first} continue segment ending at ${seg.next}`);
+    assert(seg.end + st.bytes < 2 ** 32, 'segment offsets fit 32 bits');
+    writeFully(this.opts.ops, this.fdOf(seg), st.buf, 0, st.bytes, seg.end);
     this.writeSeq++;
-    seg.pushBatch(seg.end, this.stagedRel, this.stagedCount, this.stagedTerms, this.stagedConfigs);
-    this.lastWritten = this.stagedFirst + this.stagedCount - 1;
-    this.stagedFirst = this.lastWritten + 1;
-    this.stagedCount = 0;
-    this.stagedBytes = 0;
-    this.stagedConfigs.length = 0;
-    if (this.staging.length > 16 * stagingBytesInitial)
-      this.staging = Buffer.allocUnsafe(stagingBytesInitial);
+    seg.pushBatch(seg.end, st.rel, st.count, st.terms, st.configs);
+    this.lastWritten = st.first + st.count - 1;
+    st.written();
     return syncedBefore;
   }
 
@@ -384,8 +296,7 @@ export class SegmentLog {
     fsyncDir(this.opts.ops, this.dir);
     this.cache.clear();
     this.lastWritten = next - 1;
-    this.tail = next - 1;
-    this.stagedFirst = next;
+    this.staged.continueAt(next);
   }
 
   async close(): Promise<void> {
@@ -471,23 +382,6 @@ export class SegmentLog {
 
   private sidecarPath(first: number): string {
     return `${this.dir}/${sidecarName(first)}`;
-  }
-
-  private reserveStaging(bytes: number, records: number): void {
-    if (bytes > this.staging.length) {
-      const grown = Buffer.allocUnsafe(Math.max(bytes, this.staging.length * 2));
-      this.staging.copy(grown, 0, 0, this.stagedBytes);
-      this.staging = grown;
-    }
-    if (records > this.stagedRel.length) {
-      const n = Math.max(records, this.stagedRel.length * 2);
-      const rel = new Uint32Array(n);
-      rel.set(this.stagedRel.subarray(0, this.stagedCount + 1));
-      const terms = new Float64Array(n);
-      terms.set(this.stagedTerms.subarray(0, this.stagedCount));
-      this.stagedRel = rel;
-      this.stagedTerms = terms;
-    }
   }
 
   /** Removes written records from index t on: later segments are deleted (newest first), the rest zeroed. */
