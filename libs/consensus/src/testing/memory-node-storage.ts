@@ -21,7 +21,8 @@ interface DurableState {
   log: Entry[];
   start: number;
   snapshot: { meta: SnapshotMeta; data: Uint8Array };
-  partial: { meta: SnapshotMeta; parts: Uint8Array[]; bytes: number } | null;
+  /** An incoming snapshot; `done` once its last chunk is in (only then may it be installed). */
+  partial: { meta: SnapshotMeta; parts: Uint8Array[]; bytes: number; done: boolean } | null;
 }
 
 type Op =
@@ -63,9 +64,7 @@ function cloneDurable(d: DurableState): DurableState {
     log: d.log.slice(),
     start: d.start,
     snapshot: d.snapshot,
-    partial: d.partial
-      ? { meta: d.partial.meta, parts: d.partial.parts.slice(), bytes: d.partial.bytes }
-      : null,
+    partial: d.partial ? { ...d.partial, parts: d.partial.parts.slice() } : null,
   };
 }
 
@@ -180,7 +179,7 @@ export class MemoryNodeStorage implements NodeStorage {
   installSnapshot(meta: SnapshotMeta): Promise<void> {
     return this.enqueueOther(() => {
       const partial = this.d.partial;
-      if (!partial || partial.meta.index !== meta.index || partial.meta.term !== meta.term) {
+      if (!partial || partial.meta.index !== meta.index || partial.meta.term !== meta.term || !partial.done) {
         throw new Error(
           `memory storage: install of snapshot ${meta.index}/${meta.term} without its complete bytes`,
         );
@@ -196,6 +195,12 @@ export class MemoryNodeStorage implements NodeStorage {
   }
 
   async saveSnapshot(meta: SnapshotMeta, content: SnapshotContent): Promise<void> {
+    // Checked against the durable log when called, as DurableStorage does: a persist in flight does not count.
+    if (meta.index > this.d.snapshot.meta.index && meta.index > this.lastIndex()) {
+      throw new Error(
+        `memory storage: snapshot at ${meta.index} is past the log's last durable index ${this.lastIndex()}`,
+      );
+    }
     const parts: Uint8Array[] = [];
     if (Array.isArray(content)) {
       // File parts are read (copied) here: memory storage keeps every snapshot in memory.
@@ -296,7 +301,25 @@ export class MemoryNodeStorage implements NodeStorage {
   }
 
   private applyPersist(work: PersistWork): void {
+    // Everything is checked before anything changes: a refused persist leaves no trace (as DurableStorage).
+    this.checkPersist(work);
     if (work.hardState) this.d.hardState = { ...work.hardState };
+    if (work.entries.length > 0) {
+      const first = work.entries[0].index;
+      if (first <= this.lastIndex()) this.d.log.length = first - this.d.start;
+      for (const e of work.entries) this.d.log.push(e);
+    }
+    const chunk = work.snapshotChunk;
+    if (chunk) {
+      if (chunk.offset === 0) this.d.partial = { meta: chunk.meta, parts: [], bytes: 0, done: false };
+      const partial = this.d.partial!;
+      partial.parts.push(new Uint8Array(chunk.data));
+      partial.bytes += chunk.data.byteLength;
+      partial.done = chunk.done;
+    }
+  }
+
+  private checkPersist(work: PersistWork): void {
     if (work.entries.length > 0) {
       const first = work.entries[0].index;
       if (first > this.lastIndex() + 1 || first <= this.d.snapshot.meta.index) {
@@ -304,25 +327,28 @@ export class MemoryNodeStorage implements NodeStorage {
           `memory storage: entries from ${first} do not fit the log [${this.d.start}, ${this.lastIndex()}] (snapshot ${this.d.snapshot.meta.index})`,
         );
       }
-      if (first <= this.lastIndex()) this.d.log.length = first - this.d.start;
-      for (const e of work.entries) this.d.log.push(e);
+      let prevTerm = first - 1 >= this.d.start ? this.d.log[first - 1 - this.d.start].term : 0;
+      work.entries.forEach((e, k) => {
+        if (e.index !== first + k || e.term < prevTerm)
+          throw new Error(
+            `memory storage: entry ${e.index}/${e.term} does not follow ${first + k - 1}/${prevTerm}`,
+          );
+        prevTerm = e.term;
+      });
     }
     const chunk = work.snapshotChunk;
-    if (chunk) {
-      if (chunk.offset === 0) {
-        this.d.partial = { meta: chunk.meta, parts: [], bytes: 0 };
-      } else if (
-        !this.d.partial ||
-        this.d.partial.meta.index !== chunk.meta.index ||
-        this.d.partial.bytes !== chunk.offset
-      ) {
-        throw new Error(
-          `memory storage: snapshot chunk at offset ${chunk.offset} does not continue the partial snapshot`,
-        );
-      }
-      const partial = this.d.partial!;
-      partial.parts.push(new Uint8Array(chunk.data));
-      partial.bytes += chunk.data.byteLength;
+    const partial = this.d.partial;
+    if (
+      chunk &&
+      chunk.offset !== 0 &&
+      (!partial ||
+        partial.meta.index !== chunk.meta.index ||
+        partial.meta.term !== chunk.meta.term ||
+        partial.bytes !== chunk.offset)
+    ) {
+      throw new Error(
+        `memory storage: snapshot chunk at offset ${chunk.offset} does not continue the partial snapshot`,
+      );
     }
   }
 }
