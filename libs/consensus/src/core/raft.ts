@@ -1,16 +1,18 @@
 /**
  * The Raft core's state machine: term and vote, role changes, step's term rules and dispatch to the role
- * modules (roles/), the client inputs (propose, membership changes, leadership transfer), and the Ready /
- * advance handshake with the shell. The read path (ReadIndex, lease reads) is in read-index.ts.
+ * modules (roles/), and the Ready / advance handshake with the shell. The client inputs (propose,
+ * membership changes, leadership transfer) are in client-inputs.ts, campaigns and votes in election.ts,
+ * the read path (ReadIndex, lease reads) in read-index.ts.
  * Pure: no IO, timers, clock or randomness of its own (eslint enforces it for core/).
  */
 import { MembershipChange, RaftCoreApi, RaftStatus, PeerStatus } from './api';
+import * as inputs from './client-inputs';
+import * as election from './election';
 import { RaftLog } from './log';
-import { ConfigHistory, applyChange, isJoint, isVoter, members } from './membership';
+import { ConfigHistory, isVoter, members } from './membership';
 import { Message } from './messages';
 import { RaftOptions } from './options';
 import { Progress } from './progress';
-import { quorumVote } from './quorum';
 import * as readPath from './read-index';
 import { ReadOnlyQueue } from './read-only';
 import { loadConfigs, validateOptions } from './startup';
@@ -23,8 +25,6 @@ import {
   bcastAppend,
   bcastCommit,
   maybeCommit,
-  sendAppends,
-  sendTimeoutNow,
   stepLeader,
   tickLeader,
 } from './roles/leader';
@@ -38,7 +38,6 @@ import {
   RaftLogReader,
   SnapshotMeta,
   decodeConfig,
-  encodeConfig,
 } from './types';
 
 /** Committed entries handed out in one Ready when the options do not say (see RaftOptions). */
@@ -172,7 +171,7 @@ export class RaftCore implements RaftCoreApi {
       return;
     }
     if (m.type === 'VoteRequest') {
-      this.handleVoteRequest(m);
+      election.handleVoteRequest(this, m);
       return;
     }
     switch (this.state) {
@@ -190,84 +189,20 @@ export class RaftCore implements RaftCoreApi {
   }
 
   propose(data: Uint8Array): { index: number; term: number } {
-    this.assertLeader('propose');
-    if (this.leadTransferee !== null) {
-      throw new RaftError(
-        'transfer_in_progress',
-        `node ${this.id}: leadership is being transferred to ${this.leadTransferee}; retry on the new leader`,
-        this.id,
-      );
-    }
-    if (
-      this.uncommitted.bytes > 0 &&
-      this.uncommitted.bytes + data.byteLength > this.opts.uncommittedBytesMax
-    ) {
-      throw new RaftError(
-        'overloaded',
-        `node ${this.id}: ${this.uncommitted.bytes} bytes are appended but not committed (max ${this.opts.uncommittedBytesMax}); retry later`,
-        this.id,
-      );
-    }
-    const e = appendAsLeader(this, EntryType.Normal, data);
-    return { index: e.index, term: e.term };
+    return inputs.propose(this, data);
   }
 
   readIndex(ctx: string, opts?: { lease?: boolean }): void {
-    this.assertLeader('readIndex');
+    inputs.assertLeader(this, 'readIndex');
     readPath.requestRead(this, ctx, opts?.lease === true);
   }
 
   changeMembership(change: MembershipChange): { index: number; term: number } {
-    this.assertLeader('changeMembership');
-    if (this.leadTransferee !== null) {
-      throw new RaftError(
-        'transfer_in_progress',
-        `node ${this.id}: leadership is being transferred; retry on the new leader`,
-        this.id,
-      );
-    }
-    if (this.configs.currentIndex() > this.log.committed || isJoint(this.config())) {
-      throw new RaftError(
-        'config_change_in_progress',
-        `node ${this.id}: the configuration change at ${this.configs.currentIndex()} is not finished; retry when it is committed`,
-        this.id,
-      );
-    }
-    const next = applyChange(this.config(), change);
-    const e = appendAsLeader(this, EntryType.Config, encodeConfig(next));
-    this.logLine(`proposed ${change.type} ${change.id} at index ${e.index}`);
-    return { index: e.index, term: e.term };
+    return inputs.changeMembership(this, change);
   }
 
   transferLeadership(to: NodeId | null): void {
-    this.assertLeader('transferLeadership');
-    const target = to ?? this.mostCaughtUpVoter();
-    if (target === null)
-      throw new RaftError(
-        'invalid_request',
-        `node ${this.id}: no other voter to transfer leadership to`,
-        this.id,
-      );
-    if (target === this.id) return;
-    if (!isVoter(this.config(), target) || !this.progress.has(target)) {
-      throw new RaftError(
-        'invalid_request',
-        `node ${this.id}: cannot transfer leadership to ${target}, not a voter`,
-        this.id,
-      );
-    }
-    if (this.leadTransferee === target) return;
-    this.leadTransferee = target;
-    this.transferElapsed = 0;
-    this.logLine(`transferring leadership to ${target} at term ${this.term}`);
-    const pr = this.progress.get(target) as Progress;
-    if (pr.match === this.log.lastIndex()) {
-      sendTimeoutNow(this, target);
-    } else {
-      // The transfer is on a clock: (re)send from the target's match now rather than after the next heartbeat.
-      if (pr.state !== 'snapshot') pr.becomeProbe(pr.match + 1);
-      sendAppends(this, target);
-    }
+    inputs.transferLeadership(this, to);
   }
 
   campaign(): void {
@@ -399,14 +334,14 @@ export class RaftCore implements RaftCoreApi {
     if (changed) this.logLine(`became follower at term ${this.term}${leader ? ` (leader ${leader})` : ''}`);
   }
 
-  private becomePreCandidate(): void {
+  becomePreCandidate(): void {
     this.state = 'pre-candidate';
     this.leaderId = null;
     this.resetElectionTimer();
     this.logLine(`became pre-candidate at term ${this.term}`);
   }
 
-  private becomeCandidate(): void {
+  becomeCandidate(): void {
     this.term++;
     this.vote = this.id;
     this.state = 'candidate';
@@ -435,72 +370,20 @@ export class RaftCore implements RaftCoreApi {
     this.termStartIndex = noop.index;
   }
 
+  /**
+   * Won the election (election.ts): lead now, or, when we won (alone) before our own term and vote are
+   * durable, on the advance that makes them durable.
+   */
+  becomeLeaderOnceDurable(): void {
+    if (this.term > this.durableTerm) this.leaderOnceDurable = true;
+    else this.becomeLeader();
+  }
+
   private stopLeading(): void {
     readPath.failPendingReads(this);
     this.progress = new Map();
     this.leadTransferee = null;
     this.uncommitted.reset();
-  }
-
-  /** Starts a (pre-)election; `transfer` skips pre-vote and bypasses the voters' lease guard. */
-  startCampaign(transfer: boolean): void {
-    if (this.state === 'leader') return;
-    if (!this.promotable()) {
-      this.logLine(`cannot campaign at term ${this.term}: not a voter`);
-      return;
-    }
-    if (this.opts.preVote && !transfer) this.becomePreCandidate();
-    else this.becomeCandidate();
-    this.pollAndRequestVotes(transfer);
-  }
-
-  /** Counts our own vote, then asks the other voters (or wins at once when alone). */
-  pollAndRequestVotes(transfer: boolean): void {
-    const preVote = this.state === 'pre-candidate';
-    this.votes = new Map([[this.id, true]]);
-    if (this.tallyVotes()) return;
-    const voteTerm = preVote ? this.term + 1 : this.term;
-    const config = this.config();
-    const lastLogIndex = this.log.lastIndex();
-    const lastLogTerm = this.log.lastTerm();
-    for (const to of new Set([...config.voters, ...config.outgoing])) {
-      if (to === this.id) continue;
-      const m: Message = {
-        type: 'VoteRequest',
-        from: this.id,
-        to,
-        term: voteTerm,
-        preVote,
-        lastLogIndex,
-        lastLogTerm,
-        transfer,
-      };
-      // A real vote request promises our persisted term and self-vote; a pre-vote promises nothing.
-      this.send(m, !preVote);
-    }
-  }
-
-  /** Acts on the votes counted so far; returns true if the election ended. */
-  tallyVotes(): boolean {
-    const result = quorumVote(this.config(), this.votes);
-    if (result === 'pending') return false;
-    if (result === 'lost') {
-      this.logLine(
-        `lost the ${this.state === 'pre-candidate' ? 'pre-vote' : 'election'} at term ${this.term}`,
-      );
-      this.becomeFollower(this.term, null);
-      return true;
-    }
-    if (this.state === 'pre-candidate') {
-      this.becomeCandidate();
-      this.pollAndRequestVotes(false);
-    } else if (this.term > this.durableTerm) {
-      // Won (alone) before our own term and vote are durable: lead only once they are (see advance).
-      this.leaderOnceDurable = true;
-    } else {
-      this.becomeLeader();
-    }
-    return true;
   }
 
   // ---- shared helpers for the role modules ----
@@ -603,6 +486,18 @@ export class RaftCore implements RaftCoreApi {
       this.leadTransferee = null;
   }
 
+  // Elections (election.ts), for the role modules.
+
+  /** Starts a (pre-)election; `transfer` skips pre-vote and bypasses the voters' lease guard. */
+  startCampaign(transfer: boolean): void {
+    election.startCampaign(this, transfer);
+  }
+
+  /** Acts on the votes counted so far; returns true if the election ended. */
+  tallyVotes(): boolean {
+    return election.tallyVotes(this);
+  }
+
   // The read path (read-index.ts), for the role modules.
 
   /** Leader: serve a read whose term-commit precondition holds. */
@@ -625,35 +520,6 @@ export class RaftCore implements RaftCoreApi {
   }
 
   // ---- private ----
-
-  private handleVoteRequest(m: Extract<Message, { type: 'VoteRequest' }>): void {
-    const canVote =
-      this.vote === m.from ||
-      (this.vote === null && this.leaderId === null) ||
-      (m.preVote && m.term > this.term);
-    const logOk =
-      this.opts.unsafe?.voteWithoutLogCheck === true || this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
-    const granted = canVote && logOk;
-    if (granted && !m.preVote) {
-      this.vote = m.from;
-      this.electionElapsed = 0;
-    }
-    this.logLine(
-      `${granted ? 'granted' : 'rejected'} ${m.preVote ? 'pre-vote' : 'vote'} for ${m.from} at term ${m.term}`,
-    );
-    // A granted vote promises the persisted vote: it goes out after this Ready's hard state is durable.
-    this.send(
-      {
-        type: 'VoteResponse',
-        from: this.id,
-        to: m.from,
-        term: granted ? m.term : this.term,
-        preVote: m.preVote,
-        granted,
-      },
-      true,
-    );
-  }
 
   /**
    * A message from an older term: tell the sender our term so a stale leader or candidate steps down.
@@ -712,29 +578,6 @@ export class RaftCore implements RaftCoreApi {
       default:
         return;
     }
-  }
-
-  private assertLeader(what: string): void {
-    if (this.state !== 'leader') {
-      throw new RaftError(
-        'not_leader',
-        `node ${this.id}: ${what} needs the leader; the leader is ${this.leaderId ?? 'unknown'}`,
-        this.leaderId,
-      );
-    }
-  }
-
-  private mostCaughtUpVoter(): NodeId | null {
-    let best: NodeId | null = null;
-    let bestMatch = -1;
-    for (const [id, pr] of this.progress) {
-      if (id === this.id || !isVoter(this.config(), id)) continue;
-      if (pr.match > bestMatch) {
-        best = id;
-        bestMatch = pr.match;
-      }
-    }
-    return best;
   }
 
   private resetElectionTimer(): void {
