@@ -90,6 +90,7 @@ export class RaftNode implements RaftNodeApi {
   private appliedTerm = 0;
   private configs!: AppliedConfigs;
   private peersKey = '';
+  private currentPeers: Record<NodeId, string> = {};
   private softState: SoftState = { leaderId: null, role: 'follower' };
   private initialCommit = 0;
   private caughtUpTarget: number | null = null;
@@ -412,6 +413,10 @@ export class RaftNode implements RaftNodeApi {
     if (ready.snapshot) this.installInFlight = true;
     if (ready.hardState) this.termTaken = ready.hardState.term;
     if (ready.softState) this.softStateChanged(ready.softState);
+    // A configuration entry may add a member: the transport learns its address before the first message
+    // to it; a removed member's address goes only after this Ready's messages to it are sent.
+    const configChanged = ready.entries.some((e) => e.type === EntryType.Config);
+    if (configChanged) this.refreshPeers(true);
     if (ready.messages.length > 0) this.opts.transport.send(ready.messages);
     // A deliberate mistake for the simulator's self-test: acknowledgements leave before they are durable.
     const early = this.opts.unsafe?.sendBeforePersist === true && !ready.snapshot;
@@ -439,7 +444,7 @@ export class RaftNode implements RaftNodeApi {
       );
       this.onFailedRead(fr.ctx, error);
     }
-    if (ready.entries.some((e) => e.type === EntryType.Config)) this.refreshPeers();
+    if (configChanged) this.refreshPeers();
     const durable = this.sendChain.then(() => this.afterPersist(ready, persisted, early));
     this.chain = this.chain.then(() => this.complete(ready, durable));
     this.sendChain = ready.snapshot ? this.chain : durable.then(() => {});
@@ -749,14 +754,17 @@ export class RaftNode implements RaftNodeApi {
     this.readBatches = [];
   }
 
-  private refreshPeers(): void {
+  /** `keepCurrent`: only add addresses (a removed member still gets the messages already on their way to it). */
+  private refreshPeers(keepCurrent = false): void {
     const config: ConfigState = this.core.status().config;
-    const peers: Record<NodeId, string> = isEmptyConfig(config) ? { ...this.opts.joinPeers } : {};
+    const peers: Record<NodeId, string> = keepCurrent ? { ...this.currentPeers } : {};
+    if (isEmptyConfig(config)) Object.assign(peers, this.opts.joinPeers);
     for (const [id, address] of Object.entries(config.addresses))
       if (id !== this.id) peers[id] = address.raftAddress;
     const key = JSON.stringify(peers);
     if (key === this.peersKey) return;
     this.peersKey = key;
+    this.currentPeers = peers;
     this.opts.transport.setPeers(peers);
   }
 
