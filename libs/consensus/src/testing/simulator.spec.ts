@@ -67,6 +67,24 @@ describe('simulator: determinism', () => {
     expect(b.trace).toEqual(a.trace);
     expect(c.trace).not.toEqual(a.trace);
   });
+
+  it('settles an event the same way with the cheap microtask drain as with a real event-loop turn', async () => {
+    const run = async (macrotaskEveryEvents: number) => {
+      const sim = new Simulation({
+        scenario: makeScenario(4244, 'default', null),
+        makeCore: defaultCoreFactory,
+        traceTail: 100_000,
+        macrotaskEveryEvents,
+      });
+      const result = await sim.run();
+      return { result, trace: sim.trace.lines() };
+    };
+    const turns = await run(1);
+    const drained = await run(1_000_000);
+    expect(turns.result.ok).toBe(true);
+    expect(drained.result.stats).toEqual(turns.result.stats);
+    expect(drained.trace).toEqual(turns.trace);
+  });
 });
 
 describe('simulator: deliberate core mistakes are caught', () => {
