@@ -1,0 +1,377 @@
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { BlockCache } from './block-cache';
+import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, compareKey, writeRun } from './run-file';
+
+/**
+ * The stream index on disk: stream id → the positions of its events by revision, in bounded memory.
+ *
+ * New entries go to an in-memory table; at `memtableEntriesMax` it is frozen and written in the background
+ * as an immutable sorted run (run-file.ts), then dropped. Lookups ask the table, the frozen tables, then
+ * the runs newest first; each run answers "not here" from its Bloom filter for almost every absent stream,
+ * so the common question of an append to a new stream costs no disk read. Blocks read from runs are kept in
+ * one LRU cache of `blockCacheBytes`. The newest runs are merged in the background (`runsPerMerge`); only
+adjacent runs are merged, so the newest run that holds a stream always holds its last revision.
+ *
+ * Crash safety: the index is derived from the event files. `index.json` names the runs and the last
+ * position they cover (`indexedThrough`), written only after the runs it names are durable; the tables in
+ * memory are lost in a crash and the owner re-appends the events after `indexedThrough` on open.
+ */
+
+export interface DiskStreamIndexOptions {
+  /** Entries held in memory before they are written as a run. */
+  memtableEntriesMax: number;
+  /** Bytes of decoded run blocks kept in memory. */
+  blockCacheBytes: number;
+  /**
+   * Adjacent runs are merged into one when this many of similar size (within 4x) are side by side: a
+   * size-tiered scheme, so an entry is rewritten about log4(entries / memtableEntriesMax) times.
+   */
+  runsPerMerge: number;
+}
+
+export const DEFAULT_DISK_STREAM_INDEX_OPTIONS: DiskStreamIndexOptions = {
+  memtableEntriesMax: 200_000,
+  blockCacheBytes: 32 * 1024 * 1024,
+  runsPerMerge: 4,
+};
+
+const MANIFEST = 'index.json';
+const FORMAT = 'stream-index/1';
+
+interface Manifest {
+  format: typeof FORMAT;
+  runs: RunInfo[];
+  /** The last event position the runs cover (-1: none). */
+  indexedThrough: number;
+  streams: number;
+  nextRun: number;
+}
+
+/** Entries of one stream in a table: revisions firstRev.. at these positions. */
+interface TableStream {
+  firstRev: number;
+  positions: number[];
+}
+
+class Table {
+  readonly streams = new Map<string, TableStream>();
+  entries = 0;
+  maxPosition = -1;
+  /** Streams created while this table was the live one. */
+  newStreams = 0;
+}
+
+export class DiskStreamIndex {
+  private live = new Table();
+  /** Tables being written as runs, oldest first. */
+  private frozen: Table[] = [];
+  /** Runs, oldest first. */
+  private runs: RunReader[];
+  private readonly cache: BlockCache;
+  private manifest: Manifest;
+  private writing: Promise<void> = Promise.resolve();
+  private merging = false;
+  private mergeDone: Promise<void> = Promise.resolve();
+  private failure: Error | null = null;
+  private lastPosition: number;
+  private streamCount: number;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly opts: DiskStreamIndexOptions,
+    manifest: Manifest,
+    runs: RunReader[],
+    cache: BlockCache,
+  ) {
+    this.manifest = manifest;
+    this.runs = runs;
+    this.cache = cache;
+    this.lastPosition = manifest.indexedThrough;
+    this.streamCount = manifest.streams;
+  }
+
+  /** Opens the index in `dir` (created if absent). Leftovers of an interrupted write or merge are removed. */
+  static open(dir: string, opts: Partial<DiskStreamIndexOptions> = {}): DiskStreamIndex {
+    const o = { ...DEFAULT_DISK_STREAM_INDEX_OPTIONS, ...opts };
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, MANIFEST);
+    const manifest: Manifest = fs.existsSync(file)
+      ? (JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest)
+      : { format: FORMAT, runs: [], indexedThrough: -1, streams: 0, nextRun: 1 };
+    if (manifest.format !== FORMAT)
+      throw new Error(`stream index: ${file} has format ${String(manifest.format)}, expected ${FORMAT}`);
+    const named = new Set(manifest.runs.map((r) => r.name));
+    for (const name of fs.readdirSync(dir)) {
+      if (name === MANIFEST || named.has(name)) continue;
+      // A run written but not yet in the manifest, a temporary file, or a run merged away: derived data.
+      fs.rmSync(path.join(dir, name), { force: true });
+    }
+    const cache = new BlockCache(o.blockCacheBytes);
+    const runs = manifest.runs.map((r) => RunReader.open(path.join(dir, r.name), r.name, cache));
+    return new DiskStreamIndex(dir, o, manifest, runs, cache);
+  }
+
+  /** The last event position appended (the caller re-appends the events after it after a crash). */
+  get indexedThrough(): number {
+    return this.lastPosition;
+  }
+
+  /** The position the durable runs cover: after a crash the index reopens at this point. */
+  get durableThrough(): number {
+    return this.manifest.indexedThrough;
+  }
+
+  size(): number {
+    return this.streamCount;
+  }
+
+  /** The stream's last revision, -1 when it does not exist. */
+  lastRevision(id: string): number {
+    const t = this.inTables(id);
+    if (t !== undefined) return t.firstRev + t.positions.length - 1;
+    for (let r = this.runs.length - 1; r >= 0; r--) {
+      const rev = this.runs[r].lastRevision(id);
+      if (rev >= 0) return rev;
+    }
+    return -1;
+  }
+
+  /** Records the stream's next revision at `position` (positions only grow); returns that revision. */
+  append(id: string, position: number): number {
+    this.check();
+    if (!(position > this.lastPosition))
+      throw new Error(`stream index: position ${position} does not follow ${this.lastPosition}`);
+    let s = this.live.streams.get(id);
+    if (s === undefined) {
+      const last = this.lastRevision(id);
+      if (last < 0) {
+        this.streamCount++;
+        this.live.newStreams++;
+      }
+      s = { firstRev: last + 1, positions: [] };
+      this.live.streams.set(id, s);
+    }
+    s.positions.push(position);
+    this.live.entries++;
+    this.live.maxPosition = position;
+    this.lastPosition = position;
+    if (this.live.entries >= this.opts.memtableEntriesMax) this.freeze();
+    return s.firstRev + s.positions.length - 1;
+  }
+
+  /** Positions of revisions from..to (inclusive) that exist, in revision order. */
+  positions(id: string, from: number, to: number): number[] {
+    const found = new Map<number, number>();
+    for (const r of this.runs) r.collect(id, from, to, found);
+    for (const t of [...this.frozen, this.live]) {
+      const s = t.streams.get(id);
+      if (s === undefined) continue;
+      const lo = Math.max(from, s.firstRev);
+      const hi = Math.min(to, s.firstRev + s.positions.length - 1);
+      for (let rev = lo; rev <= hi; rev++) found.set(rev, s.positions[rev - s.firstRev]);
+    }
+    return [...found.entries()].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+  }
+
+  /** Writes everything appended so far as runs and waits until the manifest names them (durable). */
+  async flush(): Promise<void> {
+    if (this.live.entries > 0) this.freeze();
+    await this.writing;
+    this.check();
+  }
+
+  /** Waits for background writes and merges, then closes the runs. Unwritten entries are dropped (derived data). */
+  async close(): Promise<void> {
+    await this.whenIdle();
+    for (const r of this.runs) r.close();
+    this.runs = [];
+  }
+
+  stats(): {
+    runs: number;
+    runBytes: number;
+    tableEntries: number;
+    cacheBytes: number;
+    cacheHits: number;
+    cacheMisses: number;
+    residentBytes: number;
+  } {
+    let runBytes = 0;
+    let resident = 0;
+    for (const r of this.runs) {
+      runBytes += r.info.bytes;
+      resident += r.residentBytes();
+    }
+    const tableEntries = this.live.entries + this.frozen.reduce((n, t) => n + t.entries, 0);
+    return {
+      runs: this.runs.length,
+      runBytes,
+      tableEntries,
+      cacheBytes: this.cache.size.bytes,
+      cacheHits: this.cache.hits,
+      cacheMisses: this.cache.misses,
+      residentBytes: resident,
+    };
+  }
+
+  // ---- internals -----------------------------------------------------------------------------------
+
+  private inTables(id: string): TableStream | undefined {
+    const s = this.live.streams.get(id);
+    if (s !== undefined) return s;
+    for (let k = this.frozen.length - 1; k >= 0; k--) {
+      const f = this.frozen[k].streams.get(id);
+      if (f !== undefined) return f;
+    }
+    return undefined;
+  }
+
+  private check(): void {
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** The live table becomes frozen and is written as a run after those already queued. */
+  private freeze(): void {
+    const table = this.live;
+    this.live = new Table();
+    this.frozen.push(table);
+    this.writing = this.writing.then(() => this.writeTable(table));
+    this.writing.catch((e: Error) => {
+      this.failure ??= new Error(`stream index: writing a run failed: ${e.message}`);
+    });
+  }
+
+  private async writeTable(table: Table): Promise<void> {
+    if (this.failure !== null) return;
+    const name = this.nextRunName();
+    const file = path.join(this.dir, name);
+    const info = await writeRun(file, name, tableEntries(table), table.streams.size);
+    const reader = RunReader.open(file, name, this.cache);
+    await this.saveManifest({
+      ...this.manifest,
+      runs: [...this.manifest.runs, info],
+      indexedThrough: table.maxPosition,
+      streams: this.manifest.streams + table.newStreams,
+    });
+    this.runs.push(reader);
+    this.frozen.shift();
+    this.maybeMerge();
+  }
+
+  /** Waits until no run is being written or merged (tests, benchmarks, shutdown). */
+  async whenIdle(): Promise<void> {
+    for (;;) {
+      await this.writing.catch(() => {});
+      if (!this.merging) return;
+      await this.mergeDone;
+    }
+  }
+
+  private maybeMerge(): void {
+    if (this.merging || this.failure !== null) return;
+    const k = this.opts.runsPerMerge;
+    if (this.runs.length < k) return;
+    // The newest window of k adjacent runs of similar size (runs written during a merge can leave small
+    // runs between bigger ones, so not only the last k are candidates).
+    for (let end = this.runs.length; end >= k; end--) {
+      const window = this.runs.slice(end - k, end);
+      const sizes = window.map((r) => r.info.entries);
+      if (Math.max(...sizes) > 4 * Math.max(1, Math.min(...sizes))) continue;
+      this.mergeDone = this.merge(window);
+      return;
+    }
+  }
+
+  private nextRunName(): string {
+    const n = this.manifest.nextRun;
+    this.manifest = { ...this.manifest, nextRun: n + 1 };
+    return `${String(n).padStart(10, '0')}${RUN_SUFFIX}`;
+  }
+
+  /**
+   * Merges every run into one in the background; lookups use the old runs until the manifest names the
+   * merged one. The swap runs in the write queue, so manifest writes never overlap.
+   */
+  private async merge(inputs: RunReader[]): Promise<void> {
+    this.merging = true;
+    try {
+      const name = this.nextRunName();
+      const file = path.join(this.dir, name);
+      const streamsMax = inputs.reduce((n, r) => n + r.info.streams, 0);
+      await writeRun(file, name, mergeRuns(inputs), streamsMax);
+      const reader = RunReader.open(file, name, this.cache);
+      const swap = this.writing.then(async () => {
+        // The inputs are adjacent; runs written meanwhile come after them (they are newer).
+        const at = this.runs.indexOf(inputs[0]);
+        const runs = [...this.runs.slice(0, at), reader, ...this.runs.slice(at + inputs.length)];
+        await this.saveManifest({ ...this.manifest, runs: runs.map((r) => r.info) });
+        this.runs = runs;
+        for (const r of inputs) {
+          r.close();
+          await fsp.rm(path.join(this.dir, r.info.name), { force: true });
+        }
+      });
+      this.writing = swap;
+      await swap;
+    } catch (e) {
+      this.failure ??= new Error(`stream index: merging runs failed: ${(e as Error).message}`);
+    } finally {
+      this.merging = false;
+    }
+    // The merged run may complete a tier of its own.
+    this.maybeMerge();
+  }
+
+  private async saveManifest(m: Manifest): Promise<void> {
+    const file = path.join(this.dir, MANIFEST);
+    const tmp = `${file}.tmp`;
+    const fh = await fsp.open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(m));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+    const d = await fsp.open(this.dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+    this.manifest = m;
+  }
+}
+
+/** A table's entries in key order. */
+function* tableEntries(table: Table): Generator<RunEntry> {
+  const ids = [...table.streams.keys()].sort();
+  for (const id of ids) {
+    const s = table.streams.get(id)!;
+    for (let k = 0; k < s.positions.length; k++) yield [id, s.firstRev + k, s.positions[k]];
+  }
+}
+
+/** A k-way merge of runs in key order (few runs: a linear pick beats a heap), yielding to the event loop now and then. */
+async function* mergeRuns(runs: RunReader[]): AsyncGenerator<RunEntry> {
+  const its = runs.map((r) => r.entries());
+  const heads = its.map((it) => it.next());
+  for (let n = 0; ; n++) {
+    let best = -1;
+    for (let k = 0; k < heads.length; k++) {
+      const h = heads[k];
+      if (h.done) continue;
+      if (best < 0) best = k;
+      else {
+        const b = heads[best].value as RunEntry;
+        if (compareKey(h.value[0], h.value[1], b[0], b[1]) < 0) best = k;
+      }
+    }
+    if (best < 0) return;
+    yield heads[best].value as RunEntry;
+    heads[best] = its[best].next();
+    if (n % 4096 === 4095) await new Promise((r) => setImmediate(r));
+  }
+}

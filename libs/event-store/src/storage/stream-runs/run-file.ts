@@ -1,0 +1,400 @@
+import { crc32c } from '@node-rs/crc32';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { Block, BlockCache } from './block-cache';
+import { BloomFilter } from './bloom';
+
+/**
+ * One run: an immutable file of (stream id, revision) → position entries in key order, written once and
+ * never changed (so a snapshot cut can hard-link it). Layout:
+ *
+ *   blocks   each about BLOCK_BYTES: u32 count, then per entry u16 id bytes, id (UTF-8), u32 revision, f64 position
+ *   index    per block: u16 id bytes, first id, u32 first revision, f64 offset, u32 length, u32 CRC-32C of the block
+ *   bloom    u32 probes, the filter's bytes (over stream ids)
+ *   footer   FOOTER_BYTES, see writeFooter; its CRC covers the index, the bloom and the footer's fields
+ *
+ * The index and the bloom filter stay in memory (about 60 bytes per block and 10 bits per stream); blocks
+ * are read with pread on demand and kept in the shared BlockCache. Keys compare as JavaScript strings, then
+ * by revision.
+ */
+
+export const RUN_SUFFIX = '.run';
+const MAGIC = 0x52554e31; // "RUN1"
+const FOOTER_BYTES = 60;
+const BLOCK_BYTES = 4096;
+
+/** One entry: stream id, revision, position. */
+export type RunEntry = [string, number, number];
+
+export interface RunInfo {
+  name: string;
+  entries: number;
+  streams: number;
+  /** The highest event position in the run. */
+  maxPosition: number;
+  bytes: number;
+}
+
+interface BlockRef {
+  firstId: string;
+  firstRev: number;
+  offset: number;
+  length: number;
+  crc: number;
+}
+
+export function compareKey(idA: string, revA: number, idB: string, revB: number): number {
+  if (idA < idB) return -1;
+  if (idA > idB) return 1;
+  return revA - revB;
+}
+
+/** Bytes of blocks gathered before they are written out. */
+const WRITE_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Writes entries, in key order, to `file` (through a temporary name, fsynced, then renamed): the run is
+ * complete or absent. `streamsMax` bounds the number of distinct streams (it sizes the Bloom filter).
+ * Streams through: memory holds one chunk of blocks plus the block index and the filter.
+ */
+export async function writeRun(
+  file: string,
+  name: string,
+  entries: Iterable<RunEntry> | AsyncIterable<RunEntry>,
+  streamsMax: number,
+): Promise<RunInfo> {
+  const refs: BlockRef[] = [];
+  const bloom = BloomFilter.forCount(streamsMax);
+  let streams = 0;
+  let count = 0;
+  let maxPosition = -1;
+  let offset = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  // The block being filled: encoded entries after a 4-byte count.
+  let block = Buffer.allocUnsafe(BLOCK_BYTES * 2);
+  let blockLen = 4;
+  let blockCount = 0;
+  let firstId = '';
+  let firstRev = 0;
+  let prevId: string | null = null;
+  let prevRev = 0;
+  const tmp = `${file}.tmp`;
+  const fh = await fsp.open(tmp, 'w');
+  const endBlock = () => {
+    block.writeUInt32LE(blockCount, 0);
+    const buf = Buffer.from(block.subarray(0, blockLen));
+    refs.push({ firstId, firstRev, offset, length: buf.length, crc: crc32c(buf) });
+    pending.push(buf);
+    pendingBytes += buf.length;
+    offset += buf.length;
+    blockLen = 4;
+    blockCount = 0;
+  };
+  try {
+    for await (const [id, rev, position] of entries) {
+      if (prevId !== null && compareKey(prevId, prevRev, id, rev) >= 0)
+        throw new Error(`stream index: run entries out of order at ${id}@${rev}`);
+      const idBytes = Buffer.byteLength(id, 'utf8');
+      if (idBytes > 0xffff) throw new Error(`stream index: stream id of ${idBytes} bytes is too long`);
+      const need = 2 + idBytes + 12;
+      if (blockCount > 0 && blockLen + need > BLOCK_BYTES) endBlock();
+      if (pendingBytes >= WRITE_CHUNK_BYTES) {
+        await fh.writev(pending);
+        pending = [];
+        pendingBytes = 0;
+      }
+      if (blockLen + need > block.length) {
+        const grown = Buffer.allocUnsafe(blockLen + need);
+        block.copy(grown, 0, 0, blockLen);
+        block = grown;
+      }
+      if (blockCount === 0) {
+        firstId = id;
+        firstRev = rev;
+      }
+      blockLen = block.writeUInt16LE(idBytes, blockLen);
+      blockLen += block.write(id, blockLen, 'utf8');
+      blockLen = block.writeUInt32LE(rev, blockLen);
+      blockLen = block.writeDoubleLE(position, blockLen);
+      blockCount++;
+      count++;
+      if (id !== prevId) {
+        streams++;
+        bloom.add(id);
+      }
+      if (position > maxPosition) maxPosition = position;
+      prevId = id;
+      prevRev = rev;
+    }
+    if (blockCount > 0) endBlock();
+    const index = encodeIndex(refs);
+    const bloomBytes = Buffer.allocUnsafe(4 + bloom.bits.length);
+    bloomBytes.writeUInt32LE(bloom.probes, 0);
+    Buffer.from(bloom.bits.buffer, bloom.bits.byteOffset, bloom.bits.length).copy(bloomBytes, 4);
+    const footer = writeFooter({
+      indexOffset: offset,
+      indexLength: index.length,
+      bloomOffset: offset + index.length,
+      bloomLength: bloomBytes.length,
+      entries: count,
+      streams,
+      maxPosition,
+      metaCrc: crc32c(bloomBytes, crc32c(index)),
+    });
+    await fh.writev([...pending, index, bloomBytes, footer]);
+    await fh.sync();
+    await fh.close();
+    await fsp.rename(tmp, file);
+    const bytes = offset + index.length + bloomBytes.length + FOOTER_BYTES;
+    return { name, entries: count, streams, maxPosition, bytes };
+  } catch (e) {
+    await fh.close().catch(() => {});
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+function encodeIndex(refs: BlockRef[]): Buffer {
+  const ids = refs.map((r) => Buffer.from(r.firstId, 'utf8'));
+  let size = 4;
+  for (const id of ids) size += 2 + id.length + 4 + 8 + 4 + 4;
+  const out = Buffer.allocUnsafe(size);
+  let o = out.writeUInt32LE(refs.length, 0);
+  refs.forEach((r, k) => {
+    o = out.writeUInt16LE(ids[k].length, o);
+    o += ids[k].copy(out, o);
+    o = out.writeUInt32LE(r.firstRev, o);
+    o = out.writeDoubleLE(r.offset, o);
+    o = out.writeUInt32LE(r.length, o);
+    o = out.writeUInt32LE(r.crc, o);
+  });
+  return out;
+}
+
+interface Footer {
+  indexOffset: number;
+  indexLength: number;
+  bloomOffset: number;
+  bloomLength: number;
+  entries: number;
+  streams: number;
+  maxPosition: number;
+  metaCrc: number;
+}
+
+function writeFooter(f: Footer): Buffer {
+  const b = Buffer.alloc(FOOTER_BYTES);
+  let o = b.writeUInt32LE(MAGIC, 0);
+  o = b.writeDoubleLE(f.indexOffset, o);
+  o = b.writeUInt32LE(f.indexLength, o);
+  o = b.writeDoubleLE(f.bloomOffset, o);
+  o = b.writeUInt32LE(f.bloomLength, o);
+  o = b.writeDoubleLE(f.entries, o);
+  o = b.writeDoubleLE(f.streams, o);
+  o = b.writeDoubleLE(f.maxPosition, o);
+  o = b.writeUInt32LE(f.metaCrc, o);
+  b.writeUInt32LE(crc32c(b.subarray(0, o)), FOOTER_BYTES - 4);
+  return b;
+}
+
+function readFooter(b: Buffer, file: string): Footer {
+  const bad = (why: string) => new Error(`stream index: run ${file} is damaged (${why})`);
+  if (b.length !== FOOTER_BYTES || b.readUInt32LE(0) !== MAGIC) throw bad('no footer');
+  if (crc32c(b.subarray(0, FOOTER_BYTES - 4)) !== b.readUInt32LE(FOOTER_BYTES - 4)) throw bad('footer CRC');
+  let o = 4;
+  const next = (bytes: 4 | 8) => {
+    const v = bytes === 4 ? b.readUInt32LE(o) : b.readDoubleLE(o);
+    o += bytes;
+    return v;
+  };
+  return {
+    indexOffset: next(8),
+    indexLength: next(4),
+    bloomOffset: next(8),
+    bloomLength: next(4),
+    entries: next(8),
+    streams: next(8),
+    maxPosition: next(8),
+    metaCrc: next(4),
+  };
+}
+
+/** An open run: the block index and bloom filter in memory, blocks read on demand through the cache. */
+export class RunReader {
+  private readonly refs: BlockRef[];
+  private readonly bloom: BloomFilter;
+  private readonly cacheKey: string;
+
+  private constructor(
+    readonly info: RunInfo,
+    private readonly file: string,
+    private readonly fd: number,
+    refs: BlockRef[],
+    bloom: BloomFilter,
+    private readonly cache: BlockCache,
+  ) {
+    this.refs = refs;
+    this.bloom = bloom;
+    this.cacheKey = `${info.name}#`;
+  }
+
+  /** Opens and checks a run's footer, index and bloom filter (blocks are checked when read). */
+  static open(file: string, name: string, cache: BlockCache): RunReader {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size < FOOTER_BYTES) throw new Error(`stream index: run ${file} is damaged (${size} bytes)`);
+      const f = readFooter(preadExactly(fd, FOOTER_BYTES, size - FOOTER_BYTES, file), file);
+      if (
+        f.bloomOffset + f.bloomLength + FOOTER_BYTES !== size ||
+        f.indexOffset + f.indexLength !== f.bloomOffset
+      )
+        throw new Error(`stream index: run ${file} is damaged (sections do not add up to ${size} bytes)`);
+      const meta = preadExactly(fd, f.indexLength + f.bloomLength, f.indexOffset, file);
+      if (crc32c(meta) !== f.metaCrc) throw new Error(`stream index: run ${file} is damaged (index CRC)`);
+      const refs = decodeIndex(meta.subarray(0, f.indexLength));
+      const bloomBytes = meta.subarray(f.indexLength);
+      const bloom = new BloomFilter(new Uint8Array(bloomBytes.subarray(4)), bloomBytes.readUInt32LE(0));
+      const info = { name, entries: f.entries, streams: f.streams, maxPosition: f.maxPosition, bytes: size };
+      return new RunReader(info, file, fd, refs, bloom, cache);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+    this.cache.dropPrefix(this.cacheKey);
+  }
+
+  /** Memory this run keeps outside the cache (index and bloom filter), roughly. */
+  residentBytes(): number {
+    return this.bloom.bits.length + this.refs.length * 64;
+  }
+
+  mayContain(id: string): boolean {
+    return this.bloom.mayContain(id);
+  }
+
+  /** The stream's highest revision in this run, or -1. */
+  lastRevision(id: string): number {
+    if (!this.bloom.mayContain(id)) return -1;
+    const b = this.lastBlockAtOrBefore(id, 0xffffffff);
+    if (b < 0) return -1;
+    const block = this.block(b);
+    for (let k = block.ids.length - 1; k >= 0; k--) {
+      if (block.ids[k] === id) return block.revs[k];
+      if (block.ids[k] < id) return -1;
+    }
+    return -1;
+  }
+
+  /** Adds the stream's positions of revisions from..to (inclusive) held here to `out` (revision → position). */
+  collect(id: string, from: number, to: number, out: Map<number, number>): void {
+    if (!this.bloom.mayContain(id)) return;
+    let b = Math.max(0, this.lastBlockAtOrBefore(id, from));
+    for (; b < this.refs.length; b++) {
+      const ref = this.refs[b];
+      if (compareKey(ref.firstId, ref.firstRev, id, to) > 0) return;
+      const block = this.block(b);
+      for (let k = 0; k < block.ids.length; k++) {
+        const c = compareKey(block.ids[k], block.revs[k], id, from);
+        if (c < 0) continue;
+        if (block.ids[k] !== id || block.revs[k] > to) return;
+        out.set(block.revs[k], block.positions[k]);
+      }
+    }
+  }
+
+  /** Every entry, in key order (for merging runs). */
+  *entries(): Generator<[string, number, number]> {
+    for (let b = 0; b < this.refs.length; b++) {
+      const block = this.readBlock(b);
+      for (let k = 0; k < block.ids.length; k++) yield [block.ids[k], block.revs[k], block.positions[k]];
+    }
+  }
+
+  /** The last block whose first key is ≤ (id, rev), or -1. */
+  private lastBlockAtOrBefore(id: string, rev: number): number {
+    let lo = 0;
+    let hi = this.refs.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const r = this.refs[mid];
+      if (compareKey(r.firstId, r.firstRev, id, rev) <= 0) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  }
+
+  private block(b: number): Block {
+    const key = this.cacheKey + b;
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return cached;
+    const block = this.readBlock(b);
+    this.cache.set(key, block);
+    return block;
+  }
+
+  private readBlock(b: number): Block {
+    const ref = this.refs[b];
+    const buf = preadExactly(this.fd, ref.length, ref.offset, this.file);
+    if (crc32c(buf) !== ref.crc)
+      throw new Error(`stream index: run ${this.file} is damaged (CRC of block ${b} at ${ref.offset})`);
+    const count = buf.readUInt32LE(0);
+    const ids: string[] = new Array(count);
+    const revs = new Uint32Array(count);
+    const positions = new Float64Array(count);
+    let o = 4;
+    let idBytes = 0;
+    for (let k = 0; k < count; k++) {
+      const len = buf.readUInt16LE(o);
+      o += 2;
+      ids[k] = buf.toString('utf8', o, o + len);
+      idBytes += len;
+      o += len;
+      revs[k] = buf.readUInt32LE(o);
+      positions[k] = buf.readDoubleLE(o + 4);
+      o += 12;
+    }
+    return { ids, revs, positions, bytes: 64 + count * 40 + idBytes * 2 };
+  }
+}
+
+function decodeIndex(b: Buffer): BlockRef[] {
+  const n = b.readUInt32LE(0);
+  const refs: BlockRef[] = new Array(n);
+  let o = 4;
+  for (let k = 0; k < n; k++) {
+    const len = b.readUInt16LE(o);
+    o += 2;
+    const firstId = b.toString('utf8', o, o + len);
+    o += len;
+    refs[k] = {
+      firstId,
+      firstRev: b.readUInt32LE(o),
+      offset: b.readDoubleLE(o + 4),
+      length: b.readUInt32LE(o + 12),
+      crc: b.readUInt32LE(o + 16),
+    };
+    o += 20;
+  }
+  return refs;
+}
+
+function preadExactly(fd: number, length: number, position: number, file: string): Buffer {
+  const buf = Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const n = fs.readSync(fd, buf, got, length - got, position + got);
+    if (n === 0)
+      throw new Error(`stream index: run ${file} ends early (wanted ${length} bytes at ${position})`);
+    got += n;
+  }
+  return buf;
+}
