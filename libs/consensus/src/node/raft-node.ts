@@ -401,8 +401,13 @@ export class RaftNode implements RaftNodeApi {
   private pump(): void {
     if (this.state !== 'running' || this.failure !== null) return;
     this.startReads();
-    const holdForInstall = this.installInFlight && this.opts.unsafe?.pipelineThroughInstall !== true;
-    while (this.readiesInflight < this.readiesMax && !holdForInstall && this.core.hasReady()) {
+    const pipelineThroughInstall = this.opts.unsafe?.pipelineThroughInstall === true;
+    // (installInFlight is read on every turn: the Ready just dispatched may be the one that installs.)
+    while (
+      this.readiesInflight < this.readiesMax &&
+      (!this.installInFlight || pipelineThroughInstall) &&
+      this.core.hasReady()
+    ) {
       this.dispatch(this.core.ready());
     }
   }
