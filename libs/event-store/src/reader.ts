@@ -2,7 +2,7 @@ import { EventStoreError } from './errors';
 import { EventStoreLimits } from './limits';
 import { EventFiles } from './storage/event-files';
 import { StoredEvent } from './storage/record';
-import { StreamIndex } from './storage/stream-index';
+import { StreamLookup } from './storage/stream-index';
 import {
   AllPage,
   EventEnvelope,
@@ -48,7 +48,7 @@ function checkDirection(d: ReadDirection | undefined): ReadDirection {
 export class Reader {
   constructor(
     private readonly files: () => EventFiles,
-    private readonly streams: () => StreamIndex,
+    private readonly streams: () => StreamLookup,
     private readonly cfg: ReaderLimits,
   ) {}
 
@@ -56,9 +56,9 @@ export class Reader {
     const limit = checkLimit(opts.limit, this.cfg.limits);
     const direction = checkDirection(opts.direction);
     const fromOpt = checkFrom(opts.from);
-    const s = this.streams().get(streamId);
-    if (!s) return null;
-    const last = s.lastRevision;
+    const index = this.streams();
+    const last = index.lastRevision(streamId);
+    if (last < 0) return null;
     const page = (events: EventEnvelope[], next: number | null): StreamPage => ({
       streamId,
       events,
@@ -69,14 +69,14 @@ export class Reader {
       const from = fromOpt ?? 0;
       if (from > last) return page([], null);
       const to = Math.min(last, from + limit - 1);
-      const positions = Array.from(s.positions.subarray(from, to + 1));
+      const positions = index.positions(streamId, from, to);
       const events = this.readPositions(positions);
       const lastRead = from + events.length - 1;
       return page(events, lastRead < last ? lastRead + 1 : null);
     }
     const start = Math.min(fromOpt ?? last, last);
     const lo = Math.max(0, start - limit + 1);
-    const positions = Array.from(s.positions.subarray(lo, start + 1)).reverse();
+    const positions = index.positions(streamId, lo, start).reverse();
     const events = this.readPositions(positions);
     const lastRead = start - events.length + 1;
     return page(events, lastRead > 0 ? lastRead - 1 : null);

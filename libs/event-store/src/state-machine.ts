@@ -435,15 +435,14 @@ export class EventStoreStateMachine implements StateMachine {
 
   private write(cmd: DecodedCommand): AppendSuccess {
     const firstPosition = this.files.lastPosition() + 1;
-    const stream = this.streams.getOrCreate(cmd.streamId);
-    const firstRevision = stream.count;
+    const firstRevision = this.streams.lastRevision(cmd.streamId) + 1;
     const feed = this.projections.hasRunning();
     const known = { position: 0, revision: 0, timestamp: cmd.timestamp, streamId: cmd.streamId, type: '' };
     const b = cmd.bytes;
     for (let i = 0; i < cmd.events.length; i++) {
       const e = cmd.events[i];
       const position = firstPosition + i;
-      const revision = stream.push(position);
+      const revision = this.streams.append(cmd.streamId, position);
       const recordAt = this.files.appendParts(
         position,
         revision,

@@ -23,8 +23,20 @@ export class StreamPositions {
   }
 }
 
-/** streamId → positions of its events, in revision order. */
-export class StreamIndex {
+/** What reads and appends ask of a stream index, wherever it keeps its entries. */
+export interface StreamLookup {
+  /** -1 when the stream does not exist. */
+  lastRevision(streamId: string): number;
+  /** The global positions of revisions from..to (inclusive) that exist, in revision order. */
+  positions(streamId: string, from: number, to: number): number[];
+  /** Records the stream's next revision at `position` (positions only grow); returns that revision. */
+  append(streamId: string, position: number): number;
+  /** Number of streams. */
+  size(): number;
+}
+
+/** streamId → positions of its events, in revision order, in the heap. */
+export class StreamIndex implements StreamLookup {
   private readonly streams = new Map<string, StreamPositions>();
 
   get(streamId: string): StreamPositions | undefined {
@@ -39,6 +51,14 @@ export class StreamIndex {
   /** Records the next revision of a stream at `position`; returns that revision. */
   append(streamId: string, position: number): number {
     return this.getOrCreate(streamId).push(position);
+  }
+
+  positions(streamId: string, from: number, to: number): number[] {
+    const s = this.streams.get(streamId);
+    if (s === undefined) return [];
+    const lo = Math.max(0, from);
+    const hi = Math.min(to, s.count - 1);
+    return hi < lo ? [] : Array.from(s.positions.subarray(lo, hi + 1));
   }
 
   getOrCreate(streamId: string): StreamPositions {

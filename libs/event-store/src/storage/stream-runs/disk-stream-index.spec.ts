@@ -84,7 +84,7 @@ describe('DiskStreamIndex', () => {
     expect(s.cacheBytes).toBeLessThanOrEqual(64 * 1024);
     expect(s.cacheHits + s.cacheMisses).toBeGreaterThan(0);
     await index.close();
-  });
+  }, 60_000);
 
   it('reopens from its runs; after a crash the caller re-appends what came after durableThrough', async () => {
     const model = new Model();
