@@ -7,14 +7,20 @@ import { AppendResult } from './types';
 
 jest.setTimeout(60_000);
 
-describe('EventStoreStateMachine', () => {
+// Every case runs with the stream index in the heap and on disk (tiny tables: most entries live in runs).
+const STREAM_INDEXES: [string, EventStoreOptions['streamIndex']][] = [
+  ['memory', { kind: 'memory' }],
+  ['disk', { kind: 'disk', memtableEntriesMax: 3, runsPerMerge: 2 }],
+];
+
+describe.each(STREAM_INDEXES)('EventStoreStateMachine (stream index in %s)', (_kind, streamIndex) => {
   const dirs: string[] = [];
   const stores: EventStoreStateMachine[] = [];
   let index = 0;
 
   async function open(opts: EventStoreOptions = {}, dir = tempDir()): Promise<EventStoreStateMachine> {
     if (!dirs.includes(dir)) dirs.push(dir);
-    const sm = await EventStoreStateMachine.open(dir, opts);
+    const sm = await EventStoreStateMachine.open(dir, { streamIndex, ...opts });
     stores.push(sm);
     return sm;
   }
@@ -628,6 +634,52 @@ describe('EventStoreStateMachine', () => {
       expect(fs.readdirSync(path.join(dir, 'cuts')).length).toBeLessThanOrEqual(2);
     });
   });
+});
+
+describe('EventStoreStateMachine: the stream index changes kind across cuts and snapshots', () => {
+  const kinds: [string, EventStoreOptions['streamIndex'], EventStoreOptions['streamIndex']][] = [
+    ['memory → disk', { kind: 'memory' }, { kind: 'disk', memtableEntriesMax: 4 }],
+    ['disk → memory', { kind: 'disk', memtableEntriesMax: 4 }, { kind: 'memory' }],
+  ];
+  it.each(kinds)(
+    '%s: restart from a cut and restore of a snapshot keep every stream',
+    async (_n, from, to) => {
+      const dirs = [tempDir(), tempDir()];
+      const a = await EventStoreStateMachine.open(dirs[0], { streamIndex: from });
+      let index = 0;
+      for (let i = 0; i < 60; i++)
+        a.apply(appendEntry(++index, `s-${i % 7}`, [ev('E', { i }), ev('F', { i })]));
+      const snap = await a.snapshot();
+      const chunks: Uint8Array[] = [];
+      for await (const c of snap.data) chunks.push(c);
+      const streams = (sm: EventStoreStateMachine) =>
+        Array.from({ length: 7 }, (_, k) => sm.readStream(`s-${k}`, { limit: 1000 }));
+      const expected = streams(a);
+      await a.close();
+      const reopened = await EventStoreStateMachine.open(dirs[0], { streamIndex: to });
+      const restored = await EventStoreStateMachine.open(dirs[1], { streamIndex: to });
+      await restored.restore(
+        { index: snap.index, term: 1, config: { voters: [], outgoing: [], learners: [], addresses: {} } },
+        toAsync(chunks),
+      );
+      try {
+        for (const sm of [reopened, restored]) {
+          expect(streams(sm)).toEqual(expected);
+          expect(sm.stats().streams).toBe(7);
+          // Appends continue from the right revisions.
+          const r = sm.apply(
+            appendEntry(++index, 's-3', [ev('G')], expected[3]!.lastRevision),
+          ) as AppendResult;
+          expect(r).toMatchObject({ ok: true, firstRevision: expected[3]!.lastRevision + 1 });
+          index--;
+        }
+      } finally {
+        await reopened.close();
+        await restored.close();
+        for (const d of dirs) removeDir(d);
+      }
+    },
+  );
 });
 
 function countEvents(entry: { data: Uint8Array }): number {

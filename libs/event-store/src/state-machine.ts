@@ -12,6 +12,7 @@ import {
   archiveParts,
   crc32cOfFile,
   CutFileInfo,
+  CutManifest,
   cutDirName,
   extractArchive,
   installCutFiles,
@@ -26,7 +27,10 @@ import {
 import { EventFileInfo, EventFiles, EventFilesOptions } from './storage/event-files';
 import { IdWindow } from './storage/id-window';
 import { StoredEvent } from './storage/record';
-import { StreamIndex } from './storage/stream-index';
+import { StreamIndex, StreamLookup } from './storage/stream-index';
+import { DiskStreamIndex, DiskStreamIndexOptions } from './storage/stream-runs/disk-stream-index';
+import { RunReader } from './storage/stream-runs/run-file';
+import { BlockCache } from './storage/stream-runs/block-cache';
 import { EventSubscription, subscribe } from './subscription';
 import {
   AllPage,
@@ -61,6 +65,11 @@ export interface EventStoreOptions {
   recentCacheBytesMax?: number;
   readBytesMax?: number;
   cutsKept?: number;
+  /**
+   * Where the stream index lives: in the heap (`memory`, the default: every stream costs heap) or on disk
+   * (`disk`: sorted run files with a bounded cache; memory does not grow with the number of streams).
+   */
+  streamIndex?: { kind: 'memory' } | ({ kind: 'disk' } & Partial<DiskStreamIndexOptions>);
 }
 
 export interface EventStoreStats {
@@ -92,7 +101,10 @@ export class EventStoreStateMachine implements StateMachine {
   private readonly logger?: Logger;
   private readonly cutsKept: number;
   private files!: EventFiles;
-  private streams = new StreamIndex();
+  private streams: StreamIndex | DiskStreamIndex = new StreamIndex();
+  private readonly streamIndexOpts: EventStoreOptions['streamIndex'] & object;
+  private readonly streamIndexDir: string;
+  private streamIndexSeq = 0;
   private readonly window: IdWindow;
   private applied = 0;
   private closed = false;
@@ -109,6 +121,8 @@ export class EventStoreStateMachine implements StateMachine {
   private constructor(dir: string, opts: EventStoreOptions) {
     this.eventsDir = path.join(dir, 'events');
     this.cutsDir = path.join(dir, 'cuts');
+    this.streamIndexDir = path.join(dir, 'stream-index');
+    this.streamIndexOpts = opts.streamIndex ?? { kind: 'memory' };
     this.logger = opts.logger;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.projections =
@@ -129,7 +143,7 @@ export class EventStoreStateMachine implements StateMachine {
     this.window = new IdWindow(opts.idempotencyWindowEvents ?? STORAGE_DEFAULTS.idempotencyWindowEvents);
     this.reader = new Reader(
       () => this.files,
-      () => this.streams,
+      (): StreamLookup => this.streams,
       {
         limits: this.limits,
         readBytesMax: opts.readBytesMax ?? STORAGE_DEFAULTS.readBytesMax,
@@ -144,6 +158,8 @@ export class EventStoreStateMachine implements StateMachine {
     fs.mkdirSync(sm.eventsDir, { recursive: true });
     fs.mkdirSync(sm.cutsDir, { recursive: true });
     removeTemporaryCuts(sm.cutsDir);
+    // The on-disk index is derived state: it is rebuilt from the cut that is loaded next.
+    fs.rmSync(sm.streamIndexDir, { recursive: true, force: true });
     const cuts = listCuts(sm.cutsDir).reverse();
     let loaded = false;
     for (const index of cuts) {
@@ -204,9 +220,32 @@ export class EventStoreStateMachine implements StateMachine {
       this.files.flush();
       const described = this.files.describe();
       const lastPosition = this.files.lastPosition();
-      const sections = await this.encodeState(lastPosition);
-      const files = await this.withCrcs(described);
-      const cutDir = await writeCut(this.cutsDir, this.eventsDir, index, lastPosition, files, sections);
+      // Started here, synchronously at the cut point: the index as of lastPosition, its runs pinned by links.
+      const pinDir = path.join(this.cutsDir, `tmp-runs-${cutDirName(index)}-${process.pid}-${Date.now()}`);
+      const disk = this.streams instanceof DiskStreamIndex ? this.streams : null;
+      const runs = disk?.checkpoint(lastPosition, pinDir);
+      runs?.catch(() => {});
+      const streamsAtCut = this.streams.size();
+      let cutDir: string;
+      let sections: (Buffer | Buffer[])[];
+      let files: CutFileInfo[];
+      try {
+        sections = await this.encodeState(lastPosition);
+        files = await this.withCrcs(described);
+        const streamIndex =
+          disk && runs ? { index: { runs: await runs, streams: streamsAtCut }, dir: pinDir } : undefined;
+        cutDir = await writeCut(
+          this.cutsDir,
+          this.eventsDir,
+          index,
+          lastPosition,
+          files,
+          sections,
+          streamIndex,
+        );
+      } finally {
+        fs.rmSync(pinDir, { recursive: true, force: true });
+      }
       this.pruneCuts();
       const parts = await archiveParts(cutDir);
       this.logger?.log(
@@ -232,6 +271,7 @@ export class EventStoreStateMachine implements StateMachine {
       // From here on everything is synchronous: no apply or read sees a half-swapped state.
       this.projections.detach();
       this.files.close();
+      this.closeStreamIndex();
       const final = path.join(this.cutsDir, cutDirName(meta.index));
       fs.rmSync(final, { recursive: true, force: true });
       fs.renameSync(tmp, final);
@@ -319,6 +359,7 @@ export class EventStoreStateMachine implements StateMachine {
     this.closed = true;
     this.projections.detach();
     this.files.close();
+    await this.closeStreamIndex();
     this.appendedListeners.clear();
     this.wakeAll();
   }
@@ -482,7 +523,7 @@ export class EventStoreStateMachine implements StateMachine {
     for (const n of fs.readdirSync(this.eventsDir)) fs.rmSync(path.join(this.eventsDir, n), { force: true });
     this.files = new EventFiles(this.eventsDir, this.fileOpts);
     this.fileCrcs = new Map();
-    this.streams = new StreamIndex();
+    this.streams = this.newStreamIndex(null, -1);
     this.window.reset(0);
     this.applied = 0;
     this.projections.load([], -1);
@@ -512,7 +553,7 @@ export class EventStoreStateMachine implements StateMachine {
     this.fileCrcs = new Map();
     for (const f of manifest.files)
       if (f.crc32c !== undefined) this.fileCrcs.set(f.name, { bytes: f.bytes, crc32c: f.crc32c });
-    this.streams = StreamIndex.decode(streamBytes);
+    this.streams = this.newStreamIndex({ cutDir, manifest, streamBytes }, manifest.lastPosition);
     this.window.load(windowBytes);
     this.applied = manifest.index;
     const checkpoints = JSON.parse(projectionBytes.toString('utf8')) as ProjectionCheckpoint[];
@@ -532,7 +573,8 @@ export class EventStoreStateMachine implements StateMachine {
       throw new Error(`cut: ${offsets.length} offsets for last position ${lastPosition}`);
     const window = this.window.encode();
     const checkpoints = Buffer.from(JSON.stringify(this.projections.checkpoints()));
-    const streams = await this.streams.encodeAt(lastPosition);
+    // An index on disk goes into the cut as its run files (see snapshot()), not into state.bin.
+    const streams = this.streams instanceof StreamIndex ? await this.streams.encodeAt(lastPosition) : [];
     return [
       Buffer.from(offsets.buffer, offsets.byteOffset, offsets.byteLength),
       streams,
@@ -589,6 +631,58 @@ export class EventStoreStateMachine implements StateMachine {
       scan: (from: number, to: number, visit: (e: EventEnvelope) => boolean) =>
         this.files.scan(from, to, visit),
     };
+  }
+
+  /**
+   * The stream index of the configured kind, from a cut (its runs, or state.bin's encoded index; either
+   * kind converts from the other) or empty. An index on disk gets a fresh directory each time, so a
+   * replaced index still finishing a background write never touches the new one.
+   */
+  private newStreamIndex(
+    from: { cutDir: string; manifest: CutManifest; streamBytes: Buffer } | null,
+    lastPosition: number,
+  ): StreamIndex | DiskStreamIndex {
+    const o = this.streamIndexOpts;
+    const runs = from?.manifest.streamIndex;
+    if (o.kind === 'memory') {
+      if (from === null) return new StreamIndex();
+      if (runs === undefined) return StreamIndex.decode(from.streamBytes);
+      const index = new StreamIndex();
+      // Oldest run first: a stream's revisions ascend across runs, and within a run in key order.
+      const cache = new BlockCache(1 << 20);
+      for (const r of runs.runs) {
+        const reader = RunReader.open(path.join(from.cutDir, r.name), r.name, cache, r.crc32c);
+        try {
+          for (const [id, , position] of reader.entries()) index.append(id, position);
+        } finally {
+          reader.close();
+        }
+      }
+      return index;
+    }
+    const dir = path.join(this.streamIndexDir, String(++this.streamIndexSeq).padStart(6, '0'));
+    const opts = { ...o, kind: undefined };
+    if (from !== null && runs !== undefined)
+      return DiskStreamIndex.install(dir, from.cutDir, runs.runs, lastPosition, runs.streams, opts);
+    const index = DiskStreamIndex.install(dir, dir, [], -1, 0, opts);
+    if (from !== null) {
+      // An index kept in state.bin (a cut taken with the index in memory): appended again in position order.
+      const decoded = StreamIndex.decode(from.streamBytes);
+      const byPosition: string[] = new Array(lastPosition + 1);
+      for (const [id, s] of decoded.entries())
+        for (let r = 0; r < s.count; r++) byPosition[s.positions[r]] = id;
+      for (let p = 0; p <= lastPosition; p++) if (byPosition[p] !== undefined) index.append(byPosition[p], p);
+    }
+    return index;
+  }
+
+  private closeStreamIndex(): Promise<void> {
+    const old = this.streams;
+    if (!(old instanceof DiskStreamIndex)) return Promise.resolve();
+    return old
+      .close()
+      .catch(() => {})
+      .then(() => fs.rmSync(old.directory, { recursive: true, force: true }));
   }
 
   // ---- helpers ----

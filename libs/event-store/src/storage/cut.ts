@@ -25,6 +25,23 @@ export interface CutManifest {
   sections: number[];
   /** CRC-32C of state.bin (absent in older cuts). */
   stateCrc32c?: number;
+  /**
+   * The stream index as run files (hard links, immutable), when the node keeps its index on disk; state.bin's
+   * stream-index section is then empty. Absent: the index is in state.bin.
+   */
+  streamIndex?: CutStreamIndex;
+}
+
+export interface CutStreamIndex {
+  runs: {
+    name: string;
+    entries: number;
+    streams: number;
+    maxPosition: number;
+    bytes: number;
+    crc32c: number;
+  }[];
+  streams: number;
 }
 
 /** An event file in a cut: `bytes` is its length at the cut, `crc32c` the CRC-32C of those bytes (absent in older cuts). */
@@ -77,6 +94,7 @@ export async function writeCut(
   lastPosition: number,
   files: CutFileInfo[],
   sections: (Buffer | Buffer[])[],
+  streamIndex?: { index: CutStreamIndex; dir: string },
 ): Promise<string> {
   const final = path.join(cutsDir, cutDirName(index));
   if (fs.existsSync(final)) return final;
@@ -85,6 +103,10 @@ export async function writeCut(
   for (const f of files) {
     await fsp.link(path.join(eventsDir, f.name), path.join(tmp, f.name));
     await fsyncPath(path.join(tmp, f.name));
+  }
+  for (const r of streamIndex?.index.runs ?? []) {
+    await fsp.link(path.join(streamIndex!.dir, r.name), path.join(tmp, r.name));
+    await fsyncPath(path.join(tmp, r.name));
   }
   const parts = sections.flatMap((s) => (Array.isArray(s) ? s : [s]));
   const stateCrc = await crc32cYielding(parts);
@@ -95,6 +117,7 @@ export async function writeCut(
     files,
     sections: sections.map(sectionBytes),
     stateCrc32c: stateCrc >>> 0,
+    ...(streamIndex ? { streamIndex: streamIndex.index } : {}),
   };
   await writeFileSynced(path.join(tmp, STATE), parts);
   await writeFileSynced(path.join(tmp, MANIFEST), [Buffer.from(JSON.stringify(manifest))]);
@@ -273,6 +296,8 @@ export async function archiveParts(cutDir: string): Promise<SnapshotPart[]> {
     const crc = f.crc32c ?? (await crc32cOfFile(path.join(cutDir, f.name), 0, f.bytes));
     entries.push({ name: f.name, bytes: f.bytes, crc });
   }
+  for (const r of manifest.streamIndex?.runs ?? [])
+    entries.push({ name: r.name, bytes: r.bytes, crc: r.crc32c });
   const parts: SnapshotPart[] = [{ bytes: ARCHIVE_MAGIC }];
   for (const e of entries) {
     const name = Buffer.from(e.name, 'latin1');
@@ -367,7 +392,7 @@ class ByteReader {
 }
 
 function isArchiveEntryName(n: string): boolean {
-  return n === MANIFEST || n === STATE || isEventFileName(n);
+  return n === MANIFEST || n === STATE || isEventFileName(n) || /^\d{10}\.run$/.test(n);
 }
 
 /** Writes an archive's files into `dir` (created), verifying each file's CRC, fsyncing them. Returns the manifest. */
@@ -404,7 +429,7 @@ export async function extractArchive(data: AsyncIterable<Uint8Array>, dir: strin
   await r.drainCheck();
   await fsyncPath(dir);
   const manifest = readManifest(dir);
-  for (const f of manifest.files) {
+  for (const f of [...manifest.files, ...(manifest.streamIndex?.runs ?? [])]) {
     const st = fs.statSync(path.join(dir, f.name), { throwIfNoEntry: false });
     if (!st || st.size !== f.bytes)
       throw new Error(`snapshot archive: ${f.name} missing or of the wrong size`);

@@ -74,6 +74,11 @@ export class StreamIndex implements StreamLookup {
     return this.streams.size;
   }
 
+  /** Every stream and its positions, in no particular order. */
+  entries(): IterableIterator<[string, StreamPositions]> {
+    return this.streams.entries();
+  }
+
   /** Binary form: u32 streams, then per stream u16 idLen, id(latin1), u32 count, f64 × count. */
   encode(): Buffer {
     const { chunk, count } = this.encodeSome(this.streams[Symbol.iterator](), Infinity, Infinity);

@@ -109,8 +109,12 @@ export class DiskStreamIndex {
       fs.rmSync(path.join(dir, name), { force: true });
     }
     const cache = new BlockCache(o.blockCacheBytes);
-    const runs = manifest.runs.map((r) => RunReader.open(path.join(dir, r.name), r.name, cache));
+    const runs = manifest.runs.map((r) => RunReader.open(path.join(dir, r.name), r.name, cache, r.crc32c));
     return new DiskStreamIndex(dir, o, manifest, runs, cache);
+  }
+
+  get directory(): string {
+    return this.dir;
   }
 
   /** The last event position appended (the caller re-appends the events after it after a crash). */
@@ -173,6 +177,50 @@ export class DiskStreamIndex {
       for (let rev = lo; rev <= hi; rev++) found.set(rev, s.positions[rev - s.firstRev]);
     }
     return [...found.entries()].sort((a, b) => a[0] - b[0]).map(([, p]) => p);
+  }
+
+  /**
+   * The index as of `lastPosition` (the last position appended: call it synchronously at the cut point),
+   * as run files hard-linked into `pinDir` (so a merge deleting them meanwhile does no harm). Writes the
+   * entries in memory as a run first.
+   */
+  async checkpoint(lastPosition: number, pinDir: string): Promise<RunInfo[]> {
+    if (lastPosition !== this.lastPosition)
+      throw new Error(
+        `stream index: checkpoint at ${lastPosition}, but the index is at ${this.lastPosition}`,
+      );
+    await this.flush();
+    // Synchronously from here: no merge can swap runs between reading the list and linking the files.
+    const runs = this.runs.map((r) => r.info);
+    const beyond = runs.find((r) => r.maxPosition > lastPosition);
+    if (beyond !== undefined)
+      throw new Error(`stream index: run ${beyond.name} holds positions past the checkpoint ${lastPosition}`);
+    fs.mkdirSync(pinDir, { recursive: true });
+    for (const r of runs) fs.linkSync(path.join(this.dir, r.name), path.join(pinDir, r.name));
+    return runs;
+  }
+
+  /**
+   * Makes `dir` an index holding exactly `runs` (files in `fromDir`, hard-linked) through `indexedThrough`,
+   * replacing whatever was there, and opens it. How a cut's index becomes the live one.
+   */
+  static install(
+    dir: string,
+    fromDir: string,
+    runs: RunInfo[],
+    indexedThrough: number,
+    streams: number,
+    opts: Partial<DiskStreamIndexOptions> = {},
+  ): DiskStreamIndex {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true });
+    for (const r of runs) fs.linkSync(path.join(fromDir, r.name), path.join(dir, r.name));
+    const nextRun = 1 + runs.reduce((n, r) => Math.max(n, parseInt(r.name, 10) || 0), 0);
+    const manifest: Manifest = { format: FORMAT, runs, indexedThrough, streams, nextRun };
+    const file = path.join(dir, MANIFEST);
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(manifest));
+    fs.renameSync(`${file}.tmp`, file);
+    return DiskStreamIndex.open(dir, opts);
   }
 
   /** Writes everything appended so far as runs and waits until the manifest names them (durable). */
@@ -248,7 +296,7 @@ export class DiskStreamIndex {
     const name = this.nextRunName();
     const file = path.join(this.dir, name);
     const info = await writeRun(file, name, tableEntries(table), table.streams.size);
-    const reader = RunReader.open(file, name, this.cache);
+    const reader = RunReader.open(file, name, this.cache, info.crc32c);
     await this.saveManifest({
       ...this.manifest,
       runs: [...this.manifest.runs, info],
@@ -300,8 +348,8 @@ export class DiskStreamIndex {
       const name = this.nextRunName();
       const file = path.join(this.dir, name);
       const streamsMax = inputs.reduce((n, r) => n + r.info.streams, 0);
-      await writeRun(file, name, mergeRuns(inputs), streamsMax);
-      const reader = RunReader.open(file, name, this.cache);
+      const info = await writeRun(file, name, mergeRuns(inputs), streamsMax);
+      const reader = RunReader.open(file, name, this.cache, info.crc32c);
       const swap = this.writing.then(async () => {
         // The inputs are adjacent; runs written meanwhile come after them (they are newer).
         const at = this.runs.indexOf(inputs[0]);

@@ -33,6 +33,8 @@ export interface RunInfo {
   /** The highest event position in the run. */
   maxPosition: number;
   bytes: number;
+  /** CRC-32C of the whole file (snapshot archives carry it). */
+  crc32c: number;
 }
 
 interface BlockRef {
@@ -71,6 +73,7 @@ export async function writeRun(
   let offset = 0;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
+  let fileCrc = 0;
   // The block being filled: encoded entries after a 4-byte count.
   let block = Buffer.allocUnsafe(BLOCK_BYTES * 2);
   let blockLen = 4;
@@ -100,6 +103,7 @@ export async function writeRun(
       const need = 2 + idBytes + 12;
       if (blockCount > 0 && blockLen + need > BLOCK_BYTES) endBlock();
       if (pendingBytes >= WRITE_CHUNK_BYTES) {
+        for (const b of pending) fileCrc = crc32c(b, fileCrc);
         await fh.writev(pending);
         pending = [];
         pendingBytes = 0;
@@ -142,12 +146,14 @@ export async function writeRun(
       maxPosition,
       metaCrc: crc32c(bloomBytes, crc32c(index)),
     });
-    await fh.writev([...pending, index, bloomBytes, footer]);
+    const rest = [...pending, index, bloomBytes, footer];
+    for (const b of rest) fileCrc = crc32c(b, fileCrc);
+    await fh.writev(rest);
     await fh.sync();
     await fh.close();
     await fsp.rename(tmp, file);
     const bytes = offset + index.length + bloomBytes.length + FOOTER_BYTES;
-    return { name, entries: count, streams, maxPosition, bytes };
+    return { name, entries: count, streams, maxPosition, bytes, crc32c: fileCrc >>> 0 };
   } catch (e) {
     await fh.close().catch(() => {});
     await fsp.rm(tmp, { force: true });
@@ -240,7 +246,7 @@ export class RunReader {
   }
 
   /** Opens and checks a run's footer, index and bloom filter (blocks are checked when read). */
-  static open(file: string, name: string, cache: BlockCache): RunReader {
+  static open(file: string, name: string, cache: BlockCache, crc32cOfFile = 0): RunReader {
     const fd = fs.openSync(file, 'r');
     try {
       const size = fs.fstatSync(fd).size;
@@ -256,7 +262,14 @@ export class RunReader {
       const refs = decodeIndex(meta.subarray(0, f.indexLength));
       const bloomBytes = meta.subarray(f.indexLength);
       const bloom = new BloomFilter(new Uint8Array(bloomBytes.subarray(4)), bloomBytes.readUInt32LE(0));
-      const info = { name, entries: f.entries, streams: f.streams, maxPosition: f.maxPosition, bytes: size };
+      const info: RunInfo = {
+        name,
+        entries: f.entries,
+        streams: f.streams,
+        maxPosition: f.maxPosition,
+        bytes: size,
+        crc32c: crc32cOfFile,
+      };
       return new RunReader(info, file, fd, refs, bloom, cache);
     } catch (e) {
       fs.closeSync(fd);
