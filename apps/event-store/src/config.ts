@@ -45,6 +45,10 @@ export interface AppConfig {
   appendBodyBytesMax: number;
   appendEventsMax: number;
   eventBytesMax: number;
+  /** Where the stream index lives: the heap, or run files with a bounded block cache. */
+  streamIndex: 'memory' | 'disk';
+  /** The block cache of the on-disk stream index. */
+  streamIndexCacheBytes: number;
 }
 
 export { ConfigError, kebabFlag };
@@ -75,6 +79,8 @@ const schema = z.object({
   APPEND_BODY_BYTES_MAX: int(1024, 1024 * mib).default(4 * mib),
   APPEND_EVENTS_MAX: int(1, 1_000_000).default(1000),
   EVENT_BYTES_MAX: int(64, 1024 * mib).default(1 * mib),
+  STREAM_INDEX: z.enum(['memory', 'disk']).default('memory'),
+  STREAM_INDEX_CACHE_BYTES: int(64 * 1024, 64 * 1024 * mib).default(32 * mib),
 });
 type RawConfig = z.infer<typeof schema>;
 const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
@@ -191,6 +197,8 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     appendBodyBytesMax: raw.APPEND_BODY_BYTES_MAX,
     appendEventsMax: raw.APPEND_EVENTS_MAX,
     eventBytesMax: raw.EVENT_BYTES_MAX,
+    streamIndex: raw.STREAM_INDEX,
+    streamIndexCacheBytes: raw.STREAM_INDEX_CACHE_BYTES,
   };
   if (config.eventBytesMax > config.appendBodyBytesMax) {
     throw new ConfigError(

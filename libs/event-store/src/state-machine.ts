@@ -28,7 +28,11 @@ import { EventFileInfo, EventFiles, EventFilesOptions } from './storage/event-fi
 import { IdWindow } from './storage/id-window';
 import { StoredEvent } from './storage/record';
 import { StreamIndex, StreamLookup } from './storage/stream-index';
-import { DiskStreamIndex, DiskStreamIndexOptions } from './storage/stream-runs/disk-stream-index';
+import {
+  DEFAULT_DISK_STREAM_INDEX_OPTIONS,
+  DiskStreamIndex,
+  DiskStreamIndexOptions,
+} from './storage/stream-runs/disk-stream-index';
 import { RunReader } from './storage/stream-runs/run-file';
 import { BlockCache } from './storage/stream-runs/block-cache';
 import { EventSubscription, subscribe } from './subscription';
@@ -71,6 +75,10 @@ export interface EventStoreOptions {
    */
   streamIndex?: { kind: 'memory' } | ({ kind: 'disk' } & Partial<DiskStreamIndexOptions>);
 }
+
+export type StreamIndexStats =
+  | { kind: 'memory'; streams: number }
+  | ({ kind: 'disk'; streams: number; cacheBudgetBytes: number } & ReturnType<DiskStreamIndex['stats']>);
 
 export interface EventStoreStats {
   appliedIndex: number;
@@ -341,6 +349,19 @@ export class EventStoreStateMachine implements StateMachine {
       eventFiles: files.length,
       eventBytes: files.reduce((a, f) => a + f.bytes, 0),
       idempotencyWindowEvents: this.window.capacity,
+    };
+  }
+
+  /** The stream index: where it lives, its streams, and for one on disk its runs and block cache. */
+  streamIndexStats(): StreamIndexStats {
+    const s = this.streams;
+    if (!(s instanceof DiskStreamIndex)) return { kind: 'memory', streams: s.size() };
+    const o = this.streamIndexOpts as Partial<DiskStreamIndexOptions>;
+    return {
+      kind: 'disk',
+      streams: s.size(),
+      ...s.stats(),
+      cacheBudgetBytes: o.blockCacheBytes ?? DEFAULT_DISK_STREAM_INDEX_OPTIONS.blockCacheBytes,
     };
   }
 

@@ -83,6 +83,10 @@ export class NodeRuntime implements LeaderLocator {
         eventsPerAppendMax: config.appendEventsMax,
         eventBytesMax: config.eventBytesMax,
       },
+      streamIndex:
+        config.streamIndex === 'disk'
+          ? { kind: 'disk', blockCacheBytes: config.streamIndexCacheBytes }
+          : { kind: 'memory' },
     });
     phase('event-store');
     const transportStrategy = new RaftTransportStrategy(

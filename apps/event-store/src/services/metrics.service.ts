@@ -4,6 +4,8 @@ import { NodeRuntime } from '../runtime/node-runtime';
 import { StreamsService } from './streams.service';
 import { NODE_RUNTIME } from './tokens';
 
+type DiskIndexStats = Extract<ReturnType<NodeRuntime['store']['streamIndexStats']>, { kind: 'disk' }>;
+
 /** GET /metrics: the node's Raft metrics (registered by the node), event-store gauges, HTTP request counts. */
 @Injectable()
 export class MetricsService {
@@ -50,6 +52,68 @@ export class MetricsService {
         this.inc(batching.commands);
       },
     });
+    new Gauge({
+      name: 'eventstore_streams',
+      help: 'Streams in the store',
+      registers,
+      collect() {
+        this.set(store.streamIndexStats().streams);
+      },
+    });
+    // The on-disk stream index (STREAM_INDEX=disk): its block cache against its budget, runs and table.
+    const indexGauge = (name: string, help: string, pick: (s: DiskIndexStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = store.streamIndexStats();
+          this.set(s.kind === 'disk' ? pick(s) : 0);
+        },
+      });
+    indexGauge(
+      'eventstore_stream_index_cache_bytes',
+      'Bytes of decoded run blocks cached',
+      (s) => s.cacheBytes,
+    );
+    indexGauge(
+      'eventstore_stream_index_cache_budget_bytes',
+      'STREAM_INDEX_CACHE_BYTES',
+      (s) => s.cacheBudgetBytes,
+    );
+    const indexCounter = (name: string, help: string, pick: (s: DiskIndexStats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = store.streamIndexStats();
+          this.reset();
+          this.inc(s.kind === 'disk' ? pick(s) : 0);
+        },
+      });
+    indexCounter(
+      'eventstore_stream_index_cache_hits_total',
+      'Block reads served from the cache',
+      (s) => s.cacheHits,
+    );
+    indexCounter(
+      'eventstore_stream_index_cache_misses_total',
+      'Block reads from the run files',
+      (s) => s.cacheMisses,
+    );
+    indexGauge('eventstore_stream_index_runs', 'Run files of the stream index', (s) => s.runs);
+    indexGauge('eventstore_stream_index_run_bytes', 'Bytes of the run files', (s) => s.runBytes);
+    indexGauge(
+      'eventstore_stream_index_table_entries',
+      'Index entries in memory, not yet in a run',
+      (s) => s.tableEntries,
+    );
+    indexGauge(
+      'eventstore_stream_index_resident_bytes',
+      'Memory the runs keep outside the cache (block indexes, Bloom filters)',
+      (s) => s.residentBytes,
+    );
     new Gauge({
       name: 'eventstore_projection_lag_events',
       help: 'Events not yet folded into each projection',
