@@ -4,6 +4,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { SnapshotPart } from '@app/consensus';
 import { EventFileInfo, isEventFileName } from './event-files';
+import { RunInfo } from './stream-runs/run-file';
 
 /**
  * A cut: the state machine's durable state at one applied index, in its own directory
@@ -33,14 +34,7 @@ export interface CutManifest {
 }
 
 export interface CutStreamIndex {
-  runs: {
-    name: string;
-    entries: number;
-    streams: number;
-    maxPosition: number;
-    bytes: number;
-    crc32c: number;
-  }[];
+  runs: RunInfo[];
   streams: number;
 }
 
