@@ -730,7 +730,7 @@ export class RaftNode implements RaftNodeApi {
     if (this.failure !== null) {
       return new NodeError(
         'storage_failed',
-        `node ${this.id} refuses ${what}: ${this.failure}; restart the node once the disk is fixed`,
+        `node ${this.id} refuses ${what}: ${this.failure}; restart the node once the cause is fixed (a disk error, or a state machine that failed to apply)`,
       );
     }
     return null;
