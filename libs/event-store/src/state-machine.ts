@@ -6,7 +6,8 @@ import { expectationHolds } from './expected-revision';
 import { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
 import { Logger } from './logger';
 import { builtInProjections } from './projections/builtins';
-import { ProjectionCheckpoint, ProjectionEngine } from './projections/engine';
+import { decodeCheckpoints, encodeCheckpoints } from './projections/checkpoint-codec';
+import { ProjectionEngine } from './projections/engine';
 import { Reader } from './reader';
 import {
   archiveParts,
@@ -577,7 +578,7 @@ export class EventStoreStateMachine implements StateMachine {
     this.streams = this.newStreamIndex({ cutDir, manifest, streamBytes }, manifest.lastPosition);
     this.window.load(windowBytes);
     this.applied = manifest.index;
-    const checkpoints = JSON.parse(projectionBytes.toString('utf8')) as ProjectionCheckpoint[];
+    const checkpoints = decodeCheckpoints(projectionBytes);
     this.projections.load(checkpoints, manifest.lastPosition);
   }
 
@@ -593,7 +594,8 @@ export class EventStoreStateMachine implements StateMachine {
     if (offsets.length !== lastPosition + 1)
       throw new Error(`cut: ${offsets.length} offsets for last position ${lastPosition}`);
     const window = this.window.encode();
-    const checkpoints = Buffer.from(JSON.stringify(this.projections.checkpoints()));
+    // Encoded now: partition states are changed in place by later events.
+    const checkpoints = encodeCheckpoints(this.projections.checkpoints());
     // An index on disk goes into the cut as its run files (see snapshot()), not into state.bin.
     const streams = this.streams instanceof StreamIndex ? await this.streams.encodeAt(lastPosition) : [];
     return [
