@@ -110,7 +110,7 @@ export class Reader {
       let stoppedAt = scanTo;
       files.scan(from, scanTo, (e) => {
         if (!filtered || matches(e)) {
-          const size = files.recordBytes(e.position);
+          const size = e.byteLength;
           if (out.length > 0 && (out.length >= limit || bytes + size > this.cfg.readBytesMax)) {
             stoppedAt = e.position - 1;
             return false;
@@ -136,7 +136,7 @@ export class Reader {
         return true;
       });
       for (let i = chunk.length - 1; i >= 0; i--) {
-        const size = files.recordBytes(chunk[i].position);
+        const size = chunk[i].byteLength;
         if (out.length > 0 && (out.length >= limit || bytes + size > this.cfg.readBytesMax)) {
           stoppedAt = chunk[i].position + 1;
           break;
@@ -152,31 +152,40 @@ export class Reader {
   /** Reads the events at these positions in the given order, stopping early at readBytesMax (at least one). */
   private readPositions(positions: number[]): EventEnvelope[] {
     const files = this.files();
-    let count = 0;
-    let bytes = 0;
-    for (; count < positions.length; count++) {
-      const size = files.recordBytes(positions[count]);
-      if (count > 0 && bytes + size > this.cfg.readBytesMax) break;
-      bytes += size;
-    }
     const out: EventEnvelope[] = [];
-    for (let i = 0; i < count;) {
+    let bytes = 0;
+    // false once the byte budget is reached: the event that would pass it is left out (unless it is the first).
+    const take = (e: StoredEvent): boolean => {
+      const size = e.byteLength;
+      if (out.length > 0 && bytes + size > this.cfg.readBytesMax) return false;
+      bytes += size;
+      out.push(e.toEnvelope());
+      return true;
+    };
+    for (let i = 0; i < positions.length;) {
       // Coalesce runs of consecutive positions (either direction) into one sequential read.
       let j = i;
-      const step = i + 1 < count ? positions[i + 1] - positions[i] : 0;
-      if (step === 1 || step === -1) while (j + 1 < count && positions[j + 1] - positions[j] === step) j++;
+      const step = i + 1 < positions.length ? positions[i + 1] - positions[i] : 0;
+      if (step === 1 || step === -1)
+        while (j + 1 < positions.length && positions[j + 1] - positions[j] === step) j++;
       if (j === i) {
-        out.push(files.read(positions[i]).toEnvelope());
-      } else {
-        const lo = Math.min(positions[i], positions[j]);
-        const hi = Math.max(positions[i], positions[j]);
-        const run: EventEnvelope[] = [];
-        files.scan(lo, hi, (e) => {
-          run.push(e.toEnvelope());
+        if (!take(files.read(positions[i]))) return out;
+      } else if (step === -1) {
+        // Read forward in one pass, then taken newest first so the budget stops at the right event.
+        const run: StoredEvent[] = [];
+        files.scan(positions[j], positions[i], (e) => {
+          run.push(e);
           return true;
         });
-        if (step === -1) run.reverse();
-        out.push(...run);
+        for (let k = run.length - 1; k >= 0; k--) if (!take(run[k])) return out;
+      } else {
+        let stopped = false;
+        files.scan(positions[i], positions[j], (e) => {
+          if (take(e)) return true;
+          stopped = true;
+          return false;
+        });
+        if (stopped) return out;
       }
       i = j + 1;
     }

@@ -25,7 +25,14 @@ import {
   streamParts,
   writeCut,
 } from './storage/cut';
-import { EventFileInfo, EventFiles, EventFilesOptions } from './storage/event-files';
+import {
+  EventFileInfo,
+  EventFiles,
+  EventFilesOptions,
+  OFFSETS_EVERY,
+  sparseCount,
+  sparseFromDense,
+} from './storage/event-files';
 import { IdWindow } from './storage/id-window';
 import { StoredEvent } from './storage/record';
 import { StreamIndex, StreamLookup } from './storage/stream-index';
@@ -559,11 +566,23 @@ export class EventStoreStateMachine implements StateMachine {
     const manifest = readManifest(cutDir);
     const [offsetBytes, streamBytes, windowBytes, projectionBytes] = readSections(cutDir, manifest);
     const count = manifest.lastPosition + 1;
-    if (offsetBytes.length !== count * 4)
-      throw new Error(`cut ${cutDir}: offsets for ${offsetBytes.length / 4} positions, expected ${count}`);
+    const every = manifest.offsetsEvery ?? 1;
+    if (every !== 1 && every !== OFFSETS_EVERY)
+      throw new Error(`cut ${cutDir}: one offset per ${every} positions is not a layout this version reads`);
+    const expected = every === 1 ? count : sparseCount(count);
+    if (offsetBytes.length !== expected * 4)
+      throw new Error(
+        `cut ${cutDir}: ${offsetBytes.length / 4} offsets for ${count} positions, expected ${expected}`,
+      );
     installCutFiles(cutDir, this.eventsDir, manifest, { copyToShorten: older });
-    const offsets = new Uint32Array(Math.max(1024, Math.ceil(count * 1.25)));
-    new Uint8Array(offsets.buffer).set(offsetBytes);
+    const stored = new Uint32Array(expected);
+    new Uint8Array(stored.buffer).set(offsetBytes);
+    let offsets: Uint32Array;
+    if (every === 1) offsets = sparseFromDense(stored);
+    else {
+      offsets = new Uint32Array(Math.max(1024, Math.ceil(expected * 1.25)));
+      offsets.set(stored);
+    }
     const files = new EventFiles(this.eventsDir, this.fileOpts, manifest.files, offsets);
     if (files.lastPosition() !== manifest.lastPosition) {
       files.close();
@@ -590,9 +609,9 @@ export class EventStoreStateMachine implements StateMachine {
    * a cut no longer stops the node for tens of milliseconds per million events.
    */
   private async encodeState(lastPosition: number): Promise<(Buffer | Buffer[])[]> {
-    const offsets = this.files.offsetsView();
-    if (offsets.length !== lastPosition + 1)
-      throw new Error(`cut: ${offsets.length} offsets for last position ${lastPosition}`);
+    const offsets = this.files.sparseOffsets();
+    if (offsets.length !== sparseCount(lastPosition + 1))
+      throw new Error(`cut: ${offsets.length} sparse offsets for last position ${lastPosition}`);
     const window = this.window.encode();
     // Encoded now: partition states are changed in place by later events.
     const checkpoints = encodeCheckpoints(this.projections.checkpoints());

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { SnapshotPart } from '@app/consensus';
-import { EventFileInfo, isEventFileName } from './event-files';
+import { EventFileInfo, isEventFileName, OFFSETS_EVERY } from './event-files';
 import { RunInfo } from './stream-runs/run-file';
 
 /**
@@ -31,6 +31,8 @@ export interface CutManifest {
    * stream-index section is then empty. Absent: the index is in state.bin.
    */
   streamIndex?: CutStreamIndex;
+  /** state.bin's offsets section holds one offset per this many positions (absent: one per position). */
+  offsetsEvery?: number;
 }
 
 export interface CutStreamIndex {
@@ -111,6 +113,7 @@ export async function writeCut(
     files,
     sections: sections.map(sectionBytes),
     stateCrc32c: stateCrc >>> 0,
+    offsetsEvery: OFFSETS_EVERY,
     ...(streamIndex ? { streamIndex: streamIndex.index } : {}),
   };
   await writeFileSynced(path.join(tmp, STATE), parts);

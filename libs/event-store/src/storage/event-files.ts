@@ -27,6 +27,17 @@ export interface EventFilesOptions {
 const FILE_SUFFIX = '.evt';
 /** Sequential reads (scans, ranges) read the files in blocks of this size. */
 const READ_BLOCK_BYTES = 4 * 1024 * 1024;
+/**
+ * One offset is kept per this many positions (sparse): a record is found by walking the length prefixes
+ * from the nearest kept offset (≤ 63 records, read in one small block). 4 bytes per 64 events in memory and
+ * in cuts, instead of 4 bytes per event.
+ */
+export const OFFSETS_EVERY = 64;
+const OFFSETS_SHIFT = 6;
+/** Bytes read at once when walking from a kept offset to a record (more are read as needed). */
+const WALK_READ_BYTES = 16 * 1024;
+/** Bytes read for one record when its size is not known yet (a larger record is read again whole). */
+const RECORD_READ_BYTES = 4 * 1024;
 
 /** Below this many bytes a plain loop copies faster than Buffer.copy (which checks and dispatches per call). */
 const COPY_LOOP_BYTES_MAX = 64;
@@ -54,7 +65,7 @@ export function isEventFileName(name: string): boolean {
  */
 export class EventFiles {
   private readonly files: EventFile[] = [];
-  /** offsets[p] = byte offset of position p inside its file. */
+  /** offsets[g] = byte offset, inside its file, of position g × OFFSETS_EVERY. */
   private offsets: Uint32Array;
   private lastPos = -1;
   private tail: Buffer;
@@ -65,7 +76,10 @@ export class EventFiles {
   /** The buffer that holds the record appendParts wrote last (at the offset it returned). */
   lastRecordBuffer: Buffer = Buffer.alloc(0);
 
-  /** `dir` must hold exactly the files in `files` (each truncated to its `bytes`); `offsets` covers 0..lastPosition. */
+  /**
+   * `dir` must hold exactly the files in `files` (each truncated to its `bytes`); `offsets` holds the sparse
+   * offsets of positions 0, 64, 128, … up to lastPosition (see sparseOffsets()).
+   */
   constructor(
     private readonly dir: string,
     private readonly opts: EventFilesOptions,
@@ -89,9 +103,9 @@ export class EventFiles {
       expectedStart += f.count;
     }
     this.lastPos = expectedStart - 1;
-    if (this.offsets.length < expectedStart)
+    if (offsets.length < sparseCount(expectedStart))
       throw new Error(
-        `event files: offsets cover ${this.offsets.length} positions, files hold ${expectedStart}`,
+        `event files: ${offsets.length} sparse offsets, the files' ${expectedStart} positions need ${sparseCount(expectedStart)}`,
       );
     this.flushedBytes = this.files.length > 0 ? this.files[this.files.length - 1].bytes : 0;
     this.recent.clear(this.lastPos + 1);
@@ -197,9 +211,9 @@ export class EventFiles {
     return this.files.map(({ name, start, count, bytes }) => ({ name, start, count, bytes }));
   }
 
-  /** Positions 0..lastPosition's offsets (a view; copy before keeping it). */
-  offsetsView(): Uint32Array {
-    return this.offsets.subarray(0, this.lastPos + 1);
+  /** The sparse offsets of positions 0, 64, … ≤ lastPosition (a view; copy before keeping it). */
+  sparseOffsets(): Uint32Array {
+    return this.offsets.subarray(0, sparseCount(this.lastPos + 1));
   }
 
   close(): void {
@@ -211,9 +225,11 @@ export class EventFiles {
   /** Size in bytes of the record at `position`. */
   recordBytes(position: number): number {
     this.checkPosition(position);
+    const cached = this.recent.bufferOf(position);
+    if (cached) return cached.readUInt32LE(this.recent.startOf(position));
     const file = this.fileOf(position);
-    const end = position + 1 < file.start + file.count ? this.offsets[position + 1] : file.bytes;
-    return end - this.offsets[position];
+    const at = this.offsetOf(file, position);
+    return this.readBytes(file, at, at + 4).readUInt32LE(0);
   }
 
   read(position: number): StoredEvent {
@@ -221,9 +237,32 @@ export class EventFiles {
     const cached = this.recent.bufferOf(position);
     if (cached) return new StoredEvent(cached, this.recent.startOf(position));
     const file = this.fileOf(position);
-    const start = this.offsets[position];
-    const end = position + 1 < file.start + file.count ? this.offsets[position + 1] : file.bytes;
-    return new StoredEvent(this.readBytes(file, start, end), 0);
+    const start = this.offsetOf(file, position);
+    const end = Math.min(file.bytes, start + RECORD_READ_BYTES);
+    let buf = this.readBytes(file, start, end);
+    const size = buf.readUInt32LE(0);
+    if (size > buf.length) buf = this.readBytes(file, start, start + size);
+    return new StoredEvent(buf, 0);
+  }
+
+  /** The byte offset of `position` in `file`: from the nearest kept offset, walking the records' lengths. */
+  private offsetOf(file: EventFile, position: number): number {
+    const base = position & ~(OFFSETS_EVERY - 1);
+    let p = base < file.start ? file.start : base;
+    let at = base < file.start ? 0 : this.offsets[base >>> OFFSETS_SHIFT];
+    let window: Buffer = Buffer.alloc(0);
+    let windowAt = at;
+    while (p < position) {
+      if (at + 4 > windowAt + window.length) {
+        windowAt = at;
+        window = this.readBytes(file, at, Math.min(file.bytes, at + WALK_READ_BYTES));
+        if (window.length < 4)
+          throw new Error(`event files: ${file.name} ends inside the record of position ${p} at byte ${at}`);
+      }
+      at += window.readUInt32LE(at - windowAt);
+      p++;
+    }
+    return at;
   }
 
   /**
@@ -235,45 +274,39 @@ export class EventFiles {
     this.checkPosition(from);
     this.checkPosition(to);
     let p = from;
+    // Where position p starts, when the previous block ended in the same file (no walk needed).
+    let carried: { file: EventFile; at: number } | null = null;
     while (p <= to) {
       const cached = this.recent.bufferOf(p);
       if (cached) {
         if (!visit(new StoredEvent(cached, this.recent.startOf(p)))) return p;
         p++;
+        carried = null;
         continue;
       }
       const file = this.fileOf(p);
-      const runEnd = this.blockEnd(file, p, Math.min(to, file.start + file.count - 1));
-      const startByte = this.offsets[p];
-      const endByte = runEnd + 1 < file.start + file.count ? this.offsets[runEnd + 1] : file.bytes;
-      const block = this.readBytes(file, startByte, endByte);
+      const startByte: number =
+        carried !== null && carried.file === file ? carried.at : this.offsetOf(file, p);
+      const last = Math.min(to, file.start + file.count - 1);
+      let block = this.readBytes(file, startByte, Math.min(file.bytes, startByte + READ_BLOCK_BYTES));
+      const first = block.readUInt32LE(0);
+      // A record longer than a block is read whole.
+      if (first > block.length) block = this.readBytes(file, startByte, startByte + first);
       let o = 0;
-      for (; p <= runEnd; p++) {
+      for (; p <= last && o + 4 <= block.length; p++) {
+        const size = block.readUInt32LE(o);
+        if (o + size > block.length) break;
         const e = new StoredEvent(block, o);
         if (e.position !== p)
           throw new Error(
             `event files: ${file.name} at byte ${startByte + o} holds position ${e.position}, expected ${p}`,
           );
         if (!visit(e)) return p;
-        o += block.readUInt32LE(o);
+        o += size;
       }
+      carried = { file, at: startByte + o };
     }
     return to;
-  }
-
-  /** The last position q in [p, max] such that p..q fit in one read block (at least p). */
-  private blockEnd(file: EventFile, p: number, max: number): number {
-    const startByte = this.offsets[p];
-    let lo = p;
-    let hi = max;
-    const endOf = (q: number) => (q + 1 < file.start + file.count ? this.offsets[q + 1] : file.bytes);
-    if (endOf(max) - startByte <= READ_BLOCK_BYTES) return max;
-    while (lo < hi) {
-      const mid = Math.ceil((lo + hi) / 2);
-      if (endOf(mid) - startByte <= READ_BLOCK_BYTES) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
   }
 
   private readBytes(file: EventFile, start: number, end: number): Buffer {
@@ -321,11 +354,25 @@ export class EventFiles {
   }
 
   private setOffset(position: number, offset: number): void {
-    if (position >= this.offsets.length) {
+    if ((position & (OFFSETS_EVERY - 1)) !== 0) return;
+    const g = position >>> OFFSETS_SHIFT;
+    if (g >= this.offsets.length) {
       const grown = new Uint32Array(Math.max(1024, this.offsets.length * 2));
       grown.set(this.offsets);
       this.offsets = grown;
     }
-    this.offsets[position] = offset;
+    this.offsets[g] = offset;
   }
+}
+
+/** Sparse offsets needed for `positions` positions (0, 64, … below it). */
+export function sparseCount(positions: number): number {
+  return (positions + OFFSETS_EVERY - 1) >>> OFFSETS_SHIFT;
+}
+
+/** Sparse offsets from one offset per position (cuts written before offsets were sparse). */
+export function sparseFromDense(dense: Uint32Array): Uint32Array {
+  const out = new Uint32Array(Math.max(1024, sparseCount(dense.length)));
+  for (let g = 0; g * OFFSETS_EVERY < dense.length; g++) out[g] = dense[g * OFFSETS_EVERY];
+  return out;
 }

@@ -75,6 +75,11 @@ export class StoredEvent implements EventEnvelope {
   private readonly dataStart: number;
   private readonly metaStart: number;
 
+  /** The record's size in bytes (its length prefix). */
+  get byteLength(): number {
+    return this.buf.readUInt32LE(this.start);
+  }
+
   /**
    * `buf` must not be modified afterwards (it is kept for the lazy fields). `known` skips decoding the
    * strings when the caller just wrote the record from them (apply).
