@@ -5,7 +5,7 @@ import { Prng } from '@app/consensus/testing';
 import { STORAGE_DEFAULTS } from '../limits';
 import { EventFiles, OFFSETS_EVERY, sparseCount, sparseFromDense } from './event-files';
 
-/** Reads from the files themselves (a recent cache of 2 records), with one offset kept per 64 positions. */
+/** Reads from the files themselves (a recent cache of 2 records), with one offset kept per 16 positions. */
 describe('EventFiles: sparse offsets', () => {
   const dirs: string[] = [];
   afterAll(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
@@ -53,6 +53,7 @@ describe('EventFiles: sparse offsets', () => {
     for (const [from, to] of [
       [0, n - 1],
       [5, 300],
+      [15, 17],
       [63, 65],
       [129, n - 3],
     ]) {
@@ -62,7 +63,7 @@ describe('EventFiles: sparse offsets', () => {
     }
   }
 
-  it('reads every record and range from the files, with one offset kept per 64 positions', () => {
+  it('reads every record and range from the files, with one offset kept per 16 positions', () => {
     const n = 1500;
     const { files, sizes } = fill(n);
     expect(files.describe().length).toBeGreaterThan(3);
@@ -95,7 +96,7 @@ describe('EventFiles: sparse offsets', () => {
       again.close();
     }
     expect(Array.from(sparseFromDense(dense).subarray(0, sparse.length))).toEqual(Array.from(sparse));
-    expect(OFFSETS_EVERY).toBe(64);
+    expect(OFFSETS_EVERY).toBe(16);
   });
 
   it('refuses too few sparse offsets for the files', () => {
@@ -104,10 +105,10 @@ describe('EventFiles: sparse offsets', () => {
     const described = files.describe();
     files.close();
     expect(() => new EventFiles(dir, opts, described, new Uint32Array(0))).toThrow(
-      /0 sparse offsets, the files' 200 positions need 4/,
+      /0 sparse offsets, the files' 200 positions need 13/,
     );
-    expect(() => new EventFiles(dir, opts, described, new Uint32Array(2))).toThrow(
-      /2 sparse offsets, the files' 200 positions need 4/,
+    expect(() => new EventFiles(dir, opts, described, new Uint32Array(12))).toThrow(
+      /12 sparse offsets, the files' 200 positions need 13/,
     );
   });
 });

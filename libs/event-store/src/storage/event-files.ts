@@ -29,13 +29,14 @@ const FILE_SUFFIX = '.evt';
 const READ_BLOCK_BYTES = 4 * 1024 * 1024;
 /**
  * One offset is kept per this many positions (sparse): a record is found by walking the length prefixes
- * from the nearest kept offset (≤ 63 records, read in one small block). 4 bytes per 64 events in memory and
+ * from the nearest kept offset (≤ 15 records, read in one small block). 4 bytes per 16 events in memory and
  * in cuts, instead of 4 bytes per event.
  */
-export const OFFSETS_EVERY = 64;
-const OFFSETS_SHIFT = 6;
+export const OFFSETS_EVERY = 16;
+const OFFSETS_SHIFT = 4;
 /** Bytes read at once when walking from a kept offset to a record (more are read as needed). */
-const WALK_READ_BYTES = 16 * 1024;
+const WALK_READ_BYTES = 4 * 1024;
+const EMPTY = Buffer.alloc(0);
 /** Bytes read for one record when its size is not known yet (a larger record is read again whole). */
 const RECORD_READ_BYTES = 4 * 1024;
 
@@ -78,7 +79,7 @@ export class EventFiles {
 
   /**
    * `dir` must hold exactly the files in `files` (each truncated to its `bytes`); `offsets` holds the sparse
-   * offsets of positions 0, 64, 128, … up to lastPosition (see sparseOffsets()).
+   * offsets of positions 0, 16, 32, … up to lastPosition (see sparseOffsets()).
    */
   constructor(
     private readonly dir: string,
@@ -211,7 +212,7 @@ export class EventFiles {
     return this.files.map(({ name, start, count, bytes }) => ({ name, start, count, bytes }));
   }
 
-  /** The sparse offsets of positions 0, 64, … ≤ lastPosition (a view; copy before keeping it). */
+  /** The sparse offsets of positions 0, 16, … ≤ lastPosition (a view; copy before keeping it). */
   sparseOffsets(): Uint32Array {
     return this.offsets.subarray(0, sparseCount(this.lastPos + 1));
   }
@@ -237,9 +238,14 @@ export class EventFiles {
     const cached = this.recent.bufferOf(position);
     if (cached) return new StoredEvent(cached, this.recent.startOf(position));
     const file = this.fileOf(position);
-    const start = this.offsetOf(file, position);
-    const end = Math.min(file.bytes, start + RECORD_READ_BYTES);
-    let buf = this.readBytes(file, start, end);
+    const found = this.locate(file, position);
+    // The walk's last read usually holds the record too.
+    if (found.in + 4 <= found.buf.length) {
+      const size = found.buf.readUInt32LE(found.in);
+      if (found.in + size <= found.buf.length) return new StoredEvent(found.buf, found.in);
+    }
+    const start = found.at;
+    let buf = this.readBytes(file, start, Math.min(file.bytes, start + RECORD_READ_BYTES));
     const size = buf.readUInt32LE(0);
     if (size > buf.length) buf = this.readBytes(file, start, start + size);
     return new StoredEvent(buf, 0);
@@ -247,10 +253,18 @@ export class EventFiles {
 
   /** The byte offset of `position` in `file`: from the nearest kept offset, walking the records' lengths. */
   private offsetOf(file: EventFile, position: number): number {
+    return this.locate(file, position).at;
+  }
+
+  /**
+   * Walks from the nearest kept offset to `position`: its offset in the file (`at`), and the last bytes read
+   * (`buf`, where the record starts at `in`; it may hold less than the whole record, or nothing).
+   */
+  private locate(file: EventFile, position: number): { at: number; buf: Buffer; in: number } {
     const base = position & ~(OFFSETS_EVERY - 1);
     let p = base < file.start ? file.start : base;
     let at = base < file.start ? 0 : this.offsets[base >>> OFFSETS_SHIFT];
-    let window: Buffer = Buffer.alloc(0);
+    let window: Buffer = EMPTY;
     let windowAt = at;
     while (p < position) {
       if (at + 4 > windowAt + window.length) {
@@ -262,7 +276,7 @@ export class EventFiles {
       at += window.readUInt32LE(at - windowAt);
       p++;
     }
-    return at;
+    return { at, buf: window, in: at - windowAt };
   }
 
   /**
@@ -365,7 +379,7 @@ export class EventFiles {
   }
 }
 
-/** Sparse offsets needed for `positions` positions (0, 64, … below it). */
+/** Sparse offsets needed for `positions` positions (0, 16, … below it). */
 export function sparseCount(positions: number): number {
   return (positions + OFFSETS_EVERY - 1) >>> OFFSETS_SHIFT;
 }
