@@ -264,6 +264,10 @@ export class EventStoreClient {
       for (let hop = 0; ; hop++) {
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
+        // A retry with only a sliver of the total budget left would most likely time out, turning a clean
+        // "unavailable" into "unknown outcome" for an append: it is not started.
+        if (attempt > 0 && hop === 0 && remaining < Math.min(attemptBudgetMsMin, this.requestTimeoutMs))
+          break;
         let res: RawResponse;
         try {
           res = await sendOnce(
@@ -346,6 +350,9 @@ export class EventStoreClient {
     throw new UnavailableError(msg);
   }
 }
+
+/** A retry is started only with at least this much of retry.totalTimeoutMs left (or the request timeout, if less). */
+const attemptBudgetMsMin = 50;
 
 function normalizeBase(u: string): string {
   const url = new URL(u);
