@@ -96,3 +96,8 @@ export function messageBytes(m: Message): number {
       return 64;
   }
 }
+
+/** An answer to a request (it promises state of the answering node's term). */
+export function isResponse(m: Message): boolean {
+  return m.type === 'AppendResponse' || m.type === 'SnapshotResponse' || m.type === 'VoteResponse';
+}

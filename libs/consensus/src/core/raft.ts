@@ -10,7 +10,7 @@ import * as inputs from './client-inputs';
 import * as election from './election';
 import { RaftLog } from './log';
 import { ConfigHistory, isVoter, members } from './membership';
-import { Message } from './messages';
+import { Message, isResponse } from './messages';
 import { RaftOptions } from './options';
 import { Progress } from './progress';
 import * as readPath from './read-index';
@@ -602,8 +602,4 @@ export class RaftCore implements RaftCoreApi {
   private softStateChanged(): boolean {
     return this.leaderId !== this.handedSoft.leaderId || this.role() !== this.handedSoft.role;
   }
-}
-
-function isResponse(m: Message): boolean {
-  return m.type === 'AppendResponse' || m.type === 'SnapshotResponse' || m.type === 'VoteResponse';
 }

@@ -1,7 +1,7 @@
 import { MembershipChange, RaftCoreApi, RaftCoreFactory } from '../core/api';
 import { DEFAULT_RAFT_OPTIONS, RaftOptions } from '../core/options';
 import { RaftCore } from '../core/raft';
-import { Message } from '../core/messages';
+import { isResponse } from '../core/messages';
 import { Ready, SoftState } from '../core/ready';
 import {
   ConfigState,
@@ -41,10 +41,6 @@ interface ReadBatch {
 const defaultLogger: Logger = { log: () => {}, warn: (m) => console.warn(m), error: (m) => console.error(m) };
 
 const defaultCoreFactory: RaftCoreFactory = (options, log, initial) => new RaftCore(options, log, initial);
-
-function isResponse(m: Message): boolean {
-  return m.type === 'AppendResponse' || m.type === 'SnapshotResponse' || m.type === 'VoteResponse';
-}
 
 function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
