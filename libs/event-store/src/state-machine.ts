@@ -287,7 +287,8 @@ export class EventStoreStateMachine implements StateMachine {
       // From here on everything is synchronous: no apply or read sees a half-swapped state.
       this.projections.detach();
       this.files.close();
-      this.closeStreamIndex();
+      // Not awaited: the old index finishes its background writes in its own directory, then goes.
+      void this.closeStreamIndex();
       const final = path.join(this.cutsDir, cutDirName(meta.index));
       fs.rmSync(final, { recursive: true, force: true });
       fs.renameSync(tmp, final);
@@ -433,7 +434,7 @@ export class EventStoreStateMachine implements StateMachine {
         actualRevision: actual,
       };
     }
-    return this.write(cmd);
+    return this.write(cmd, actual);
   }
 
   /**
@@ -503,9 +504,10 @@ export class EventStoreStateMachine implements StateMachine {
     };
   }
 
-  private write(cmd: DecodedCommand): AppendSuccess {
+  /** `lastRevision`: the stream's, as the expectation check just looked it up (-1: new stream). */
+  private write(cmd: DecodedCommand, lastRevision: number): AppendSuccess {
     const firstPosition = this.files.lastPosition() + 1;
-    const firstRevision = this.streams.lastRevision(cmd.streamId) + 1;
+    const firstRevision = lastRevision + 1;
     const feed = this.projections.hasRunning();
     const known = { position: 0, revision: 0, timestamp: cmd.timestamp, streamId: cmd.streamId, type: '' };
     const b = cmd.bytes;
