@@ -287,10 +287,6 @@ export class RunReader {
     return this.bloom.bits.length + this.refs.length * 64;
   }
 
-  mayContain(id: string): boolean {
-    return this.bloom.mayContain(id);
-  }
-
   /** The stream's highest revision in this run, or -1. */
   lastRevision(id: string): number {
     if (!this.bloom.mayContain(id)) return -1;
