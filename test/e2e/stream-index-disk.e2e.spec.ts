@@ -81,8 +81,9 @@ it(`${STREAMS} new streams: a follower restarted behind gets the index by snapsh
   for (const n of h.running()) {
     expect(await metric(n.url, 'eventstore_stream_index_runs')).toBeGreaterThan(0);
     expect(await metric(n.url, 'eventstore_stream_index_cache_bytes')).toBeLessThanOrEqual(CACHE_BYTES);
-    // Streams are spread over run files: far more index bytes on disk than the cache may hold.
-    expect(await metric(n.url, 'eventstore_stream_index_run_bytes')).toBeGreaterThan(10 * CACHE_BYTES);
+    // Streams are spread over run files: several times more index bytes on disk than the cache may hold
+    // (about 640 KiB for 40,000 entries; what came after the last cut may still be in the table).
+    expect(await metric(n.url, 'eventstore_stream_index_run_bytes')).toBeGreaterThan(4 * CACHE_BYTES);
   }
 
   // Reads of streams spread over the whole fill, on every node, from local state.
