@@ -49,6 +49,10 @@ export interface AppConfig {
   streamIndex: 'memory' | 'disk';
   /** The block cache of the on-disk stream index. */
   streamIndexCacheBytes: number;
+  /** Where partitioned projections keep partition states: the heap, or run files with a bounded block cache. */
+  projectionState: 'memory' | 'disk';
+  /** The block cache of partition states on disk (shared by every projection). */
+  projectionCacheBytes: number;
 }
 
 export { ConfigError, kebabFlag };
@@ -81,6 +85,8 @@ const schema = z.object({
   EVENT_BYTES_MAX: int(64, 1024 * mib).default(1 * mib),
   STREAM_INDEX: z.enum(['memory', 'disk']).default('memory'),
   STREAM_INDEX_CACHE_BYTES: int(64 * 1024, 64 * 1024 * mib).default(32 * mib),
+  PROJECTION_STATE: z.enum(['memory', 'disk']).default('memory'),
+  PROJECTION_CACHE_BYTES: int(64 * 1024, 64 * 1024 * mib).default(32 * mib),
 });
 type RawConfig = z.infer<typeof schema>;
 const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
@@ -199,6 +205,8 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     eventBytesMax: raw.EVENT_BYTES_MAX,
     streamIndex: raw.STREAM_INDEX,
     streamIndexCacheBytes: raw.STREAM_INDEX_CACHE_BYTES,
+    projectionState: raw.PROJECTION_STATE,
+    projectionCacheBytes: raw.PROJECTION_CACHE_BYTES,
   };
   if (config.eventBytesMax > config.appendBodyBytesMax) {
     throw new ConfigError(

@@ -6,8 +6,9 @@ import { expectationHolds } from './expected-revision';
 import { DEFAULT_LIMITS, EventStoreLimits, STORAGE_DEFAULTS } from './limits';
 import { Logger } from './logger';
 import { builtInProjections } from './projections/builtins';
-import { decodeCheckpoints, encodeCheckpoints } from './projections/checkpoint-codec';
-import { ProjectionEngine } from './projections/engine';
+import { decodeCheckpoints } from './projections/checkpoint-codec';
+import { DEFAULT_PROJECTION_CACHE_BYTES, ProjectionEngine } from './projections/engine';
+import { PartitionStoreOptions } from './projections/partition-store';
 import { Reader } from './reader';
 import {
   archiveParts,
@@ -82,6 +83,12 @@ export interface EventStoreOptions {
    * (`disk`: sorted run files with a bounded cache; memory does not grow with the number of streams).
    */
   streamIndex?: { kind: 'memory' } | ({ kind: 'disk' } & Partial<DiskStreamIndexOptions>);
+  /**
+   * Where partitioned projections keep their partition states: in the heap (`memory`, the default) or on
+   * disk (`disk`: key → JSON run files under `<dir>/projections` with a shared block cache of `cacheBytes`).
+   */
+  projectionState?:
+    { kind: 'memory' } | ({ kind: 'disk'; cacheBytes?: number } & Partial<PartitionStoreOptions>);
 }
 
 export type StreamIndexStats =
@@ -143,6 +150,16 @@ export class EventStoreStateMachine implements StateMachine {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.projections =
       opts.projections ?? new ProjectionEngine(builtInProjections(), { logger: opts.logger });
+    const ps = opts.projectionState ?? { kind: 'memory' };
+    this.projections.useStorage(
+      ps.kind === 'disk'
+        ? {
+            ...ps,
+            dir: path.join(dir, 'projections'),
+            cacheBytes: ps.cacheBytes ?? DEFAULT_PROJECTION_CACHE_BYTES,
+          }
+        : null,
+    );
     this.cutsKept = opts.cutsKept ?? STORAGE_DEFAULTS.cutsKept;
     this.fileOpts = {
       fileBytesMax: opts.fileBytesMax ?? STORAGE_DEFAULTS.fileBytesMax,
@@ -242,11 +259,16 @@ export class EventStoreStateMachine implements StateMachine {
       const runs = disk?.checkpoint(lastPosition, pinDir);
       runs?.catch(() => {});
       const streamsAtCut = this.streams.size();
+      // Also at the cut point: projection states in the heap encoded, partition stores frozen.
+      const projections = this.projections.checkpoint(pinDir);
+      projections.catch(() => {});
       let cutDir: string;
       let sections: (Buffer | Buffer[])[];
       let files: CutFileInfo[];
       try {
         sections = await this.encodeState(lastPosition);
+        const checkpoint = await projections;
+        sections.push(checkpoint.encoded);
         files = await this.withCrcs(described);
         const streamIndex =
           disk && runs ? { index: { runs: await runs, streams: streamsAtCut }, dir: pinDir } : undefined;
@@ -258,6 +280,7 @@ export class EventStoreStateMachine implements StateMachine {
           files,
           sections,
           streamIndex,
+          checkpoint.runs.length > 0 ? { runs: checkpoint.runs, dir: pinDir } : undefined,
         );
       } finally {
         fs.rmSync(pinDir, { recursive: true, force: true });
@@ -390,6 +413,7 @@ export class EventStoreStateMachine implements StateMachine {
     this.projections.detach();
     this.files.close();
     await this.closeStreamIndex();
+    await this.projections.close();
     this.appendedListeners.clear();
     this.wakeAll();
   }
@@ -600,7 +624,7 @@ export class EventStoreStateMachine implements StateMachine {
     this.window.load(windowBytes);
     this.applied = manifest.index;
     const checkpoints = decodeCheckpoints(projectionBytes);
-    this.projections.load(checkpoints, manifest.lastPosition);
+    this.projections.load(checkpoints, manifest.lastPosition, cutDir);
   }
 
   /**
@@ -615,16 +639,10 @@ export class EventStoreStateMachine implements StateMachine {
     if (offsets.length !== sparseCount(lastPosition + 1))
       throw new Error(`cut: ${offsets.length} sparse offsets for last position ${lastPosition}`);
     const window = this.window.encode();
-    // Encoded now: partition states are changed in place by later events.
-    const checkpoints = encodeCheckpoints(this.projections.checkpoints());
     // An index on disk goes into the cut as its run files (see snapshot()), not into state.bin.
     const streams = this.streams instanceof StreamIndex ? await this.streams.encodeAt(lastPosition) : [];
-    return [
-      Buffer.from(offsets.buffer, offsets.byteOffset, offsets.byteLength),
-      streams,
-      window,
-      checkpoints,
-    ];
+    // The fourth section, the projection checkpoints, is added by snapshot().
+    return [Buffer.from(offsets.buffer, offsets.byteOffset, offsets.byteLength), streams, window];
   }
 
   /** The cut's archive as a stream (the cut is kept from pruning while it is read). */

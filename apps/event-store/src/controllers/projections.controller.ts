@@ -1,6 +1,13 @@
 import { Controller, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
-import { ConsistencyQuery, consistencyQuerySchema, ZodPipe, ZodQuery } from '../http/dto';
+import {
+  ConsistencyQuery,
+  consistencyQuerySchema,
+  ProjectionQuery,
+  projectionQuerySchema,
+  ZodPipe,
+  ZodQuery,
+} from '../http/dto';
 import { ProjectionsService } from '../services/projections.service';
 
 @ApiTags('projections')
@@ -15,10 +22,12 @@ export class ProjectionsController {
   }
 
   @Get(':name')
-  @ApiOperation({ summary: "A projection's state" })
-  @ZodQuery(consistencyQuerySchema)
-  get(@Param('name') name: string, @Query(new ZodPipe(consistencyQuerySchema, 'query')) q: ConsistencyQuery) {
-    return this.projections.get(name, q.consistency);
+  @ApiOperation({
+    summary: "A projection's state; a partitioned one a page at a time (`next` when more follow)",
+  })
+  @ZodQuery(projectionQuerySchema)
+  get(@Param('name') name: string, @Query(new ZodPipe(projectionQuerySchema, 'query')) q: ProjectionQuery) {
+    return this.projections.get(name, q.consistency, { after: q.after, limit: q.limit });
   }
 
   @Get(':name/:key')

@@ -78,6 +78,26 @@ export type SubscribeAllQuery = z.infer<typeof subscribeAllQuerySchema>;
 export const consistencyQuerySchema = z.object({ consistency });
 export type ConsistencyQuery = z.infer<typeof consistencyQuerySchema>;
 
+const projectionPageMax = 10_000;
+export const projectionQuerySchema = z.object({
+  consistency,
+  after: z
+    .string()
+    .max(64 * 1024)
+    .optional()
+    .describe(
+      "partitioned projections: only partitions with keys after this one (the previous page's `next`)",
+    ),
+  limit: z
+    .string()
+    .regex(/^\d{1,6}$/, 'must be an integer')
+    .transform(Number)
+    .refine((n) => n >= 1 && n <= projectionPageMax, `must be 1-${projectionPageMax}`)
+    .optional()
+    .describe(`partitioned projections: partitions per page, default and at most ${projectionPageMax}`),
+});
+export type ProjectionQuery = z.infer<typeof projectionQuerySchema>;
+
 export const addMemberSchema = z.object({
   id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1-64 characters from [A-Za-z0-9._-]'),
   httpUrl: z.string().regex(/^https?:\/\/[^/\s]+\/?$/, 'expected http(s)://host:port'),

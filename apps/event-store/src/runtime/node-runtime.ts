@@ -87,6 +87,10 @@ export class NodeRuntime implements LeaderLocator {
         config.streamIndex === 'disk'
           ? { kind: 'disk', blockCacheBytes: config.streamIndexCacheBytes }
           : { kind: 'memory' },
+      projectionState:
+        config.projectionState === 'disk'
+          ? { kind: 'disk', cacheBytes: config.projectionCacheBytes }
+          : { kind: 'memory' },
     });
     phase('event-store');
     const transportStrategy = new RaftTransportStrategy(

@@ -114,6 +114,65 @@ export class MetricsService {
       'Memory the runs keep outside the cache (block indexes, Bloom filters)',
       (s) => s.residentBytes,
     );
+    // Partition states on disk (PROJECTION_STATE=disk): the shared block cache, runs and tables.
+    type ProjectionStorage = NonNullable<ReturnType<typeof store.projections.storageStats>>;
+    const projectionGauge = (name: string, help: string, pick: (s: ProjectionStorage) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = store.projections.storageStats();
+          this.set(s ? pick(s) : 0);
+        },
+      });
+    const projectionCounter = (name: string, help: string, pick: (s: ProjectionStorage) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = store.projections.storageStats();
+          this.reset();
+          this.inc(s ? pick(s) : 0);
+        },
+      });
+    projectionGauge(
+      'eventstore_projection_cache_bytes',
+      'Bytes of decoded partition-state blocks cached',
+      (s) => s.cacheBytes,
+    );
+    projectionGauge(
+      'eventstore_projection_cache_budget_bytes',
+      'PROJECTION_CACHE_BYTES',
+      (s) => s.cacheBytesMax,
+    );
+    projectionCounter(
+      'eventstore_projection_cache_hits_total',
+      'Partition-state block reads served from the cache',
+      (s) => s.cacheHits,
+    );
+    projectionCounter(
+      'eventstore_projection_cache_misses_total',
+      'Partition-state block reads from the run files',
+      (s) => s.cacheMisses,
+    );
+    projectionGauge('eventstore_projection_runs', 'Run files of partition states', (s) => s.runs);
+    projectionGauge(
+      'eventstore_projection_run_bytes',
+      'Bytes of partition-state run files',
+      (s) => s.runBytes,
+    );
+    projectionGauge(
+      'eventstore_projection_table_partitions',
+      'Partition states in memory, not yet in a run',
+      (s) => s.tableKeys,
+    );
+    projectionGauge(
+      'eventstore_projection_resident_bytes',
+      'Memory partition-state runs keep outside the cache (block indexes, Bloom filters)',
+      (s) => s.residentBytes,
+    );
     new Gauge({
       name: 'eventstore_projection_lag_events',
       help: 'Events not yet folded into each projection',

@@ -13,10 +13,14 @@ export class ProjectionsService {
     return this.rt.store.projections.list();
   }
 
-  async get(name: string, consistency: 'linearizable' | 'local'): Promise<ProjectionView> {
+  async get(
+    name: string,
+    consistency: 'linearizable' | 'local',
+    page: { after?: string; limit?: number } = {},
+  ): Promise<ProjectionView> {
     this.requireKnown(name);
     await this.rt.readBarrier(consistency);
-    const view = this.rt.store.projections.get(name);
+    const view = this.rt.store.projections.get(name, page);
     if (!view) throw this.unknown(name);
     return view;
   }

@@ -1,4 +1,4 @@
-import { ProjectionCheckpoint } from './engine';
+import type { ProjectionCheckpoint } from './engine';
 
 /**
  * Projection checkpoints in a cut's state.bin, as JSON lines in chunks: a projection's line (its fields and

@@ -48,6 +48,8 @@ export interface ProjectionInfo {
 export interface ProjectionView {
   name: string;
   position: number;
-  /** The state; for a partitioned projection an object of partition key → state. */
+  /** The state; for a partitioned projection an object of partition key → state (one page of them). */
   state: unknown;
+  /** Partitioned projections: present when more partitions follow; pass it as `after` for the next page. */
+  next?: string;
 }

@@ -1,6 +1,13 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Logger } from '../logger';
+import { BlockCache } from '../storage/stream-runs/block-cache';
+import { KvBlock, KvRunReader } from '../storage/stream-runs/kv-run-file';
+import { RunInfo } from '../storage/stream-runs/run-file';
 import { EventEnvelope } from '../types';
+import { encodeCheckpoints } from './checkpoint-codec';
 import { ProjectionDefinition, ProjectionInfo, ProjectionStatus, ProjectionView } from './define';
+import { MemoryPartitions, PartitionStates, PartitionStore, PartitionStoreOptions } from './partition-store';
 
 export interface ProjectionEngineOptions {
   logger?: Logger;
@@ -11,6 +18,19 @@ export interface ProjectionEngineOptions {
   /** Interval of progress log lines while rebuilding. */
   progressLogMs?: number;
 }
+
+/** Partition states on disk (see PartitionStore): where, and the memory they may use. */
+export interface ProjectionStorageOptions extends Partial<PartitionStoreOptions> {
+  dir: string;
+  /** Bytes of decoded run blocks kept in memory, shared by every partitioned projection. */
+  cacheBytes: number;
+}
+
+/** Default for ProjectionStorageOptions.cacheBytes. */
+export const DEFAULT_PROJECTION_CACHE_BYTES = 32 * 1024 * 1024;
+
+/** Most partitions one GET of a projection returns; the rest come page by page. */
+export const PROJECTION_PAGE_MAX = 10_000;
 
 /** Where rebuilds read events from (the state machine's event files). */
 export interface ProjectionSource {
@@ -28,6 +48,10 @@ export interface ProjectionCheckpoint {
   error?: string;
   state?: unknown;
   partitions?: [string, unknown][];
+  /** Partition states as run files in the cut (stored on disk; `partitions` is then absent). */
+  runs?: RunInfo[];
+  /** Number of partitions held by `runs`. */
+  partitionsInRuns?: number;
 }
 
 interface Runtime {
@@ -35,7 +59,7 @@ interface Runtime {
   status: ProjectionStatus;
   position: number;
   state: unknown;
-  partitions: Map<string, unknown> | null;
+  partitions: PartitionStates | null;
   error?: string;
   rebuild: { startedAtMs: number; startPosition: number; lastLogMs: number } | null;
 }
@@ -55,6 +79,8 @@ export class ProjectionEngine {
   private source: ProjectionSource | null = null;
   private pumpTimer: NodeJS.Immediate | null = null;
   private idleWaiters: (() => void)[] = [];
+  private storage: (ProjectionStorageOptions & { cache: BlockCache<KvBlock> }) | null = null;
+  private storeSeq = 0;
 
   constructor(definitions: ProjectionDefinition<any>[], opts: ProjectionEngineOptions = {}) {
     this.logger = opts.logger;
@@ -83,11 +109,26 @@ export class ProjectionEngine {
     return [...this.runtimes.values()].map((rt) => this.info(rt, last));
   }
 
-  get(name: string): ProjectionView | undefined {
+  /**
+   * A projection's state. A partitioned one gives at most `page.limit` partitions (default and most:
+   * PROJECTION_PAGE_MAX) with keys after `page.after`, in key order, and `next` (the key to pass as `after`)
+   * when more follow.
+   */
+  get(name: string, page: { after?: string; limit?: number } = {}): ProjectionView | undefined {
     const rt = this.runtimes.get(name);
     if (!rt) return undefined;
-    const state = rt.partitions ? Object.fromEntries(rt.partitions) : rt.state;
-    return { name, position: rt.position, state };
+    if (!rt.partitions) return { name, position: rt.position, state: rt.state };
+    const limit = Math.min(PROJECTION_PAGE_MAX, Math.max(1, page.limit ?? PROJECTION_PAGE_MAX));
+    const rows = rt.partitions.page(page.after ?? null, limit + 1);
+    const more = rows.length > limit;
+    if (more) rows.length = limit;
+    const view: ProjectionView = {
+      name,
+      position: rt.position,
+      state: Object.fromEntries(rows),
+    };
+    if (more) view.next = rows[rows.length - 1][0];
+    return view;
   }
 
   /** One partition's state; undefined if the projection is unknown, not partitioned, or has no such partition. */
@@ -95,10 +136,64 @@ export class ProjectionEngine {
     return this.runtimes.get(name)?.partitions?.get(key);
   }
 
+  /**
+   * Keeps partition states on disk under `storage.dir` (emptied: the states are rebuilt from a cut) instead
+   * of in the heap. Call before load(); null returns to the heap.
+   */
+  useStorage(storage: ProjectionStorageOptions | null): void {
+    if (storage === null) {
+      this.storage = null;
+      return;
+    }
+    fs.rmSync(storage.dir, { recursive: true, force: true });
+    fs.mkdirSync(storage.dir, { recursive: true });
+    this.storage = { ...storage, cache: new BlockCache<KvBlock>(storage.cacheBytes) };
+  }
+
+  /** Resolves once no partition store is writing or merging runs (tests, benchmarks). */
+  async storesIdle(): Promise<void> {
+    for (const rt of this.runtimes.values())
+      if (rt.partitions instanceof PartitionStore) await rt.partitions.whenIdle();
+  }
+
+  /** What the partition stores hold and use (null when states are in the heap). */
+  storageStats(): {
+    cacheBytes: number;
+    cacheBytesMax: number;
+    cacheHits: number;
+    cacheMisses: number;
+    runs: number;
+    runBytes: number;
+    tableKeys: number;
+    residentBytes: number;
+  } | null {
+    if (this.storage === null) return null;
+    const out = {
+      cacheBytes: this.storage.cache.size.bytes,
+      cacheBytesMax: this.storage.cacheBytes,
+      cacheHits: this.storage.cache.hits,
+      cacheMisses: this.storage.cache.misses,
+      runs: 0,
+      runBytes: 0,
+      tableKeys: 0,
+      residentBytes: 0,
+    };
+    for (const rt of this.runtimes.values()) {
+      if (!(rt.partitions instanceof PartitionStore)) continue;
+      const s = rt.partitions.stats();
+      out.runs += s.runs;
+      out.runBytes += s.runBytes;
+      out.tableKeys += s.tableKeys;
+      out.residentBytes += s.residentBytes;
+    }
+    return out;
+  }
+
   /** Starts a rebuild from position 0 in the background; throws if the projection is unknown. */
   reset(name: string): void {
     const rt = this.runtimes.get(name);
     if (!rt) throw new Error(`projection '${name}' is not registered (known: ${this.names().join(', ')})`);
+    this.release(rt);
     this.runtimes.set(name, this.fresh(rt.def));
     this.logger?.log(`projection ${name} reset: rebuilding from position 0`);
     this.afterChange();
@@ -125,6 +220,12 @@ export class ProjectionEngine {
     this.pumpTimer = null;
   }
 
+  /** Detaches and closes the partition stores (their directories go: they are derived from cuts). */
+  async close(): Promise<void> {
+    this.detach();
+    await Promise.all([...this.runtimes.values()].map((rt) => this.release(rt)));
+  }
+
   /** Whether any projection is fed on apply (lets the store skip building events). */
   hasRunning(): boolean {
     for (const rt of this.runtimes.values()) if (rt.status === 'running') return true;
@@ -147,28 +248,57 @@ export class ProjectionEngine {
     }
   }
 
-  /** Checkpoints of every projection (states by reference: serialize before anything else runs). */
-  checkpoints(): ProjectionCheckpoint[] {
-    return [...this.runtimes.values()].map((rt) => ({
-      name: rt.def.name,
-      version: rt.def.version ?? 0,
-      position: rt.position,
-      status: rt.status,
-      ...(rt.error !== undefined ? { error: rt.error } : {}),
-      ...(rt.partitions ? { partitions: [...rt.partitions] } : { state: rt.state }),
+  /**
+   * Every projection's checkpoint, encoded for a cut (see checkpoint-codec.ts). Call synchronously at the cut
+   * point: states in the heap are encoded before this returns its promise, partition stores freeze their
+   * tables then; their runs are hard-linked into `pinDir` once written. The promise also gives the run files
+   * (in `pinDir`) the cut must link.
+   */
+  checkpoint(pinDir: string): Promise<{ encoded: Buffer[]; runs: RunInfo[] }> {
+    const inHeap: ProjectionCheckpoint[] = [];
+    const onDisk: Promise<ProjectionCheckpoint>[] = [];
+    for (const rt of this.runtimes.values()) {
+      const head: ProjectionCheckpoint = {
+        name: rt.def.name,
+        version: rt.def.version ?? 0,
+        position: rt.position,
+        status: rt.status,
+        ...(rt.error !== undefined ? { error: rt.error } : {}),
+      };
+      if (rt.partitions instanceof PartitionStore) {
+        onDisk.push(
+          rt.partitions
+            .checkpoint(rt.position, pinDir)
+            .then(({ runs, count }) => ({ ...head, runs, partitionsInRuns: count })),
+        );
+      } else if (rt.partitions instanceof MemoryPartitions) {
+        inHeap.push({ ...head, partitions: [...rt.partitions.states] });
+      } else {
+        inHeap.push({ ...head, state: rt.state });
+      }
+    }
+    // Encoded now: later events change heap states in place.
+    const encoded = encodeCheckpoints(inHeap);
+    return Promise.all(onDisk).then((stored) => ({
+      encoded: [...encoded, ...encodeCheckpoints(stored)],
+      runs: stored.flatMap((c) => c.runs ?? []),
     }));
   }
 
-  /** Replaces every projection's state from checkpoints (a cut); unknown or outdated ones are rebuilt. */
-  load(checkpoints: ProjectionCheckpoint[], lastPosition: number): void {
+  /**
+   * Replaces every projection's state from checkpoints (a cut, whose directory `cutDir` holds the runs of
+   * partitions stored on disk); unknown or outdated ones are rebuilt.
+   */
+  load(checkpoints: ProjectionCheckpoint[], lastPosition: number, cutDir?: string): void {
     const byName = new Map(checkpoints.map((c) => [c.name, c]));
     for (const [name, old] of this.runtimes) {
-      const rt = this.fresh(old.def);
+      void this.release(old);
       const c = byName.get(name);
-      if (c && c.version === (old.def.version ?? 0) && c.position <= lastPosition) {
+      const usable = c && c.version === (old.def.version ?? 0) && c.position <= lastPosition;
+      const rt = this.fresh(old.def, usable ? c : undefined, cutDir);
+      if (usable) {
         rt.position = c.position;
-        if (rt.partitions) rt.partitions = new Map(c.partitions ?? []);
-        else rt.state = c.state;
+        if (!rt.partitions) rt.state = c.state;
         rt.status = c.status === 'faulted' ? 'faulted' : 'rebuilding';
         rt.error = c.error;
       } else if (c) {
@@ -187,15 +317,61 @@ export class ProjectionEngine {
 
   // ---- internals ----
 
-  private fresh(def: ProjectionDefinition<any>): Runtime {
+  private fresh(def: ProjectionDefinition<any>, from?: ProjectionCheckpoint, cutDir?: string): Runtime {
     return {
       def,
       status: 'rebuilding',
       position: -1,
       state: def.partitionBy ? undefined : def.initial(),
-      partitions: def.partitionBy ? new Map() : null,
+      partitions: def.partitionBy ? this.partitionStates(def.name, from, cutDir) : null,
       rebuild: null,
     };
+  }
+
+  /** Partition states for a projection: empty, or a checkpoint's (from its runs or its inline partitions). */
+  private partitionStates(name: string, from?: ProjectionCheckpoint, cutDir?: string): PartitionStates {
+    const storage = this.storage;
+    const runs = from?.runs;
+    if (runs !== undefined && cutDir === undefined)
+      throw new Error(`projection ${name}: its checkpoint's runs need the cut's directory`);
+    if (storage === null) {
+      const mem = new MemoryPartitions();
+      for (const [k, v] of from?.partitions ?? []) mem.states.set(k, v);
+      if (runs !== undefined) {
+        // Oldest run first, so a newer run's value of a key wins.
+        const cache = new BlockCache<KvBlock>(1 << 20);
+        for (const r of runs) {
+          const reader = KvRunReader.open(path.join(cutDir!, r.name), r, cache, cutDir!);
+          try {
+            for (const [k, text] of reader.entries()) mem.states.set(k, JSON.parse(text));
+          } finally {
+            reader.close();
+          }
+        }
+      }
+      return mem;
+    }
+    const dir = path.join(storage.dir, `${name}.${String(++this.storeSeq).padStart(6, '0')}`);
+    const store = PartitionStore.install(
+      dir,
+      `proj-${name}-`,
+      storage.cache,
+      storage,
+      runs !== undefined ? { dir: cutDir!, runs, count: from?.partitionsInRuns ?? 0 } : null,
+    );
+    // Inline partitions (a cut taken with states in the heap) go in as new partitions.
+    const position = from?.position ?? -1;
+    for (const [k, v] of from?.partitions ?? []) store.put(k, v, true, position);
+    return store;
+  }
+
+  /** Closes a replaced runtime's partition store in the background (its directory goes with it). */
+  private release(rt: Runtime): Promise<void> {
+    if (!(rt.partitions instanceof PartitionStore)) return Promise.resolve();
+    const store = rt.partitions;
+    return store.close().catch((e: Error) => {
+      this.logger?.warn(`projection ${rt.def.name}: closing ${store.directory} failed: ${e.message}`);
+    });
   }
 
   private fold(rt: Runtime, e: EventEnvelope): void {
@@ -205,12 +381,10 @@ export class ProjectionEngine {
         if (rt.partitions) {
           const key = def.partitionBy!(e);
           if (key !== null) {
-            // One lookup in the common case; the map is written only when the state is new or replaced.
-            let cur = rt.partitions.get(key);
-            const known = cur !== undefined || rt.partitions.has(key);
+            let cur = rt.partitions.take(key);
+            const known = cur !== undefined;
             if (!known) cur = def.initial();
-            const next = def.handle(cur, e);
-            if (!known || next !== cur) rt.partitions.set(key, next);
+            rt.partitions.put(key, def.handle(cur, e), !known, e.position);
           }
         } else {
           rt.state = def.handle(rt.state, e);

@@ -9,7 +9,9 @@ jest.setTimeout(60_000);
 
 const quietLogger = { log: () => undefined, warn: () => undefined, error: () => undefined };
 
-describe('projections', () => {
+describe.each(['memory', 'disk'] as const)('projections (partition states in %s)', (kind) => {
+  const projectionState =
+    kind === 'disk' ? { kind, memtableKeysMax: 3, runsPerMerge: 2, cacheBytes: 4096 } : { kind };
   const dirs: string[] = [];
   const stores: EventStoreStateMachine[] = [];
 
@@ -22,7 +24,7 @@ describe('projections', () => {
       logger: quietLogger,
       ...opts,
     });
-    const sm = await EventStoreStateMachine.open(dir, { projections: engine });
+    const sm = await EventStoreStateMachine.open(dir, { projections: engine, projectionState });
     stores.push(sm);
     return sm;
   }
@@ -215,7 +217,7 @@ describe('projections', () => {
       progressLogMs: 0,
     });
     const dir = newDir();
-    const sm = await EventStoreStateMachine.open(dir, { projections: engine });
+    const sm = await EventStoreStateMachine.open(dir, { projections: engine, projectionState });
     stores.push(sm);
     for (let i = 0; i < 100; i++) append(sm, `s-${i % 4}`, [ev('E')]);
     engine.reset('categories');

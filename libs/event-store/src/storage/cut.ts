@@ -33,6 +33,11 @@ export interface CutManifest {
   streamIndex?: CutStreamIndex;
   /** state.bin's offsets section holds one offset per this many positions (absent: one per position). */
   offsetsEvery?: number;
+  /**
+   * Partition states of projections kept on disk, as key → value run files (hard links, immutable); the
+   * projection checkpoints in state.bin say which runs are whose.
+   */
+  projectionRuns?: RunInfo[];
 }
 
 export interface CutStreamIndex {
@@ -91,6 +96,7 @@ export async function writeCut(
   files: CutFileInfo[],
   sections: (Buffer | Buffer[])[],
   streamIndex?: { index: CutStreamIndex; dir: string },
+  projectionRuns?: { runs: RunInfo[]; dir: string },
 ): Promise<string> {
   const final = path.join(cutsDir, cutDirName(index));
   if (fs.existsSync(final)) return final;
@@ -100,8 +106,12 @@ export async function writeCut(
     await fsp.link(path.join(eventsDir, f.name), path.join(tmp, f.name));
     await fsyncPath(path.join(tmp, f.name));
   }
-  for (const r of streamIndex?.index.runs ?? []) {
-    await fsp.link(path.join(streamIndex!.dir, r.name), path.join(tmp, r.name));
+  const linked = [
+    ...(streamIndex?.index.runs ?? []).map((r) => ({ r, dir: streamIndex!.dir })),
+    ...(projectionRuns?.runs ?? []).map((r) => ({ r, dir: projectionRuns!.dir })),
+  ];
+  for (const { r, dir } of linked) {
+    await fsp.link(path.join(dir, r.name), path.join(tmp, r.name));
     await fsyncPath(path.join(tmp, r.name));
   }
   const parts = sections.flatMap((s) => (Array.isArray(s) ? s : [s]));
@@ -115,6 +125,7 @@ export async function writeCut(
     stateCrc32c: stateCrc >>> 0,
     offsetsEvery: OFFSETS_EVERY,
     ...(streamIndex ? { streamIndex: streamIndex.index } : {}),
+    ...(projectionRuns ? { projectionRuns: projectionRuns.runs } : {}),
   };
   await writeFileSynced(path.join(tmp, STATE), parts);
   await writeFileSynced(path.join(tmp, MANIFEST), [Buffer.from(JSON.stringify(manifest))]);
@@ -293,7 +304,7 @@ export async function archiveParts(cutDir: string): Promise<SnapshotPart[]> {
     const crc = f.crc32c ?? (await crc32cOfFile(path.join(cutDir, f.name), 0, f.bytes));
     entries.push({ name: f.name, bytes: f.bytes, crc });
   }
-  for (const r of manifest.streamIndex?.runs ?? [])
+  for (const r of [...(manifest.streamIndex?.runs ?? []), ...(manifest.projectionRuns ?? [])])
     entries.push({ name: r.name, bytes: r.bytes, crc: r.crc32c });
   const parts: SnapshotPart[] = [{ bytes: ARCHIVE_MAGIC }];
   for (const e of entries) {
@@ -389,7 +400,14 @@ class ByteReader {
 }
 
 function isArchiveEntryName(n: string): boolean {
-  return n === MANIFEST || n === STATE || isEventFileName(n) || /^\d{10}\.run$/.test(n);
+  // Stream index runs, then projection runs: proj-<projection name>-<number>.run (names cannot hold '/').
+  return (
+    n === MANIFEST ||
+    n === STATE ||
+    isEventFileName(n) ||
+    /^\d{10}\.run$/.test(n) ||
+    /^proj-[A-Za-z0-9._-]{1,128}-\d{10}\.run$/.test(n)
+  );
 }
 
 /** Writes an archive's files into `dir` (created), verifying each file's CRC, fsyncing them. Returns the manifest. */
@@ -426,7 +444,11 @@ export async function extractArchive(data: AsyncIterable<Uint8Array>, dir: strin
   await r.drainCheck();
   await fsyncPath(dir);
   const manifest = readManifest(dir);
-  for (const f of [...manifest.files, ...(manifest.streamIndex?.runs ?? [])]) {
+  for (const f of [
+    ...manifest.files,
+    ...(manifest.streamIndex?.runs ?? []),
+    ...(manifest.projectionRuns ?? []),
+  ]) {
     const st = fs.statSync(path.join(dir, f.name), { throwIfNoEntry: false });
     if (!st || st.size !== f.bytes)
       throw new Error(`snapshot archive: ${f.name} missing or of the wrong size`);

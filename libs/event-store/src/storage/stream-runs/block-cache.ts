@@ -7,19 +7,25 @@ export interface Block {
   bytes: number;
 }
 
+/** Anything the cache holds: it only needs to know what each costs. */
+export interface Cached {
+  bytes: number;
+}
+
 /**
  * The decoded blocks of every run, least recently used first out, bounded by bytes. Shared by all runs of
- * an index so one budget covers them.
+ * an index (or all partition stores of the projections) so one budget covers them. Keys are prefixed by
+ * run, so blocks of different kinds never meet under one key.
  */
-export class BlockCache {
-  private readonly blocks = new Map<string, Block>();
+export class BlockCache<B extends Cached = Block> {
+  private readonly blocks = new Map<string, B>();
   private bytes = 0;
   hits = 0;
   misses = 0;
 
   constructor(readonly bytesMax: number) {}
 
-  get(key: string): Block | undefined {
+  get(key: string): B | undefined {
     const b = this.blocks.get(key);
     if (b === undefined) {
       this.misses++;
@@ -32,7 +38,7 @@ export class BlockCache {
     return b;
   }
 
-  set(key: string, block: Block): void {
+  set(key: string, block: B): void {
     const old = this.blocks.get(key);
     if (old !== undefined) {
       this.bytes -= old.bytes;

@@ -20,7 +20,7 @@ import { BloomFilter } from './bloom';
 
 export const RUN_SUFFIX = '.run';
 const MAGIC = 0x52554e31; // "RUN1"
-const FOOTER_BYTES = 60;
+export const FOOTER_BYTES = 60;
 const BLOCK_BYTES = 4096;
 
 /** One entry: stream id, revision, position. */
@@ -37,7 +37,7 @@ export interface RunInfo {
   crc32c: number;
 }
 
-interface BlockRef {
+export interface BlockRef {
   firstId: string;
   firstRev: number;
   offset: number;
@@ -161,7 +161,7 @@ export async function writeRun(
   }
 }
 
-function encodeIndex(refs: BlockRef[]): Buffer {
+export function encodeIndex(refs: BlockRef[]): Buffer {
   const ids = refs.map((r) => Buffer.from(r.firstId, 'utf8'));
   let size = 4;
   for (const id of ids) size += 2 + id.length + 4 + 8 + 4 + 4;
@@ -178,7 +178,7 @@ function encodeIndex(refs: BlockRef[]): Buffer {
   return out;
 }
 
-interface Footer {
+export interface Footer {
   indexOffset: number;
   indexLength: number;
   bloomOffset: number;
@@ -189,9 +189,9 @@ interface Footer {
   metaCrc: number;
 }
 
-function writeFooter(f: Footer): Buffer {
+export function writeFooter(f: Footer, magic = MAGIC): Buffer {
   const b = Buffer.alloc(FOOTER_BYTES);
-  let o = b.writeUInt32LE(MAGIC, 0);
+  let o = b.writeUInt32LE(magic, 0);
   o = b.writeDoubleLE(f.indexOffset, o);
   o = b.writeUInt32LE(f.indexLength, o);
   o = b.writeDoubleLE(f.bloomOffset, o);
@@ -204,9 +204,9 @@ function writeFooter(f: Footer): Buffer {
   return b;
 }
 
-function readFooter(b: Buffer, file: string): Footer {
-  const bad = (why: string) => new Error(`stream index: run ${file} is damaged (${why})`);
-  if (b.length !== FOOTER_BYTES || b.readUInt32LE(0) !== MAGIC) throw bad('no footer');
+export function readFooter(b: Buffer, file: string, magic = MAGIC): Footer {
+  const bad = (why: string) => new Error(`run ${file} is damaged (${why})`);
+  if (b.length !== FOOTER_BYTES || b.readUInt32LE(0) !== magic) throw bad('no footer');
   if (crc32c(b.subarray(0, FOOTER_BYTES - 4)) !== b.readUInt32LE(FOOTER_BYTES - 4)) throw bad('footer CRC');
   let o = 4;
   const next = (bytes: 4 | 8) => {
@@ -375,7 +375,7 @@ export class RunReader {
   }
 }
 
-function decodeIndex(b: Buffer): BlockRef[] {
+export function decodeIndex(b: Buffer): BlockRef[] {
   const n = b.readUInt32LE(0);
   const refs: BlockRef[] = new Array(n);
   let o = 4;
@@ -396,7 +396,7 @@ function decodeIndex(b: Buffer): BlockRef[] {
   return refs;
 }
 
-function preadExactly(fd: number, length: number, position: number, file: string): Buffer {
+export function preadExactly(fd: number, length: number, position: number, file: string): Buffer {
   const buf = Buffer.allocUnsafe(length);
   let got = 0;
   while (got < length) {

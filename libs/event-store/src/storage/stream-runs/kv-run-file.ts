@@ -1,0 +1,278 @@
+import { crc32c } from '@node-rs/crc32';
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { BlockCache, Cached } from './block-cache';
+import { BloomFilter } from './bloom';
+import {
+  BlockRef,
+  FOOTER_BYTES,
+  RunInfo,
+  decodeIndex,
+  encodeIndex,
+  preadExactly,
+  readFooter,
+  writeFooter,
+} from './run-file';
+
+/**
+ * A key → value run: an immutable file of (key, value) pairs in key order, one value per key, where the
+ * value is text (a projection partition's state as JSON). The same frame as the stream index's runs
+ * (run-file.ts): blocks of about BLOCK_BYTES, a block index (first key, offset, length, CRC-32C), a Bloom
+ * filter over the keys and a footer, under its own magic number. A block holds u32 count, then per pair
+ * u16 key bytes, key (UTF-8), u32 value bytes, value (UTF-8).
+ *
+ * The footer's `streams` field counts keys and `maxPosition` is the event position the values are as of.
+ */
+
+const KV_MAGIC = 0x4b565231; // "KVR1"
+const BLOCK_BYTES = 4096;
+const WRITE_CHUNK_BYTES = 1 << 20;
+
+export type KvEntry = [key: string, value: string];
+
+/** A decoded block: its keys in order and their values (still JSON text: parsed when asked for). */
+export interface KvBlock extends Cached {
+  keys: string[];
+  values: string[];
+}
+
+/**
+ * Writes pairs, in strictly ascending key order, to `file` through a temporary name: the run is complete
+ * or absent. `keysMax` sizes the Bloom filter. `sync`: fsync before the rename (a run that is only ever
+ * made durable by being linked into a snapshot cut, which fsyncs what it links, can skip it).
+ */
+export async function writeKvRun(
+  file: string,
+  name: string,
+  entries: Iterable<KvEntry> | AsyncIterable<KvEntry>,
+  keysMax: number,
+  asOfPosition: number,
+  sync = true,
+): Promise<RunInfo> {
+  const refs: BlockRef[] = [];
+  const bloom = BloomFilter.forCount(keysMax);
+  let count = 0;
+  let offset = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let fileCrc = 0;
+  let block = Buffer.allocUnsafe(BLOCK_BYTES * 2);
+  let blockLen = 4;
+  let blockCount = 0;
+  let firstKey = '';
+  let prev: string | null = null;
+  const tmp = `${file}.tmp`;
+  const fh = await fsp.open(tmp, 'w');
+  const endBlock = () => {
+    block.writeUInt32LE(blockCount, 0);
+    const buf = Buffer.from(block.subarray(0, blockLen));
+    refs.push({ firstId: firstKey, firstRev: 0, offset, length: buf.length, crc: crc32c(buf) });
+    pending.push(buf);
+    pendingBytes += buf.length;
+    offset += buf.length;
+    blockLen = 4;
+    blockCount = 0;
+  };
+  try {
+    for await (const [key, value] of entries) {
+      if (prev !== null && !(prev < key)) throw new Error(`key-value run: keys out of order at ${key}`);
+      const keyBytes = Buffer.byteLength(key, 'utf8');
+      if (keyBytes > 0xffff) throw new Error(`key-value run: key of ${keyBytes} bytes is too long`);
+      const valueBytes = Buffer.byteLength(value, 'utf8');
+      const need = 2 + keyBytes + 4 + valueBytes;
+      if (blockCount > 0 && blockLen + need > BLOCK_BYTES) endBlock();
+      if (pendingBytes >= WRITE_CHUNK_BYTES) {
+        for (const b of pending) fileCrc = crc32c(b, fileCrc);
+        await fh.writev(pending);
+        pending = [];
+        pendingBytes = 0;
+      }
+      if (blockLen + need > block.length) {
+        const grown = Buffer.allocUnsafe(Math.max(blockLen + need, block.length * 2));
+        block.copy(grown, 0, 0, blockLen);
+        block = grown;
+      }
+      if (blockCount === 0) firstKey = key;
+      blockLen = block.writeUInt16LE(keyBytes, blockLen);
+      blockLen += block.write(key, blockLen, 'utf8');
+      blockLen = block.writeUInt32LE(valueBytes, blockLen);
+      blockLen += block.write(value, blockLen, 'utf8');
+      blockCount++;
+      count++;
+      bloom.add(key);
+      prev = key;
+    }
+    if (blockCount > 0) endBlock();
+    const index = encodeIndex(refs);
+    const bloomBytes = Buffer.allocUnsafe(4 + bloom.bits.length);
+    bloomBytes.writeUInt32LE(bloom.probes, 0);
+    Buffer.from(bloom.bits.buffer, bloom.bits.byteOffset, bloom.bits.length).copy(bloomBytes, 4);
+    const footer = writeFooter(
+      {
+        indexOffset: offset,
+        indexLength: index.length,
+        bloomOffset: offset + index.length,
+        bloomLength: bloomBytes.length,
+        entries: count,
+        streams: count,
+        maxPosition: asOfPosition,
+        metaCrc: crc32c(bloomBytes, crc32c(index)),
+      },
+      KV_MAGIC,
+    );
+    const rest = [...pending, index, bloomBytes, footer];
+    for (const b of rest) fileCrc = crc32c(b, fileCrc);
+    await fh.writev(rest);
+    if (sync) await fh.sync();
+    await fh.close();
+    await fsp.rename(tmp, file);
+    const bytes = offset + index.length + bloomBytes.length + FOOTER_BYTES;
+    return { name, entries: count, streams: count, maxPosition: asOfPosition, bytes, crc32c: fileCrc >>> 0 };
+  } catch (e) {
+    await fh.close().catch(() => {});
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** An open key → value run: block index and Bloom filter in memory, blocks read on demand through the cache. */
+export class KvRunReader {
+  private readonly cacheKey: string;
+
+  private constructor(
+    readonly info: RunInfo,
+    private readonly file: string,
+    private readonly fd: number,
+    private readonly refs: BlockRef[],
+    private readonly bloom: BloomFilter,
+    private readonly cache: BlockCache<KvBlock>,
+    cacheScope: string,
+  ) {
+    this.cacheKey = `${cacheScope}/${info.name}#`;
+  }
+
+  /**
+   * Opens a run and checks its footer, index and filter (blocks are checked when read). `cacheScope` keeps
+   * the cache keys of runs with the same file name in different stores apart.
+   */
+  static open(file: string, info: RunInfo, cache: BlockCache<KvBlock>, cacheScope: string): KvRunReader {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size < FOOTER_BYTES) throw new Error(`run ${file} is damaged (${size} bytes)`);
+      const f = readFooter(preadExactly(fd, FOOTER_BYTES, size - FOOTER_BYTES, file), file, KV_MAGIC);
+      if (
+        f.bloomOffset + f.bloomLength + FOOTER_BYTES !== size ||
+        f.indexOffset + f.indexLength !== f.bloomOffset ||
+        size !== info.bytes
+      )
+        throw new Error(`run ${file} is damaged (sections do not add up to ${size} bytes)`);
+      const meta = preadExactly(fd, f.indexLength + f.bloomLength, f.indexOffset, file);
+      if (crc32c(meta) !== f.metaCrc) throw new Error(`run ${file} is damaged (index CRC)`);
+      const refs = decodeIndex(meta.subarray(0, f.indexLength));
+      const bloomBytes = meta.subarray(f.indexLength);
+      const bloom = new BloomFilter(new Uint8Array(bloomBytes.subarray(4)), bloomBytes.readUInt32LE(0));
+      return new KvRunReader(info, file, fd, refs, bloom, cache, cacheScope);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+    this.cache.dropPrefix(this.cacheKey);
+  }
+
+  /** Memory kept outside the cache (block index and Bloom filter), roughly. */
+  residentBytes(): number {
+    return this.bloom.bits.length + this.refs.length * 64;
+  }
+
+  /** The key's value (JSON text), or undefined when the run does not hold the key. */
+  get(key: string): string | undefined {
+    if (!this.bloom.mayContain(key)) return undefined;
+    const b = this.lastBlockAtOrBefore(key);
+    if (b < 0) return undefined;
+    const block = this.block(b);
+    const k = bisect(block.keys, key);
+    return k < block.keys.length && block.keys[k] === key ? block.values[k] : undefined;
+  }
+
+  /** Pairs with keys strictly after `after` (null: from the first), in key order. */
+  *from(after: string | null): Generator<KvEntry> {
+    let b = after === null ? 0 : Math.max(0, this.lastBlockAtOrBefore(after));
+    for (; b < this.refs.length; b++) {
+      const block = this.block(b);
+      let k = after === null ? 0 : bisect(block.keys, after);
+      if (after !== null && k < block.keys.length && block.keys[k] === after) k++;
+      for (; k < block.keys.length; k++) yield [block.keys[k], block.values[k]];
+    }
+  }
+
+  /** Every pair in key order, read without going through the cache (merges read whole runs once). */
+  *entries(): Generator<KvEntry> {
+    for (let b = 0; b < this.refs.length; b++) {
+      const block = this.readBlock(b);
+      for (let k = 0; k < block.keys.length; k++) yield [block.keys[k], block.values[k]];
+    }
+  }
+
+  private lastBlockAtOrBefore(key: string): number {
+    let lo = 0;
+    let hi = this.refs.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.refs[mid].firstId <= key) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  }
+
+  private block(b: number): KvBlock {
+    const key = this.cacheKey + b;
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return cached;
+    const block = this.readBlock(b);
+    this.cache.set(key, block);
+    return block;
+  }
+
+  private readBlock(b: number): KvBlock {
+    const ref = this.refs[b];
+    const buf = preadExactly(this.fd, ref.length, ref.offset, this.file);
+    if (crc32c(buf) !== ref.crc)
+      throw new Error(`run ${this.file} is damaged (CRC of block ${b} at ${ref.offset})`);
+    const count = buf.readUInt32LE(0);
+    const keys: string[] = new Array(count);
+    const values: string[] = new Array(count);
+    let o = 4;
+    for (let k = 0; k < count; k++) {
+      const kl = buf.readUInt16LE(o);
+      o += 2;
+      keys[k] = buf.toString('utf8', o, o + kl);
+      o += kl;
+      const vl = buf.readUInt32LE(o);
+      o += 4;
+      values[k] = buf.toString('utf8', o, o + vl);
+      o += vl;
+    }
+    // Strings cost about two bytes per character in V8 (one for Latin-1 text), plus headers.
+    return { keys, values, bytes: 64 + count * 48 + buf.length * 2 };
+  }
+}
+
+/** The first index whose key is ≥ `key`. */
+function bisect(keys: string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
