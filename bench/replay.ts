@@ -6,7 +6,9 @@
  *   - replay rate rebuilding the built-in projections from the event files (reset → running),
  *   - a $all catch-up subscription's delivery rate,
  *   - open/restart time with 1,000,000 events (load the cut: indexes, idempotency window, projections).
- * Prints a table. Usage: npm run bench:replay [-- --events 1000000 --dir /path]
+ * Prints a table. Usage: npm run bench:replay [-- --events 1000000 --streams 5000 --dir /path]. With more
+ * streams than events / 100, appends get smaller (events / streams each) so that every stream is written.
+ * STREAM_INDEX=disk and PROJECTION_STATE=disk put the stream index and the partition states on disk.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -25,8 +27,7 @@ import { runBench } from './support/report';
 
 const TARGET_REPLAY_EVENTS_PER_S = 300_000;
 const TARGET_RESTART_MS = 3000;
-const EVENTS_PER_APPEND = 100;
-const STREAMS = 5_000;
+const STREAMS_DEFAULT = 5_000;
 const TYPES = ['OrderPlaced', 'ItemAdded', 'ItemRemoved', 'OrderShipped', 'OrderCancelled'];
 
 function arg(name: string, fallback: string): string {
@@ -46,17 +47,30 @@ function engine() {
   return new ProjectionEngine(builtInProjections(), { logger: quietLogger() });
 }
 
+function storeOptions() {
+  return {
+    projections: engine(),
+    logger: quietLogger(),
+    streamIndex: { kind: process.env.STREAM_INDEX === 'disk' ? ('disk' as const) : ('memory' as const) },
+    projectionState: {
+      kind: process.env.PROJECTION_STATE === 'disk' ? ('disk' as const) : ('memory' as const),
+    },
+  };
+}
+
 function fmt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }
 
 async function main(): Promise<void> {
   const total = Number(arg('events', '1000000'));
+  const STREAMS = Number(arg('streams', String(STREAMS_DEFAULT)));
+  const EVENTS_PER_APPEND = Math.max(1, Math.min(100, Math.floor(total / STREAMS)));
   const base = arg('dir', os.tmpdir());
   const dir = fs.mkdtempSync(path.join(base, 'es-bench-replay-'));
   const rows: [string, string, string][] = [];
   try {
-    let sm = await EventStoreStateMachine.open(dir, { projections: engine(), logger: quietLogger() });
+    let sm = await EventStoreStateMachine.open(dir, storeOptions());
     // ---- build ----
     const pad = 'x'.repeat(60);
     const t0 = performance.now();
@@ -85,7 +99,7 @@ async function main(): Promise<void> {
     const buildMs = performance.now() - t0;
     const stats = sm.stats();
     rows.push([
-      'build: prepare + encode + apply, 100-event appends',
+      `build: prepare + encode + apply, ${EVENTS_PER_APPEND}-event appends`,
       `${fmt(total / (buildMs / 1000))} events/s`,
       `${fmt(buildMs)} ms, ${(stats.eventBytes / total).toFixed(0)} B/event, ${stats.eventFiles} files, ${fmt(stats.streams)} streams`,
     ]);
@@ -143,7 +157,7 @@ async function main(): Promise<void> {
     // ---- restart ----
     await sm.close();
     const t4 = performance.now();
-    sm = await EventStoreStateMachine.open(dir, { projections: engine(), logger: quietLogger() });
+    sm = await EventStoreStateMachine.open(dir, storeOptions());
     const openMs = performance.now() - t4;
     await sm.projections.whenIdle();
     const readyMs = performance.now() - t4;
@@ -168,7 +182,7 @@ async function main(): Promise<void> {
   const w0 = Math.max(...rows.map((r) => r[0].length), 6);
   const w1 = Math.max(...rows.map((r) => r[1].length), 6);
   console.log(
-    `\nevent store replay benchmark: ${fmt(total)} events, dir under ${base} (node ${process.version}, ${os.cpus().length} CPUs)\n`,
+    `\nevent store replay benchmark: ${fmt(total)} events, STREAM_INDEX=${process.env.STREAM_INDEX ?? 'memory'}, PROJECTION_STATE=${process.env.PROJECTION_STATE ?? 'memory'}, dir under ${base} (node ${process.version}, ${os.cpus().length} CPUs)\n`,
   );
   console.log(`${'metric'.padEnd(w0)} | ${'result'.padStart(w1)} | notes`);
   console.log(`${'-'.repeat(w0)}-|-${'-'.repeat(w1)}-|------`);

@@ -341,7 +341,7 @@ export class ProjectionEngine {
         // Oldest run first, so a newer run's value of a key wins.
         const cache = new BlockCache<KvBlock>(1 << 20);
         for (const r of runs) {
-          const reader = KvRunReader.open(path.join(cutDir!, r.name), r, cache, cutDir!);
+          const reader = KvRunReader.open(path.join(cutDir!, r.name), r, cache);
           try {
             for (const [k, text] of reader.entries()) mem.states.set(k, JSON.parse(text));
           } finally {

@@ -56,7 +56,7 @@ export interface PartitionStoreOptions {
 }
 
 export const DEFAULT_PARTITION_STORE_OPTIONS: PartitionStoreOptions = {
-  memtableKeysMax: 50_000,
+  memtableKeysMax: 16_384,
   runsPerMerge: 4,
 };
 
@@ -100,7 +100,7 @@ export class PartitionStore implements PartitionStates {
     runs: RunInfo[],
     count: number,
   ) {
-    this.runs = runs.map((r) => KvRunReader.open(path.join(directory, r.name), r, cache, directory));
+    this.runs = runs.map((r) => KvRunReader.open(path.join(directory, r.name), r, cache));
     this.count = count;
     this.nextRun = 1 + runs.reduce((n, r) => Math.max(n, runNumber(r.name)), 0);
   }
@@ -287,7 +287,7 @@ export class PartitionStore implements PartitionStates {
       table.position,
       false,
     );
-    this.runs.push(KvRunReader.open(file, info, this.cache, this.directory));
+    this.runs.push(KvRunReader.open(file, info, this.cache));
     this.frozen.shift();
     this.maybeMerge();
   }
@@ -317,7 +317,7 @@ export class PartitionStore implements PartitionStates {
       const keysMax = inputs.reduce((n, r) => n + r.info.entries, 0);
       const asOf = inputs[inputs.length - 1].info.maxPosition;
       const info = await writeKvRun(file, name, mergeKvRuns(inputs), keysMax, asOf, false);
-      const reader = KvRunReader.open(file, info, this.cache, this.directory);
+      const reader = KvRunReader.open(file, info, this.cache);
       const swap = this.writing.then(async () => {
         const at = this.runs.indexOf(inputs[0]);
         this.runs = [...this.runs.slice(0, at), reader, ...this.runs.slice(at + inputs.length)];

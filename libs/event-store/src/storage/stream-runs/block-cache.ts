@@ -14,18 +14,34 @@ export interface Cached {
 
 /**
  * The decoded blocks of every run, least recently used first out, bounded by bytes. Shared by all runs of
- * an index (or all partition stores of the projections) so one budget covers them. Keys are prefixed by
- * run, so blocks of different kinds never meet under one key.
+ * an index (or all partition stores of the projections) so one budget covers them. Each run gets its own
+ * id from the cache, so blocks of different runs never meet under one key.
  */
+/** Blocks per run a cache key can tell apart (4 KiB blocks: runs up to 256 GiB). */
+const BLOCKS_PER_RUN = 2 ** 26;
+
 export class BlockCache<B extends Cached = Block> {
-  private readonly blocks = new Map<string, B>();
+  /** Keyed by run id × BLOCKS_PER_RUN + block number: a number, hashed for free, unlike a string. */
+  private readonly blocks = new Map<number, B>();
+  private nextRunId = 1;
   private bytes = 0;
   hits = 0;
   misses = 0;
 
   constructor(readonly bytesMax: number) {}
 
-  get(key: string): B | undefined {
+  /** An id for a run opened over this cache: its blocks' keys are key(id, block). */
+  newRunId(): number {
+    return this.nextRunId++;
+  }
+
+  static key(runId: number, block: number): number {
+    if (block >= BLOCKS_PER_RUN)
+      throw new Error(`block cache: block ${block} of a run is past the key space`);
+    return runId * BLOCKS_PER_RUN + block;
+  }
+
+  get(key: number): B | undefined {
     const b = this.blocks.get(key);
     if (b === undefined) {
       this.misses++;
@@ -38,7 +54,7 @@ export class BlockCache<B extends Cached = Block> {
     return b;
   }
 
-  set(key: string, block: B): void {
+  set(key: number, block: B): void {
     const old = this.blocks.get(key);
     if (old !== undefined) {
       this.bytes -= old.bytes;
@@ -54,9 +70,9 @@ export class BlockCache<B extends Cached = Block> {
   }
 
   /** Drops the blocks of one run (deleted after a merge). */
-  dropPrefix(prefix: string): void {
+  dropRun(runId: number): void {
     for (const [k, b] of this.blocks) {
-      if (!k.startsWith(prefix)) continue;
+      if (Math.floor(k / BLOCKS_PER_RUN) !== runId) continue;
       this.blocks.delete(k);
       this.bytes -= b.bytes;
     }

@@ -32,7 +32,7 @@ export interface DiskStreamIndexOptions {
 }
 
 export const DEFAULT_DISK_STREAM_INDEX_OPTIONS: DiskStreamIndexOptions = {
-  memtableEntriesMax: 200_000,
+  memtableEntriesMax: 65_536,
   blockCacheBytes: 32 * 1024 * 1024,
   runsPerMerge: 4,
 };

@@ -30,10 +30,19 @@ const WRITE_CHUNK_BYTES = 1 << 20;
 
 export type KvEntry = [key: string, value: string];
 
-/** A decoded block: its keys in order and their values (still JSON text: parsed when asked for). */
+/**
+ * A decoded block: its keys in order; values stay bytes in `buf` (start and length of value k at
+ * `spans[2k]`, `spans[2k + 1]`) and are decoded only when asked for, since a lookup wants one of them.
+ */
 export interface KvBlock extends Cached {
   keys: string[];
-  values: string[];
+  buf: Buffer;
+  spans: Uint32Array;
+}
+
+function valueAt(block: KvBlock, k: number): string {
+  const o = block.spans[2 * k];
+  return block.buf.toString('utf8', o, o + block.spans[2 * k + 1]);
 }
 
 /**
@@ -137,7 +146,7 @@ export async function writeKvRun(
 
 /** An open key → value run: block index and Bloom filter in memory, blocks read on demand through the cache. */
 export class KvRunReader {
-  private readonly cacheKey: string;
+  private readonly runId: number;
 
   private constructor(
     readonly info: RunInfo,
@@ -146,16 +155,12 @@ export class KvRunReader {
     private readonly refs: BlockRef[],
     private readonly bloom: BloomFilter,
     private readonly cache: BlockCache<KvBlock>,
-    cacheScope: string,
   ) {
-    this.cacheKey = `${cacheScope}/${info.name}#`;
+    this.runId = cache.newRunId();
   }
 
-  /**
-   * Opens a run and checks its footer, index and filter (blocks are checked when read). `cacheScope` keeps
-   * the cache keys of runs with the same file name in different stores apart.
-   */
-  static open(file: string, info: RunInfo, cache: BlockCache<KvBlock>, cacheScope: string): KvRunReader {
+  /** Opens a run and checks its footer, index and filter (blocks are checked when read). */
+  static open(file: string, info: RunInfo, cache: BlockCache<KvBlock>): KvRunReader {
     const fd = fs.openSync(file, 'r');
     try {
       const size = fs.fstatSync(fd).size;
@@ -172,7 +177,7 @@ export class KvRunReader {
       const refs = decodeIndex(meta.subarray(0, f.indexLength));
       const bloomBytes = meta.subarray(f.indexLength);
       const bloom = new BloomFilter(new Uint8Array(bloomBytes.subarray(4)), bloomBytes.readUInt32LE(0));
-      return new KvRunReader(info, file, fd, refs, bloom, cache, cacheScope);
+      return new KvRunReader(info, file, fd, refs, bloom, cache);
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -181,7 +186,7 @@ export class KvRunReader {
 
   close(): void {
     fs.closeSync(this.fd);
-    this.cache.dropPrefix(this.cacheKey);
+    this.cache.dropRun(this.runId);
   }
 
   /** Memory kept outside the cache (block index and Bloom filter), roughly. */
@@ -196,7 +201,7 @@ export class KvRunReader {
     if (b < 0) return undefined;
     const block = this.block(b);
     const k = bisect(block.keys, key);
-    return k < block.keys.length && block.keys[k] === key ? block.values[k] : undefined;
+    return k < block.keys.length && block.keys[k] === key ? valueAt(block, k) : undefined;
   }
 
   /** Pairs with keys strictly after `after` (null: from the first), in key order. */
@@ -206,7 +211,7 @@ export class KvRunReader {
       const block = this.block(b);
       let k = after === null ? 0 : bisect(block.keys, after);
       if (after !== null && k < block.keys.length && block.keys[k] === after) k++;
-      for (; k < block.keys.length; k++) yield [block.keys[k], block.values[k]];
+      for (; k < block.keys.length; k++) yield [block.keys[k], valueAt(block, k)];
     }
   }
 
@@ -214,7 +219,7 @@ export class KvRunReader {
   *entries(): Generator<KvEntry> {
     for (let b = 0; b < this.refs.length; b++) {
       const block = this.readBlock(b);
-      for (let k = 0; k < block.keys.length; k++) yield [block.keys[k], block.values[k]];
+      for (let k = 0; k < block.keys.length; k++) yield [block.keys[k], valueAt(block, k)];
     }
   }
 
@@ -233,7 +238,7 @@ export class KvRunReader {
   }
 
   private block(b: number): KvBlock {
-    const key = this.cacheKey + b;
+    const key = BlockCache.key(this.runId, b);
     const cached = this.cache.get(key);
     if (cached !== undefined) return cached;
     const block = this.readBlock(b);
@@ -248,20 +253,22 @@ export class KvRunReader {
       throw new Error(`run ${this.file} is damaged (CRC of block ${b} at ${ref.offset})`);
     const count = buf.readUInt32LE(0);
     const keys: string[] = new Array(count);
-    const values: string[] = new Array(count);
+    const spans = new Uint32Array(2 * count);
     let o = 4;
+    let keyBytes = 0;
     for (let k = 0; k < count; k++) {
       const kl = buf.readUInt16LE(o);
       o += 2;
       keys[k] = buf.toString('utf8', o, o + kl);
+      keyBytes += kl;
       o += kl;
       const vl = buf.readUInt32LE(o);
-      o += 4;
-      values[k] = buf.toString('utf8', o, o + vl);
-      o += vl;
+      spans[2 * k] = o + 4;
+      spans[2 * k + 1] = vl;
+      o += 4 + vl;
     }
-    // Strings cost about two bytes per character in V8 (one for Latin-1 text), plus headers.
-    return { keys, values, bytes: 64 + count * 48 + buf.length * 2 };
+    // The bytes, the spans, and the keys (about two bytes per character, plus a header each).
+    return { keys, buf, spans, bytes: 128 + buf.length + count * 40 + keyBytes * 2 };
   }
 }
 

@@ -230,7 +230,7 @@ export function readFooter(b: Buffer, file: string, magic = MAGIC): Footer {
 export class RunReader {
   private readonly refs: BlockRef[];
   private readonly bloom: BloomFilter;
-  private readonly cacheKey: string;
+  private readonly runId: number;
 
   private constructor(
     readonly info: RunInfo,
@@ -242,7 +242,7 @@ export class RunReader {
   ) {
     this.refs = refs;
     this.bloom = bloom;
-    this.cacheKey = `${info.name}#`;
+    this.runId = cache.newRunId();
   }
 
   /** Opens and checks a run's footer, index and bloom filter (blocks are checked when read). */
@@ -279,7 +279,7 @@ export class RunReader {
 
   close(): void {
     fs.closeSync(this.fd);
-    this.cache.dropPrefix(this.cacheKey);
+    this.cache.dropRun(this.runId);
   }
 
   /** Memory this run keeps outside the cache (index and bloom filter), roughly. */
@@ -342,7 +342,7 @@ export class RunReader {
   }
 
   private block(b: number): Block {
-    const key = this.cacheKey + b;
+    const key = BlockCache.key(this.runId, b);
     const cached = this.cache.get(key);
     if (cached !== undefined) return cached;
     const block = this.readBlock(b);
@@ -397,7 +397,8 @@ export function decodeIndex(b: Buffer): BlockRef[] {
 }
 
 export function preadExactly(fd: number, length: number, position: number, file: string): Buffer {
-  const buf = Buffer.allocUnsafe(length);
+  // Not from the shared pool: a cached block must not keep a pool slab (and its neighbours) alive.
+  const buf = Buffer.allocUnsafeSlow(length);
   let got = 0;
   while (got < length) {
     const n = fs.readSync(fd, buf, got, length - got, position + got);
