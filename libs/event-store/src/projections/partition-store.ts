@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { BlockCache } from '../storage/stream-runs/block-cache';
 import { KvBlock, KvEntry, KvRunReader, writeKvRun } from '../storage/stream-runs/kv-run-file';
 import { RUN_SUFFIX, RunInfo } from '../storage/stream-runs/run-file';
+import { CHECK_EVERY, Slicer } from '../storage/stream-runs/yield';
 
 /** Where a partitioned projection keeps its partition states. */
 export interface PartitionStates {
@@ -346,15 +347,17 @@ function runNumber(name: string): number {
 
 /** A frozen table's pairs in key order, encoded as JSON a slice at a time (the event loop gets turns). */
 async function* encodeTable(states: Map<string, unknown>): AsyncGenerator<KvEntry> {
+  const slicer = new Slicer();
   const keys = [...states.keys()].sort();
   for (let k = 0; k < keys.length; k++) {
     yield [keys[k], JSON.stringify(states.get(keys[k]) ?? null)];
-    if (k % 4096 === 4095) await new Promise((r) => setImmediate(r));
+    if (k % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
   }
 }
 
 /** A k-way merge of adjacent runs (oldest first): for a key in several, the newest run's value. */
 async function* mergeKvRuns(runs: KvRunReader[]): AsyncGenerator<KvEntry> {
+  const slicer = new Slicer();
   const its = runs.map((r) => r.entries());
   const heads = its.map((it) => it.next());
   for (let n = 0; ; n++) {
@@ -369,6 +372,6 @@ async function* mergeKvRuns(runs: KvRunReader[]): AsyncGenerator<KvEntry> {
       heads[k] = its[k].next();
     }
     yield [least, value];
-    if (n % 4096 === 4095) await new Promise((r) => setImmediate(r));
+    if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
   }
 }

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BlockCache } from './block-cache';
+import { CHECK_EVERY, Slicer } from './yield';
 import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, compareKey, writeRun } from './run-file';
 
 /**
@@ -393,17 +394,21 @@ export class DiskStreamIndex {
   }
 }
 
-/** A table's entries in key order. */
-function* tableEntries(table: Table): Generator<RunEntry> {
+/** A table's entries in key order, giving the event loop turns. */
+async function* tableEntries(table: Table): AsyncGenerator<RunEntry> {
+  const slicer = new Slicer();
   const ids = [...table.streams.keys()].sort();
-  for (const id of ids) {
+  for (let n = 0; n < ids.length; n++) {
+    const id = ids[n];
     const s = table.streams.get(id)!;
     for (let k = 0; k < s.positions.length; k++) yield [id, s.firstRev + k, s.positions[k]];
+    if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
   }
 }
 
 /** A k-way merge of runs in key order (few runs: a linear pick beats a heap), yielding to the event loop now and then. */
 async function* mergeRuns(runs: RunReader[]): AsyncGenerator<RunEntry> {
+  const slicer = new Slicer();
   const its = runs.map((r) => r.entries());
   const heads = its.map((it) => it.next());
   for (let n = 0; ; n++) {
@@ -420,6 +425,6 @@ async function* mergeRuns(runs: RunReader[]): AsyncGenerator<RunEntry> {
     if (best < 0) return;
     yield heads[best].value as RunEntry;
     heads[best] = its[best].next();
-    if (n % 4096 === 4095) await new Promise((r) => setImmediate(r));
+    if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
   }
 }
