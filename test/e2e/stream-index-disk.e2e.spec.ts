@@ -4,15 +4,16 @@ import { E2EClient, event, getJson, request } from '../support/e2e-client';
 import { stableEnv } from '../support/workload';
 
 /**
- * A real 3-process cluster with the stream index on disk (STREAM_INDEX=disk) and a tiny block cache: many
- * small streams, a follower killed and brought back through a snapshot that carries the index's run
- * files, then every node answers reads and expected-revision checks for streams that live only on disk.
+ * A real 3-process cluster with the stream index and the projections' partition states on disk
+ * (STREAM_INDEX=disk, PROJECTION_STATE=disk) and tiny block caches: 100,000 small streams, a follower killed
+ * and brought back through a snapshot that carries the run files, then every node answers reads,
+ * expected-revision checks and projection queries for streams that live only on disk.
  */
 
 jest.setTimeout(600_000);
 
-const STREAMS = Number(process.env.E2E_INDEX_STREAMS ?? 20_000);
-const WORKERS = 48;
+const STREAMS = Number(process.env.E2E_INDEX_STREAMS ?? 100_000);
+const WORKERS = 64;
 const CACHE_BYTES = 64 * 1024;
 
 let h: ClusterHarness;
@@ -25,6 +26,8 @@ beforeAll(async () => {
       ...stableEnv,
       STREAM_INDEX: process.env.E2E_STREAM_INDEX ?? 'disk',
       STREAM_INDEX_CACHE_BYTES: String(CACHE_BYTES),
+      PROJECTION_STATE: process.env.E2E_PROJECTION_STATE ?? 'disk',
+      PROJECTION_CACHE_BYTES: String(CACHE_BYTES),
       SNAPSHOT_EVERY_ENTRIES: '2000',
       SNAPSHOT_KEEP_ENTRIES: '50',
     },
@@ -43,7 +46,7 @@ async function metric(url: string, name: string): Promise<number> {
   return line === undefined ? NaN : Number(line.split(' ')[1]);
 }
 
-it(`${STREAMS} new streams: a follower restarted behind gets the index by snapshot; reads and expected revisions agree`, async () => {
+it(`${STREAMS} new streams: a follower restarted behind gets the index and partition states by snapshot; reads, expected revisions and projections agree`, async () => {
   const counts = new Map<string, number>();
   let next = 0;
   let killed: string | null = null;
@@ -84,6 +87,10 @@ it(`${STREAMS} new streams: a follower restarted behind gets the index by snapsh
     // Streams are spread over run files: several times more index bytes on disk than the cache may hold
     // (about 640 KiB for 40,000 entries; what came after the last cut may still be in the table).
     expect(await metric(n.url, 'eventstore_stream_index_run_bytes')).toBeGreaterThan(4 * CACHE_BYTES);
+    // Partition states (streams and orders: one per stream) live in runs too, past what the cache holds.
+    expect(await metric(n.url, 'eventstore_projection_runs')).toBeGreaterThan(0);
+    expect(await metric(n.url, 'eventstore_projection_cache_bytes')).toBeLessThanOrEqual(CACHE_BYTES);
+    expect(await metric(n.url, 'eventstore_projection_run_bytes')).toBeGreaterThan(4 * CACHE_BYTES);
   }
 
   // Reads of streams spread over the whole fill, on every node, from local state.
@@ -100,6 +107,40 @@ it(`${STREAMS} new streams: a follower restarted behind gets the index by snapsh
     }
   }
   expect((await getJson(`${h.running()[0].url}/streams/order-unknown?consistency=local`)).status).toBe(404);
+
+  // The streams projection agrees on every node, partition by partition, and pages through all of them.
+  for (const n of h.running()) {
+    await waitFor(
+      `${n.id}'s projections to run`,
+      async () => {
+        const list = (await getJson(`${n.url}/projections`)).body as { status: string; lag: number }[];
+        return list.every((p) => p.status === 'running' && p.lag === 0);
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+    for (const stream of sample.slice(0, 40)) {
+      const r = await getJson(`${n.url}/projections/streams/${stream}?consistency=local`);
+      expect(r.status).toBe(200);
+      expect(r.body).toMatchObject({ lastRevision: counts.get(stream)! - 1, eventCount: counts.get(stream) });
+    }
+  }
+  let after: string | undefined;
+  let partitions = 0;
+  let previous = '';
+  for (let page = 0; page < 100; page++) {
+    const q = `limit=10000${after === undefined ? '' : `&after=${encodeURIComponent(after)}`}`;
+    const r = await getJson(`${h.running()[0].url}/projections/streams?consistency=local&${q}`);
+    expect(r.status).toBe(200);
+    const body = r.body as { state: Record<string, unknown>; next?: string };
+    const keys = Object.keys(body.state);
+    expect(keys.length).toBeLessThanOrEqual(10_000);
+    if (keys.length > 0) expect(keys[0] > previous).toBe(true);
+    previous = keys[keys.length - 1] ?? previous;
+    partitions += keys.length;
+    if (body.next === undefined) break;
+    after = body.next;
+  }
+  expect(partitions).toBe(STREAMS);
 
   // Expected-revision checks against streams whose revisions are only in run files.
   const old = 'order-7'; // 2 events: revision 1

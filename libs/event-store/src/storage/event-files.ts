@@ -28,6 +28,12 @@ const FILE_SUFFIX = '.evt';
 /** Sequential reads (scans, ranges) read the files in blocks of this size. */
 const READ_BLOCK_BYTES = 4 * 1024 * 1024;
 /**
+ * A scan's first read; each next one is 4x larger up to READ_BLOCK_BYTES. Reading 4 MiB for the two or
+ * three consecutive events of a small stream made a cold stream read cost ~2 ms of CPU (memcpy of the
+ * block): 550 reads/s on a core at 100k streams.
+ */
+const FIRST_SCAN_BLOCK_BYTES = 16 * 1024;
+/**
  * One offset is kept per this many positions (sparse): a record is found by walking the length prefixes
  * from the nearest kept offset (≤ 15 records, read in one small block). 4 bytes per 16 events in memory and
  * in cuts, instead of 4 bytes per event.
@@ -288,6 +294,7 @@ export class EventFiles {
     this.checkPosition(from);
     this.checkPosition(to);
     let p = from;
+    let blockBytes = FIRST_SCAN_BLOCK_BYTES;
     // Where position p starts, when the previous block ended in the same file (no walk needed).
     let carried: { file: EventFile; at: number } | null = null;
     while (p <= to) {
@@ -302,7 +309,9 @@ export class EventFiles {
       const startByte: number =
         carried !== null && carried.file === file ? carried.at : this.offsetOf(file, p);
       const last = Math.min(to, file.start + file.count - 1);
-      let block = this.readBytes(file, startByte, Math.min(file.bytes, startByte + READ_BLOCK_BYTES));
+      let block = this.readBytes(file, startByte, Math.min(file.bytes, startByte + blockBytes));
+      // A short scan (a small stream's few consecutive events) reads little; a long one soon reads big blocks.
+      blockBytes = Math.min(READ_BLOCK_BYTES, blockBytes * 4);
       const first = block.readUInt32LE(0);
       // A record longer than a block is read whole.
       if (first > block.length) block = this.readBytes(file, startByte, startByte + first);
