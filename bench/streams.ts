@@ -24,9 +24,9 @@
  *
  * Environment: BENCH_STREAMS (2000000), BENCH_SECONDS (30), BENCH_CONNECTIONS (256),
  * BENCH_READ_CONNECTIONS (16), BENCH_FILL_MAX_S (1800: the fill stops there, at whatever count it reached),
- * BENCH_KEEP_DATA=1, BENCH_CPU_PROF=1, BENCH_NODE_ARGS, and node tunables passed through (STREAM_INDEX=disk
- * for the index on disk, STREAM_INDEX_CACHE_BYTES, PROJECTION_STATE=disk for partition states on disk,
- * PROJECTION_CACHE_BYTES, SNAPSHOT_EVERY_…).
+ * BENCH_KEEP_DATA=1, BENCH_CPU_PROF=1, BENCH_NODE_ARGS, and node tunables passed through (STREAM_INDEX=memory
+ * for the index in the heap, STREAM_INDEX_CACHE_BYTES, PROJECTION_STATE=memory for partition states in the
+ * heap, PROJECTION_CACHE_BYTES, SNAPSHOT_EVERY_…).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -917,7 +917,7 @@ function printReport(wrkVersion: string, res: Results): void {
 
   const out = [
     '',
-    `bench:streams - ${int(n)} small streams (target: 2,000,000) vs 1,000 streams, 3-node cluster, fsync on, ${connections} connections for appends, STREAM_INDEX=${process.env.STREAM_INDEX || 'memory (default)'}, PROJECTION_STATE=${process.env.PROJECTION_STATE || 'memory (default)'}`,
+    `bench:streams - ${int(n)} small streams (target: 2,000,000) vs 1,000 streams, 3-node cluster, fsync on, ${connections} connections for appends, STREAM_INDEX=${process.env.STREAM_INDEX || 'disk (default)'}, PROJECTION_STATE=${process.env.PROJECTION_STATE || 'disk (default)'}`,
     `${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB; load average ${os
       .loadavg()
       .map((x) => x.toFixed(2))

@@ -83,9 +83,9 @@ const schema = z.object({
   APPEND_BODY_BYTES_MAX: int(1024, 1024 * mib).default(4 * mib),
   APPEND_EVENTS_MAX: int(1, 1_000_000).default(1000),
   EVENT_BYTES_MAX: int(64, 1024 * mib).default(1 * mib),
-  STREAM_INDEX: z.enum(['memory', 'disk']).default('memory'),
+  STREAM_INDEX: z.enum(['memory', 'disk']).default('disk'),
   STREAM_INDEX_CACHE_BYTES: int(64 * 1024, 64 * 1024 * mib).default(32 * mib),
-  PROJECTION_STATE: z.enum(['memory', 'disk']).default('memory'),
+  PROJECTION_STATE: z.enum(['memory', 'disk']).default('disk'),
   PROJECTION_CACHE_BYTES: int(64 * 1024, 64 * 1024 * mib).default(32 * mib),
 });
 type RawConfig = z.infer<typeof schema>;

@@ -29,6 +29,8 @@ const BLOCK_BYTES = 4096;
 const WRITE_CHUNK_BYTES = 1 << 20;
 
 export type KvEntry = [key: string, value: string];
+/** A pair to write: the value as text, or as its UTF-8 bytes (a merge copies them without decoding). */
+export type KvWriteEntry = [key: string, value: string | Buffer];
 
 /**
  * A decoded block: its keys in order; values stay bytes in `buf` (start and length of value k at
@@ -53,7 +55,7 @@ function valueAt(block: KvBlock, k: number): string {
 export async function writeKvRun(
   file: string,
   name: string,
-  entries: Iterable<KvEntry> | AsyncIterable<KvEntry>,
+  entries: Iterable<KvWriteEntry> | AsyncIterable<KvWriteEntry>,
   keysMax: number,
   asOfPosition: number,
   sync = true,
@@ -87,7 +89,7 @@ export async function writeKvRun(
       if (prev !== null && !(prev < key)) throw new Error(`key-value run: keys out of order at ${key}`);
       const keyBytes = Buffer.byteLength(key, 'utf8');
       if (keyBytes > 0xffff) throw new Error(`key-value run: key of ${keyBytes} bytes is too long`);
-      const valueBytes = Buffer.byteLength(value, 'utf8');
+      const valueBytes = typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
       const need = 2 + keyBytes + 4 + valueBytes;
       if (blockCount > 0 && blockLen + need > BLOCK_BYTES) endBlock();
       if (pendingBytes >= WRITE_CHUNK_BYTES) {
@@ -105,7 +107,8 @@ export async function writeKvRun(
       blockLen = block.writeUInt16LE(keyBytes, blockLen);
       blockLen += block.write(key, blockLen, 'utf8');
       blockLen = block.writeUInt32LE(valueBytes, blockLen);
-      blockLen += block.write(value, blockLen, 'utf8');
+      blockLen +=
+        typeof value === 'string' ? block.write(value, blockLen, 'utf8') : value.copy(block, blockLen);
       blockCount++;
       count++;
       bloom.add(key);
@@ -215,7 +218,18 @@ export class KvRunReader {
     }
   }
 
-  /** Every pair in key order, read without going through the cache (merges read whole runs once). */
+  /** Every pair in key order with the value's bytes, read without the cache (merges read whole runs once). */
+  *rawEntries(): Generator<[string, Buffer]> {
+    for (let b = 0; b < this.refs.length; b++) {
+      const block = this.readBlock(b);
+      for (let k = 0; k < block.keys.length; k++) {
+        const o = block.spans[2 * k];
+        yield [block.keys[k], block.buf.subarray(o, o + block.spans[2 * k + 1])];
+      }
+    }
+  }
+
+  /** Every pair in key order, read without going through the cache. */
   *entries(): Generator<KvEntry> {
     for (let b = 0; b < this.refs.length; b++) {
       const block = this.readBlock(b);
