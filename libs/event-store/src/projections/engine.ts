@@ -78,6 +78,8 @@ export class ProjectionEngine {
   private readonly logger?: Logger;
   private source: ProjectionSource | null = null;
   private pumpTimer: NodeJS.Immediate | null = null;
+  /** Set while replay waits for partition stores to write their frozen tables (backpressure). */
+  private pumpWait: Promise<void> | null = null;
   private idleWaiters: (() => void)[] = [];
   private storage: (ProjectionStorageOptions & { cache: BlockCache<KvBlock> }) | null = null;
   private storeSeq = 0;
@@ -218,6 +220,7 @@ export class ProjectionEngine {
     this.source = null;
     if (this.pumpTimer) clearImmediate(this.pumpTimer);
     this.pumpTimer = null;
+    this.pumpWait = null;
   }
 
   /** Detaches and closes the partition stores (their directories go: they are derived from cuts). */
@@ -430,7 +433,7 @@ export class ProjectionEngine {
   private afterChange(): void {
     if (!this.source) return;
     if (this.anyRebuilding()) {
-      if (!this.pumpTimer) this.pumpTimer = setImmediate(() => this.pump());
+      if (!this.pumpTimer && !this.pumpWait) this.pumpTimer = setImmediate(() => this.pump());
     } else {
       this.notifyIdle();
     }
@@ -463,9 +466,30 @@ export class ProjectionEngine {
         return true;
       });
       if (Date.now() >= deadline) break;
+      if (this.storeBehind(lagging) !== null) break;
     }
     for (const rt of lagging) this.afterTurn(rt, last);
+    // Replay folds far faster than tables are written: without waiting, frozen tables pile up (memory, and
+    // every lookup of a new key asks each of them).
+    const behind = this.storeBehind(lagging);
+    if (behind !== null && this.anyRebuilding()) {
+      const wait = behind.written().then(() => {
+        if (this.pumpWait !== wait) return;
+        this.pumpWait = null;
+        this.afterChange();
+      });
+      this.pumpWait = wait;
+      return;
+    }
     this.afterChange();
+  }
+
+  /** A rebuilding projection's partition store with more than one table waiting to be written. */
+  private storeBehind(lagging: Runtime[]): PartitionStore | null {
+    for (const rt of lagging)
+      if (rt.status === 'rebuilding' && rt.partitions instanceof PartitionStore && rt.partitions.backlog > 1)
+        return rt.partitions;
+    return null;
   }
 
   private afterTurn(rt: Runtime, last: number): void {

@@ -232,6 +232,16 @@ export class PartitionStore implements PartitionStates {
     await fsp.rm(this.directory, { recursive: true, force: true });
   }
 
+  /** Tables frozen but not yet written as runs. */
+  get backlog(): number {
+    return this.frozen.length;
+  }
+
+  /** Resolves once every frozen table is written (merges may go on). */
+  written(): Promise<void> {
+    return this.writing.catch(() => {});
+  }
+
   /** Waits until no run is being written or merged. */
   async whenIdle(): Promise<void> {
     for (;;) {

@@ -37,8 +37,16 @@ export class BloomFilter {
 
 const pair: [number, number] = [0, 0];
 
-/** Two independent 32-bit hashes of the string's UTF-16 code units (FNV-1a and a murmur3-style mix). */
+let lastKey: string | null = null;
+
+/**
+ * Two independent 32-bit hashes of the string's UTF-16 code units (FNV-1a and a murmur3-style mix). A lookup
+ * asks every run's filter about the same key in a row: the last key's hashes are kept, so they are computed
+ * once per lookup however many runs there are.
+ */
 function hashPair(key: string): [number, number] {
+  if (key === lastKey) return pair;
+  lastKey = key;
   let a = 0x811c9dc5;
   let b = 0x9747b28c ^ key.length;
   for (let i = 0; i < key.length; i++) {
