@@ -104,6 +104,27 @@ describe('PartitionStore', () => {
     }
   });
 
+  it('a checkpoint taken just before the store is closed (a reset) still holds every partition', async () => {
+    const cache = new BlockCache<KvBlock>(16 * 1024);
+    const store = PartitionStore.install(path.join(dir, 's'), 'proj-x-', cache, small);
+    const prng = new Prng(5);
+    const model = new Map<string, State>();
+    for (let p = 0; p < 130; p++) fold(store, model, `k-${p}`, p, prng);
+    const pin = path.join(dir, 'pin');
+    const checkpoint = store.checkpoint(129, pin);
+    const closing = store.close();
+    const { runs, count } = await checkpoint;
+    await closing;
+    const installed = PartitionStore.install(path.join(dir, 'i'), 'proj-x-', cache, small, {
+      dir: pin,
+      runs,
+      count,
+    });
+    expect(installed.size()).toBe(130);
+    expect(everything(installed, 1000)).toEqual(sorted(model));
+    await installed.close();
+  });
+
   it('a damaged run is refused with an error naming the file', async () => {
     const cache = new BlockCache<KvBlock>(1024);
     const store = PartitionStore.install(path.join(dir, 's'), 'proj-x-', cache, small);

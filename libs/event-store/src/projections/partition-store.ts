@@ -287,7 +287,8 @@ export class PartitionStore implements PartitionStates {
   }
 
   private async writeTable(table: Frozen): Promise<void> {
-    if (this.failure !== null || this.closed) return;
+    // Written even when the store is closing: a checkpoint taken before the close waits for this table.
+    if (this.failure !== null) return;
     const name = this.nextRunName();
     const file = path.join(this.directory, name);
     const info = await writeKvRun(
