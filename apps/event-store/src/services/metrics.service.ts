@@ -1,10 +1,38 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { collectDefaultMetrics, Counter, Gauge } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { NodeRuntime } from '../runtime/node-runtime';
 import { StreamsService } from './streams.service';
 import { NODE_RUNTIME } from './tokens';
 
-type DiskIndexStats = Extract<ReturnType<NodeRuntime['store']['streamIndexStats']>, { kind: 'disk' }>;
+/**
+ * Gauges and counters read from one stats snapshot taken at scrape time; 0 while `read` gives null (the
+ * feature is off). Counters mirror totals the store keeps itself.
+ */
+function statMetrics<S>(registers: Registry[], read: () => S | null) {
+  return {
+    gauge: (name: string, help: string, pick: (s: S) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = read();
+          this.set(s ? pick(s) : 0);
+        },
+      }),
+    counter: (name: string, help: string, pick: (s: S) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = read();
+          this.reset();
+          this.inc(s ? pick(s) : 0);
+        },
+      }),
+  };
+}
 
 /** GET /metrics: the node's Raft metrics (registered by the node), event-store gauges, HTTP request counts. */
 @Injectable()
@@ -61,114 +89,68 @@ export class MetricsService {
       },
     });
     // The on-disk stream index (STREAM_INDEX=disk): its block cache against its budget, runs and table.
-    const indexGauge = (name: string, help: string, pick: (s: DiskIndexStats) => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          const s = store.streamIndexStats();
-          this.set(s.kind === 'disk' ? pick(s) : 0);
-        },
-      });
-    indexGauge(
+    const index = statMetrics(registers, () => {
+      const s = store.streamIndexStats();
+      return s.kind === 'disk' ? s : null;
+    });
+    index.gauge(
       'eventstore_stream_index_cache_bytes',
       'Bytes of decoded run blocks cached',
       (s) => s.cacheBytes,
     );
-    indexGauge(
+    index.gauge(
       'eventstore_stream_index_cache_budget_bytes',
       'STREAM_INDEX_CACHE_BYTES',
       (s) => s.cacheBudgetBytes,
     );
-    const indexCounter = (name: string, help: string, pick: (s: DiskIndexStats) => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const s = store.streamIndexStats();
-          this.reset();
-          this.inc(s.kind === 'disk' ? pick(s) : 0);
-        },
-      });
-    indexCounter(
+    index.counter(
       'eventstore_stream_index_cache_hits_total',
       'Block reads served from the cache',
       (s) => s.cacheHits,
     );
-    indexCounter(
+    index.counter(
       'eventstore_stream_index_cache_misses_total',
       'Block reads from the run files',
       (s) => s.cacheMisses,
     );
-    indexGauge('eventstore_stream_index_runs', 'Run files of the stream index', (s) => s.runs);
-    indexGauge('eventstore_stream_index_run_bytes', 'Bytes of the run files', (s) => s.runBytes);
-    indexGauge(
+    index.gauge('eventstore_stream_index_runs', 'Run files of the stream index', (s) => s.runs);
+    index.gauge('eventstore_stream_index_run_bytes', 'Bytes of the run files', (s) => s.runBytes);
+    index.gauge(
       'eventstore_stream_index_table_entries',
       'Index entries in memory, not yet in a run',
       (s) => s.tableEntries,
     );
-    indexGauge(
+    index.gauge(
       'eventstore_stream_index_resident_bytes',
       'Memory the runs keep outside the cache (block indexes, Bloom filters)',
       (s) => s.residentBytes,
     );
     // Partition states on disk (PROJECTION_STATE=disk): the shared block cache, runs and tables.
-    type ProjectionStorage = NonNullable<ReturnType<typeof store.projections.storageStats>>;
-    const projectionGauge = (name: string, help: string, pick: (s: ProjectionStorage) => number) =>
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          const s = store.projections.storageStats();
-          this.set(s ? pick(s) : 0);
-        },
-      });
-    const projectionCounter = (name: string, help: string, pick: (s: ProjectionStorage) => number) =>
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const s = store.projections.storageStats();
-          this.reset();
-          this.inc(s ? pick(s) : 0);
-        },
-      });
-    projectionGauge(
+    const parts = statMetrics(registers, () => store.projections.storageStats());
+    parts.gauge(
       'eventstore_projection_cache_bytes',
       'Bytes of decoded partition-state blocks cached',
       (s) => s.cacheBytes,
     );
-    projectionGauge(
-      'eventstore_projection_cache_budget_bytes',
-      'PROJECTION_CACHE_BYTES',
-      (s) => s.cacheBytesMax,
-    );
-    projectionCounter(
+    parts.gauge('eventstore_projection_cache_budget_bytes', 'PROJECTION_CACHE_BYTES', (s) => s.cacheBytesMax);
+    parts.counter(
       'eventstore_projection_cache_hits_total',
       'Partition-state block reads served from the cache',
       (s) => s.cacheHits,
     );
-    projectionCounter(
+    parts.counter(
       'eventstore_projection_cache_misses_total',
       'Partition-state block reads from the run files',
       (s) => s.cacheMisses,
     );
-    projectionGauge('eventstore_projection_runs', 'Run files of partition states', (s) => s.runs);
-    projectionGauge(
-      'eventstore_projection_run_bytes',
-      'Bytes of partition-state run files',
-      (s) => s.runBytes,
-    );
-    projectionGauge(
+    parts.gauge('eventstore_projection_runs', 'Run files of partition states', (s) => s.runs);
+    parts.gauge('eventstore_projection_run_bytes', 'Bytes of partition-state run files', (s) => s.runBytes);
+    parts.gauge(
       'eventstore_projection_table_partitions',
-      'Partition states in memory, not yet in a run',
+      'Partition states in memory (live and frozen tables), not yet in a run',
       (s) => s.tableKeys,
     );
-    projectionGauge(
+    parts.gauge(
       'eventstore_projection_resident_bytes',
       'Memory partition-state runs keep outside the cache (block indexes, Bloom filters)',
       (s) => s.residentBytes,

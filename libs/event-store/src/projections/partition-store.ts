@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { BlockCache } from '../storage/stream-runs/block-cache';
 import { KvBlock, KvEntry, KvRunReader, KvWriteEntry, writeKvRun } from '../storage/stream-runs/kv-run-file';
 import { RUN_SUFFIX, RunInfo } from '../storage/stream-runs/run-file';
-import { CHECK_EVERY, Slicer } from '../storage/stream-runs/yield';
+import { CHECK_EVERY, mergeNewestWins, Slicer } from '../storage/stream-runs/yield';
 
 /** Where a partitioned projection keeps its partition states. */
 export interface PartitionStates {
@@ -366,23 +366,10 @@ async function* encodeTable(states: Map<string, unknown>): AsyncGenerator<KvEntr
   }
 }
 
-/** A k-way merge of adjacent runs (oldest first): for a key in several, the newest run's value. */
-async function* mergeKvRuns(runs: KvRunReader[]): AsyncGenerator<KvWriteEntry> {
-  const slicer = new Slicer();
-  const its = runs.map((r) => r.rawEntries());
-  const heads = its.map((it) => it.next());
-  for (let n = 0; ; n++) {
-    let least: string | null = null;
-    for (const h of heads) if (!h.done && (least === null || h.value[0] < least)) least = h.value[0];
-    if (least === null) return;
-    let value: Buffer | null = null;
-    for (let k = 0; k < heads.length; k++) {
-      const h = heads[k];
-      if (h.done || h.value[0] !== least) continue;
-      value = h.value[1]; // later inputs are newer and overwrite
-      heads[k] = its[k].next();
-    }
-    yield [least, value!];
-    if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
-  }
+/** A merge of adjacent runs (oldest first): for a key in several, the newest run's value (bytes, not decoded). */
+function mergeKvRuns(runs: KvRunReader[]): AsyncGenerator<KvWriteEntry> {
+  return mergeNewestWins<[string, Buffer]>(
+    runs.map((r) => r.rawEntries()),
+    (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
+  );
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BlockCache } from './block-cache';
-import { CHECK_EVERY, Slicer } from './yield';
+import { CHECK_EVERY, mergeNewestWins, Slicer } from './yield';
 import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, compareKey, writeRun } from './run-file';
 
 /**
@@ -406,25 +406,10 @@ async function* tableEntries(table: Table): AsyncGenerator<RunEntry> {
   }
 }
 
-/** A k-way merge of runs in key order (few runs: a linear pick beats a heap), yielding to the event loop now and then. */
-async function* mergeRuns(runs: RunReader[]): AsyncGenerator<RunEntry> {
-  const slicer = new Slicer();
-  const its = runs.map((r) => r.entries());
-  const heads = its.map((it) => it.next());
-  for (let n = 0; ; n++) {
-    let best = -1;
-    for (let k = 0; k < heads.length; k++) {
-      const h = heads[k];
-      if (h.done) continue;
-      if (best < 0) best = k;
-      else {
-        const b = heads[best].value as RunEntry;
-        if (compareKey(h.value[0], h.value[1], b[0], b[1]) < 0) best = k;
-      }
-    }
-    if (best < 0) return;
-    yield heads[best].value as RunEntry;
-    heads[best] = its[best].next();
-    if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
-  }
+/** The runs' entries in key order (a stream's entries are in one run each: no key repeats). */
+function mergeRuns(runs: RunReader[]): AsyncGenerator<RunEntry> {
+  return mergeNewestWins(
+    runs.map((r) => r.entries()),
+    (a, b) => compareKey(a[0], a[1], b[0], b[1]),
+  );
 }

@@ -1,18 +1,8 @@
 import { crc32c } from '@node-rs/crc32';
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { BlockCache, Cached } from './block-cache';
 import { BloomFilter } from './bloom';
-import {
-  BlockRef,
-  FOOTER_BYTES,
-  RunInfo,
-  decodeIndex,
-  encodeIndex,
-  preadExactly,
-  readFooter,
-  writeFooter,
-} from './run-file';
+import { BlockRef, FOOTER_BYTES, RunFrame, RunInfo, encodeIndex, writeFooter } from './run-file';
 
 /**
  * A key → value run: an immutable file of (key, value) pairs in key order, one value per key, where the
@@ -148,53 +138,22 @@ export async function writeKvRun(
 }
 
 /** An open key → value run: block index and Bloom filter in memory, blocks read on demand through the cache. */
-export class KvRunReader {
-  private readonly runId: number;
-
+export class KvRunReader extends RunFrame<KvBlock> {
   private constructor(
     readonly info: RunInfo,
-    private readonly file: string,
-    private readonly fd: number,
-    private readonly refs: BlockRef[],
-    private readonly bloom: BloomFilter,
-    private readonly cache: BlockCache<KvBlock>,
+    file: string,
+    fd: number,
+    refs: BlockRef[],
+    bloom: BloomFilter,
+    cache: BlockCache<KvBlock>,
   ) {
-    this.runId = cache.newRunId();
+    super(file, fd, refs, bloom, cache);
   }
 
   /** Opens a run and checks its footer, index and filter (blocks are checked when read). */
   static open(file: string, info: RunInfo, cache: BlockCache<KvBlock>): KvRunReader {
-    const fd = fs.openSync(file, 'r');
-    try {
-      const size = fs.fstatSync(fd).size;
-      if (size < FOOTER_BYTES) throw new Error(`run ${file} is damaged (${size} bytes)`);
-      const f = readFooter(preadExactly(fd, FOOTER_BYTES, size - FOOTER_BYTES, file), file, KV_MAGIC);
-      if (
-        f.bloomOffset + f.bloomLength + FOOTER_BYTES !== size ||
-        f.indexOffset + f.indexLength !== f.bloomOffset ||
-        size !== info.bytes
-      )
-        throw new Error(`run ${file} is damaged (sections do not add up to ${size} bytes)`);
-      const meta = preadExactly(fd, f.indexLength + f.bloomLength, f.indexOffset, file);
-      if (crc32c(meta) !== f.metaCrc) throw new Error(`run ${file} is damaged (index CRC)`);
-      const refs = decodeIndex(meta.subarray(0, f.indexLength));
-      const bloomBytes = meta.subarray(f.indexLength);
-      const bloom = new BloomFilter(new Uint8Array(bloomBytes.subarray(4)), bloomBytes.readUInt32LE(0));
-      return new KvRunReader(info, file, fd, refs, bloom, cache);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
-    }
-  }
-
-  close(): void {
-    fs.closeSync(this.fd);
-    this.cache.dropRun(this.runId);
-  }
-
-  /** Memory kept outside the cache (block index and Bloom filter), roughly. */
-  residentBytes(): number {
-    return this.bloom.bits.length + this.refs.length * 64;
+    const { fd, refs, bloom } = RunFrame.openFrame(file, KV_MAGIC, info.bytes);
+    return new KvRunReader(info, file, fd, refs, bloom, cache);
   }
 
   /** The key's value (JSON text), or undefined when the run does not hold the key. */
@@ -238,33 +197,10 @@ export class KvRunReader {
   }
 
   private lastBlockAtOrBefore(key: string): number {
-    let lo = 0;
-    let hi = this.refs.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.refs[mid].firstId <= key) {
-        found = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return found;
+    return this.lastBlockWhere((r) => r.firstId <= key);
   }
 
-  private block(b: number): KvBlock {
-    const key = BlockCache.key(this.runId, b);
-    const cached = this.cache.get(key);
-    if (cached !== undefined) return cached;
-    const block = this.readBlock(b);
-    this.cache.set(key, block);
-    return block;
-  }
-
-  private readBlock(b: number): KvBlock {
-    const ref = this.refs[b];
-    const buf = preadExactly(this.fd, ref.length, ref.offset, this.file);
-    if (crc32c(buf) !== ref.crc)
-      throw new Error(`run ${this.file} is damaged (CRC of block ${b} at ${ref.offset})`);
+  protected decode(buf: Buffer): KvBlock {
     const count = buf.readUInt32LE(0);
     const keys: string[] = new Array(count);
     const spans = new Uint32Array(2 * count);

@@ -1,7 +1,7 @@
 import { crc32c } from '@node-rs/crc32';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { Block, BlockCache } from './block-cache';
+import { Block, BlockCache, Cached } from './block-cache';
 import { BloomFilter } from './bloom';
 
 /**
@@ -226,51 +226,49 @@ export function readFooter(b: Buffer, file: string, magic = MAGIC): Footer {
   };
 }
 
-/** An open run: the block index and bloom filter in memory, blocks read on demand through the cache. */
-export class RunReader {
-  private readonly refs: BlockRef[];
-  private readonly bloom: BloomFilter;
-  private readonly runId: number;
+/**
+ * What every kind of run has once open: the file, its block index and Bloom filter in memory, blocks read on
+ * demand (checked against their CRC) and kept in a cache shared with other runs. Subclasses decode blocks.
+ */
+export abstract class RunFrame<B extends Cached> {
+  protected readonly runId: number;
 
-  private constructor(
-    readonly info: RunInfo,
-    private readonly file: string,
-    private readonly fd: number,
-    refs: BlockRef[],
-    bloom: BloomFilter,
-    private readonly cache: BlockCache,
+  protected constructor(
+    protected readonly file: string,
+    protected readonly fd: number,
+    protected readonly refs: BlockRef[],
+    protected readonly bloom: BloomFilter,
+    protected readonly cache: BlockCache<B>,
   ) {
-    this.refs = refs;
-    this.bloom = bloom;
     this.runId = cache.newRunId();
   }
 
-  /** Opens and checks a run's footer, index and bloom filter (blocks are checked when read). */
-  static open(file: string, name: string, cache: BlockCache, crc32cOfFile = 0): RunReader {
+  /**
+   * Opens `file` and checks its footer (of `magic`), its sections' sizes (and the size `bytes` expected, when
+   * known), and the CRC of its block index and filter. The caller owns the returned descriptor.
+   */
+  protected static openFrame(
+    file: string,
+    magic: number,
+    bytes?: number,
+  ): { fd: number; size: number; footer: Footer; refs: BlockRef[]; bloom: BloomFilter } {
     const fd = fs.openSync(file, 'r');
     try {
       const size = fs.fstatSync(fd).size;
-      if (size < FOOTER_BYTES) throw new Error(`stream index: run ${file} is damaged (${size} bytes)`);
-      const f = readFooter(preadExactly(fd, FOOTER_BYTES, size - FOOTER_BYTES, file), file);
+      if (size < FOOTER_BYTES) throw new Error(`run ${file} is damaged (${size} bytes)`);
+      const f = readFooter(preadExactly(fd, FOOTER_BYTES, size - FOOTER_BYTES, file), file, magic);
       if (
         f.bloomOffset + f.bloomLength + FOOTER_BYTES !== size ||
-        f.indexOffset + f.indexLength !== f.bloomOffset
+        f.indexOffset + f.indexLength !== f.bloomOffset ||
+        (bytes !== undefined && size !== bytes)
       )
-        throw new Error(`stream index: run ${file} is damaged (sections do not add up to ${size} bytes)`);
+        throw new Error(`run ${file} is damaged (sections do not add up to ${size} bytes)`);
       const meta = preadExactly(fd, f.indexLength + f.bloomLength, f.indexOffset, file);
-      if (crc32c(meta) !== f.metaCrc) throw new Error(`stream index: run ${file} is damaged (index CRC)`);
+      if (crc32c(meta) !== f.metaCrc) throw new Error(`run ${file} is damaged (index CRC)`);
       const refs = decodeIndex(meta.subarray(0, f.indexLength));
       const bloomBytes = meta.subarray(f.indexLength);
       const bloom = new BloomFilter(new Uint8Array(bloomBytes.subarray(4)), bloomBytes.readUInt32LE(0));
-      const info: RunInfo = {
-        name,
-        entries: f.entries,
-        streams: f.streams,
-        maxPosition: f.maxPosition,
-        bytes: size,
-        crc32c: crc32cOfFile,
-      };
-      return new RunReader(info, file, fd, refs, bloom, cache);
+      return { fd, size, footer: f, refs, bloom };
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -282,9 +280,73 @@ export class RunReader {
     this.cache.dropRun(this.runId);
   }
 
-  /** Memory this run keeps outside the cache (index and bloom filter), roughly. */
+  /** Memory this run keeps outside the cache (block index and Bloom filter), roughly. */
   residentBytes(): number {
     return this.bloom.bits.length + this.refs.length * 64;
+  }
+
+  protected abstract decode(buf: Buffer): B;
+
+  /** The last block whose first key is at or before the sought one (`notAfter`), or -1: a binary search. */
+  protected lastBlockWhere(notAfter: (ref: BlockRef) => boolean): number {
+    let lo = 0;
+    let hi = this.refs.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (notAfter(this.refs[mid])) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  }
+
+  /** Block b, from the cache or read, checked and decoded (then cached). */
+  protected block(b: number): B {
+    const key = BlockCache.key(this.runId, b);
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return cached;
+    const block = this.readBlock(b);
+    this.cache.set(key, block);
+    return block;
+  }
+
+  /** Block b read from the file and decoded, without the cache (merges read whole runs once). */
+  protected readBlock(b: number): B {
+    const ref = this.refs[b];
+    const buf = preadExactly(this.fd, ref.length, ref.offset, this.file);
+    if (crc32c(buf) !== ref.crc)
+      throw new Error(`run ${this.file} is damaged (CRC of block ${b} at ${ref.offset})`);
+    return this.decode(buf);
+  }
+}
+
+/** An open run of the stream index: (stream id, revision) → position. */
+export class RunReader extends RunFrame<Block> {
+  private constructor(
+    readonly info: RunInfo,
+    file: string,
+    fd: number,
+    refs: BlockRef[],
+    bloom: BloomFilter,
+    cache: BlockCache,
+  ) {
+    super(file, fd, refs, bloom, cache);
+  }
+
+  /** Opens and checks a run's footer, index and bloom filter (blocks are checked when read). */
+  static open(file: string, name: string, cache: BlockCache, crc32cOfFile = 0): RunReader {
+    const { fd, size, footer: f, refs, bloom } = RunFrame.openFrame(file, MAGIC);
+    const info: RunInfo = {
+      name,
+      entries: f.entries,
+      streams: f.streams,
+      maxPosition: f.maxPosition,
+      bytes: size,
+      crc32c: crc32cOfFile,
+    };
+    return new RunReader(info, file, fd, refs, bloom, cache);
   }
 
   /** The stream's highest revision in this run, or -1. */
@@ -327,34 +389,10 @@ export class RunReader {
 
   /** The last block whose first key is ≤ (id, rev), or -1. */
   private lastBlockAtOrBefore(id: string, rev: number): number {
-    let lo = 0;
-    let hi = this.refs.length - 1;
-    let found = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const r = this.refs[mid];
-      if (compareKey(r.firstId, r.firstRev, id, rev) <= 0) {
-        found = mid;
-        lo = mid + 1;
-      } else hi = mid - 1;
-    }
-    return found;
+    return this.lastBlockWhere((r) => compareKey(r.firstId, r.firstRev, id, rev) <= 0);
   }
 
-  private block(b: number): Block {
-    const key = BlockCache.key(this.runId, b);
-    const cached = this.cache.get(key);
-    if (cached !== undefined) return cached;
-    const block = this.readBlock(b);
-    this.cache.set(key, block);
-    return block;
-  }
-
-  private readBlock(b: number): Block {
-    const ref = this.refs[b];
-    const buf = preadExactly(this.fd, ref.length, ref.offset, this.file);
-    if (crc32c(buf) !== ref.crc)
-      throw new Error(`stream index: run ${this.file} is damaged (CRC of block ${b} at ${ref.offset})`);
+  protected decode(buf: Buffer): Block {
     const count = buf.readUInt32LE(0);
     const ids: string[] = new Array(count);
     const revs = new Uint32Array(count);

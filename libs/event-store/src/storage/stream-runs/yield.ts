@@ -22,3 +22,35 @@ export class Slicer {
     return new Promise((r) => setImmediate(r));
   }
 }
+
+/**
+ * A k-way merge of sorted sources, oldest first, for merging runs: items in `compare` order; of items that
+ * compare equal (one key in several runs), the newest source's is yielded and the others are dropped. Few
+ * sources: a linear pick beats a heap. Gives the event loop a turn every slice.
+ */
+export async function* mergeNewestWins<T>(
+  sources: Iterator<T>[],
+  compare: (a: T, b: T) => number,
+): AsyncGenerator<T> {
+  const slicer = new Slicer();
+  const heads = sources.map((it) => it.next());
+  for (let n = 0; ; n++) {
+    let best = -1;
+    for (let k = 0; k < heads.length; k++) {
+      const h = heads[k];
+      if (h.done) continue;
+      // Ties go to the later (newer) source.
+      if (best < 0 || compare(h.value, heads[best].value as T) <= 0) best = k;
+    }
+    if (best < 0) return;
+    const item = heads[best].value as T;
+    for (let k = 0; k < heads.length; k++) {
+      const h = heads[k];
+      if (k === best || h.done || compare(h.value, item) !== 0) continue;
+      heads[k] = sources[k].next();
+    }
+    heads[best] = sources[best].next();
+    yield item;
+    if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
+  }
+}
