@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { EventEnvelope } from '@app/client';
 import { KafkaSink, KafkaSinkOptions } from '../../apps/projector/src/sinks/kafka/kafka-sink';
+import { KafkajsTransactionalProducer } from '../../apps/projector/src/sinks/kafka/kafkajs-producer';
 import { SinkFencedError, SinkUnavailableError } from '../../apps/projector/src/sinks/sink';
 import { makeEvents } from './sink-events';
 import {
@@ -78,6 +79,38 @@ describe('KafkaSink against a real broker', () => {
   afterEach(async () => {
     for (const c of children.splice(0)) await c.kill9();
     for (const s of sinks.splice(0)) await s.close();
+  });
+
+  it('open waits out an error Kafka marks retriable (a coordinator still loading), not others', async () => {
+    const failingInit = (first: { retriable: boolean }) => {
+      let failures = 1;
+      const factory: KafkaSinkOptions['producerFactory'] = (o) => {
+        const p = new KafkajsTransactionalProducer(o);
+        const init = p.init.bind(p);
+        p.init = async () => {
+          if (failures-- > 0)
+            throw Object.assign(new Error('The coordinator is loading and hence cannot process requests'), {
+              name: 'KafkaJSProtocolError',
+              type: 'COORDINATOR_LOAD_IN_PROGRESS',
+              ...first,
+            });
+          return init();
+        };
+        return p;
+      };
+      return { factory, failed: () => failures < 1 };
+    };
+    const retriable = failingInit({ retriable: true });
+    const sink = track(
+      new KafkaSink(sinkOptions(uniqueName('sink-retry'), { producerFactory: retriable.factory })),
+    );
+    expect(await sink.open()).toBe(-1);
+    expect(retriable.failed()).toBe(true);
+    const fatal = failingInit({ retriable: false });
+    const other = track(
+      new KafkaSink(sinkOptions(uniqueName('sink-fatal'), { producerFactory: fatal.factory })),
+    );
+    await expect(other.open()).rejects.toThrow(/coordinator is loading/);
   });
 
   it('writes batches; reopening (the same or a new instance) returns the checkpoint', async () => {

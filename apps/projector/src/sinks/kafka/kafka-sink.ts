@@ -23,7 +23,7 @@
 import type { EventEnvelope } from '@app/client';
 import { Sink, SinkFencedError, SinkUnavailableError } from '../sink';
 import { KafkaAdminClient, TopicSpec } from './kafka-admin';
-import { describeKafkaError } from './kafkajs-support';
+import { describeKafkaError, errorChain } from './kafkajs-support';
 import { KafkajsProducerOptions, KafkajsTransactionalProducer } from './kafkajs-producer';
 import {
   KafkaLogger,
@@ -88,6 +88,8 @@ export class KafkaSink implements Sink {
    * reopened the sink) must not move the reopened session's position.
    */
   private generation = 0;
+  /** Calls of close() (an open() that retries stops when this changes). */
+  private closes = 0;
 
   constructor(private readonly opts: KafkaSinkOptions) {
     if (opts.brokers.length === 0) throw new Error('KafkaSink: no brokers');
@@ -106,8 +108,34 @@ export class KafkaSink implements Sink {
     return this.lastPosition;
   }
 
+  /**
+   * Opens the sink and returns the checkpoint. A broker that is still loading the state a sink needs (group
+   * or transaction coordinators after a start: GROUP_LOAD_IN_PROGRESS, COORDINATOR_LOAD_IN_PROGRESS and other
+   * errors Kafka marks retriable) is waited for, for at most operationTimeoutMs in all; other errors, and a
+   * fence, are thrown at once.
+   */
   async open(): Promise<number> {
-    await this.close();
+    const deadline = Date.now() + this.opTimeoutMs;
+    const closes = this.closes;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.openOnce();
+      } catch (err) {
+        const retriable =
+          !(err instanceof SinkFencedError) &&
+          errorChain(err).some((e) => typeof e === 'object' && e.retriable === true);
+        // close() called meanwhile: the caller gave up on this open.
+        const closedMeanwhile = this.closes !== closes;
+        const pause = Math.min(2000, 100 * 2 ** attempt);
+        if (!retriable || closedMeanwhile || Date.now() + pause > deadline) throw err;
+        this.logger.warn(`kafka sink: open: ${describeKafkaError(err)}; retrying in ${pause} ms`);
+        await new Promise((r) => setTimeout(r, pause));
+      }
+    }
+  }
+
+  private async openOnce(): Promise<number> {
+    await this.shutdown();
     const generation = ++this.generation;
     try {
       this.admin = new KafkaAdminClient({
@@ -166,7 +194,7 @@ export class KafkaSink implements Sink {
       return this.lastPosition;
     } catch (err) {
       const mapped = this.mapError(err, 'open');
-      await this.close();
+      await this.shutdown();
       this.state = 'failed';
       this.failure = mapped;
       throw mapped;
@@ -219,6 +247,12 @@ export class KafkaSink implements Sink {
   }
 
   async close(): Promise<void> {
+    this.closes++;
+    await this.shutdown();
+  }
+
+  /** Drops the clients; an open() or write() in flight finds its generation gone. */
+  private async shutdown(): Promise<void> {
     this.generation++;
     const { producer, admin } = this;
     this.producer = null;
