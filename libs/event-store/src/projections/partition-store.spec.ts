@@ -125,6 +125,32 @@ describe('PartitionStore', () => {
     await installed.close();
   });
 
+  it('folds that outpace the writer do not pile frozen tables up (the writer takes longer turns)', async () => {
+    const store = PartitionStore.install(path.join(dir, 's'), 'proj-x-', new BlockCache<KvBlock>(1 << 20), {
+      memtableKeysMax: 16_384,
+    });
+    const state = {
+      lastRevision: 0,
+      eventCount: 1,
+      lastEventType: 'OrderPlaced',
+      at: '2026-12-07T15:00:00Z',
+    };
+    let maxBacklog = 0;
+    // Like apply under load: a turn of the event loop now and then, never a wait for the writer.
+    for (let p = 0; p < 200_000; p++) {
+      const key = `order-${p}`;
+      const known = store.take(key) !== undefined;
+      store.put(key, { ...state, lastRevision: p }, !known, p);
+      if (p % 2048 === 0) {
+        maxBacklog = Math.max(maxBacklog, store.backlog);
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+    expect(maxBacklog).toBeLessThanOrEqual(9);
+    expect(store.get('order-123456')).toMatchObject({ lastRevision: 123456 });
+    await store.close();
+  });
+
   it('a damaged run is refused with an error naming the file', async () => {
     const cache = new BlockCache<KvBlock>(1024);
     const store = PartitionStore.install(path.join(dir, 's'), 'proj-x-', cache, small);

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { BlockCache } from '../storage/stream-runs/block-cache';
 import { KvBlock, KvEntry, KvRunReader, KvWriteEntry, writeKvRun } from '../storage/stream-runs/kv-run-file';
 import { RUN_SUFFIX, RunInfo } from '../storage/stream-runs/run-file';
-import { CHECK_EVERY, mergeNewestWins, Slicer } from '../storage/stream-runs/yield';
+import { CHECK_EVERY, mergeNewestWins, Slicer, SLICE_MS } from '../storage/stream-runs/yield';
 
 /** Where a partitioned projection keeps its partition states. */
 export interface PartitionStates {
@@ -294,7 +294,7 @@ export class PartitionStore implements PartitionStates {
     const info = await writeKvRun(
       file,
       name,
-      encodeTable(table.states),
+      encodeTable(table.states, () => this.frozen.length),
       table.states.size,
       table.position,
       false,
@@ -357,8 +357,13 @@ function runNumber(name: string): number {
 }
 
 /** A frozen table's pairs in key order, encoded as JSON a slice at a time (the event loop gets turns). */
-async function* encodeTable(states: Map<string, unknown>): AsyncGenerator<KvEntry> {
-  const slicer = new Slicer();
+async function* encodeTable(states: Map<string, unknown>, backlog: () => number): AsyncGenerator<KvEntry> {
+  // Folds that outpace the writer pile frozen tables up (memory, and every lookup of a new key asks each):
+  // the further behind, the longer the writer's turns, up to holding the event loop until it caught up.
+  const slicer = new Slicer(() => {
+    const n = backlog();
+    return n <= 2 ? SLICE_MS : n <= 3 ? 10 * SLICE_MS : 25 * SLICE_MS;
+  });
   const keys = [...states.keys()].sort();
   for (let k = 0; k < keys.length; k++) {
     yield [keys[k], JSON.stringify(states.get(keys[k]) ?? null)];

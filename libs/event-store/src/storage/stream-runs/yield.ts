@@ -4,16 +4,19 @@
  * requests run in between). Checking the clock every call would cost more than the work: callers ask every
  * CHECK_EVERY items.
  */
-const SLICE_MS = 2;
+export const SLICE_MS = 2;
 export const CHECK_EVERY = 128;
 
 export class Slicer {
   private since = performance.now();
 
+  /** `sliceMs`: how long a slice may run; a writer that falls behind asks for longer ones. */
+  constructor(private readonly sliceMs: () => number = () => SLICE_MS) {}
+
   /** Whether the slice is used up (then `await Slicer.yieldNow()`). */
   due(): boolean {
     const now = performance.now();
-    if (now - this.since < SLICE_MS) return false;
+    if (now - this.since < this.sliceMs()) return false;
     this.since = now;
     return true;
   }
