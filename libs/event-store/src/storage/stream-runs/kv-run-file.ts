@@ -1,13 +1,11 @@
-import { crc32c } from '@node-rs/crc32';
-import * as fsp from 'node:fs/promises';
 import { BlockCache, Cached } from './block-cache';
 import { BloomFilter } from './bloom';
-import { BlockRef, FOOTER_BYTES, RunFrame, RunInfo, encodeIndex, writeFooter } from './run-file';
+import { BlockRef, RunFrame, RunInfo, RunWriter } from './run-file';
 
 /**
  * A key → value run: an immutable file of (key, value) pairs in key order, one value per key, where the
  * value is text (a projection partition's state as JSON). The same frame as the stream index's runs
- * (run-file.ts): blocks of about BLOCK_BYTES, a block index (first key, offset, length, CRC-32C), a Bloom
+ * (run-file.ts): blocks of about 4 KiB, a block index (first key, offset, length, CRC-32C), a Bloom
  * filter over the keys and a footer, under its own magic number. A block holds u32 count, then per pair
  * u16 key bytes, key (UTF-8), u32 value bytes, value (UTF-8).
  *
@@ -15,8 +13,6 @@ import { BlockRef, FOOTER_BYTES, RunFrame, RunInfo, encodeIndex, writeFooter } f
  */
 
 const KV_MAGIC = 0x4b565231; // "KVR1"
-const BLOCK_BYTES = 4096;
-const WRITE_CHUNK_BYTES = 1 << 20;
 
 export type KvEntry = [key: string, value: string];
 /** A pair to write: the value as text, or as its UTF-8 bytes (a merge copies them without decoding). */
@@ -50,89 +46,30 @@ export async function writeKvRun(
   asOfPosition: number,
   sync = true,
 ): Promise<RunInfo> {
-  const refs: BlockRef[] = [];
-  const bloom = BloomFilter.forCount(keysMax);
-  let count = 0;
-  let offset = 0;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let fileCrc = 0;
-  let block = Buffer.allocUnsafe(BLOCK_BYTES * 2);
-  let blockLen = 4;
-  let blockCount = 0;
-  let firstKey = '';
+  const w = await RunWriter.create(file, keysMax);
   let prev: string | null = null;
-  const tmp = `${file}.tmp`;
-  const fh = await fsp.open(tmp, 'w');
-  const endBlock = () => {
-    block.writeUInt32LE(blockCount, 0);
-    const buf = Buffer.from(block.subarray(0, blockLen));
-    refs.push({ firstId: firstKey, firstRev: 0, offset, length: buf.length, crc: crc32c(buf) });
-    pending.push(buf);
-    pendingBytes += buf.length;
-    offset += buf.length;
-    blockLen = 4;
-    blockCount = 0;
-  };
   try {
     for await (const [key, value] of entries) {
       if (prev !== null && !(prev < key)) throw new Error(`key-value run: keys out of order at ${key}`);
       const keyBytes = Buffer.byteLength(key, 'utf8');
       if (keyBytes > 0xffff) throw new Error(`key-value run: key of ${keyBytes} bytes is too long`);
       const valueBytes = typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
-      const need = 2 + keyBytes + 4 + valueBytes;
-      if (blockCount > 0 && blockLen + need > BLOCK_BYTES) endBlock();
-      if (pendingBytes >= WRITE_CHUNK_BYTES) {
-        for (const b of pending) fileCrc = crc32c(b, fileCrc);
-        await fh.writev(pending);
-        pending = [];
-        pendingBytes = 0;
-      }
-      if (blockLen + need > block.length) {
-        const grown = Buffer.allocUnsafe(Math.max(blockLen + need, block.length * 2));
-        block.copy(grown, 0, 0, blockLen);
-        block = grown;
-      }
-      if (blockCount === 0) firstKey = key;
-      blockLen = block.writeUInt16LE(keyBytes, blockLen);
-      blockLen += block.write(key, blockLen, 'utf8');
-      blockLen = block.writeUInt32LE(valueBytes, blockLen);
-      blockLen +=
-        typeof value === 'string' ? block.write(value, blockLen, 'utf8') : value.copy(block, blockLen);
-      blockCount++;
-      count++;
-      bloom.add(key);
+      if (w.chunkFull) await w.flush();
+      w.room(2 + keyBytes + 4 + valueBytes, key, 0);
+      const b = w.block;
+      let o = b.writeUInt16LE(keyBytes, w.blockLen);
+      o += b.write(key, o, 'utf8');
+      o = b.writeUInt32LE(valueBytes, o);
+      o += typeof value === 'string' ? b.write(value, o, 'utf8') : value.copy(b, o);
+      w.added(o);
+      w.bloom.add(key);
       prev = key;
     }
-    if (blockCount > 0) endBlock();
-    const index = encodeIndex(refs);
-    const bloomBytes = Buffer.allocUnsafe(4 + bloom.bits.length);
-    bloomBytes.writeUInt32LE(bloom.probes, 0);
-    Buffer.from(bloom.bits.buffer, bloom.bits.byteOffset, bloom.bits.length).copy(bloomBytes, 4);
-    const footer = writeFooter(
-      {
-        indexOffset: offset,
-        indexLength: index.length,
-        bloomOffset: offset + index.length,
-        bloomLength: bloomBytes.length,
-        entries: count,
-        streams: count,
-        maxPosition: asOfPosition,
-        metaCrc: crc32c(bloomBytes, crc32c(index)),
-      },
-      KV_MAGIC,
-    );
-    const rest = [...pending, index, bloomBytes, footer];
-    for (const b of rest) fileCrc = crc32c(b, fileCrc);
-    await fh.writev(rest);
-    if (sync) await fh.sync();
-    await fh.close();
-    await fsp.rename(tmp, file);
-    const bytes = offset + index.length + bloomBytes.length + FOOTER_BYTES;
-    return { name, entries: count, streams: count, maxPosition: asOfPosition, bytes, crc32c: fileCrc >>> 0 };
+    const count = w.entries;
+    const { bytes, crc32c } = await w.finish({ streams: count, maxPosition: asOfPosition }, KV_MAGIC, sync);
+    return { name, entries: count, streams: count, maxPosition: asOfPosition, bytes, crc32c };
   } catch (e) {
-    await fh.close().catch(() => {});
-    await fsp.rm(tmp, { force: true });
+    await w.abort();
     throw e;
   }
 }

@@ -55,9 +55,140 @@ export function compareKey(idA: string, revA: number, idB: string, revB: number)
 const WRITE_CHUNK_BYTES = 1 << 20;
 
 /**
+ * The writing half every kind of run shares: blocks of about BLOCK_BYTES filled in place (a u32 count, then
+ * the caller's encoded entries), gathered into chunks of WRITE_CHUNK_BYTES that go out with one writev, the
+ * block index and Bloom filter, then the footer; the file goes through a temporary name (fsynced when asked)
+ * and is renamed into place, so a run is complete or absent. Memory: one chunk, the block index, the filter.
+ */
+export class RunWriter {
+  /** The block being filled; callers write an entry at `blockLen` after `room()`, then call `added()`. */
+  block = Buffer.allocUnsafe(BLOCK_BYTES * 2);
+  blockLen = 4;
+  readonly bloom: BloomFilter;
+  entries = 0;
+  private blockCount = 0;
+  private readonly refs: BlockRef[] = [];
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private offset = 0;
+  private fileCrc = 0;
+  private firstId = '';
+  private firstRev = 0;
+
+  private constructor(
+    private readonly file: string,
+    private readonly tmp: string,
+    private readonly fh: fsp.FileHandle,
+    keysMax: number,
+  ) {
+    this.bloom = BloomFilter.forCount(keysMax);
+  }
+
+  static async create(file: string, keysMax: number): Promise<RunWriter> {
+    const tmp = `${file}.tmp`;
+    return new RunWriter(file, tmp, await fsp.open(tmp, 'w'), keysMax);
+  }
+
+  /**
+   * Makes room for an entry of at most `need` bytes whose key is (id, rev): ends the block when it would
+   * pass BLOCK_BYTES, grows it for a large entry. Then write the entry at `blockLen` and call `added()`.
+   */
+  room(need: number, id: string, rev: number): void {
+    if (this.blockCount > 0 && this.blockLen + need > BLOCK_BYTES) this.endBlock();
+    if (this.blockLen + need > this.block.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.blockLen + need, this.block.length * 2));
+      this.block.copy(grown, 0, 0, this.blockLen);
+      this.block = grown;
+    }
+    if (this.blockCount === 0) {
+      this.firstId = id;
+      this.firstRev = rev;
+    }
+  }
+
+  /** The entry written at the old `blockLen` ends at `end`. */
+  added(end: number): void {
+    this.blockLen = end;
+    this.blockCount++;
+    this.entries++;
+  }
+
+  /** Whether a chunk of blocks is ready to go out (then `await flush()`). */
+  get chunkFull(): boolean {
+    return this.pendingBytes >= WRITE_CHUNK_BYTES;
+  }
+
+  async flush(): Promise<void> {
+    for (const b of this.pending) this.fileCrc = crc32c(b, this.fileCrc);
+    await this.fh.writev(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  /** Writes the last block, the index, the filter and the footer, then renames the file into place. */
+  async finish(
+    fields: { streams: number; maxPosition: number },
+    magic: number,
+    sync: boolean,
+  ): Promise<{ bytes: number; crc32c: number }> {
+    if (this.blockCount > 0) this.endBlock();
+    const index = encodeIndex(this.refs);
+    const bloomBytes = Buffer.allocUnsafe(4 + this.bloom.bits.length);
+    bloomBytes.writeUInt32LE(this.bloom.probes, 0);
+    Buffer.from(this.bloom.bits.buffer, this.bloom.bits.byteOffset, this.bloom.bits.length).copy(
+      bloomBytes,
+      4,
+    );
+    const footer = writeFooter(
+      {
+        indexOffset: this.offset,
+        indexLength: index.length,
+        bloomOffset: this.offset + index.length,
+        bloomLength: bloomBytes.length,
+        entries: this.entries,
+        streams: fields.streams,
+        maxPosition: fields.maxPosition,
+        metaCrc: crc32c(bloomBytes, crc32c(index)),
+      },
+      magic,
+    );
+    const rest = [...this.pending, index, bloomBytes, footer];
+    for (const b of rest) this.fileCrc = crc32c(b, this.fileCrc);
+    await this.fh.writev(rest);
+    if (sync) await this.fh.sync();
+    await this.fh.close();
+    await fsp.rename(this.tmp, this.file);
+    const bytes = this.offset + index.length + bloomBytes.length + FOOTER_BYTES;
+    return { bytes, crc32c: this.fileCrc >>> 0 };
+  }
+
+  /** Gives up: closes and removes the temporary file. */
+  async abort(): Promise<void> {
+    await this.fh.close().catch(() => {});
+    await fsp.rm(this.tmp, { force: true });
+  }
+
+  private endBlock(): void {
+    this.block.writeUInt32LE(this.blockCount, 0);
+    const buf = Buffer.from(this.block.subarray(0, this.blockLen));
+    this.refs.push({
+      firstId: this.firstId,
+      firstRev: this.firstRev,
+      offset: this.offset,
+      length: buf.length,
+      crc: crc32c(buf),
+    });
+    this.pending.push(buf);
+    this.pendingBytes += buf.length;
+    this.offset += buf.length;
+    this.blockLen = 4;
+    this.blockCount = 0;
+  }
+}
+
+/**
  * Writes entries, in key order, to `file` (through a temporary name, fsynced, then renamed): the run is
  * complete or absent. `streamsMax` bounds the number of distinct streams (it sizes the Bloom filter).
- * Streams through: memory holds one chunk of blocks plus the block index and the filter.
  */
 export async function writeRun(
   file: string,
@@ -65,98 +196,36 @@ export async function writeRun(
   entries: Iterable<RunEntry> | AsyncIterable<RunEntry>,
   streamsMax: number,
 ): Promise<RunInfo> {
-  const refs: BlockRef[] = [];
-  const bloom = BloomFilter.forCount(streamsMax);
+  const w = await RunWriter.create(file, streamsMax);
   let streams = 0;
-  let count = 0;
   let maxPosition = -1;
-  let offset = 0;
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let fileCrc = 0;
-  // The block being filled: encoded entries after a 4-byte count.
-  let block = Buffer.allocUnsafe(BLOCK_BYTES * 2);
-  let blockLen = 4;
-  let blockCount = 0;
-  let firstId = '';
-  let firstRev = 0;
   let prevId: string | null = null;
   let prevRev = 0;
-  const tmp = `${file}.tmp`;
-  const fh = await fsp.open(tmp, 'w');
-  const endBlock = () => {
-    block.writeUInt32LE(blockCount, 0);
-    const buf = Buffer.from(block.subarray(0, blockLen));
-    refs.push({ firstId, firstRev, offset, length: buf.length, crc: crc32c(buf) });
-    pending.push(buf);
-    pendingBytes += buf.length;
-    offset += buf.length;
-    blockLen = 4;
-    blockCount = 0;
-  };
   try {
     for await (const [id, rev, position] of entries) {
       if (prevId !== null && compareKey(prevId, prevRev, id, rev) >= 0)
         throw new Error(`stream index: run entries out of order at ${id}@${rev}`);
       const idBytes = Buffer.byteLength(id, 'utf8');
       if (idBytes > 0xffff) throw new Error(`stream index: stream id of ${idBytes} bytes is too long`);
-      const need = 2 + idBytes + 12;
-      if (blockCount > 0 && blockLen + need > BLOCK_BYTES) endBlock();
-      if (pendingBytes >= WRITE_CHUNK_BYTES) {
-        for (const b of pending) fileCrc = crc32c(b, fileCrc);
-        await fh.writev(pending);
-        pending = [];
-        pendingBytes = 0;
-      }
-      if (blockLen + need > block.length) {
-        const grown = Buffer.allocUnsafe(blockLen + need);
-        block.copy(grown, 0, 0, blockLen);
-        block = grown;
-      }
-      if (blockCount === 0) {
-        firstId = id;
-        firstRev = rev;
-      }
-      blockLen = block.writeUInt16LE(idBytes, blockLen);
-      blockLen += block.write(id, blockLen, 'utf8');
-      blockLen = block.writeUInt32LE(rev, blockLen);
-      blockLen = block.writeDoubleLE(position, blockLen);
-      blockCount++;
-      count++;
+      if (w.chunkFull) await w.flush();
+      w.room(2 + idBytes + 12, id, rev);
+      const b = w.block;
+      let o = b.writeUInt16LE(idBytes, w.blockLen);
+      o += b.write(id, o, 'utf8');
+      o = b.writeUInt32LE(rev, o);
+      w.added(b.writeDoubleLE(position, o));
       if (id !== prevId) {
         streams++;
-        bloom.add(id);
+        w.bloom.add(id);
       }
       if (position > maxPosition) maxPosition = position;
       prevId = id;
       prevRev = rev;
     }
-    if (blockCount > 0) endBlock();
-    const index = encodeIndex(refs);
-    const bloomBytes = Buffer.allocUnsafe(4 + bloom.bits.length);
-    bloomBytes.writeUInt32LE(bloom.probes, 0);
-    Buffer.from(bloom.bits.buffer, bloom.bits.byteOffset, bloom.bits.length).copy(bloomBytes, 4);
-    const footer = writeFooter({
-      indexOffset: offset,
-      indexLength: index.length,
-      bloomOffset: offset + index.length,
-      bloomLength: bloomBytes.length,
-      entries: count,
-      streams,
-      maxPosition,
-      metaCrc: crc32c(bloomBytes, crc32c(index)),
-    });
-    const rest = [...pending, index, bloomBytes, footer];
-    for (const b of rest) fileCrc = crc32c(b, fileCrc);
-    await fh.writev(rest);
-    await fh.sync();
-    await fh.close();
-    await fsp.rename(tmp, file);
-    const bytes = offset + index.length + bloomBytes.length + FOOTER_BYTES;
-    return { name, entries: count, streams, maxPosition, bytes, crc32c: fileCrc >>> 0 };
+    const { bytes, crc32c: crc } = await w.finish({ streams, maxPosition }, MAGIC, true);
+    return { name, entries: w.entries, streams, maxPosition, bytes, crc32c: crc };
   } catch (e) {
-    await fh.close().catch(() => {});
-    await fsp.rm(tmp, { force: true });
+    await w.abort();
     throw e;
   }
 }
