@@ -195,7 +195,7 @@ export class ProjectionEngine {
   reset(name: string): void {
     const rt = this.runtimes.get(name);
     if (!rt) throw new Error(`projection '${name}' is not registered (known: ${this.names().join(', ')})`);
-    this.release(rt);
+    void this.release(rt);
     this.runtimes.set(name, this.fresh(rt.def));
     this.logger?.log(`projection ${name} reset: rebuilding from position 0`);
     this.afterChange();

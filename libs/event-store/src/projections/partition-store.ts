@@ -135,27 +135,12 @@ export class PartitionStore implements PartitionStates {
   }
 
   get(key: string): unknown {
-    const v = this.live.get(key);
-    if (v !== undefined) return v;
-    for (let k = this.frozen.length - 1; k >= 0; k--) {
-      const f = this.frozen[k].states.get(key);
-      if (f !== undefined) return f;
-    }
-    const text = this.inRuns(key);
-    return text === undefined ? undefined : JSON.parse(text);
+    return this.find(key, false);
   }
 
   take(key: string): unknown {
-    const v = this.live.get(key);
-    if (v !== undefined) return v;
     this.check();
-    for (let k = this.frozen.length - 1; k >= 0; k--) {
-      const f = this.frozen[k].states.get(key);
-      // A frozen state is being written: the fold gets its own copy.
-      if (f !== undefined) return typeof f === 'object' && f !== null ? JSON.parse(JSON.stringify(f)) : f;
-    }
-    const text = this.inRuns(key);
-    return text === undefined ? undefined : JSON.parse(text);
+    return this.find(key, true);
   }
 
   put(key: string, state: unknown, isNew: boolean, position: number): void {
@@ -263,6 +248,19 @@ export class PartitionStore implements PartitionStates {
   }
 
   // ---- internals ----
+
+  /** The key's newest state: the table, the frozen tables (copied when `own`: they are being written), the runs. */
+  private find(key: string, own: boolean): unknown {
+    const v = this.live.get(key);
+    if (v !== undefined) return v;
+    for (let k = this.frozen.length - 1; k >= 0; k--) {
+      const f = this.frozen[k].states.get(key);
+      if (f === undefined) continue;
+      return own && typeof f === 'object' && f !== null ? JSON.parse(JSON.stringify(f)) : f;
+    }
+    const text = this.inRuns(key);
+    return text === undefined ? undefined : JSON.parse(text);
+  }
 
   private inRuns(key: string): string | undefined {
     for (let r = this.runs.length - 1; r >= 0; r--) {
