@@ -360,7 +360,9 @@ async function* encodeTable(states: Map<string, unknown>, backlog: () => number)
   // the further behind, the longer the writer's turns, up to holding the event loop until it caught up.
   const slicer = new Slicer(() => {
     const n = backlog();
-    return n <= 2 ? SLICE_MS : n <= 3 ? 10 * SLICE_MS : 25 * SLICE_MS;
+    // Beyond four waiting tables it keeps the loop (but for its writes) until this table is out: a bounded
+    // stall in overload instead of memory without bound.
+    return n <= 2 ? SLICE_MS : n <= 4 ? 25 * SLICE_MS : Infinity;
   });
   const keys = [...states.keys()].sort();
   for (let k = 0; k < keys.length; k++) {
