@@ -266,6 +266,58 @@ describe('reads', () => {
   });
 });
 
+describe('request (routes without a typed method)', () => {
+  it('sends method, JSON body and token; with leader: true follows a 307 and goes to the leader next time', async () => {
+    const leader = await server((req, res) => json(res, 200, { method: req.method, url: req.url }));
+    const follower = await server((req, res) => {
+      res.writeHead(307, { location: `${leader.url}${req.url}` });
+      res.end();
+    });
+    const c = client([follower.url], { token: 't0k' });
+    await expect(
+      c.request('POST', '/cluster/leadership-transfer', { body: { to: 'n2' }, leader: true, write: true }),
+    ).resolves.toEqual({ method: 'POST', url: '/cluster/leadership-transfer' });
+    expect(leader.requests[0].body).toBe('{"to":"n2"}');
+    expect(leader.requests[0].headers['content-type']).toBe('application/json');
+    expect(leader.requests[0].headers.authorization).toBe('Bearer t0k');
+    await c.request('DELETE', '/cluster/members/n3', { leader: true, write: true });
+    expect(follower.requests).toHaveLength(1);
+    expect(leader.requests[1]).toMatchObject({ method: 'DELETE', url: '/cluster/members/n3', body: '' });
+  });
+
+  it('maps a 4xx to InvalidRequestError (status and body) and a 409 wrong_expected_revision to its error', async () => {
+    const s = await server((req, res) =>
+      req.url === '/projections/nope'
+        ? json(res, 404, { error: 'projection_not_found', message: 'no projection named "nope"' })
+        : json(res, 409, {
+            error: 'wrong_expected_revision',
+            streamId: 'a',
+            expectedRevision: 0,
+            actualRevision: 2,
+          }),
+    );
+    const c = client([s.url]);
+    const err = (await c.request('GET', '/projections/nope').catch((e) => e)) as InvalidRequestError;
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    expect(err.status).toBe(404);
+    expect(err.details).toMatchObject({ error: 'projection_not_found' });
+    await expect(c.request('POST', '/x', { body: {} })).rejects.toBeInstanceOf(WrongExpectedRevisionError);
+    expect(() => c.request('GET', 'cluster')).toThrow(RangeError);
+  });
+
+  it('a lost answer is an unknown outcome for a write, unavailable otherwise', async () => {
+    const s = await server(() => undefined); // never answers
+    const c = client([s.url], {
+      requestTimeoutMs: 100,
+      retry: { attempts: 2, initialDelayMs: 1, maxDelayMs: 1 },
+    });
+    await expect(c.request('POST', '/cluster/snapshot', { write: true })).rejects.toBeInstanceOf(
+      UnknownOutcomeError,
+    );
+    await expect(c.request('GET', '/projections')).rejects.toBeInstanceOf(UnavailableError);
+  });
+});
+
 describe('backoff', () => {
   it('full jitter below min(cap, initial * 2^n)', () => {
     const p = retryPolicy({ initialDelayMs: 100, maxDelayMs: 1000 });

@@ -22,6 +22,7 @@ import type {
   NewEvent,
   ReadAllOptions,
   ReadStreamOptions,
+  RequestOptions,
   StreamPage,
   SubscribeAllOptions,
   SubscribeOptions,
@@ -33,10 +34,10 @@ export const requestTimeoutMsDefault = 10_000;
 /** 307 hops followed within one attempt before it counts as failed (a leader change mid-way). */
 export const redirectHopsMax = 5;
 
-type Kind = 'append' | 'read';
+type Kind = 'append' | 'write' | 'read';
 
 interface CallSpec {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   /** Path and query, starting with `/`. */
   path: string;
   body?: Buffer;
@@ -199,6 +200,28 @@ export class EventStoreClient {
     return this.call<ClusterView>({ method: 'GET', path: '/cluster', kind: 'read', preferLeader: false });
   }
 
+  /**
+   * Any other route of the API (cluster admin, projections; or another service with the same error
+   * bodies, such as the projector) with the typed calls' failover, 307 following, retries and errors:
+   * 4xx → InvalidRequestError (409 `wrong_expected_revision` → WrongExpectedRevisionError), gave up →
+   * UnavailableError, or UnknownOutcomeError for a `write` whose answer was lost. `path` starts with `/` and
+   * is sent as given (encode its parts).
+   */
+  request<T = unknown>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    opts: RequestOptions = {},
+  ): Promise<T> {
+    if (!path.startsWith('/')) throw new RangeError(`path must start with '/': ${path}`);
+    return this.call<T>({
+      method,
+      path,
+      body: opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body)),
+      kind: opts.write ? 'write' : 'read',
+      preferLeader: opts.leader ?? false,
+    });
+  }
+
   /** Ends every subscription and closes the pooled connections; the client cannot be used afterwards. */
   close(): void {
     if (this.closed) return;
@@ -347,6 +370,8 @@ export class EventStoreClient {
       throw new UnknownOutcomeError(
         `${msg}; the append may have been committed (retry with the same event ids)`,
       );
+    if (spec.kind === 'write' && maybeApplied)
+      throw new UnknownOutcomeError(`${msg}; the request may have taken effect`);
     throw new UnavailableError(msg);
   }
 }

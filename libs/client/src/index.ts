@@ -12,6 +12,7 @@ export type {
   NewEvent,
   ReadAllOptions,
   ReadStreamOptions,
+  RequestOptions,
   RetryOptions,
   StreamPage,
   SubscribeAllOptions,

@@ -128,6 +128,19 @@ export interface Subscription extends AsyncIterable<EventEnvelope[]> {
   close(): void;
 }
 
+/** Options of `EventStoreClient.request` (a route without a typed method: cluster admin, projections…). */
+export interface RequestOptions {
+  /** Sent as JSON. */
+  body?: unknown;
+  /** Start at the leader when one is known (routes that only the leader serves; a follower answers 307). */
+  leader?: boolean;
+  /**
+   * The request changes something: a lost answer (504, timeout, connection closed after sending) ends in
+   * UnknownOutcomeError, like an append, instead of UnavailableError.
+   */
+  write?: boolean;
+}
+
 export interface ClusterMember {
   id: string;
   httpUrl: string;
