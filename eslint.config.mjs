@@ -52,7 +52,7 @@ export default tseslint.config(
     // kafkajs is unmaintained upstream: the product reaches it only through the Kafka sink's own folder
     // (the TransactionalProducer port), so that swapping the client is a change in one place.
     // (not libs/consensus/src/core: its own no-restricted-imports rule above must not be overridden)
-    files: ['apps/**/*.ts', 'libs/client/**/*.ts', 'libs/event-store/**/*.ts'],
+    files: ['apps/**/*.ts', 'libs/client/**/*.ts', 'libs/emmett/**/*.ts', 'libs/event-store/**/*.ts'],
     ignores: ['apps/projector/src/sinks/kafka/**'],
     rules: {
       'no-restricted-imports': [
@@ -73,6 +73,7 @@ export default tseslint.config(
       'libs/consensus/src/**/*.ts',
       'libs/event-store/src/**/*.ts',
       'libs/client/src/**/*.ts',
+      'libs/emmett/src/**/*.ts',
       'libs/config/src/**/*.ts',
     ],
     ignores: ['libs/consensus/src/core/**', '**/*.spec.ts'],
