@@ -113,10 +113,11 @@ function report(io: Io, json: boolean, err: unknown, code: number): void {
   }
   const lines = [`esctl: ${message}`];
   if (Array.isArray(details))
-    for (const d of details)
-      lines.push(
-        `  ${d && typeof d === 'object' && 'field' in d ? `${d.field}: ${d.problem}` : JSON.stringify(d)}`,
-      );
+    for (const d of details) {
+      const text =
+        d && typeof d === 'object' && 'field' in d ? `${d.field}: ${d.problem}` : JSON.stringify(d);
+      if (!message.includes(text)) lines.push(`  ${text}`);
+    }
   if (e?.esctlHint) lines.push(`  ${e.esctlHint}`);
   if (code === ExitCode.failure && e?.stack && process.env.ESCTL_DEBUG === '1') lines.push(e.stack);
   io.stderr.write(`${lines.join('\n')}\n`);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import {
@@ -7,6 +8,7 @@ import {
   ExpectedRevision,
   NewEvent,
   Subscription,
+  UnknownOutcomeError,
 } from '@app/client';
 import { collectList, expectedRevision, intInRange, jsonArg, nonNegativeInt, positiveInt } from '../args';
 import { Context } from '../context';
@@ -124,8 +126,16 @@ async function appendOne(
   const event: NewEvent = { type };
   if (data !== undefined) event.data = jsonArg(data, 'data-json');
   if (opts.metadata !== undefined) event.metadata = jsonArg(opts.metadata, '--metadata');
-  if (opts.id !== undefined) event.id = opts.id;
-  const r = await ctx.cluster().append(stream, [event], { expectedRevision: opts.expectedRevision });
+  // Chosen here rather than by the client, so that a retry after an unknown outcome can reuse it.
+  event.id = opts.id ?? randomUUID();
+  let r: AppendResult;
+  try {
+    r = await ctx.cluster().append(stream, [event], { expectedRevision: opts.expectedRevision });
+  } catch (err) {
+    if (err instanceof UnknownOutcomeError)
+      hint(err, `to retry without a risk of writing it twice, run the same command with --id ${event.id}`);
+    throw err;
+  }
   if (ctx.json) return ctx.out.document(r);
   await ctx.out.line(
     `appended 1 event to ${r.streamId}: revision ${r.lastRevision}, position ${r.lastPosition}`,
