@@ -2,8 +2,11 @@ import { z } from 'zod';
 
 /**
  * What the apps share for reading their settings once at start-up: environment variables, each also a
- * `--kebab-case` flag (flags win), validated by a zod schema into errors that name the variable.
+ * `--kebab-case` flag (flags win), validated by a zod schema into errors that name the variable. And the
+ * logger those settings (LOG_LEVEL, LOG_FORMAT) configure: ./logging.ts.
  */
+
+export * from './logging';
 
 export class ConfigError extends Error {
   constructor(
