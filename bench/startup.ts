@@ -26,10 +26,17 @@ async function lastPosition(cluster: ClusterHarness): Promise<number> {
   return r.body.lastPosition as number;
 }
 
-/** The last `started in` line of the node's log (its start-up phases), or ''. */
+/** The last `started in` message of the node's log (its start-up phases), or ''. */
 function phasesLine(cluster: ClusterHarness, id: string): string {
   const l = [...cluster.logLines(id)].reverse().find((x) => x.includes(' started in '));
-  return l ? l.slice(l.indexOf(' started in ') + 1) : '';
+  if (!l) return '';
+  let msg = l;
+  try {
+    msg = String(JSON.parse(l).msg); // a JSON log line (the node's stdout is not a terminal)
+  } catch {
+    /* a plain line */
+  }
+  return msg.slice(msg.indexOf(' started in ') + 1);
 }
 
 async function restart(cluster: ClusterHarness, ids: string[]): Promise<{ health: number; ready: number }> {

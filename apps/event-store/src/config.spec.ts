@@ -64,6 +64,7 @@ describe('node configuration (API.md "Running a node")', () => {
     ['NODE_ID', { NODE_ID: 'bad id!' }],
     ['TICK_MS', { TICK_MS: 'fast' }],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }],
+    ['LOG_FORMAT', { LOG_FORMAT: 'bogus' }],
     ['INITIAL_CLUSTER', { INITIAL_CLUSTER: 'n1=127.0.0.1:7101' }],
   ])('names the bad variable %s', (variable, env) => {
     let err: unknown;
@@ -75,6 +76,12 @@ describe('node configuration (API.md "Running a node")', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).variable).toBe(variable);
     expect((err as Error).message).toContain(variable);
+  });
+
+  it('LOG_FORMAT is json or pretty; unset leaves it to whether stdout is a terminal', () => {
+    expect(loadConfig({}).logFormat).toBeNull();
+    expect(loadConfig({ LOG_FORMAT: 'json' }).logFormat).toBe('json');
+    expect(loadConfig({}, ['--log-format', 'pretty']).logFormat).toBe('pretty');
   });
 
   it('accepts --kebab-case flags, which win over the environment', () => {

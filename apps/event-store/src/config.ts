@@ -4,6 +4,9 @@ import {
   hostPortSetting,
   intSetting,
   kebabFlag,
+  LogFormat,
+  logFormatSetting,
+  logLevelSetting,
   parseFlags as parseFlagsOf,
   parseSettings,
 } from '@app/config';
@@ -40,6 +43,8 @@ export interface AppConfig {
   raftSegmentBytes: number;
   proposalTimeoutMs: number;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** null: pretty on a terminal, JSON lines otherwise. */
+  logFormat: LogFormat | null;
   /** `discard-and-rejoin`: on corruption found at start, move the log aside and rejoin from the leader's snapshot. */
   repair: 'discard-and-rejoin' | null;
   appendBodyBytesMax: number;
@@ -78,7 +83,8 @@ const schema = z.object({
   SNAPSHOT_KEEP_ENTRIES: int(0, Number.MAX_SAFE_INTEGER).default(10_000),
   RAFT_SEGMENT_BYTES: int(4 * 1024, 1024 * mib).default(64 * mib),
   PROPOSAL_TIMEOUT_MS: int(10, 600_000).default(5000),
-  LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  LOG_LEVEL: logLevelSetting,
+  LOG_FORMAT: logFormatSetting,
   REPAIR: z.enum(['', 'discard-and-rejoin']).optional(),
   APPEND_BODY_BYTES_MAX: int(1024, 1024 * mib).default(4 * mib),
   APPEND_EVENTS_MAX: int(1, 1_000_000).default(1000),
@@ -199,6 +205,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     raftSegmentBytes: raw.RAFT_SEGMENT_BYTES,
     proposalTimeoutMs: raw.PROPOSAL_TIMEOUT_MS,
     logLevel: raw.LOG_LEVEL,
+    logFormat: raw.LOG_FORMAT ?? null,
     repair: raw.REPAIR ? raw.REPAIR : null,
     appendBodyBytesMax: raw.APPEND_BODY_BYTES_MAX,
     appendEventsMax: raw.APPEND_EVENTS_MAX,

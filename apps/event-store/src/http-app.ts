@@ -1,8 +1,8 @@
-import { ConsoleLogger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyInstance } from 'fastify';
+import { AppLogger, NestPinoLogger, RequestLog } from '@app/config';
 import { AppModule } from './app.module';
 import { AppConfig } from './config';
 import { AppendFastPath } from './http/append-fast-path';
@@ -29,10 +29,12 @@ export interface HttpApp {
 export async function startHttp(
   config: AppConfig,
   runtime: NodeRuntime,
-  logger: ConsoleLogger,
+  logger: AppLogger,
   phase: (name: string) => void,
 ): Promise<HttpApp> {
+  const requests = new RequestLog(logger);
   const adapter = new FastifyAdapter({
+    genReqId: requests.genReqId,
     bodyLimit: config.appendBodyBytesMax,
     routerOptions: { maxParamLength: 1024 },
     keepAliveTimeout: 65_000,
@@ -42,16 +44,18 @@ export async function startHttp(
     frameworkErrors,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRuntime(runtime), adapter, {
-    logger,
+    logger: new NestPinoLogger(logger),
     bufferLogs: false,
   });
   phase('nest-create');
   // @nestjs/platform-fastify carries its own fastify copy; the hooks only use the stable hook API.
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  fastify.addHook('onRequest', requests.onRequest);
+  fastify.addHook('onResponse', requests.onResponse);
   guardRequestBodies(fastify, config.appendBodyBytesMax);
   const metrics = app.get(MetricsService);
   countRequests(fastify, (m, r, s) => metrics.countRequest(m, r, s));
-  app.useGlobalFilters(new ApiExceptionFilter(runtime));
+  app.useGlobalFilters(new ApiExceptionFilter(runtime, requests));
   app.connectMicroservice({ strategy: runtime.transportStrategy }, { inheritAppConfig: false });
   await app.startAllMicroservices();
   phase('microservice');
@@ -69,8 +73,12 @@ export async function startHttp(
   phase('docs');
   await app.init();
   phase('nest-init');
-  new AppendFastPath(app.get(StreamsService), runtime, config.appendBodyBytesMax, (m, r, s) =>
-    metrics.countRequest(m, r, s),
+  new AppendFastPath(
+    app.get(StreamsService),
+    runtime,
+    config.appendBodyBytesMax,
+    (m, r, s) => metrics.countRequest(m, r, s),
+    requests,
   ).install(app.getHttpServer());
   await app.listen(config.httpPort, config.httpHost);
   phase('listen');

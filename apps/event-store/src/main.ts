@@ -1,6 +1,6 @@
 import './gc-tuning';
 import 'reflect-metadata';
-import { ConsoleLogger, LogLevel } from '@nestjs/common';
+import { createAppLogger, logPort } from '@app/config';
 import { AppConfig, ConfigError, loadConfig } from './config';
 import { NodeRuntime } from './runtime/node-runtime';
 
@@ -8,13 +8,6 @@ import { NodeRuntime } from './runtime/node-runtime';
 const exitBadConfig = 2;
 /** A graceful stop that takes longer than this is cut short. */
 const shutdownHardMs = 20_000;
-
-const levels: Record<AppConfig['logLevel'], LogLevel[]> = {
-  error: ['fatal', 'error'],
-  warn: ['fatal', 'error', 'warn'],
-  info: ['fatal', 'error', 'warn', 'log'],
-  debug: ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'],
-};
 
 function readConfig(): AppConfig {
   try {
@@ -38,17 +31,9 @@ async function bootstrap(): Promise<void> {
     t = now;
   };
   const config = readConfig();
-  const logger = new ConsoleLogger(config.nodeId, {
-    logLevels: levels[config.logLevel],
-    prefix: `es ${config.nodeId}`,
-    colors: process.stdout.isTTY === true,
-    timestamp: false,
-  });
-  const runtime = await NodeRuntime.open(config, {
-    log: (m) => logger.log(m, 'raft'),
-    warn: (m) => logger.warn(m, 'raft'),
-    error: (m) => logger.error(m, undefined, 'raft'),
-  });
+  const logger = createAppLogger({ node: config.nodeId, level: config.logLevel, format: config.logFormat });
+  const log = logger.child({ context: 'main' });
+  const runtime = await NodeRuntime.open(config, logPort(logger.child({ context: 'raft' })));
   phases.push(...runtime.startupPhases);
   t = performance.now();
   // NestJS, fastify, swagger and the controllers load only now: the Raft node already listens for its
@@ -56,28 +41,26 @@ async function bootstrap(): Promise<void> {
   const { startHttp } = await import('./http-app');
   phase('http-modules');
   const app = await startHttp(config, runtime, logger, phase);
-  logger.log(
+  log.info(
     `node ${config.nodeId} started in ${performance.now().toFixed(0)} ms: ${phases.map(([n, ms]) => `${n} ${ms.toFixed(0)}`).join(', ')} (ms)`,
-    'main',
   );
-  logger.log(
+  log.info(
     `node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`,
-    'main',
   );
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.log(`${signal}: stopping gracefully`, 'main');
+    log.info(`${signal}: stopping gracefully`);
     setTimeout(() => {
-      logger.error(`graceful stop took over ${shutdownHardMs} ms; exiting`, undefined, 'main');
+      log.error(`graceful stop took over ${shutdownHardMs} ms; exiting`);
       process.exit(1);
     }, shutdownHardMs).unref();
     app.closeSubscriptions();
     await runtime.shutdown();
-    await app.close().catch((err: Error) => logger.warn(`closing HTTP: ${err.message}`, 'main'));
-    logger.log('stopped', 'main');
+    await app.close().catch((err: Error) => log.warn(`closing HTTP: ${err.message}`));
+    log.info('stopped');
     process.exit(0);
   };
   process.once('SIGTERM', () => void stop('SIGTERM'));

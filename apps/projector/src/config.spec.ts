@@ -25,6 +25,12 @@ describe('projector configuration', () => {
     expect(loadConfig({ KAFKA_BROKERS: 'a:1,b:2' }).kafkaBrokers).toEqual(['a:1', 'b:2']);
   });
 
+  it('LOG_FORMAT is json or pretty; unset (or empty) leaves it to whether stdout is a terminal', () => {
+    expect(loadConfig({}).logFormat).toBeNull();
+    expect(loadConfig({ LOG_FORMAT: '' }).logFormat).toBeNull();
+    expect(loadConfig({ LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty');
+  });
+
   it('flags win over the environment', () => {
     const c = loadConfig({ KAFKA_TOPIC: 'a' }, ['--kafka-topic', 'b', '--projector-batch-events=10']);
     expect(c.kafkaTopic).toBe('b');
@@ -44,6 +50,7 @@ describe('projector configuration', () => {
     [{ PROJECTOR_SINKS: 'kafka' }, [], 'PROJECTOR_SINKS'],
     [{ PROJECTOR_SINKS: 'postgres,elastic' }, [], 'PROJECTOR_SINKS'],
     [{ PROJECTOR_SCHEMA: 'Drop Table' }, [], 'PROJECTOR_SCHEMA'],
+    [{ LOG_FORMAT: 'bogus' }, [], 'LOG_FORMAT'],
     [{}, ['--no-such-flag', 'x'], '--no-such-flag'],
     [{}, ['--kafka-topic'], 'KAFKA_TOPIC'],
   ];

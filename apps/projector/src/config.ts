@@ -3,6 +3,9 @@ import {
   ConfigError,
   hostPortSetting,
   intSetting,
+  LogFormat,
+  logFormatSetting,
+  logLevelSetting,
   parseFlags as parseFlagsOf,
   parseSettings,
 } from '@app/config';
@@ -35,6 +38,8 @@ export interface ProjectorConfig {
   /** A JS module exporting `readModels` (user read models added beside the built-in ones), or null. */
   readModelsModule: string | null;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** null: pretty on a terminal, JSON lines otherwise. */
+  logFormat: LogFormat | null;
 }
 
 export { ConfigError };
@@ -70,7 +75,8 @@ const schema = z.object({
   PROJECTOR_LINGER_MS: int(0, 60_000).default(5),
   PROJECTOR_REBUILD_SWAP_EVENTS: int(0, 10_000_000).default(50_000),
   PROJECTOR_READ_MODELS: z.string().min(1).optional(),
-  LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  LOG_LEVEL: logLevelSetting,
+  LOG_FORMAT: logFormatSetting,
 });
 type RawConfig = z.infer<typeof schema>;
 const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
@@ -146,5 +152,6 @@ function build(raw: RawConfig): ProjectorConfig {
     rebuildSwapEvents: raw.PROJECTOR_REBUILD_SWAP_EVENTS,
     readModelsModule: raw.PROJECTOR_READ_MODELS ?? null,
     logLevel: raw.LOG_LEVEL,
+    logFormat: raw.LOG_FORMAT ?? null,
   };
 }

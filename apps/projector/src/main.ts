@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { ConsoleLogger, LogLevel } from '@nestjs/common';
+import { createAppLogger, logPort } from '@app/config';
 import { ConfigError, loadConfig, ProjectorConfig } from './config';
 import type { ReadModel } from './read-models';
 import { loadReadModels } from './read-models/load';
@@ -10,13 +10,6 @@ import { createKafkaSink } from './sinks/kafka-factory';
 const exitBadConfig = 2;
 /** A graceful stop that takes longer than this is cut short. */
 const shutdownHardMs = 15_000;
-
-const levels: Record<ProjectorConfig['logLevel'], LogLevel[]> = {
-  error: ['fatal', 'error'],
-  warn: ['fatal', 'error', 'warn'],
-  info: ['fatal', 'error', 'warn', 'log'],
-  debug: ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'],
-};
 
 function readConfig(): { config: ProjectorConfig; models: ReadModel[] } {
   try {
@@ -33,34 +26,24 @@ function readConfig(): { config: ProjectorConfig; models: ReadModel[] } {
 
 async function bootstrap(): Promise<void> {
   const { config, models } = readConfig();
-  const logger = new ConsoleLogger('projector', {
-    logLevels: levels[config.logLevel],
-    prefix: 'projector',
-    colors: process.stdout.isTTY === true,
-    timestamp: false,
-  });
-  const log = {
-    log: (m: string) => logger.log(m, 'projector'),
-    warn: (m: string) => logger.warn(m, 'projector'),
-    error: (m: string) => logger.error(m, undefined, 'projector'),
-  };
-  const runtime = await ProjectorRuntime.open(config, log, { models, kafkaSink: createKafkaSink });
+  // Every line names the projector by its id (`node`).
+  const log = createAppLogger({ node: config.projectorId, level: config.logLevel, format: config.logFormat });
+  const runtime = await ProjectorRuntime.open(config, logPort(log), { models, kafkaSink: createKafkaSink });
   const { startHttp } = await import('./http/http-app');
-  const app = await startHttp(runtime, logger);
+  const app = await startHttp(runtime, log);
   const base = `http://${config.httpHost.includes(':') ? `[${config.httpHost}]` : config.httpHost}:${config.httpPort}`;
-  logger.log(
+  log.info(
     `projector serving on ${base}: read models at ${base}/read-models, status at ${base}/status; ` +
       `following ${config.eventStoreUrls.join(', ')}`,
-    'projector',
   );
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.log(`${signal}: stopping`, 'projector');
+    log.info(`${signal}: stopping`);
     setTimeout(() => {
-      logger.error(`graceful stop took over ${shutdownHardMs} ms; exiting`, undefined, 'projector');
+      log.error(`graceful stop took over ${shutdownHardMs} ms; exiting`);
       process.exit(1);
     }, shutdownHardMs).unref();
     await app.close().catch(() => undefined);

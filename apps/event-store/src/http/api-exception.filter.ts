@@ -1,13 +1,15 @@
-import { ArgumentsHost, Catch, ExceptionFilter, Logger } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { RequestLog } from '@app/config';
 import { LeaderLocator, toApiResponse } from './error-mapping';
 
 /** The one place where thrown errors become API.md statuses and bodies. */
 @Catch()
 export class ApiExceptionFilter implements ExceptionFilter {
-  private readonly logger = new Logger('http');
-
-  constructor(private readonly leader: LeaderLocator) {}
+  constructor(
+    private readonly leader: LeaderLocator,
+    private readonly requests: RequestLog,
+  ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const ctx = host.switchToHttp();
@@ -15,9 +17,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
     const req = ctx.getRequest<FastifyRequest>();
     const url = req?.raw?.url ?? req?.url ?? '/';
     const res = toApiResponse(exception, { url }, this.leader);
-    if (res.unexpected) {
-      this.logger.error(`${req?.method} ${url} failed: ${(exception as Error)?.stack ?? String(exception)}`);
-    }
+    if (res.unexpected) this.requests.failed(req?.id, { method: req?.method, url }, exception);
     // A hijacked reply (SSE) already sent its head: the stream is closed by its owner.
     if (!reply || reply.sent || reply.raw.headersSent) {
       if (reply?.raw && !reply.raw.writableEnded) reply.raw.end();

@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { Logger } from '@nestjs/common';
 // fastify's own JSON parser (a dependency of fastify): same BOM and prototype-poisoning handling.
 import secureJsonParse from 'secure-json-parse';
+import { requestIdHeader, RequestLog } from '@app/config';
 import { DEFAULT_LIMITS } from '@app/event-store';
 import { AppendResponse, StreamsService } from '../services/streams.service';
 import { ApiError } from './api-error';
@@ -19,7 +19,8 @@ import { LeaderLocator, toApiResponse } from './error-mapping';
  * From there it does what the general path does, with the same functions: the body parsed like
  * fastify's JSON parser (BOM, `__proto__`/`constructor` poisoning refused), validated by the same zod
  * schema (only when the cheap exact check below cannot vouch for it), appended by StreamsService, every
- * error mapped by toApiResponse, the request counted under the same route label.
+ * error mapped by toApiResponse, the request counted under the same route label, its id (`x-request-id`)
+ * made and echoed and the request logged by the same RequestLog.
  */
 
 const routeLabel = '/streams/:streamId/events';
@@ -33,8 +34,15 @@ const invalidJsonMessage = "Body is not valid JSON but content-type is set to 'a
 /** appendEventSchema's `type` bound. */
 const eventTypeCharsMax = 256;
 
+/** One request on the fast path: its id (echoed as `x-request-id`) and when it began, for its log line. */
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  reqId: string;
+  started: number;
+}
+
 export class AppendFastPath {
-  private readonly logger = new Logger('http');
   private readonly validate = new ZodPipe(appendBodySchema, 'body');
 
   constructor(
@@ -42,6 +50,7 @@ export class AppendFastPath {
     private readonly leader: LeaderLocator,
     private readonly bodyBytesMax: number,
     private readonly count: (method: string, route: string, status: number) => void,
+    private readonly requests: RequestLog,
   ) {}
 
   /** Puts the fast path in front of fastify's request listener on `server`. */
@@ -73,27 +82,26 @@ export class AppendFastPath {
     const ct = h['content-type'];
     if (ct === undefined || !jsonContentTypes.has(ct.toLowerCase())) return false;
     const streamId = m[1];
+    const x: Exchange = { req, res, reqId: this.requests.genReqId(req), started: performance.now() };
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      this.serve(streamId, url, body, res).catch((err: Error) =>
-        this.logger.error(`POST ${url} failed while answering: ${err.stack ?? err.message}`),
-      );
+      this.serve(streamId, body, x).catch((err: Error) => this.requests.failed(x.reqId, req, err));
     });
     req.on('error', () => res.destroy());
     return true;
   }
 
-  private async serve(streamId: string, url: string, raw: Buffer, res: ServerResponse): Promise<void> {
+  private async serve(streamId: string, raw: Buffer, x: Exchange): Promise<void> {
     let out: AppendResponse;
     try {
       out = await this.streams.append(streamId, this.parse(raw));
     } catch (err) {
-      this.fail(err, url, res);
+      this.fail(err, x);
       return;
     }
-    this.send(res, 201, JSON.stringify(out), null);
+    this.send(x, 201, JSON.stringify(out), null);
   }
 
   private parse(raw: Buffer): AppendBodyDto {
@@ -106,20 +114,21 @@ export class AppendFastPath {
     return isValidAppendBody(body) ? body : this.validate.transform(body);
   }
 
-  private fail(err: unknown, url: string, res: ServerResponse): void {
-    const r = toApiResponse(err, { url }, this.leader);
-    if (r.unexpected) this.logger.error(`POST ${url} failed: ${(err as Error)?.stack ?? String(err)}`);
-    this.send(res, r.status, r.body === null ? null : JSON.stringify(r.body), r.headers);
+  private fail(err: unknown, x: Exchange): void {
+    const r = toApiResponse(err, { url: x.req.url ?? '' }, this.leader);
+    if (r.unexpected) this.requests.failed(x.reqId, x.req, err);
+    this.send(x, r.status, r.body === null ? null : JSON.stringify(r.body), r.headers);
   }
 
   private send(
-    res: ServerResponse,
+    x: Exchange,
     status: number,
     json: string | null,
     headers: Record<string, string> | null,
   ): void {
+    const res = x.res;
     if (res.destroyed || res.headersSent) return;
-    const head: Record<string, string | number> = { ...headers };
+    const head: Record<string, string | number> = { ...headers, [requestIdHeader]: x.reqId };
     if (json === null) {
       head['content-length'] = 0;
     } else {
@@ -129,6 +138,14 @@ export class AppendFastPath {
     res.writeHead(status, head);
     res.end(json ?? undefined);
     this.count('POST', routeLabel, status);
+    this.requests.finished(
+      x.reqId,
+      'POST',
+      x.req.url ?? '',
+      x.req.headers,
+      status,
+      performance.now() - x.started,
+    );
   }
 }
 

@@ -1,6 +1,8 @@
-import { ConsoleLogger, Module } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyInstance } from 'fastify';
+import { AppLogger, NestPinoLogger, RequestLog } from '@app/config';
 import type { ProjectorRuntime } from '../runtime';
 import { ApiExceptionFilter } from './api-error';
 import { OpsController, ReadModelsController, RUNTIME } from './controllers';
@@ -10,19 +12,28 @@ export interface HttpApp {
 }
 
 /** The projector's HTTP API (PROJECTOR.md "HTTP") over a runtime that is already running. */
-export async function startHttp(rt: ProjectorRuntime, logger: ConsoleLogger): Promise<HttpApp> {
+export async function startHttp(rt: ProjectorRuntime, logger: AppLogger): Promise<HttpApp> {
   @Module({
     controllers: [OpsController, ReadModelsController],
     providers: [{ provide: RUNTIME, useValue: rt }],
   })
   class ProjectorHttpModule {}
 
+  const requests = new RequestLog(logger);
   const app = await NestFactory.create<NestFastifyApplication>(
     ProjectorHttpModule,
-    new FastifyAdapter({ routerOptions: { maxParamLength: 1024 }, forceCloseConnections: 'idle' }),
-    { logger: ['error', 'warn'] },
+    new FastifyAdapter({
+      routerOptions: { maxParamLength: 1024 },
+      forceCloseConnections: 'idle',
+      genReqId: requests.genReqId,
+    }),
+    { logger: new NestPinoLogger(logger) },
   );
-  app.useGlobalFilters(new ApiExceptionFilter((m) => logger.warn(m, 'http')));
+  // @nestjs/platform-fastify carries its own fastify copy; the hooks only use the stable hook API.
+  const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
+  fastify.addHook('onRequest', requests.onRequest);
+  fastify.addHook('onResponse', requests.onResponse);
+  app.useGlobalFilters(new ApiExceptionFilter((m) => requests.logger.warn(m)));
   await app.listen(rt.config.httpPort, rt.config.httpHost);
   return { close: () => app.close() };
 }
