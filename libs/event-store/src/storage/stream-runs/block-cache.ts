@@ -23,12 +23,31 @@ const BLOCKS_PER_RUN = 2 ** 26;
 export class BlockCache<B extends Cached = Block> {
   /** Keyed by run id × BLOCKS_PER_RUN + block number: a number, hashed for free, unlike a string. */
   private readonly blocks = new Map<number, B>();
+  /**
+   * Keys of blocks missed lately but not cached (oldest first): a block is decoded and cached on its second
+   * miss within the last `seenMax` misses. With millions of streams most lookups touch a block once (a cold
+   * stream); caching each of those only evicted blocks that were wanted again, and decoding every key of a
+   * block to find one cost more than the lookup. A point lookup on a block not admitted scans its bytes.
+   */
+  private readonly seen = new Set<number>();
+  private readonly seenMax: number;
   private nextRunId = 1;
   private bytes = 0;
   hits = 0;
   misses = 0;
 
-  constructor(readonly bytesMax: number) {}
+  constructor(readonly bytesMax: number) {
+    // About four times the blocks the budget holds (a decoded block costs about twice its 4 KiB).
+    this.seenMax = Math.max(1024, Math.ceil(bytesMax / 2048));
+  }
+
+  /** Whether a block just missed should be read into the cache: true on its second miss in the window. */
+  admit(key: number): boolean {
+    if (this.seen.delete(key)) return true;
+    this.seen.add(key);
+    if (this.seen.size > this.seenMax) this.seen.delete(this.seen.values().next().value as number);
+    return false;
+  }
 
   /** An id for a run opened over this cache: its blocks' keys are key(id, block). */
   newRunId(): number {

@@ -1,6 +1,6 @@
 import { BlockCache, Cached } from './block-cache';
 import { BloomFilter } from './bloom';
-import { BlockRef, RunFrame, RunInfo, RunWriter } from './run-file';
+import { BlockRef, keyBytes, keyScratch, RunFrame, RunInfo, RunWriter } from './run-file';
 
 /**
  * A key → value run: an immutable file of (key, value) pairs in key order, one value per key, where the
@@ -98,7 +98,23 @@ export class KvRunReader extends RunFrame<KvBlock> {
     if (!this.bloom.mayContain(key)) return undefined;
     const b = this.lastBlockAtOrBefore(key);
     if (b < 0) return undefined;
-    const block = this.block(b);
+    const block = this.lookupBlock(b);
+    if (block === undefined) {
+      // Not worth caching yet: the pair found by comparing bytes, only its value decoded.
+      const buf = this.scratchBlock(b);
+      const want = keyBytes(key);
+      const count = buf.readUInt32LE(0);
+      for (let k = 0, o = 4; k < count; k++) {
+        const len = buf.readUInt16LE(o);
+        o += 2;
+        const match = len === want && buf.compare(keyScratch, 0, want, o, o + len) === 0;
+        const vl = buf.readUInt32LE(o + len);
+        o += len + 4;
+        if (match) return buf.toString('utf8', o, o + vl);
+        o += vl;
+      }
+      return undefined;
+    }
     const k = bisect(block.keys, key);
     return k < block.keys.length && block.keys[k] === key ? valueAt(block, k) : undefined;
   }

@@ -371,6 +371,32 @@ export abstract class RunFrame<B extends Cached> {
     return found;
   }
 
+  /**
+   * Block b for a point lookup: from the cache, or read, decoded and cached when the cache admits it (its
+   * second miss lately); undefined otherwise, and the caller scans scratchBlock(b) instead.
+   */
+  protected lookupBlock(b: number): B | undefined {
+    const key = BlockCache.key(this.runId, b);
+    const cached = this.cache.get(key);
+    if (cached !== undefined) return cached;
+    if (!this.cache.admit(key)) return undefined;
+    const block = this.readBlock(b);
+    this.cache.set(key, block);
+    return block;
+  }
+
+  /** Block b's bytes, checked, in a buffer shared by every run: valid until the next call, never kept. */
+  protected scratchBlock(b: number): Buffer {
+    const ref = this.refs[b];
+    if (scratch.length < ref.length)
+      scratch = Buffer.allocUnsafeSlow(Math.max(ref.length, 2 * scratch.length));
+    const buf = scratch.subarray(0, ref.length);
+    preadInto(this.fd, buf, ref.offset, this.file);
+    if (crc32c(buf) !== ref.crc)
+      throw new Error(`run ${this.file} is damaged (CRC of block ${b} at ${ref.offset})`);
+    return buf;
+  }
+
   /** Block b, from the cache or read, checked and decoded (then cached). */
   protected block(b: number): B {
     const key = BlockCache.key(this.runId, b);
@@ -423,7 +449,22 @@ export class RunReader extends RunFrame<Block> {
     if (!this.bloom.mayContain(id)) return -1;
     const b = this.lastBlockAtOrBefore(id, 0xffffffff);
     if (b < 0) return -1;
-    const block = this.block(b);
+    const block = this.lookupBlock(b);
+    if (block === undefined) {
+      // The block's last entry of the stream (entries are in revision order), found by comparing bytes.
+      const buf = this.scratchBlock(b);
+      const want = keyBytes(id);
+      const count = buf.readUInt32LE(0);
+      let rev = -1;
+      for (let k = 0, o = 4; k < count; k++) {
+        const len = buf.readUInt16LE(o);
+        o += 2;
+        if (len === want && buf.compare(keyScratch, 0, want, o, o + len) === 0)
+          rev = buf.readUInt32LE(o + len);
+        o += len + 12;
+      }
+      return rev;
+    }
     for (let k = block.ids.length - 1; k >= 0; k--) {
       if (block.ids[k] === id) return block.revs[k];
       if (block.ids[k] < id) return -1;
@@ -438,7 +479,11 @@ export class RunReader extends RunFrame<Block> {
     for (; b < this.refs.length; b++) {
       const ref = this.refs[b];
       if (compareKey(ref.firstId, ref.firstRev, id, to) > 0) return;
-      const block = this.block(b);
+      const block = this.lookupBlock(b);
+      if (block === undefined) {
+        if (!this.collectRaw(b, id, from, to, out)) return;
+        continue;
+      }
       for (let k = 0; k < block.ids.length; k++) {
         const c = compareKey(block.ids[k], block.revs[k], id, from);
         if (c < 0) continue;
@@ -446,6 +491,31 @@ export class RunReader extends RunFrame<Block> {
         out.set(block.revs[k], block.positions[k]);
       }
     }
+  }
+
+  /**
+   * collect() over block b's bytes (not decoded): the stream's entries are contiguous, so a non-matching
+   * entry after a matching one, or a revision past `to`, ends it (false: nothing further can match).
+   */
+  private collectRaw(b: number, id: string, from: number, to: number, out: Map<number, number>): boolean {
+    const buf = this.scratchBlock(b);
+    const want = keyBytes(id);
+    const count = buf.readUInt32LE(0);
+    let matched = false;
+    for (let k = 0, o = 4; k < count; k++) {
+      const len = buf.readUInt16LE(o);
+      o += 2;
+      const match = len === want && buf.compare(keyScratch, 0, want, o, o + len) === 0;
+      o += len;
+      if (match) {
+        matched = true;
+        const rev = buf.readUInt32LE(o);
+        if (rev > to) return false;
+        if (rev >= from) out.set(rev, buf.readDoubleLE(o + 4));
+      } else if (matched) return false;
+      o += 12;
+    }
+    return true;
   }
 
   /** Every entry, in key order (for merging runs). */
@@ -501,6 +571,30 @@ export function decodeIndex(b: Buffer): BlockRef[] {
     o += 20;
   }
   return refs;
+}
+
+/** Where point lookups read a block not worth caching (see RunFrame.scratchBlock). */
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+/** The UTF-8 bytes of the key a point lookup compares against (see keyBytes); keys in runs have < 64 KiB. */
+export const keyScratch = Buffer.allocUnsafeSlow(0x10000);
+
+/**
+ * Puts `key`'s UTF-8 bytes at the start of keyScratch and returns their number, or -1 for a key too long
+ * to be in any run (its length field is a u16), which then matches nothing.
+ */
+export function keyBytes(key: string): number {
+  if (key.length * 3 > 0xffff && Buffer.byteLength(key, 'utf8') > 0xffff) return -1;
+  return keyScratch.write(key, 0, 'utf8');
+}
+
+function preadInto(fd: number, buf: Buffer, position: number, file: string): void {
+  let got = 0;
+  while (got < buf.length) {
+    const n = fs.readSync(fd, buf, got, buf.length - got, position + got);
+    if (n === 0)
+      throw new Error(`stream index: run ${file} ends early (wanted ${buf.length} bytes at ${position})`);
+    got += n;
+  }
 }
 
 export function preadExactly(fd: number, length: number, position: number, file: string): Buffer {
