@@ -130,6 +130,8 @@ export class EventStoreStateMachine implements StateMachine {
   private streamIndexSeq = 0;
   private readonly window: IdWindow;
   private applied = 0;
+  /** Milliseconds per step of the last cut load (for the "opened" log line). */
+  private loadTimes: Record<string, number> | null = null;
   private closed = false;
   private waiters = new Set<() => void>();
   private exclusiveTail: Promise<unknown> = Promise.resolve();
@@ -208,8 +210,13 @@ export class EventStoreStateMachine implements StateMachine {
       }
     }
     if (!loaded) sm.loadEmpty();
+    const took = sm.loadTimes
+      ? ` (ms: ${Object.entries(sm.loadTimes)
+          .map(([k, v]) => `${k} ${v.toFixed(0)}`)
+          .join(', ')})`
+      : '';
     sm.logger?.log(
-      `event store opened at ${dir}: applied index ${sm.applied}, last position ${sm.files.lastPosition()}, ${sm.streams.size()} streams`,
+      `event store opened at ${dir}: applied index ${sm.applied}, last position ${sm.files.lastPosition()}, ${sm.streams.size()} streams${took}`,
     );
     sm.projections.attach(sm.projectionSource());
     return sm;
@@ -589,8 +596,17 @@ export class EventStoreStateMachine implements StateMachine {
    * `older`: a cut older than the latest, whose shorter files must not be truncated in place.
    */
   private loadCut(cutDir: string, older = false): void {
+    // Where the time of an open goes (the log line says): milliseconds per step.
+    const times: Record<string, number> = {};
+    let t = performance.now();
+    const step = (name: string): void => {
+      const now = performance.now();
+      times[name] = now - t;
+      t = now;
+    };
     const manifest = readManifest(cutDir);
     const [offsetBytes, streamBytes, windowBytes, projectionBytes] = readSections(cutDir, manifest);
+    step('cut');
     const count = manifest.lastPosition + 1;
     const every = manifest.offsetsEvery ?? 1;
     if (every !== 1 && every !== OFFSETS_EVERY)
@@ -620,11 +636,16 @@ export class EventStoreStateMachine implements StateMachine {
     this.fileCrcs = new Map();
     for (const f of manifest.files)
       if (f.crc32c !== undefined) this.fileCrcs.set(f.name, { bytes: f.bytes, crc32c: f.crc32c });
+    step('files');
     this.streams = this.newStreamIndex({ cutDir, manifest, streamBytes }, manifest.lastPosition);
+    step('index');
     this.window.load(windowBytes);
+    step('ids');
     this.applied = manifest.index;
     const checkpoints = decodeCheckpoints(projectionBytes);
     this.projections.load(checkpoints, manifest.lastPosition, cutDir);
+    step('projections');
+    this.loadTimes = times;
   }
 
   /**
