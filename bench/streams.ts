@@ -563,7 +563,19 @@ async function restartAll(cluster: ClusterHarness, side: Side): Promise<void> {
   const openMs: number[] = [];
   for (const id of ids) {
     const l = [...cluster.logLines(id)].reverse().find((x) => x.includes(' started in '));
-    if (l) log(`    ${l.slice(l.indexOf('node '))}`);
+    if (l) {
+      // Lines are JSON (pino) when the output is not a terminal: print the message.
+      let text = l;
+      const brace = l.indexOf('{');
+      if (brace >= 0) {
+        try {
+          text = String((JSON.parse(l.slice(brace)) as { msg?: unknown }).msg ?? l);
+        } catch {
+          text = l;
+        }
+      }
+      log(`    ${text.slice(Math.max(0, text.indexOf('node ')))}`);
+    }
     openMs.push(Number(/ event-store (\d+)/.exec(l ?? '')?.[1] ?? NaN));
   }
   await settle(cluster);
