@@ -10,7 +10,7 @@ import { BloomFilter } from './bloom';
  *
  *   blocks   each about BLOCK_BYTES: u32 count, then per entry u16 id bytes, id (UTF-8), u32 revision, f64 position
  *   index    per block: u16 id bytes, first id, u32 first revision, f64 offset, u32 length, u32 CRC-32C of the block
- *   bloom    u32 probes, the filter's bytes (over stream ids)
+ *   bloom    u32 probes (high bit: blocked, see bloom.ts), the filter's bytes (over stream ids)
  *   footer   FOOTER_BYTES, see writeFooter; its CRC covers the index, the bloom and the footer's fields
  *
  * The index and the bloom filter stay in memory (about 60 bytes per block and 10 bits per stream); blocks
@@ -134,7 +134,7 @@ export class RunWriter {
     if (this.blockCount > 0) this.endBlock();
     const index = encodeIndex(this.refs);
     const bloomBytes = Buffer.allocUnsafe(4 + this.bloom.bits.length);
-    bloomBytes.writeUInt32LE(this.bloom.probes, 0);
+    bloomBytes.writeUInt32LE(this.bloom.storedProbes, 0);
     Buffer.from(this.bloom.bits.buffer, this.bloom.bits.byteOffset, this.bloom.bits.length).copy(
       bloomBytes,
       4,
@@ -336,7 +336,10 @@ export abstract class RunFrame<B extends Cached> {
       if (crc32c(meta) !== f.metaCrc) throw new Error(`run ${file} is damaged (index CRC)`);
       const refs = decodeIndex(meta.subarray(0, f.indexLength));
       const bloomBytes = meta.subarray(f.indexLength);
-      const bloom = new BloomFilter(new Uint8Array(bloomBytes.subarray(4)), bloomBytes.readUInt32LE(0));
+      const bloom = BloomFilter.fromStored(
+        new Uint8Array(bloomBytes.subarray(4)),
+        bloomBytes.readUInt32LE(0),
+      );
       return { fd, size, footer: f, refs, bloom };
     } catch (e) {
       fs.closeSync(fd);
