@@ -4,7 +4,14 @@ import * as path from 'node:path';
 import { BlockCache } from '../storage/stream-runs/block-cache';
 import { KvBlock, KvEntry, KvRunReader, KvWriteEntry, writeKvRun } from '../storage/stream-runs/kv-run-file';
 import { RUN_SUFFIX, RunInfo } from '../storage/stream-runs/run-file';
-import { CHECK_EVERY, mergeNewestWins, Slicer, SLICE_MS } from '../storage/stream-runs/yield';
+import {
+  CHECK_EVERY,
+  mergeNewestWins,
+  MERGES_MAX,
+  mergeSliceMs,
+  Slicer,
+  SLICE_MS,
+} from '../storage/stream-runs/yield';
 
 /** Where a partitioned projection keeps its partition states. */
 export interface PartitionStates {
@@ -85,8 +92,9 @@ export class PartitionStore implements PartitionStates {
   private frozen: Frozen[] = [];
   private runs: KvRunReader[];
   private writing: Promise<void> = Promise.resolve();
-  private merging = false;
-  private mergeDone: Promise<void> = Promise.resolve();
+  /** Merges under way (at most MERGES_MAX), and the runs they read (a run is in one merge at most). */
+  private readonly merges = new Set<Promise<void>>();
+  private readonly merging = new Set<KvRunReader>();
   private failure: Error | null = null;
   private count: number;
   private nextRun: number;
@@ -231,8 +239,8 @@ export class PartitionStore implements PartitionStates {
   async whenIdle(): Promise<void> {
     for (;;) {
       await this.writing.catch(() => {});
-      if (!this.merging) return;
-      await this.mergeDone;
+      if (this.merges.size === 0) return;
+      await Promise.all(this.merges);
     }
   }
 
@@ -307,26 +315,50 @@ export class PartitionStore implements PartitionStates {
   }
 
   private maybeMerge(): void {
-    if (this.merging || this.failure !== null || this.closed) return;
+    // A merge of big runs takes long; meanwhile small runs may pile up, so a second merge can take a
+    // window of other runs (adjacent windows stay adjacent whatever the other merge swaps in).
     const k = this.opts.runsPerMerge;
+    while (this.merges.size < MERGES_MAX && !(this.failure !== null || this.closed)) {
+      const window = this.mergeWindow(k);
+      if (window === null) return;
+      for (const r of window) this.merging.add(r);
+      const done = this.merge(window).finally(() => {
+        for (const r of window) this.merging.delete(r);
+        this.merges.delete(done);
+        // The merged run may complete a tier of its own.
+        this.maybeMerge();
+      });
+      this.merges.add(done);
+    }
+  }
+
+  /** The newest window of k adjacent runs of similar size (within 4x) that no merge is reading, or null. */
+  private mergeWindow(k: number): KvRunReader[] | null {
     for (let end = this.runs.length; end >= k; end--) {
       const window = this.runs.slice(end - k, end);
+      if (window.some((r) => this.merging.has(r))) continue;
       const sizes = window.map((r) => r.info.entries);
       if (Math.max(...sizes) > 4 * Math.max(1, Math.min(...sizes))) continue;
-      this.mergeDone = this.merge(window);
-      return;
+      return window;
     }
+    return null;
   }
 
   /** Merges adjacent runs into one in the background; lookups use the inputs until the swap. */
   private async merge(inputs: KvRunReader[]): Promise<void> {
-    this.merging = true;
     try {
       const name = this.nextRunName();
       const file = path.join(this.directory, name);
       const keysMax = inputs.reduce((n, r) => n + r.info.entries, 0);
       const asOf = inputs[inputs.length - 1].info.maxPosition;
-      const info = await writeKvRun(file, name, mergeKvRuns(inputs), keysMax, asOf, false);
+      const info = await writeKvRun(
+        file,
+        name,
+        mergeKvRuns(inputs, () => mergeSliceMs(this.runs.length)),
+        keysMax,
+        asOf,
+        false,
+      );
       const reader = KvRunReader.open(file, info, this.cache);
       const swap = this.writing.then(async () => {
         const at = this.runs.indexOf(inputs[0]);
@@ -342,10 +374,7 @@ export class PartitionStore implements PartitionStates {
       this.failure ??= new Error(
         `partition store ${this.directory}: merging runs failed: ${(e as Error).message}`,
       );
-    } finally {
-      this.merging = false;
     }
-    this.maybeMerge();
   }
 }
 
@@ -372,9 +401,10 @@ async function* encodeTable(states: Map<string, unknown>, backlog: () => number)
 }
 
 /** A merge of adjacent runs (oldest first): for a key in several, the newest run's value (bytes, not decoded). */
-function mergeKvRuns(runs: KvRunReader[]): AsyncGenerator<KvWriteEntry> {
+function mergeKvRuns(runs: KvRunReader[], sliceMs: () => number): AsyncGenerator<KvWriteEntry> {
   return mergeNewestWins<[string, Buffer]>(
     runs.map((r) => r.rawEntries()),
     (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
+    sliceMs,
   );
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BlockCache } from './block-cache';
-import { CHECK_EVERY, mergeNewestWins, Slicer } from './yield';
+import { CHECK_EVERY, mergeNewestWins, MERGES_MAX, mergeSliceMs, Slicer } from './yield';
 import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, compareKey, writeRun } from './run-file';
 
 /**
@@ -72,9 +72,12 @@ export class DiskStreamIndex {
   private runs: RunReader[];
   private readonly cache: BlockCache;
   private manifest: Manifest;
+  /** The number of the next run file (the manifest stores it as `nextRun`). */
+  private runNumber = 0;
   private writing: Promise<void> = Promise.resolve();
-  private merging = false;
-  private mergeDone: Promise<void> = Promise.resolve();
+  /** Merges under way (at most MERGES_MAX), and the runs they read (a run is in one merge at most). */
+  private readonly merges = new Set<Promise<void>>();
+  private readonly merging = new Set<RunReader>();
   private failure: Error | null = null;
   private lastPosition: number;
   private streamCount: number;
@@ -313,29 +316,46 @@ export class DiskStreamIndex {
   async whenIdle(): Promise<void> {
     for (;;) {
       await this.writing.catch(() => {});
-      if (!this.merging) return;
-      await this.mergeDone;
+      if (this.merges.size === 0) return;
+      await Promise.all(this.merges);
     }
   }
 
   private maybeMerge(): void {
-    if (this.merging || this.failure !== null) return;
+    // A merge of big runs takes long; meanwhile small runs may pile up, so a second merge can take a
+    // window of other runs (adjacent windows stay adjacent whatever the other merge swaps in).
     const k = this.opts.runsPerMerge;
-    if (this.runs.length < k) return;
-    // The newest window of k adjacent runs of similar size (runs written during a merge can leave small
-    // runs between bigger ones, so not only the last k are candidates).
-    for (let end = this.runs.length; end >= k; end--) {
-      const window = this.runs.slice(end - k, end);
-      const sizes = window.map((r) => r.info.entries);
-      if (Math.max(...sizes) > 4 * Math.max(1, Math.min(...sizes))) continue;
-      this.mergeDone = this.merge(window);
-      return;
+    while (this.merges.size < MERGES_MAX && !(this.failure !== null)) {
+      const window = this.mergeWindow(k);
+      if (window === null) return;
+      for (const r of window) this.merging.add(r);
+      const done = this.merge(window).finally(() => {
+        for (const r of window) this.merging.delete(r);
+        this.merges.delete(done);
+        // The merged run may complete a tier of its own.
+        this.maybeMerge();
+      });
+      this.merges.add(done);
     }
   }
 
+  /** The newest window of k adjacent runs of similar size (within 4x) that no merge is reading, or null. */
+  private mergeWindow(k: number): RunReader[] | null {
+    for (let end = this.runs.length; end >= k; end--) {
+      const window = this.runs.slice(end - k, end);
+      if (window.some((r) => this.merging.has(r))) continue;
+      const sizes = window.map((r) => r.info.entries);
+      if (Math.max(...sizes) > 4 * Math.max(1, Math.min(...sizes))) continue;
+      return window;
+    }
+    return null;
+  }
+
   private nextRunName(): string {
-    const n = this.manifest.nextRun;
-    this.manifest = { ...this.manifest, nextRun: n + 1 };
+    // Not through this.manifest: a manifest being saved meanwhile (a swap) would put an older count back,
+    // and two runs (say, of two merges at once) would get one name.
+    const n = Math.max(this.manifest.nextRun, this.runNumber);
+    this.runNumber = n + 1;
     return `${String(n).padStart(10, '0')}${RUN_SUFFIX}`;
   }
 
@@ -344,12 +364,16 @@ export class DiskStreamIndex {
    * merged one. The swap runs in the write queue, so manifest writes never overlap.
    */
   private async merge(inputs: RunReader[]): Promise<void> {
-    this.merging = true;
     try {
       const name = this.nextRunName();
       const file = path.join(this.dir, name);
       const streamsMax = inputs.reduce((n, r) => n + r.info.streams, 0);
-      const info = await writeRun(file, name, mergeRuns(inputs), streamsMax);
+      const info = await writeRun(
+        file,
+        name,
+        mergeRuns(inputs, () => mergeSliceMs(this.runs.length)),
+        streamsMax,
+      );
       const reader = RunReader.open(file, name, this.cache, info.crc32c);
       const swap = this.writing.then(async () => {
         // The inputs are adjacent; runs written meanwhile come after them (they are newer).
@@ -366,14 +390,11 @@ export class DiskStreamIndex {
       await swap;
     } catch (e) {
       this.failure ??= new Error(`stream index: merging runs failed: ${(e as Error).message}`);
-    } finally {
-      this.merging = false;
     }
-    // The merged run may complete a tier of its own.
-    this.maybeMerge();
   }
 
-  private async saveManifest(m: Manifest): Promise<void> {
+  private async saveManifest(given: Manifest): Promise<void> {
+    const m = { ...given, nextRun: Math.max(given.nextRun, this.runNumber) };
     const file = path.join(this.dir, MANIFEST);
     const tmp = `${file}.tmp`;
     const fh = await fsp.open(tmp, 'w');
@@ -390,7 +411,7 @@ export class DiskStreamIndex {
     } finally {
       await d.close();
     }
-    this.manifest = m;
+    this.manifest = { ...m, nextRun: Math.max(m.nextRun, this.runNumber) };
   }
 }
 
@@ -407,9 +428,10 @@ async function* tableEntries(table: Table): AsyncGenerator<RunEntry> {
 }
 
 /** The runs' entries in key order (a stream's entries are in one run each: no key repeats). */
-function mergeRuns(runs: RunReader[]): AsyncGenerator<RunEntry> {
+function mergeRuns(runs: RunReader[], sliceMs: () => number): AsyncGenerator<RunEntry> {
   return mergeNewestWins(
     runs.map((r) => r.entries()),
     (a, b) => compareKey(a[0], a[1], b[0], b[1]),
+    sliceMs,
   );
 }

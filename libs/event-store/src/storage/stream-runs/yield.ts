@@ -34,8 +34,9 @@ export class Slicer {
 export async function* mergeNewestWins<T>(
   sources: Iterator<T>[],
   compare: (a: T, b: T) => number,
+  sliceMs: () => number = () => SLICE_MS,
 ): AsyncGenerator<T> {
-  const slicer = new Slicer();
+  const slicer = new Slicer(sliceMs);
   const heads = sources.map((it) => it.next());
   for (let n = 0; ; n++) {
     let best = -1;
@@ -57,3 +58,17 @@ export async function* mergeNewestWins<T>(
     if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
   }
 }
+
+/**
+ * How long a merge's turns on the event loop are, given how many runs its store has. A size-tiered set of
+ * runs stays near (runs per merge - 1) x levels runs when merges keep up: about 6-8 at millions of keys.
+ * When merges fall behind (2 ms turns lose to a loaded event loop), runs pile up and every lookup of a new
+ * key asks each run's Bloom filter (and reads a block for each false positive): at 2M streams 21 index
+ * runs where 6 would do. So a store with many runs gives its merge longer turns.
+ */
+export function mergeSliceMs(runs: number): number {
+  return runs <= 8 ? SLICE_MS : runs <= 12 ? 5 * SLICE_MS : 12 * SLICE_MS;
+}
+
+/** Merges one store runs at once (on disjoint windows of runs): a long merge of big runs no longer holds up the small ones. */
+export const MERGES_MAX = 2;
