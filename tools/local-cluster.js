@@ -38,6 +38,8 @@ function intFromEnv(name, dflt, min, max) {
 
 const repoRoot = path.resolve(__dirname, '..');
 const main = path.join(repoRoot, 'dist', 'apps', 'event-store', 'src', 'main.js');
+/** Node flags and environment every node starts with (see tools/node-runtime.json). */
+const runtime = JSON.parse(fs.readFileSync(path.join(__dirname, 'node-runtime.json'), 'utf8'));
 const projectorMain = path.join(repoRoot, 'dist', 'apps', 'projector', 'src', 'main.js');
 const count = intFromEnv('NODES', 3, 1, nodesMax);
 const basePort = intFromEnv('BASE_PORT', 2113, 1024, 65535 - 10 * nodesMax);
@@ -96,7 +98,11 @@ for (const n of nodes) {
   delete env.NODES;
   delete env.BASE_PORT;
   delete env.DATA_ROOT;
-  const child = spawn(process.execPath, [main], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...runtime.execArgv, main], {
+    cwd: repoRoot,
+    env: { ...runtime.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   n.child = child;
   prefixLines(n.id, child.stdout, process.stdout);
   prefixLines(n.id, child.stderr, process.stderr);

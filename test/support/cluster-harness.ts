@@ -19,6 +19,11 @@ import { getJson } from './e2e-client';
 export const repoRoot = path.resolve(__dirname, '..', '..');
 export const nodeMain = path.join(repoRoot, 'dist', 'apps', 'event-store', 'src', 'main.js');
 
+/** Node flags and environment a node starts with, as `npm run node` and `npm start` do (tools/node-runtime.json). */
+export const nodeRuntime = JSON.parse(
+  fs.readFileSync(path.join(repoRoot, 'tools', 'node-runtime.json'), 'utf8'),
+) as { execArgv: string[]; env: Record<string, string> };
+
 const logLinesKept = 4000;
 const startTimeoutMs = 60_000;
 const exitTimeoutMs = 30_000;
@@ -513,15 +518,16 @@ export class ClusterHarness {
   }
 
   private async spawnNode(n: ClusterNode): Promise<void> {
-    const args = [process.execPath, ...(this.opts.nodeArgs?.(n.id) ?? []), nodeMain];
+    const args = [process.execPath, ...nodeRuntime.execArgv, ...(this.opts.nodeArgs?.(n.id) ?? []), nodeMain];
+    const env = { ...nodeRuntime.env, ...n.env };
     const logFile = this.logFile(n);
     let proc: Proc;
     if (this.opts.output === 'file') {
-      proc = spawnTracked(n.id, args, n.env, logFile);
+      proc = spawnTracked(n.id, args, env, logFile);
     } else {
       const child = spawn(args[0], args.slice(1), {
         cwd: repoRoot,
-        env: { PATH: process.env.PATH ?? '', ...n.env },
+        env: { PATH: process.env.PATH ?? '', ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       proc = trackChild(n.id, child, logFile);
