@@ -132,8 +132,10 @@ export class KvRunReader extends RunFrame<KvBlock> {
 
   /** Every pair in key order with the value's bytes, read without the cache (merges read whole runs once). */
   *rawEntries(): Generator<[string, Buffer]> {
+    // A value's bytes are valid until the next pair is asked for (the merge copies them into its output).
+    const reuse = { buf: Buffer.allocUnsafeSlow(8192) };
     for (let b = 0; b < this.refs.length; b++) {
-      const block = this.readBlock(b);
+      const block = this.readBlockReusing(b, reuse);
       for (let k = 0; k < block.keys.length; k++) {
         const o = block.spans[2 * k];
         yield [block.keys[k], block.buf.subarray(o, o + block.spans[2 * k + 1])];

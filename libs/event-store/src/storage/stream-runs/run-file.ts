@@ -410,7 +410,24 @@ export abstract class RunFrame<B extends Cached> {
     return block;
   }
 
-  /** Block b read from the file and decoded, without the cache (merges read whole runs once). */
+  /**
+   * Block b read into `reuse.buf` (grown when too small) and decoded, without the cache: for a reader that is
+   * done with a block before it asks for the next (a merge reads each run once, block after block). One
+   * buffer per reader instead of one per block: the blocks of merges were most of the small buffers a node
+   * allocated and freed, which fragment the allocator's heap.
+   */
+  protected readBlockReusing(b: number, reuse: { buf: Buffer }): B {
+    const ref = this.refs[b];
+    if (reuse.buf.length < ref.length)
+      reuse.buf = Buffer.allocUnsafeSlow(Math.max(ref.length, 2 * reuse.buf.length));
+    const buf = reuse.buf.subarray(0, ref.length);
+    preadInto(this.fd, buf, ref.offset, this.file);
+    if (crc32c(buf) !== ref.crc)
+      throw new Error(`run ${this.file} is damaged (CRC of block ${b} at ${ref.offset})`);
+    return this.decode(buf);
+  }
+
+  /** Block b read from the file and decoded, without the cache. */
   protected readBlock(b: number): B {
     const ref = this.refs[b];
     const buf = preadExactly(this.fd, ref.length, ref.offset, this.file);
@@ -523,8 +540,9 @@ export class RunReader extends RunFrame<Block> {
 
   /** Every entry, in key order (for merging runs). */
   *entries(): Generator<[string, number, number]> {
+    const reuse = { buf: Buffer.allocUnsafeSlow(8192) };
     for (let b = 0; b < this.refs.length; b++) {
-      const block = this.readBlock(b);
+      const block = this.readBlockReusing(b, reuse);
       for (let k = 0; k < block.ids.length; k++) yield [block.ids[k], block.revs[k], block.positions[k]];
     }
   }

@@ -53,8 +53,10 @@ export async function* mergeNewestWins<T>(
       if (k === best || h.done || compare(h.value, item) !== 0) continue;
       heads[k] = sources[k].next();
     }
-    heads[best] = sources[best].next();
+    // Advanced only after the item is taken: a source may reuse one buffer for its blocks, and the item's
+    // bytes are in it until the source reads its next block.
     yield item;
+    heads[best] = sources[best].next();
     if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
   }
 }
