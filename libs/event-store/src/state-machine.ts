@@ -744,7 +744,8 @@ export class EventStoreStateMachine implements StateMachine {
       return index;
     }
     const dir = path.join(this.streamIndexDir, String(++this.streamIndexSeq).padStart(6, '0'));
-    const opts = { ...o, kind: undefined };
+    // Derived state: open() removes the directory and rebuilds it from a cut, which fsyncs the runs it links.
+    const opts = { ...o, kind: undefined, durable: false };
     if (from !== null && runs !== undefined)
       return DiskStreamIndex.install(dir, from.cutDir, runs.runs, lastPosition, runs.streams, opts);
     const index = DiskStreamIndex.install(dir, dir, [], -1, 0, opts);

@@ -195,6 +195,7 @@ export async function writeRun(
   name: string,
   entries: Iterable<RunEntry> | AsyncIterable<RunEntry>,
   streamsMax: number,
+  sync = true,
 ): Promise<RunInfo> {
   const w = await RunWriter.create(file, streamsMax);
   let streams = 0;
@@ -222,7 +223,7 @@ export async function writeRun(
       prevId = id;
       prevRev = rev;
     }
-    const { bytes, crc32c: crc } = await w.finish({ streams, maxPosition }, MAGIC, true);
+    const { bytes, crc32c: crc } = await w.finish({ streams, maxPosition }, MAGIC, sync);
     return { name, entries: w.entries, streams, maxPosition, bytes, crc32c: crc };
   } catch (e) {
     await w.abort();

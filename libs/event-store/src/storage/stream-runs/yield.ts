@@ -69,7 +69,7 @@ export async function* mergeNewestWins<T>(
  * runs where 6 would do. So a store with many runs gives its merge longer turns.
  */
 export function mergeSliceMs(runs: number): number {
-  return runs <= 8 ? SLICE_MS : runs <= 12 ? 5 * SLICE_MS : 12 * SLICE_MS;
+  return runs <= 8 ? SLICE_MS : 4 * SLICE_MS;
 }
 
 /** Merges one store runs at once (on disjoint windows of runs): a long merge of big runs no longer holds up the small ones. */
