@@ -9,8 +9,9 @@ import {
   mergeNewestWins,
   MERGES_MAX,
   mergeSliceMs,
+  mergeWindow,
   Slicer,
-  SLICE_MS,
+  writerSliceMs,
 } from '../storage/stream-runs/yield';
 
 /** Where a partitioned projection keeps its partition states. */
@@ -319,7 +320,7 @@ export class PartitionStore implements PartitionStates {
     // window of other runs (adjacent windows stay adjacent whatever the other merge swaps in).
     const k = this.opts.runsPerMerge;
     while (this.merges.size < MERGES_MAX && !(this.failure !== null || this.closed)) {
-      const window = this.mergeWindow(k);
+      const window = mergeWindow(this.runs, this.merging, k);
       if (window === null) return;
       for (const r of window) this.merging.add(r);
       const done = this.merge(window).finally(() => {
@@ -330,18 +331,6 @@ export class PartitionStore implements PartitionStates {
       });
       this.merges.add(done);
     }
-  }
-
-  /** The newest window of k adjacent runs of similar size (within 4x) that no merge is reading, or null. */
-  private mergeWindow(k: number): KvRunReader[] | null {
-    for (let end = this.runs.length; end >= k; end--) {
-      const window = this.runs.slice(end - k, end);
-      if (window.some((r) => this.merging.has(r))) continue;
-      const sizes = window.map((r) => r.info.entries);
-      if (Math.max(...sizes) > 4 * Math.max(1, Math.min(...sizes))) continue;
-      return window;
-    }
-    return null;
   }
 
   /** Merges adjacent runs into one in the background; lookups use the inputs until the swap. */
@@ -387,12 +376,7 @@ function runNumber(name: string): number {
 async function* encodeTable(states: Map<string, unknown>, backlog: () => number): AsyncGenerator<KvEntry> {
   // Folds that outpace the writer pile frozen tables up (memory, and every lookup of a new key asks each):
   // the further behind, the longer the writer's turns, up to holding the event loop until it caught up.
-  const slicer = new Slicer(() => {
-    const n = backlog();
-    // Beyond four waiting tables it keeps the loop (but for its writes) until this table is out: a bounded
-    // stall in overload instead of memory without bound.
-    return n <= 2 ? SLICE_MS : n <= 4 ? 25 * SLICE_MS : Infinity;
-  });
+  const slicer = new Slicer(() => writerSliceMs(backlog()));
   const keys = [...states.keys()].sort();
   for (let k = 0; k < keys.length; k++) {
     yield [keys[k], JSON.stringify(states.get(keys[k]) ?? null)];

@@ -2,7 +2,15 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BlockCache } from './block-cache';
-import { CHECK_EVERY, mergeNewestWins, MERGES_MAX, mergeSliceMs, Slicer } from './yield';
+import {
+  CHECK_EVERY,
+  mergeNewestWins,
+  MERGES_MAX,
+  mergeSliceMs,
+  mergeWindow,
+  Slicer,
+  writerSliceMs,
+} from './yield';
 import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, compareKey, writeRun } from './run-file';
 
 /**
@@ -307,7 +315,13 @@ export class DiskStreamIndex {
     if (this.failure !== null) return;
     const name = this.nextRunName();
     const file = path.join(this.dir, name);
-    const info = await writeRun(file, name, tableEntries(table), table.streams.size, this.opts.durable);
+    const info = await writeRun(
+      file,
+      name,
+      tableEntries(table, () => this.frozen.length),
+      table.streams.size,
+      this.opts.durable,
+    );
     const reader = RunReader.open(file, name, this.cache, info.crc32c);
     await this.saveManifest({
       ...this.manifest,
@@ -334,7 +348,7 @@ export class DiskStreamIndex {
     // window of other runs (adjacent windows stay adjacent whatever the other merge swaps in).
     const k = this.opts.runsPerMerge;
     while (this.merges.size < MERGES_MAX && !(this.failure !== null)) {
-      const window = this.mergeWindow(k);
+      const window = mergeWindow(this.runs, this.merging, k);
       if (window === null) return;
       for (const r of window) this.merging.add(r);
       const done = this.merge(window).finally(() => {
@@ -345,18 +359,6 @@ export class DiskStreamIndex {
       });
       this.merges.add(done);
     }
-  }
-
-  /** The newest window of k adjacent runs of similar size (within 4x) that no merge is reading, or null. */
-  private mergeWindow(k: number): RunReader[] | null {
-    for (let end = this.runs.length; end >= k; end--) {
-      const window = this.runs.slice(end - k, end);
-      if (window.some((r) => this.merging.has(r))) continue;
-      const sizes = window.map((r) => r.info.entries);
-      if (Math.max(...sizes) > 4 * Math.max(1, Math.min(...sizes))) continue;
-      return window;
-    }
-    return null;
   }
 
   private nextRunName(): string {
@@ -429,8 +431,8 @@ export class DiskStreamIndex {
 }
 
 /** A table's entries in key order, giving the event loop turns. */
-async function* tableEntries(table: Table): AsyncGenerator<RunEntry> {
-  const slicer = new Slicer();
+async function* tableEntries(table: Table, waiting: () => number): AsyncGenerator<RunEntry> {
+  const slicer = new Slicer(() => writerSliceMs(waiting()));
   const ids = [...table.streams.keys()].sort();
   for (let n = 0; n < ids.length; n++) {
     const id = ids[n];

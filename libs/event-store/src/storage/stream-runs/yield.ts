@@ -74,3 +74,48 @@ export function mergeSliceMs(runs: number): number {
 
 /** Merges one store runs at once (on disjoint windows of runs): a long merge of big runs no longer holds up the small ones. */
 export const MERGES_MAX = 2;
+
+/**
+ * The runs a store should merge next, or null: the newest window of `k` adjacent runs of similar size (within
+ * 4x) that no merge is reading. When runs have piled up (more than 3k: merges lost to a loaded event loop),
+ * first a catch-up window of 2k adjacent runs within 16x of each other: one pass over more runs rewrites each
+ * entry fewer times, so the pile comes down instead of growing (at 2M streams it had grown to 35 index runs
+ * where 6 would do).
+ */
+export function mergeWindow<R extends { info: { entries: number } }>(
+  runs: R[],
+  busy: Set<R>,
+  k: number,
+): R[] | null {
+  if (runs.length > 3 * k) {
+    const wide = windowOf(runs, busy, 2 * k, 16);
+    if (wide !== null) return wide;
+  }
+  return windowOf(runs, busy, k, 4);
+}
+
+function windowOf<R extends { info: { entries: number } }>(
+  runs: R[],
+  busy: Set<R>,
+  width: number,
+  ratio: number,
+): R[] | null {
+  for (let end = runs.length; end >= width; end--) {
+    const window = runs.slice(end - width, end);
+    if (window.some((r) => busy.has(r))) continue;
+    const sizes = window.map((r) => r.info.entries);
+    if (Math.max(...sizes) > ratio * Math.max(1, Math.min(...sizes))) continue;
+    return window;
+  }
+  return null;
+}
+
+/**
+ * How long a table writer's turns are, given how many frozen tables wait to be written: apply that outpaces
+ * the writer would pile tables up (memory, and every lookup asks each table), so the further behind, the
+ * longer the turns; beyond four it keeps the event loop (but for its file writes) until the table is out: a
+ * bounded stall in overload instead of memory without bound.
+ */
+export function writerSliceMs(waiting: number): number {
+  return waiting <= 2 ? SLICE_MS : waiting <= 4 ? 25 * SLICE_MS : Infinity;
+}
