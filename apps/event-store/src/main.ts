@@ -1,4 +1,4 @@
-import './gc-tuning';
+import { collectOnceWhen } from './gc-tuning';
 import 'reflect-metadata';
 import { createAppLogger, logPort } from '@app/config';
 import { AppConfig, ConfigError, loadConfig } from './config';
@@ -47,11 +47,17 @@ async function bootstrap(): Promise<void> {
   log.info(
     `node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`,
   );
+  // Once caught up after the start-up replay, its garbage is collected (see gc-tuning.ts).
+  const stopCollect = collectOnceWhen(
+    () => runtime.node.status().caughtUp,
+    (ms) => log.info(`caught up after start: collected the replay's garbage in ${ms.toFixed(0)} ms`),
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    stopCollect();
     log.info(`${signal}: stopping gracefully`);
     setTimeout(() => {
       log.error(`graceful stop took over ${shutdownHardMs} ms; exiting`);
