@@ -7,9 +7,8 @@ import { RUN_SUFFIX, RunInfo } from '../storage/stream-runs/run-file';
 import {
   CHECK_EVERY,
   mergeNewestWins,
-  MERGES_MAX,
   mergeSliceMs,
-  mergeWindow,
+  Merges,
   Slicer,
   writerSliceMs,
 } from '../storage/stream-runs/yield';
@@ -93,9 +92,7 @@ export class PartitionStore implements PartitionStates {
   private frozen: Frozen[] = [];
   private runs: KvRunReader[];
   private writing: Promise<void> = Promise.resolve();
-  /** Merges under way (at most MERGES_MAX), and the runs they read (a run is in one merge at most). */
-  private readonly merges = new Set<Promise<void>>();
-  private readonly merging = new Set<KvRunReader>();
+  private readonly merges: Merges<KvRunReader>;
   private failure: Error | null = null;
   private count: number;
   private nextRun: number;
@@ -110,6 +107,12 @@ export class PartitionStore implements PartitionStates {
     runs: RunInfo[],
     count: number,
   ) {
+    this.merges = new Merges<KvRunReader>(
+      () => this.runs,
+      this.opts.runsPerMerge,
+      (window) => this.merge(window),
+      () => this.failure !== null || this.closed,
+    );
     this.runs = runs.map((r) => KvRunReader.open(path.join(directory, r.name), r, cache));
     this.count = count;
     this.nextRun = 1 + runs.reduce((n, r) => Math.max(n, runNumber(r.name)), 0);
@@ -240,8 +243,8 @@ export class PartitionStore implements PartitionStates {
   async whenIdle(): Promise<void> {
     for (;;) {
       await this.writing.catch(() => {});
-      if (this.merges.size === 0) return;
-      await Promise.all(this.merges);
+      if (this.merges.active === 0) return;
+      await this.merges.settled();
     }
   }
 
@@ -308,29 +311,11 @@ export class PartitionStore implements PartitionStates {
     );
     this.runs.push(KvRunReader.open(file, info, this.cache));
     this.frozen.shift();
-    this.maybeMerge();
+    this.merges.start();
   }
 
   private nextRunName(): string {
     return `${this.prefix}${String(this.nextRun++).padStart(10, '0')}${RUN_SUFFIX}`;
-  }
-
-  private maybeMerge(): void {
-    // A merge of big runs takes long; meanwhile small runs may pile up, so a second merge can take a
-    // window of other runs (adjacent windows stay adjacent whatever the other merge swaps in).
-    const k = this.opts.runsPerMerge;
-    while (this.merges.size < MERGES_MAX && !(this.failure !== null || this.closed)) {
-      const window = mergeWindow(this.runs, this.merging, k);
-      if (window === null) return;
-      for (const r of window) this.merging.add(r);
-      const done = this.merge(window).finally(() => {
-        for (const r of window) this.merging.delete(r);
-        this.merges.delete(done);
-        // The merged run may complete a tier of its own.
-        this.maybeMerge();
-      });
-      this.merges.add(done);
-    }
   }
 
   /** Merges adjacent runs into one in the background; lookups use the inputs until the swap. */

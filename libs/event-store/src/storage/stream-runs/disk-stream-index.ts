@@ -2,15 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BlockCache } from './block-cache';
-import {
-  CHECK_EVERY,
-  mergeNewestWins,
-  MERGES_MAX,
-  mergeSliceMs,
-  mergeWindow,
-  Slicer,
-  writerSliceMs,
-} from './yield';
+import { CHECK_EVERY, mergeNewestWins, mergeSliceMs, Merges, Slicer, writerSliceMs } from './yield';
 import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, compareKey, writeRun } from './run-file';
 
 /**
@@ -91,9 +83,7 @@ export class DiskStreamIndex {
   /** The number of the next run file (the manifest stores it as `nextRun`). */
   private runNumber = 0;
   private writing: Promise<void> = Promise.resolve();
-  /** Merges under way (at most MERGES_MAX), and the runs they read (a run is in one merge at most). */
-  private readonly merges = new Set<Promise<void>>();
-  private readonly merging = new Set<RunReader>();
+  private readonly merges: Merges<RunReader>;
   private failure: Error | null = null;
   private lastPosition: number;
   private streamCount: number;
@@ -105,6 +95,12 @@ export class DiskStreamIndex {
     runs: RunReader[],
     cache: BlockCache,
   ) {
+    this.merges = new Merges<RunReader>(
+      () => this.runs,
+      this.opts.runsPerMerge,
+      (window) => this.merge(window),
+      () => this.failure !== null,
+    );
     this.manifest = manifest;
     this.runs = runs;
     this.cache = cache;
@@ -331,33 +327,15 @@ export class DiskStreamIndex {
     });
     this.runs.push(reader);
     this.frozen.shift();
-    this.maybeMerge();
+    this.merges.start();
   }
 
   /** Waits until no run is being written or merged (tests, benchmarks, shutdown). */
   async whenIdle(): Promise<void> {
     for (;;) {
       await this.writing.catch(() => {});
-      if (this.merges.size === 0) return;
-      await Promise.all(this.merges);
-    }
-  }
-
-  private maybeMerge(): void {
-    // A merge of big runs takes long; meanwhile small runs may pile up, so a second merge can take a
-    // window of other runs (adjacent windows stay adjacent whatever the other merge swaps in).
-    const k = this.opts.runsPerMerge;
-    while (this.merges.size < MERGES_MAX && !(this.failure !== null)) {
-      const window = mergeWindow(this.runs, this.merging, k);
-      if (window === null) return;
-      for (const r of window) this.merging.add(r);
-      const done = this.merge(window).finally(() => {
-        for (const r of window) this.merging.delete(r);
-        this.merges.delete(done);
-        // The merged run may complete a tier of its own.
-        this.maybeMerge();
-      });
-      this.merges.add(done);
+      if (this.merges.active === 0) return;
+      await this.merges.settled();
     }
   }
 

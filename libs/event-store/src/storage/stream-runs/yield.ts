@@ -119,3 +119,46 @@ function windowOf<R extends { info: { entries: number } }>(
 export function writerSliceMs(waiting: number): number {
   return waiting <= 2 ? SLICE_MS : waiting <= 4 ? 25 * SLICE_MS : Infinity;
 }
+
+/**
+ * The background merges of one store: at most MERGES_MAX at once, each on a window of adjacent runs that no
+ * other merge reads (mergeWindow). A merge of big runs takes long; meanwhile small runs may pile up, so a
+ * second merge can take other runs (adjacent windows stay adjacent whatever the other merge swaps in).
+ */
+export class Merges<R extends { info: { entries: number } }> {
+  private readonly running = new Set<Promise<void>>();
+  private readonly reading = new Set<R>();
+
+  constructor(
+    private readonly runs: () => R[],
+    private readonly runsPerMerge: number,
+    /** Merges the window and swaps the result in; must not reject (a store records its own failure). */
+    private readonly merge: (window: R[]) => Promise<void>,
+    private readonly stopped: () => boolean,
+  ) {}
+
+  /** Starts what merges are due. */
+  start(): void {
+    while (this.running.size < MERGES_MAX && !this.stopped()) {
+      const window = mergeWindow(this.runs(), this.reading, this.runsPerMerge);
+      if (window === null) return;
+      for (const r of window) this.reading.add(r);
+      const done: Promise<void> = this.merge(window).finally(() => {
+        for (const r of window) this.reading.delete(r);
+        this.running.delete(done);
+        // The merged run may complete a tier of its own.
+        this.start();
+      });
+      this.running.add(done);
+    }
+  }
+
+  get active(): number {
+    return this.running.size;
+  }
+
+  /** Resolves once the merges under way now are done. */
+  async settled(): Promise<void> {
+    await Promise.all(this.running);
+  }
+}
