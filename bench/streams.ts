@@ -68,6 +68,7 @@ const catchUpTimeoutMs = 600_000;
 const readyTimeoutMs = 300_000;
 const wrkTimeoutS = 30;
 const rssPollMs = 2000;
+const runsPollMs = 10_000;
 /** wrk restarts against a new leader at most this many times in one run. */
 const maxSegments = 50;
 const passThrough = [
@@ -204,6 +205,8 @@ interface Results {
   fillMem: Record<string, Mem>[];
   fillStreams: number[];
   fillPeakRssMiB: Record<string, number>;
+  /** Run files per node (stream index, partition states of every projection), the most seen during the fill. */
+  fillPeakRuns: Record<string, { index: number; partitions: number }>;
   fillSnapshots?: Snapshots;
   diskBeforeFill?: Disk;
   /** `snapshot failed` lines in the nodes' logs over the whole run, and the first one's reason. */
@@ -249,6 +252,38 @@ async function settle(cluster: ClusterHarness): Promise<void> {
 function metricValue(text: string, name: string): number {
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
   return m ? Number(m[1]) : NaN;
+}
+
+/** The sum of a metric's samples over all its labels (NaN when absent). */
+function metricSum(text: string, name: string): number {
+  const re = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm');
+  let sum = NaN;
+  for (const m of text.matchAll(re)) sum = (Number.isNaN(sum) ? 0 : sum) + Number(m[1]);
+  return sum;
+}
+
+/**
+ * Run files of each node's stream index and partition stores. Merges that fall behind the writes let them
+ * pile up, and every lookup of a new key then asks each run: this shows whether they kept up.
+ */
+async function runCounts(
+  cluster: ClusterHarness,
+): Promise<Record<string, { index: number; partitions: number }>> {
+  const out: Record<string, { index: number; partitions: number }> = {};
+  for (const n of cluster.running()) {
+    const text = await metricsText(n).catch(() => '');
+    out[n.id] = {
+      index: metricSum(text, 'eventstore_stream_index_runs'),
+      partitions: metricSum(text, 'eventstore_projection_runs'),
+    };
+  }
+  return out;
+}
+
+function runsNote(r: Record<string, { index: number; partitions: number }>): string {
+  return Object.values(r)
+    .map((x) => `${x.index}+${x.partitions}`)
+    .join(' / ');
 }
 
 async function metricsText(n: ClusterNode): Promise<string> {
@@ -615,6 +650,18 @@ async function fill(cluster: ClusterHarness, res: Results, prefix: string): Prom
   const poll = setInterval(() => {
     for (const n of cluster.running()) peak[n.id] = Math.max(peak[n.id] ?? 0, rssMiB(n.proc!.pid) || 0);
   }, rssPollMs);
+  const runsPeak: Record<string, { index: number; partitions: number }> = {};
+  let polls = 0;
+  const runsPoll = setInterval(() => {
+    void runCounts(cluster).then((r) => {
+      for (const [id, x] of Object.entries(r)) {
+        const p = (runsPeak[id] ??= { index: 0, partitions: 0 });
+        p.index = Math.max(p.index, x.index || 0);
+        p.partitions = Math.max(p.partitions, x.partitions || 0);
+      }
+      if (++polls % 3 === 0) log(`  run files per node (index+partitions): ${runsNote(r)}`);
+    });
+  }, runsPollMs);
   let next = 0;
   try {
     for (const [i, count] of halves.entries()) {
@@ -643,8 +690,10 @@ async function fill(cluster: ClusterHarness, res: Results, prefix: string): Prom
     }
   } finally {
     clearInterval(poll);
+    clearInterval(runsPoll);
   }
   res.fillPeakRssMiB = peak;
+  res.fillPeakRuns = runsPeak;
   const snaps1 = await snapshots(cluster);
   res.fillSnapshots = { count: snaps1.count - snaps0.count, seconds: snaps1.seconds - snaps0.seconds };
   log(
@@ -701,6 +750,7 @@ async function main(): Promise<void> {
     fillMem: [],
     fillStreams: [],
     fillPeakRssMiB: {},
+    fillPeakRuns: {},
   };
   let failure: Error | null = null;
   const t0 = performance.now();
@@ -915,6 +965,7 @@ function printReport(wrkVersion: string, res: Results): void {
       .join(' / '),
     '',
   );
+  row('run files per node (index+partitions), peak during the fill', '', runsNote(res.fillPeakRuns), '');
   row(
     'RSS MiB after the restart',
     memNote(base.restart?.mem, (m) => m.rssMiB),
