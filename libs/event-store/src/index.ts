@@ -18,6 +18,7 @@ export {
   EventSubscription,
 } from './state-machine';
 export { expectationHolds } from './expected-revision';
+export { MergeThread } from './storage/stream-runs/merge-thread';
 export {
   defineProjection,
   ProjectionDefinition,

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { MergeThread } from '@app/event-store';
 import { NodeRuntime } from '../runtime/node-runtime';
 import { StreamsService } from './streams.service';
 import { NODE_RUNTIME } from './tokens';
@@ -126,6 +127,16 @@ export class MetricsService {
       (s) => s.residentBytes,
     );
     // Partition states on disk (PROJECTION_STATE=disk): the shared block cache, runs and tables.
+    // Merges of both kinds of runs go to one thread per process (started on demand, ended when idle).
+    const merges = statMetrics(registers, () => MergeThread.shared());
+    merges.counter(
+      'eventstore_merge_thread_jobs_total',
+      'Merges of runs sent to the merge thread',
+      (t) => t.jobs,
+    );
+    merges.gauge('eventstore_merge_thread_running', '1 while the merge thread runs', (t) =>
+      t.running ? 1 : 0,
+    );
     const parts = statMetrics(registers, () => store.projections.storageStats());
     parts.gauge(
       'eventstore_projection_cache_bytes',

@@ -54,55 +54,64 @@ function sorted(model: Map<string, State>): [string, unknown][] {
 }
 
 describe('PartitionStore', () => {
-  it('agrees with a map through freezes, merges and pages, and a checkpoint installs to the same state', async () => {
-    for (const seed of [1, 2, 3]) {
-      const prng = new Prng(seed);
-      const cache = new BlockCache<KvBlock>(16 * 1024);
-      const store = PartitionStore.install(path.join(dir, `s${seed}`), 'proj-x-', cache, small);
-      const model = new Map<string, State>();
-      const checkpoints: { pin: string; model: [string, unknown][]; done: Promise<unknown> }[] = [];
-      for (let p = 0; p < 3000; p++) {
-        // Mostly new keys, some hot ones, some long cold: every source answers at some point.
-        const key = prng.chance(0.4) ? `k-${p}` : `k-${prng.int(0, p)}`;
-        fold(store, model, key, p, prng);
-        if (p % 97 === 0) {
-          const probe = `k-${prng.int(0, p)}`;
-          expect(store.get(probe)).toEqual(model.get(probe));
+  it.each([
+    ['on the merge thread', true],
+    ['on the event loop', false],
+  ])(
+    'agrees with a map through freezes, merges and pages, and a checkpoint installs to the same state (merges %s)',
+    async (_, thread) => {
+      for (const seed of [1, 2, 3]) {
+        const prng = new Prng(seed);
+        const cache = new BlockCache<KvBlock>(16 * 1024);
+        const store = PartitionStore.install(path.join(dir, `s${seed}`), 'proj-x-', cache, {
+          ...small,
+          mergeThread: thread,
+        });
+        const model = new Map<string, State>();
+        const checkpoints: { pin: string; model: [string, unknown][]; done: Promise<unknown> }[] = [];
+        for (let p = 0; p < 3000; p++) {
+          // Mostly new keys, some hot ones, some long cold: every source answers at some point.
+          const key = prng.chance(0.4) ? `k-${p}` : `k-${prng.int(0, p)}`;
+          fold(store, model, key, p, prng);
+          if (p % 97 === 0) {
+            const probe = `k-${prng.int(0, p)}`;
+            expect(store.get(probe)).toEqual(model.get(probe));
+          }
+          if (p % 500 === 499) {
+            const pin = path.join(dir, `pin-${seed}-${p}`);
+            checkpoints.push({ pin, model: sorted(model), done: store.checkpoint(p, pin) });
+          }
+          // Background writes and merges get turns now and then.
+          if (p % 50 === 0) await new Promise((r) => setImmediate(r));
         }
-        if (p % 500 === 499) {
-          const pin = path.join(dir, `pin-${seed}-${p}`);
-          checkpoints.push({ pin, model: sorted(model), done: store.checkpoint(p, pin) });
+        expect(store.size()).toBe(model.size);
+        for (const key of ['k-0', 'k-1', 'k-2999', 'nope', 'k-1500'])
+          expect(store.get(key)).toEqual(model.get(key));
+        expect(everything(store, 7)).toEqual(sorted(model));
+        expect(everything(store, 10_000)).toEqual(sorted(model));
+        await store.whenIdle();
+        const stats = store.stats();
+        expect(stats.runs).toBeGreaterThan(0);
+        // Merges keep the run count logarithmic: 3000 folds / 40 per table would be ~70 runs unmerged.
+        expect(stats.runs).toBeLessThan(20);
+        for (const c of checkpoints) {
+          const { runs, count } = (await c.done) as Awaited<ReturnType<PartitionStore['checkpoint']>>;
+          const installed = PartitionStore.install(
+            path.join(dir, `i-${path.basename(c.pin)}`),
+            'proj-x-',
+            cache,
+            small,
+            { dir: c.pin, runs, count },
+          );
+          expect(installed.size()).toBe(c.model.length);
+          expect(everything(installed, 13)).toEqual(c.model);
+          await installed.close();
         }
-        // Background writes and merges get turns now and then.
-        if (p % 50 === 0) await new Promise((r) => setImmediate(r));
+        await store.close();
+        expect(fs.existsSync(path.join(dir, `s${seed}`))).toBe(false);
       }
-      expect(store.size()).toBe(model.size);
-      for (const key of ['k-0', 'k-1', 'k-2999', 'nope', 'k-1500'])
-        expect(store.get(key)).toEqual(model.get(key));
-      expect(everything(store, 7)).toEqual(sorted(model));
-      expect(everything(store, 10_000)).toEqual(sorted(model));
-      await store.whenIdle();
-      const stats = store.stats();
-      expect(stats.runs).toBeGreaterThan(0);
-      // Merges keep the run count logarithmic: 3000 folds / 40 per table would be ~70 runs unmerged.
-      expect(stats.runs).toBeLessThan(20);
-      for (const c of checkpoints) {
-        const { runs, count } = (await c.done) as Awaited<ReturnType<PartitionStore['checkpoint']>>;
-        const installed = PartitionStore.install(
-          path.join(dir, `i-${path.basename(c.pin)}`),
-          'proj-x-',
-          cache,
-          small,
-          { dir: c.pin, runs, count },
-        );
-        expect(installed.size()).toBe(c.model.length);
-        expect(everything(installed, 13)).toEqual(c.model);
-        await installed.close();
-      }
-      await store.close();
-      expect(fs.existsSync(path.join(dir, `s${seed}`))).toBe(false);
-    }
-  });
+    },
+  );
 
   it('a checkpoint taken just before the store is closed (a reset) still holds every partition', async () => {
     const cache = new BlockCache<KvBlock>(16 * 1024);

@@ -2,16 +2,10 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BlockCache } from '../storage/stream-runs/block-cache';
-import { KvBlock, KvEntry, KvRunReader, KvWriteEntry, writeKvRun } from '../storage/stream-runs/kv-run-file';
+import { KvBlock, KvEntry, KvRunReader, writeKvRun } from '../storage/stream-runs/kv-run-file';
+import { mergeRuns } from '../storage/stream-runs/merge-thread';
 import { RUN_SUFFIX, RunInfo } from '../storage/stream-runs/run-file';
-import {
-  CHECK_EVERY,
-  mergeNewestWins,
-  mergeSliceMs,
-  Merges,
-  Slicer,
-  writerSliceMs,
-} from '../storage/stream-runs/yield';
+import { CHECK_EVERY, mergeSliceMs, Merges, Slicer, writerSliceMs } from '../storage/stream-runs/yield';
 
 /** Where a partitioned projection keeps its partition states. */
 export interface PartitionStates {
@@ -61,11 +55,14 @@ export interface PartitionStoreOptions {
   memtableKeysMax: number;
   /** Adjacent runs of similar size merged at once (size-tiered, as the stream index does). */
   runsPerMerge: number;
+  /** Merge on the process's merge thread (merge-thread.ts) rather than in slices on the event loop. */
+  mergeThread: boolean;
 }
 
 export const DEFAULT_PARTITION_STORE_OPTIONS: PartitionStoreOptions = {
   memtableKeysMax: 16_384,
   runsPerMerge: 4,
+  mergeThread: true,
 };
 
 /** A table frozen for writing: its states are never changed again (take() copies them out). */
@@ -323,15 +320,17 @@ export class PartitionStore implements PartitionStates {
     try {
       const name = this.nextRunName();
       const file = path.join(this.directory, name);
-      const keysMax = inputs.reduce((n, r) => n + r.info.entries, 0);
-      const asOf = inputs[inputs.length - 1].info.maxPosition;
-      const info = await writeKvRun(
-        file,
-        name,
-        mergeKvRuns(inputs, () => mergeSliceMs(this.runs.length)),
-        keysMax,
-        asOf,
-        false,
+      const info = await mergeRuns(
+        {
+          kind: 'kv',
+          inputs: inputs.map((r) => ({ file: path.join(this.directory, r.info.name), info: r.info })),
+          out: { file, name },
+          keysMax: inputs.reduce((n, r) => n + r.info.entries, 0),
+          asOf: inputs[inputs.length - 1].info.maxPosition,
+          sync: false,
+        },
+        this.opts.mergeThread,
+        () => mergeSliceMs(this.runs.length),
       );
       const reader = KvRunReader.open(file, info, this.cache);
       const swap = this.writing.then(async () => {
@@ -367,13 +366,4 @@ async function* encodeTable(states: Map<string, unknown>, backlog: () => number)
     yield [keys[k], JSON.stringify(states.get(keys[k]) ?? null)];
     if (k % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
   }
-}
-
-/** A merge of adjacent runs (oldest first): for a key in several, the newest run's value (bytes, not decoded). */
-function mergeKvRuns(runs: KvRunReader[], sliceMs: () => number): AsyncGenerator<KvWriteEntry> {
-  return mergeNewestWins<[string, Buffer]>(
-    runs.map((r) => r.rawEntries()),
-    (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
-    sliceMs,
-  );
 }

@@ -64,27 +64,34 @@ function expectSame(index: DiskStreamIndex, model: Model, prng: Prng): void {
 }
 
 describe('DiskStreamIndex', () => {
-  it('answers like a map across the live table, frozen tables, runs and merges', async () => {
-    const index = DiskStreamIndex.open(dir, small);
-    const model = new Model();
-    const prng = new Prng(1);
-    let position = -1;
-    for (let round = 0; round < 6; round++) {
-      position = fill(index, model, prng, 400, 300, position);
+  it.each([
+    ['on the merge thread', true],
+    ['on the event loop', false],
+  ])(
+    'answers like a map across the live table, frozen tables, runs and merges (merges %s)',
+    async (_, thread) => {
+      const index = DiskStreamIndex.open(dir, { ...small, mergeThread: thread });
+      const model = new Model();
+      const prng = new Prng(1);
+      let position = -1;
+      for (let round = 0; round < 6; round++) {
+        position = fill(index, model, prng, 400, 300, position);
+        expectSame(index, model, prng);
+        await index.flush();
+        expectSame(index, model, prng);
+      }
+      await index.whenIdle();
       expectSame(index, model, prng);
-      await index.flush();
-      expectSame(index, model, prng);
-    }
-    await index.whenIdle();
-    expectSame(index, model, prng);
-    const s = index.stats();
-    // 2,400 entries in tables of 50 make 48 runs; tiered merges (4 of similar size) keep about log4 of that.
-    expect(s.runs).toBeLessThanOrEqual(8);
-    expect(s.tableEntries).toBe(0);
-    expect(s.cacheBytes).toBeLessThanOrEqual(64 * 1024);
-    expect(s.cacheHits + s.cacheMisses).toBeGreaterThan(0);
-    await index.close();
-  }, 60_000);
+      const s = index.stats();
+      // 2,400 entries in tables of 50 make 48 runs; tiered merges (4 of similar size) keep about log4 of that.
+      expect(s.runs).toBeLessThanOrEqual(8);
+      expect(s.tableEntries).toBe(0);
+      expect(s.cacheBytes).toBeLessThanOrEqual(64 * 1024);
+      expect(s.cacheHits + s.cacheMisses).toBeGreaterThan(0);
+      await index.close();
+    },
+    60_000,
+  );
 
   it('reopens from its runs; after a crash the caller re-appends what came after durableThrough', async () => {
     const model = new Model();

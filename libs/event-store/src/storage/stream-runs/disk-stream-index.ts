@@ -2,8 +2,9 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BlockCache } from './block-cache';
-import { CHECK_EVERY, mergeNewestWins, mergeSliceMs, Merges, Slicer, writerSliceMs } from './yield';
-import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, compareKey, writeRun } from './run-file';
+import { mergeRuns } from './merge-thread';
+import { CHECK_EVERY, mergeSliceMs, Merges, Slicer, writerSliceMs } from './yield';
+import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, writeRun } from './run-file';
 
 /**
  * The stream index on disk: stream id → the positions of its events by revision, in bounded memory.
@@ -37,6 +38,8 @@ export interface DiskStreamIndexOptions {
    * and the event files' writes wait for.
    */
   durable: boolean;
+  /** Merge on the process's merge thread (merge-thread.ts) rather than in slices on the event loop. */
+  mergeThread: boolean;
 }
 
 export const DEFAULT_DISK_STREAM_INDEX_OPTIONS: DiskStreamIndexOptions = {
@@ -44,6 +47,7 @@ export const DEFAULT_DISK_STREAM_INDEX_OPTIONS: DiskStreamIndexOptions = {
   blockCacheBytes: 32 * 1024 * 1024,
   runsPerMerge: 4,
   durable: true,
+  mergeThread: true,
 };
 
 const MANIFEST = 'index.json';
@@ -355,13 +359,17 @@ export class DiskStreamIndex {
     try {
       const name = this.nextRunName();
       const file = path.join(this.dir, name);
-      const streamsMax = inputs.reduce((n, r) => n + r.info.streams, 0);
-      const info = await writeRun(
-        file,
-        name,
-        mergeRuns(inputs, () => mergeSliceMs(this.runs.length)),
-        streamsMax,
-        this.opts.durable,
+      const info = await mergeRuns(
+        {
+          kind: 'index',
+          inputs: inputs.map((r) => ({ file: path.join(this.dir, r.info.name), info: r.info })),
+          out: { file, name },
+          keysMax: inputs.reduce((n, r) => n + r.info.streams, 0),
+          asOf: -1,
+          sync: this.opts.durable,
+        },
+        this.opts.mergeThread,
+        () => mergeSliceMs(this.runs.length),
       );
       const reader = RunReader.open(file, name, this.cache, info.crc32c);
       const swap = this.writing.then(async () => {
@@ -418,13 +426,4 @@ async function* tableEntries(table: Table, waiting: () => number): AsyncGenerato
     for (let k = 0; k < s.positions.length; k++) yield [id, s.firstRev + k, s.positions[k]];
     if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
   }
-}
-
-/** The runs' entries in key order (a stream's entries are in one run each: no key repeats). */
-function mergeRuns(runs: RunReader[], sliceMs: () => number): AsyncGenerator<RunEntry> {
-  return mergeNewestWins(
-    runs.map((r) => r.entries()),
-    (a, b) => compareKey(a[0], a[1], b[0], b[1]),
-    sliceMs,
-  );
 }

@@ -48,23 +48,23 @@ export async function writeKvRun(
 ): Promise<RunInfo> {
   const w = await RunWriter.create(file, keysMax);
   let prev: string | null = null;
+  const add = ([key, value]: KvWriteEntry): void => {
+    if (prev !== null && !(prev < key)) throw new Error(`key-value run: keys out of order at ${key}`);
+    const keyBytes = Buffer.byteLength(key, 'utf8');
+    if (keyBytes > 0xffff) throw new Error(`key-value run: key of ${keyBytes} bytes is too long`);
+    const valueBytes = typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
+    w.room(2 + keyBytes + 4 + valueBytes, key, 0);
+    const b = w.block;
+    let o = b.writeUInt16LE(keyBytes, w.blockLen);
+    o += b.write(key, o, 'utf8');
+    o = b.writeUInt32LE(valueBytes, o);
+    o += typeof value === 'string' ? b.write(value, o, 'utf8') : value.copy(b, o);
+    w.added(o);
+    w.bloom.add(key);
+    prev = key;
+  };
   try {
-    for await (const [key, value] of entries) {
-      if (prev !== null && !(prev < key)) throw new Error(`key-value run: keys out of order at ${key}`);
-      const keyBytes = Buffer.byteLength(key, 'utf8');
-      if (keyBytes > 0xffff) throw new Error(`key-value run: key of ${keyBytes} bytes is too long`);
-      const valueBytes = typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
-      if (w.chunkFull) await w.flush();
-      w.room(2 + keyBytes + 4 + valueBytes, key, 0);
-      const b = w.block;
-      let o = b.writeUInt16LE(keyBytes, w.blockLen);
-      o += b.write(key, o, 'utf8');
-      o = b.writeUInt32LE(valueBytes, o);
-      o += typeof value === 'string' ? b.write(value, o, 'utf8') : value.copy(b, o);
-      w.added(o);
-      w.bloom.add(key);
-      prev = key;
-    }
+    await w.consume(entries, add);
     const count = w.entries;
     const { bytes, crc32c } = await w.finish({ streams: count, maxPosition: asOfPosition }, KV_MAGIC, sync);
     return { name, entries: count, streams: count, maxPosition: asOfPosition, bytes, crc32c };

@@ -118,6 +118,24 @@ export class RunWriter {
     return this.pendingBytes >= WRITE_CHUNK_BYTES;
   }
 
+  /**
+   * Feeds every entry to `add` (which writes it into the block), sending chunks out as they fill. A plain
+   * iterable is read without an await per entry (a merge on the merge thread), an async one item by item.
+   */
+  async consume<T>(entries: Iterable<T> | AsyncIterable<T>, add: (entry: T) => void): Promise<void> {
+    if (Symbol.asyncIterator in entries) {
+      for await (const e of entries) {
+        if (this.chunkFull) await this.flush();
+        add(e);
+      }
+      return;
+    }
+    for (const e of entries) {
+      if (this.chunkFull) await this.flush();
+      add(e);
+    }
+  }
+
   async flush(): Promise<void> {
     for (const b of this.pending) this.fileCrc = crc32c(b, this.fileCrc);
     await this.fh.writev(this.pending);
@@ -202,27 +220,27 @@ export async function writeRun(
   let maxPosition = -1;
   let prevId: string | null = null;
   let prevRev = 0;
-  try {
-    for await (const [id, rev, position] of entries) {
-      if (prevId !== null && compareKey(prevId, prevRev, id, rev) >= 0)
-        throw new Error(`stream index: run entries out of order at ${id}@${rev}`);
-      const idBytes = Buffer.byteLength(id, 'utf8');
-      if (idBytes > 0xffff) throw new Error(`stream index: stream id of ${idBytes} bytes is too long`);
-      if (w.chunkFull) await w.flush();
-      w.room(2 + idBytes + 12, id, rev);
-      const b = w.block;
-      let o = b.writeUInt16LE(idBytes, w.blockLen);
-      o += b.write(id, o, 'utf8');
-      o = b.writeUInt32LE(rev, o);
-      w.added(b.writeDoubleLE(position, o));
-      if (id !== prevId) {
-        streams++;
-        w.bloom.add(id);
-      }
-      if (position > maxPosition) maxPosition = position;
-      prevId = id;
-      prevRev = rev;
+  const add = ([id, rev, position]: RunEntry): void => {
+    if (prevId !== null && compareKey(prevId, prevRev, id, rev) >= 0)
+      throw new Error(`stream index: run entries out of order at ${id}@${rev}`);
+    const idBytes = Buffer.byteLength(id, 'utf8');
+    if (idBytes > 0xffff) throw new Error(`stream index: stream id of ${idBytes} bytes is too long`);
+    w.room(2 + idBytes + 12, id, rev);
+    const b = w.block;
+    let o = b.writeUInt16LE(idBytes, w.blockLen);
+    o += b.write(id, o, 'utf8');
+    o = b.writeUInt32LE(rev, o);
+    w.added(b.writeDoubleLE(position, o));
+    if (id !== prevId) {
+      streams++;
+      w.bloom.add(id);
     }
+    if (position > maxPosition) maxPosition = position;
+    prevId = id;
+    prevRev = rev;
+  };
+  try {
+    await w.consume(entries, add);
     const { bytes, crc32c: crc } = await w.finish({ streams, maxPosition }, MAGIC, sync);
     return { name, entries: w.entries, streams, maxPosition, bytes, crc32c: crc };
   } catch (e) {

@@ -27,41 +27,6 @@ export class Slicer {
 }
 
 /**
- * A k-way merge of sorted sources, oldest first, for merging runs: items in `compare` order; of items that
- * compare equal (one key in several runs), the newest source's is yielded and the others are dropped. Few
- * sources: a linear pick beats a heap. Gives the event loop a turn every slice.
- */
-export async function* mergeNewestWins<T>(
-  sources: Iterator<T>[],
-  compare: (a: T, b: T) => number,
-  sliceMs: () => number = () => SLICE_MS,
-): AsyncGenerator<T> {
-  const slicer = new Slicer(sliceMs);
-  const heads = sources.map((it) => it.next());
-  for (let n = 0; ; n++) {
-    let best = -1;
-    for (let k = 0; k < heads.length; k++) {
-      const h = heads[k];
-      if (h.done) continue;
-      // Ties go to the later (newer) source.
-      if (best < 0 || compare(h.value, heads[best].value as T) <= 0) best = k;
-    }
-    if (best < 0) return;
-    const item = heads[best].value as T;
-    for (let k = 0; k < heads.length; k++) {
-      const h = heads[k];
-      if (k === best || h.done || compare(h.value, item) !== 0) continue;
-      heads[k] = sources[k].next();
-    }
-    // Advanced only after the item is taken: a source may reuse one buffer for its blocks, and the item's
-    // bytes are in it until the source reads its next block.
-    yield item;
-    heads[best] = sources[best].next();
-    if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
-  }
-}
-
-/**
  * How long a merge's turns on the event loop are, given how many runs its store has. A size-tiered set of
  * runs stays near (runs per merge - 1) x levels runs when merges keep up: about 6-8 at millions of keys.
  * When merges fall behind (2 ms turns lose to a loaded event loop), runs pile up and every lookup of a new
