@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import { z } from 'zod';
 import {
   ConfigError,
@@ -9,6 +10,11 @@ import {
   logLevelSetting,
   parseFlags as parseFlagsOf,
   parseSettings,
+  parseTokenLines,
+  readTlsFiles,
+  TokenEntry,
+  TokenListError,
+  TlsFiles,
 } from '@app/config';
 import type { ConfigState, MemberAddress } from '@app/consensus';
 
@@ -58,6 +64,19 @@ export interface AppConfig {
   projectionState: 'memory' | 'disk';
   /** The block cache of partition states on disk (shared by every projection). */
   projectionCacheBytes: number;
+  /**
+   * The API tokens every HTTP request is checked against (TOKENS_FILE and API_TOKENS together), or null when
+   * requests are not authenticated: no tokens configured (loopback only), or AUTH=off.
+   */
+  auth: { tokens: TokenEntry[] } | null;
+  /** AUTH=off: unauthenticated on purpose (logged as unsafe at start). */
+  authOff: boolean;
+  /** TLS_CERT_FILE + TLS_KEY_FILE (+ TLS_CA_FILE): HTTPS on HTTP_ADDR; null = plain HTTP. */
+  tls: TlsFiles | null;
+  /** TLS on the Raft transport too (RAFT_TLS; on by default with TLS_CERT_FILE), with `tls`'s files. */
+  raftTls: boolean;
+  /** Per-client token bucket (RATE_LIMIT_PER_SEC, RATE_LIMIT_BURST); null = no rate limit. */
+  rateLimit: { perSec: number; burst: number } | null;
 }
 
 export { ConfigError, kebabFlag };
@@ -66,6 +85,11 @@ const mib = 1024 * 1024;
 const nodeIdPattern = /^[A-Za-z0-9._-]{1,64}$/;
 
 const int = intSetting;
+/** A path or text setting where an empty value means unset (compose files pass `${X:-}`). */
+const optionalText = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
 const hostPort = hostPortSetting('127.0.0.1:2114');
 
 /** Every variable, its schema and default. Keys are the environment names; flags are their kebab-case forms. */
@@ -93,6 +117,15 @@ const schema = z.object({
   STREAM_INDEX_CACHE_BYTES: int(64 * 1024, 64 * 1024 * mib).default(32 * mib),
   PROJECTION_STATE: z.enum(['memory', 'disk']).default('disk'),
   PROJECTION_CACHE_BYTES: int(64 * 1024, 64 * 1024 * mib).default(32 * mib),
+  TOKENS_FILE: optionalText,
+  API_TOKENS: optionalText,
+  AUTH: z.enum(['', 'auto', 'on', 'off']).optional(),
+  TLS_CERT_FILE: optionalText,
+  TLS_KEY_FILE: optionalText,
+  TLS_CA_FILE: optionalText,
+  RAFT_TLS: z.enum(['', 'on', 'off']).optional(),
+  RATE_LIMIT_PER_SEC: z.coerce.number().min(0).max(1_000_000).default(0),
+  RATE_LIMIT_BURST: int(1, 10_000_000).optional(),
 });
 type RawConfig = z.infer<typeof schema>;
 const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
@@ -162,7 +195,18 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
       `required because RAFT_ADDR ${raw.RAFT_ADDR} is not a loopback address`,
     );
   }
-  const ownHttpUrl = `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}`;
+  const auth = authSettings(raw, http.host);
+  const tls = readTlsFiles(
+    { cert: 'TLS_CERT_FILE', key: 'TLS_KEY_FILE', ca: 'TLS_CA_FILE' },
+    { cert: raw.TLS_CERT_FILE, key: raw.TLS_KEY_FILE, ca: raw.TLS_CA_FILE },
+  );
+  if (raw.RAFT_TLS === 'on' && tls === null)
+    throw new ConfigError('RAFT_TLS', 'on needs TLS_CERT_FILE and TLS_KEY_FILE (the certificate peers see)');
+  const raftTls = tls !== null && raw.RAFT_TLS !== 'off';
+  if (raw.RATE_LIMIT_BURST !== undefined && raw.RATE_LIMIT_PER_SEC === 0)
+    throw new ConfigError('RATE_LIMIT_BURST', 'set only with RATE_LIMIT_PER_SEC (the rate limit is off)');
+  const scheme = tls ? 'https' : 'http';
+  const ownHttpUrl = `${scheme}://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}`;
   let initialCluster: ConfigState | null;
   let httpUrl = ownHttpUrl;
   let raftAdvertiseAddr = raw.RAFT_ADDR;
@@ -179,6 +223,11 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     if (ids.includes(raw.NODE_ID)) {
       initialCluster = { voters: ids, outgoing: [], learners: [], addresses };
       httpUrl = addresses[raw.NODE_ID].httpUrl;
+      if (!httpUrl.startsWith(`${scheme}://`))
+        throw new ConfigError(
+          'INITIAL_CLUSTER',
+          `gives ${raw.NODE_ID}'s URL as ${httpUrl}, but this node serves ${scheme.toUpperCase()}${tls ? ' (TLS_CERT_FILE is set)' : ' (no TLS_CERT_FILE)'}: use ${scheme}://`,
+        );
       raftAdvertiseAddr = addresses[raw.NODE_ID].raftAddress;
     } else {
       initialCluster = null; // join mode: empty, or a cluster this node is not part of yet
@@ -214,6 +263,17 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     streamIndexCacheBytes: raw.STREAM_INDEX_CACHE_BYTES,
     projectionState: raw.PROJECTION_STATE,
     projectionCacheBytes: raw.PROJECTION_CACHE_BYTES,
+    auth: auth.tokens ? { tokens: auth.tokens } : null,
+    authOff: auth.off,
+    tls,
+    raftTls,
+    rateLimit:
+      raw.RATE_LIMIT_PER_SEC > 0
+        ? {
+            perSec: raw.RATE_LIMIT_PER_SEC,
+            burst: raw.RATE_LIMIT_BURST ?? Math.max(1, Math.ceil(raw.RATE_LIMIT_PER_SEC)),
+          }
+        : null,
   };
   if (config.eventBytesMax > config.appendBodyBytesMax) {
     throw new ConfigError(
@@ -222,4 +282,60 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     );
   }
   return config;
+}
+
+/** Where to read about configuring tokens, in the errors that ask for them. */
+const tokensHowTo =
+  'mint one with `esctl token create --role admin --name ops` and put the line it prints in a file named by TOKENS_FILE (or in API_TOKENS)';
+
+/**
+ * The tokens of TOKENS_FILE and API_TOKENS, and whether requests are checked: with tokens (AUTH unset or
+ * `on`), not at all with AUTH=off. A node whose HTTP address is not loopback needs tokens unless AUTH=off.
+ */
+function authSettings(raw: RawConfig, httpHost: string): { tokens: TokenEntry[] | null; off: boolean } {
+  const mode = raw.AUTH || 'auto';
+  const tokens: TokenEntry[] = [];
+  if (raw.TOKENS_FILE !== undefined) {
+    const file = raw.TOKENS_FILE;
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new ConfigError('TOKENS_FILE', `cannot read ${file}: ${e.code ?? e.message}`);
+    }
+    tokens.push(...parseTokens('TOKENS_FILE', text, (n) => `${file} line ${n}`, false));
+  }
+  if (raw.API_TOKENS !== undefined)
+    tokens.push(...parseTokens('API_TOKENS', raw.API_TOKENS, (n) => `entry ${n}`, true));
+  const names = new Set<string>();
+  for (const t of tokens) {
+    if (names.has(t.name))
+      throw new ConfigError('API_TOKENS', `token name "${t.name}" is also in TOKENS_FILE; names must be unique`);
+    names.add(t.name);
+  }
+  if (mode === 'off') return { tokens: null, off: true };
+  if (tokens.length > 0) return { tokens, off: false };
+  if (mode === 'on')
+    throw new ConfigError('TOKENS_FILE', `AUTH=on needs at least one token: ${tokensHowTo}`);
+  if (!isLoopbackHost(httpHost))
+    throw new ConfigError(
+      'TOKENS_FILE',
+      `required because HTTP_ADDR ${raw.HTTP_ADDR} is not a loopback address: ${tokensHowTo}; AUTH=off serves every request unauthenticated instead (unsafe)`,
+    );
+  return { tokens: null, off: false };
+}
+
+function parseTokens(
+  variable: string,
+  text: string,
+  where: (n: number) => string,
+  commas: boolean,
+): TokenEntry[] {
+  try {
+    return parseTokenLines(text, where, { commas });
+  } catch (err) {
+    if (err instanceof TokenListError) throw new ConfigError(variable, err.message);
+    throw err;
+  }
 }

@@ -10,6 +10,7 @@ import { ApiExceptionFilter } from './http/api-exception.filter';
 import { serveDocsUi } from './http/docs';
 import { countRequests, frameworkErrors, guardRequestBodies } from './http/fastify-setup';
 import { NodeRuntime } from './runtime/node-runtime';
+import { AccessControl, guardAccess, RateLimiter } from './security/access';
 import { MetricsService } from './services/metrics.service';
 import { StreamsService } from './services/streams.service';
 import { SubscriptionsService } from './services/subscriptions.service';
@@ -23,7 +24,8 @@ export interface HttpApp {
 /**
  * The REST + SSE API over a node runtime that is already open and running: NestJS with fastify, the
  * Raft transport as a Nest microservice, the OpenAPI document (built on the first GET /docs-json), the
- * append fast path. Resolves once the server listens. main.ts loads this module only after the Raft node
+ * append fast path, tokens and the rate limit checked on every route (security/access.ts), HTTPS with
+ * TLS_CERT_FILE. Resolves once the server listens. main.ts loads this module only after the Raft node
  * started, so the node elects and catches up while NestJS loads. `phase(name)` marks each step's end.
  */
 export async function startHttp(
@@ -42,6 +44,7 @@ export async function startHttp(
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     frameworkErrors,
+    ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}),
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRuntime(runtime), adapter, {
     logger: new NestPinoLogger(logger),
@@ -52,6 +55,11 @@ export async function startHttp(
   const fastify = app.getHttpAdapter().getInstance() as unknown as FastifyInstance;
   fastify.addHook('onRequest', requests.onRequest);
   fastify.addHook('onResponse', requests.onResponse);
+  const access = new AccessControl(
+    config.auth?.tokens ?? null,
+    config.rateLimit ? new RateLimiter(config.rateLimit.perSec, config.rateLimit.burst) : null,
+  );
+  guardAccess(fastify, access);
   guardRequestBodies(fastify, config.appendBodyBytesMax);
   const metrics = app.get(MetricsService);
   countRequests(fastify, (m, r, s) => metrics.countRequest(m, r, s));
@@ -79,6 +87,7 @@ export async function startHttp(
     config.appendBodyBytesMax,
     (m, r, s) => metrics.countRequest(m, r, s),
     requests,
+    access,
   ).install(app.getHttpServer());
   await app.listen(config.httpPort, config.httpHost);
   phase('listen');

@@ -21,6 +21,20 @@ function readConfig(): AppConfig {
   }
 }
 
+/** Tokens by role (never the tokens or their hashes), or why there are none; the rate limit. */
+function describeAccess(config: AppConfig): string {
+  let auth: string;
+  if (config.auth) {
+    const byRole = new Map<string, number>();
+    for (const t of config.auth.tokens) byRole.set(t.role, (byRole.get(t.role) ?? 0) + 1);
+    auth = `tokens required (${[...byRole].map(([r, n]) => `${n} ${r}`).join(', ')})`;
+  } else auth = config.authOff ? 'no tokens (AUTH=off)' : 'no tokens configured (loopback only)';
+  const rate = config.rateLimit
+    ? `rate limit ${config.rateLimit.perSec}/s per client (burst ${config.rateLimit.burst})`
+    : 'no rate limit';
+  return `${auth}, ${rate}`;
+}
+
 async function bootstrap(): Promise<void> {
   // performance.now() counts from the process start: this is the time spent loading modules.
   const phases: [string, number][] = [['modules', performance.now()]];
@@ -45,8 +59,12 @@ async function bootstrap(): Promise<void> {
     `node ${config.nodeId} started in ${performance.now().toFixed(0)} ms: ${phases.map(([n, ms]) => `${n} ${ms.toFixed(0)}`).join(', ')} (ms)`,
   );
   log.info(
-    `node ${config.nodeId} serving HTTP on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}, data in ${config.dataDir}`,
+    `node ${config.nodeId} serving ${config.tls ? 'HTTPS' : 'HTTP'} on ${config.httpUrl} (listening ${config.httpHost}:${config.httpPort}), raft on ${config.raftAddr}${config.raftTls ? ' (TLS)' : ''}, data in ${config.dataDir}; ${describeAccess(config)}`,
   );
+  if (config.authOff)
+    log.warn(
+      `AUTH=off: the HTTP API on ${config.httpHost}:${config.httpPort} answers every request without a token (unsafe off loopback)`,
+    );
   // Once caught up after the start-up replay, its garbage is collected (see gc-tuning.ts).
   const stopCollect = collectOnceWhen(
     () => runtime.node.status().caughtUp,

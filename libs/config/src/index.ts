@@ -1,22 +1,17 @@
 import { z } from 'zod';
+import { ConfigError } from './config-error';
 
 /**
  * What the apps share for reading their settings once at start-up: environment variables, each also a
  * `--kebab-case` flag (flags win), validated by a zod schema into errors that name the variable. And the
- * logger those settings (LOG_LEVEL, LOG_FORMAT) configure: ./logging.ts.
+ * logger those settings (LOG_LEVEL, LOG_FORMAT) configure: ./logging.ts. API tokens (./api-tokens.ts) and TLS
+ * certificate files (./tls-files.ts), read from settings by the node, the projector and esctl.
  */
 
 export * from './logging';
-
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
+export * from './api-tokens';
+export * from './tls-files';
+export { ConfigError } from './config-error';
 
 export function kebabFlag(variable: string): string {
   return '--' + variable.toLowerCase().replace(/_/g, '-');

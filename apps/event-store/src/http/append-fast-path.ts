@@ -3,6 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
 import { requestIdHeader, RequestLog } from '@app/config';
 import { DEFAULT_LIMITS } from '@app/event-store';
+import { AccessControl } from '../security/access';
 import { AppendResponse, StreamsService } from '../services/streams.service';
 import { ApiError } from './api-error';
 import { appendBodySchema, AppendBodyDto, ZodPipe } from './dto';
@@ -20,7 +21,8 @@ import { LeaderLocator, toApiResponse } from './error-mapping';
  * fastify's JSON parser (BOM, `__proto__`/`constructor` poisoning refused), validated by the same zod
  * schema (only when the cheap exact check below cannot vouch for it), appended by StreamsService, every
  * error mapped by toApiResponse, the request counted under the same route label, its id (`x-request-id`)
- * made and echoed and the request logged by the same RequestLog.
+ * made and echoed and the request logged by the same RequestLog, the token and the rate limit checked by
+ * the same AccessControl (the write role) before any byte of the body is read.
  */
 
 const routeLabel = '/streams/:streamId/events';
@@ -51,6 +53,7 @@ export class AppendFastPath {
     private readonly bodyBytesMax: number,
     private readonly count: (method: string, route: string, status: number) => void,
     private readonly requests: RequestLog,
+    private readonly access: AccessControl,
   ) {}
 
   /** Puts the fast path in front of fastify's request listener on `server`. */
@@ -83,6 +86,12 @@ export class AppendFastPath {
     if (ct === undefined || !jsonContentTypes.has(ct.toLowerCase())) return false;
     const streamId = m[1];
     const x: Exchange = { req, res, reqId: this.requests.genReqId(req), started: performance.now() };
+    const refusal = this.access.check(h, req.socket.remoteAddress, 'write');
+    if (refusal !== null) {
+      // The unread body is drained by node:http once the answer is sent; the connection stays usable.
+      this.send(x, refusal.status, JSON.stringify(refusal.body), refusal.headers);
+      return true;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
