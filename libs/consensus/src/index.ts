@@ -11,7 +11,7 @@ export { RaftNode } from './node/raft-node';
 export { PromRaftMetrics } from './node/metrics';
 export type { RaftNodeMetrics } from './node/metrics';
 export { TcpPeerTransport } from './transport/tcp-peer-transport';
-export type { TcpPeerTransportOptions } from './transport/tcp-peer-transport';
+export type { TcpPeerTransportOptions, TransportTls } from './transport/tcp-peer-transport';
 export { DEFAULT_TRANSPORT_LIMITS } from './transport/limits';
 export type { TransportLimits } from './transport/limits';
 export { DurableStorage } from './storage/durable-storage';

@@ -99,6 +99,7 @@ export class NodeRuntime implements LeaderLocator {
         listen: config.raftAddr,
         advertise: config.raftAdvertiseAddr,
         secret: config.clusterSecret,
+        tls: config.raftTls && config.tls ? config.tls : null,
         logger,
         limits: { reconnectDelayMsMax: reconnectDelayMsMax(config) },
       }),

@@ -6,6 +6,7 @@
  * what waits is in our bounded queue, never in an unbounded socket buffer.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { Message } from '../core/messages';
 import { NodeId } from '../core/types';
 import { HostPort, formatHostPort } from './address';
@@ -31,6 +32,8 @@ export interface LaneContext {
   logger: TransportLogger;
   throttle: LogThrottle;
   random: () => number;
+  /** Dial with TLS, trusting `ca` (undefined: the system's trust store); null: plain TCP. */
+  tls: { ca?: string | Buffer } | null;
   /** This node's advertised Raft address, sent in every Auth ('' = none). */
   advertise(): string;
   counters(peer: NodeId): PeerCounters;
@@ -216,7 +219,10 @@ export class OutboundLane {
     this.clearTimer();
     this.state = 'connecting';
     const l = this.ctx.limits;
-    const socket = net.connect({ host: this.address.host, port: this.address.port });
+    const { host, port } = this.address;
+    const socket = this.ctx.tls
+      ? tls.connect({ host, port, ca: this.ctx.tls.ca, servername: net.isIP(host) ? undefined : host })
+      : net.connect({ host, port });
     this.socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);

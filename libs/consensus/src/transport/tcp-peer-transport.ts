@@ -24,8 +24,14 @@
  * leader that dialed it. A configured address always wins: a learned one never replaces it, and a later
  * setPeers that names the peer replaces the learned one. setPeers leaves learned addresses of peers it
  * does not name in place.
+ *
+ * TLS (optional, `tls`): the listening socket is a TLS server with this node's certificate, and every lane
+ * dials with TLS, verifying the peer's certificate against `tls.ca` (else the system's trust store) and
+ * the host of the peer's address. The handshake above still runs inside it: the cluster secret is what
+ * authenticates a peer as a member; TLS keeps the log's bytes and the MACs' inputs private on the wire.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { Message } from '../core/messages';
 import { NodeId } from '../core/types';
 import { PeerTransport } from '../node/ports';
@@ -60,6 +66,15 @@ export interface TcpPeerTransportOptions {
   limits?: Partial<TransportLimits>;
   /** Randomness for reconnect jitter (tests may seed it). */
   random?: () => number;
+  /** TLS on both directions (PEM): this node's certificate and key, and the CA(s) its peers' certificates chain to. */
+  tls?: TransportTls | null;
+}
+
+export interface TransportTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** null/undefined: the system's trust store. */
+  ca?: string | Buffer | null;
 }
 
 interface Peer {
@@ -133,6 +148,7 @@ export class TcpPeerTransport implements PeerTransport {
       logger: this.logger,
       throttle: this.throttle,
       random: opts.random ?? Math.random,
+      tls: opts.tls ? { ca: opts.tls.ca ?? undefined } : null,
       advertise: () => this.advertised(),
       counters: (peer) => this.counters(peer),
     };
@@ -155,7 +171,21 @@ export class TcpPeerTransport implements PeerTransport {
     if (this.server) throw new Error(`TcpPeerTransport of ${this.opts.nodeId}: already started`);
     if (this.closing) throw new Error(`TcpPeerTransport of ${this.opts.nodeId}: closed; create a new one`);
     this.onMessage = onMessage;
-    const server = net.createServer((socket) => this.accept(socket));
+    const t = this.opts.tls;
+    const server = t
+      ? tls.createServer(
+          { cert: t.cert, key: t.key, handshakeTimeout: this.limits.handshakeTimeoutMs },
+          (socket) => this.accept(socket),
+        )
+      : net.createServer((socket) => this.accept(socket));
+    if (t)
+      server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+        this.authFailures++;
+        if (this.throttle.allow('tls-client-error', Date.now()))
+          this.logger.warn(
+            `node ${this.opts.nodeId} refused a connection from ${socket.remoteAddress}: TLS handshake failed (${err.code ?? err.message}); peers must dial with TLS`,
+          );
+      });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
@@ -177,7 +207,7 @@ export class TcpPeerTransport implements PeerTransport {
     const a = server.address() as net.AddressInfo;
     this.bound = { host: this.listenAt.host, port: a.port };
     this.logger.log(
-      `node ${this.opts.nodeId} listening for Raft peers on ${this.listenAddress}${this.opts.secret === null ? ' (no cluster secret)' : ''}`,
+      `node ${this.opts.nodeId} listening for Raft peers on ${this.listenAddress}${t ? ' (TLS)' : ''}${this.opts.secret === null ? ' (no cluster secret)' : ''}`,
     );
   }
 
