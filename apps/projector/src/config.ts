@@ -8,6 +8,7 @@ import {
   logLevelSetting,
   parseFlags as parseFlagsOf,
   parseSettings,
+  readCertificates,
 } from '@app/config';
 
 /**
@@ -16,6 +17,10 @@ import {
  */
 export interface ProjectorConfig {
   eventStoreUrls: string[];
+  /** Bearer token for the nodes (EVENT_STORE_TOKEN; the read role is enough), or null. */
+  eventStoreToken: string | null;
+  /** PEM CA certificate(s) trusted for https:// nodes (EVENT_STORE_CA_FILE), or null: the system's. */
+  eventStoreCa: Buffer | null;
   httpHost: string;
   httpPort: number;
   /** null → embedded Postgres (PGlite) under dataDir. */
@@ -49,6 +54,8 @@ const hostPort = hostPortSetting('127.0.0.1:2150');
 
 const schema = z.object({
   EVENT_STORE_URLS: z.string().default('http://127.0.0.1:2113,http://127.0.0.1:2123,http://127.0.0.1:2133'),
+  EVENT_STORE_TOKEN: z.string().regex(/^\S+$/, 'expected a token (no spaces)').optional(),
+  EVENT_STORE_CA_FILE: z.string().optional(),
   PROJECTOR_HTTP_ADDR: hostPort.default('127.0.0.1:2150'),
   DATABASE_URL: z
     .string()
@@ -136,6 +143,10 @@ function build(raw: RawConfig): ProjectorConfig {
   const colon = raw.PROJECTOR_HTTP_ADDR.lastIndexOf(':');
   return {
     eventStoreUrls: urls,
+    eventStoreToken: raw.EVENT_STORE_TOKEN ?? null,
+    eventStoreCa: raw.EVENT_STORE_CA_FILE
+      ? readCertificates('EVENT_STORE_CA_FILE', raw.EVENT_STORE_CA_FILE).pem
+      : null,
     httpHost: raw.PROJECTOR_HTTP_ADDR.slice(0, colon).replace(/^\[|\]$/g, ''),
     httpPort: Number(raw.PROJECTOR_HTTP_ADDR.slice(colon + 1)),
     databaseUrl: raw.DATABASE_URL ?? null,

@@ -71,6 +71,8 @@ export class ProjectorRuntime {
   ) {
     this.client = new EventStoreClient({
       urls: config.eventStoreUrls,
+      token: config.eventStoreToken ?? undefined,
+      tls: config.eventStoreCa ? { ca: config.eventStoreCa } : undefined,
       // the projector retries forever at its own level; one client call gives up after a while
       retry: { attempts: 8, initialDelayMs: 100, maxDelayMs: 2_000, totalTimeoutMs: 15_000 },
       logger: { warn: (m) => logger.warn(m) },

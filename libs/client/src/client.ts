@@ -55,7 +55,7 @@ export class EventStoreClient {
   private readonly requestTimeoutMs: number;
   private readonly logger?: ClientLogger;
   private readonly token?: string;
-  private readonly agents = new Agents();
+  private readonly agents: Agents;
   private readonly subscriptions = new Set<SseSubscription>();
   /** Index in `urls` of the node tried first when no leader is known. */
   private cursor = 0;
@@ -72,6 +72,7 @@ export class EventStoreClient {
     if (!(this.requestTimeoutMs > 0)) throw new RangeError('requestTimeoutMs must be > 0');
     this.logger = opts.logger;
     this.token = opts.token;
+    this.agents = new Agents(opts.tls ?? {});
   }
 
   /**
@@ -236,6 +237,7 @@ export class EventStoreClient {
       {
         urls: () => this.rotation(),
         headers: () => this.authHeaders(),
+        tls: this.agents.tls,
         retry: this.retry,
         connectTimeoutMs: this.requestTimeoutMs,
         logger: this.logger,
@@ -336,6 +338,12 @@ export class EventStoreClient {
           throw new InvalidRequestError(`${what}: 409 ${messageOf(body, res)}`, status, body);
         }
         if (status === 404 && spec.notFound) throw spec.notFound();
+        if (status === 429) {
+          // Over this node's rate limit: nothing was done; wait as told and ask the same node again.
+          problem = `${url.origin}: 429 ${messageOf(body, res)}`;
+          waitHintMs = retryAfterMs(res.headers['retry-after']);
+          break;
+        }
         if (status >= 400 && status < 500)
           throw new InvalidRequestError(
             `${what}: ${status} ${messageOf(body, res)}`,

@@ -3,6 +3,7 @@ export type {
   AppendResult,
   ClientLogger,
   ClientOptions,
+  ClientTlsOptions,
   ClusterMember,
   ClusterView,
   Consistency,

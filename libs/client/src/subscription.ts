@@ -5,7 +5,7 @@ import { backoffDelayMs, RetryPolicy, sleep } from './backoff';
 import { EventStoreError, InvalidRequestError, UnavailableError } from './errors';
 import { createParser, EventSourceMessage } from './sse-parser';
 import { errorBodyBytesMax } from './transport';
-import type { ClientLogger, EventEnvelope, SubscribeOptions, Subscription } from './types';
+import type { ClientLogger, ClientTlsOptions, EventEnvelope, SubscribeOptions, Subscription } from './types';
 
 /** A connection that receives no byte (not even `: heartbeat`, sent every <= 15 s) for this long is dropped. */
 export const idleTimeoutMsDefault = 35_000;
@@ -32,6 +32,8 @@ export interface SubscriptionContext {
   /** Node base URLs in the order to try them. */
   urls: () => string[];
   headers: () => Record<string, string>;
+  /** For https:// nodes: the CA(s) to trust. */
+  tls: ClientTlsOptions;
   retry: RetryPolicy;
   connectTimeoutMs: number;
   logger?: ClientLogger;
@@ -265,7 +267,12 @@ export class SseSubscription implements Subscription {
       };
       const onClose = () => settle(new Disconnect('closed'));
       // A connection of its own (agent: false): long-lived streams stay out of the request pool.
-      const req = mod.request(url, { method: 'GET', headers, agent: false });
+      const req = mod.request(url, {
+        method: 'GET',
+        headers,
+        agent: false,
+        ...(url.protocol === 'https:' ? { ca: this.ctx.tls.ca } : {}),
+      });
       this.req = req;
       this.closer.signal.addEventListener('abort', onClose, { once: true });
       const timer = setTimeout(() => {
@@ -288,7 +295,8 @@ export class SseSubscription implements Subscription {
         }
         readSmallBody(res).then((text) => {
           const msg = `${base}${this.target.path}: ${status} ${text.slice(0, 300)}`;
-          if (status >= 400 && status < 500) {
+          // 429: over the node's rate limit; reconnect after the backoff like any other refused connection.
+          if (status >= 400 && status < 500 && status !== 429) {
             let body: any;
             try {
               body = JSON.parse(text);

@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
+import type { ClientTlsOptions } from './types';
 
 /** Largest response body one request reads, in bytes (a page of 4096 events of up to 1 MiB each fits). */
 export const responseBytesMax = 1024 * 1024 * 1024;
@@ -46,7 +47,11 @@ export function toTransportError(err: unknown): TransportError {
 
 export class Agents {
   readonly http = new http.Agent({ keepAlive: true, maxSockets: socketsPerNodeMax });
-  readonly https = new https.Agent({ keepAlive: true, maxSockets: socketsPerNodeMax });
+  readonly https: https.Agent;
+
+  constructor(readonly tls: ClientTlsOptions = {}) {
+    this.https = new https.Agent({ keepAlive: true, maxSockets: socketsPerNodeMax, ca: tls.ca });
+  }
 
   moduleFor(url: URL): typeof http | typeof https {
     return url.protocol === 'https:' ? https : http;

@@ -56,9 +56,18 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** Capped exponential backoff with full jitter. */
   retry?: RetryOptions;
-  /** Sent as `authorization: Bearer <token>` when set. */
+  /**
+   * Sent as `authorization: Bearer <token>` on every request and subscription when set. A node with tokens
+   * configured answers 401 without one and 403 when its role (read < write < admin) is too low.
+   */
   token?: string;
+  /** For https:// URLs: the CA certificate(s) (PEM) to trust instead of the system's, e.g. a private CA. */
+  tls?: ClientTlsOptions;
   logger?: ClientLogger;
+}
+
+export interface ClientTlsOptions {
+  ca?: string | Buffer | (string | Buffer)[];
 }
 
 export type Direction = 'forward' | 'backward';
