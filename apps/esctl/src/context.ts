@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { ClientLogger, EventStoreClient } from '@app/client';
 import { UsageError } from './exit-codes';
@@ -14,6 +15,7 @@ const attemptMsMax = 10_000;
 export interface GlobalOptions {
   url: string[];
   token?: string;
+  caFile?: string;
   json?: boolean;
   projectorUrl: string;
   timeout?: number;
@@ -28,6 +30,7 @@ export class Context {
   readonly out: Output;
   readonly urls: string[];
   private readonly clients: EventStoreClient[] = [];
+  private ca: Buffer | undefined;
 
   constructor(
     readonly opts: GlobalOptions,
@@ -74,12 +77,25 @@ export class Context {
     const c = new EventStoreClient({
       urls,
       token: this.opts.token || undefined,
+      tls: this.opts.caFile ? { ca: this.caCertificates(this.opts.caFile) } : undefined,
       requestTimeoutMs: Math.max(1, o.attemptMs ?? Math.min(attemptMsMax, total)),
       retry: { attempts: o.attempts ?? 1000, initialDelayMs: 100, maxDelayMs: 1_000, totalTimeoutMs: total },
       logger: this.logger(),
     });
     this.clients.push(c);
     return c;
+  }
+
+  private caCertificates(file: string): Buffer {
+    if (this.ca) return this.ca;
+    try {
+      this.ca = fs.readFileSync(file);
+    } catch (err) {
+      throw new UsageError(`--ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!this.ca.includes('-----BEGIN CERTIFICATE-----'))
+      throw new UsageError(`--ca-file ${file}: no PEM certificate in it`);
+    return this.ca;
   }
 
   private logger(): ClientLogger {

@@ -7,6 +7,7 @@ import { registerClusterCommands } from './commands/cluster';
 import { registerProjectionCommands } from './commands/projections';
 import { registerReadModelCommands } from './commands/read-models';
 import { registerStreamCommands } from './commands/streams';
+import { registerTokenCommands } from './commands/tokens';
 import { Context, defaultProjectorUrl, defaultUrl, GlobalOptions, Runner, timeoutMsDefault } from './context';
 import { ExitCode, exitCodeName, exitCodeOf, exitCodesHelp } from './exit-codes';
 import { Io, processIo } from './output';
@@ -15,6 +16,7 @@ const rootHelp = `
 Environment:
   ESCTL_URL            node URLs (comma-separated), when no --url is given
   ESCTL_TOKEN          bearer token, when no --token is given
+  ESCTL_CA_FILE        CA certificate(s) for https:// URLs, when no --ca-file is given
   ESCTL_PROJECTOR_URL  the projector's URL, when no --projector-url is given
 
 ${exitCodesHelp}
@@ -26,7 +28,8 @@ Examples:
   esctl read order-42 --json
   esctl tail '$all' --url http://127.0.0.1:2113,http://127.0.0.1:2123
   esctl projections reset streams
-  esctl read-models get orders --projector-url http://127.0.0.1:2150`;
+  esctl read-models get orders --projector-url http://127.0.0.1:2150
+  esctl token create --role write --name ci`;
 
 export function buildProgram(io: Io, run: Runner): Command {
   const program = new Command('esctl');
@@ -47,8 +50,11 @@ export function buildProgram(io: Io, run: Runner): Command {
     .addOption(
       new Option(
         '--token <token>',
-        'sent as "Authorization: Bearer <token>" (not enforced by the nodes yet)',
+        'sent as "Authorization: Bearer <token>" to the nodes and the projector (see esctl token create)',
       ).env('ESCTL_TOKEN'),
+    )
+    .addOption(
+      new Option('--ca-file <file>', 'PEM CA certificate(s) to trust for https:// URLs').env('ESCTL_CA_FILE'),
     )
     .option('--json', 'machine output: one JSON document (JSON lines for tail); errors as JSON on stderr')
     .addOption(
@@ -68,6 +74,7 @@ export function buildProgram(io: Io, run: Runner): Command {
   registerClusterCommands(program, run);
   registerProjectionCommands(program, run);
   registerReadModelCommands(program, run);
+  registerTokenCommands(program, run);
   for (const cmd of program.commands)
     if (cmd.commands.length === 0) cmd.addHelpText('after', `\n${exitCodesHelp}`);
   return program;
