@@ -3,6 +3,8 @@
 export { Prng } from './prng';
 export { CapturingLogger, appendRequest, startNode } from './transport-helpers';
 export { waitFor } from './wait-for';
+export { makeTestCertificates } from './tls-certs';
+export type { TestCertificates } from './tls-certs';
 export type { WaitOptions } from './wait-for';
 export type { TestNode } from './transport-helpers';
 // What the storage benchmark needs to know of the log's internals.

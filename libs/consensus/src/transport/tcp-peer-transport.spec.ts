@@ -1,4 +1,8 @@
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { AppendRequest, Message, SnapshotRequest } from '../core/messages';
 import { FrameDecoder, FrameKind, encodeMessagesFrame, messagesFrameBound } from './frame';
 import {
@@ -21,6 +25,7 @@ import {
   startNode,
 } from '../testing/transport-helpers';
 import { Prng } from '../testing/prng';
+import { makeTestCertificates, TestCertificates } from '../testing/tls-certs';
 import { waitFor } from '../testing/wait-for';
 
 jest.setTimeout(60_000);
@@ -508,6 +513,63 @@ describe('TcpPeerTransport address learning (a node that knows no peer can answe
       clientId: 'n1',
       advertise: '[::1]:7000',
     });
+  });
+});
+
+describe('TcpPeerTransport with TLS', () => {
+  let certs: TestCertificates;
+  beforeAll(() => {
+    certs = makeTestCertificates(fs.mkdtempSync(path.join(os.tmpdir(), 'raft-tls-')));
+  });
+  afterAll(() => fs.rmSync(certs.dir, { recursive: true, force: true }));
+
+  const withTls = (ca = certs.ca) => ({ tls: { cert: certs.cert, key: certs.key, ca } });
+
+  it('delivers messages both ways inside TLS (the listening socket speaks TLS), the secret still checked', async () => {
+    const a = await node('n1', secret, withTls());
+    const b = await node('n2', secret, withTls());
+    link(a, b);
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('n2 receives over TLS', () => b.received.length === 1);
+    b.transport.send([heartbeat('n2', 'n1', 2)]);
+    await waitFor('n1 receives over TLS', () => a.received.length === 1);
+    expect(b.logger.has('listening for Raft peers on', '(TLS)')).toBe(true);
+    // A TLS client trusting the CA completes a handshake with the Raft port and then gets the Hello frame.
+    const [host, port] = b.transport.listenAddress.split(':');
+    const socket = tls.connect({ host, port: Number(port), ca: certs.ca });
+    sockets.push(socket);
+    const first = await new Promise<Buffer>((resolve, reject) => {
+      socket.once('data', resolve);
+      socket.once('error', reject);
+    });
+    expect(first.length).toBeGreaterThan(0);
+  });
+
+  it('refuses a plain-TCP peer, and a TLS peer cannot connect to a plain node', async () => {
+    const a = await node('n1', secret);
+    const b = await node('n2', secret, withTls());
+    link(a, b);
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    b.transport.send([heartbeat('n2', 'n1', 1)]);
+    await waitFor('n2 logs the failed TLS handshake', () =>
+      b.logger.has('node n2 refused a connection from', 'TLS handshake failed'),
+    );
+    await waitFor('n2 cannot connect to the plain n1', () =>
+      b.logger.has('n2 → n1 (control)', 'cannot connect'),
+    );
+    expect(a.received).toEqual([]);
+    expect(b.received).toEqual([]);
+    expect(b.transport.stats().authFailures).toBeGreaterThanOrEqual(1);
+  });
+
+  it('does not connect to a peer whose certificate does not chain to the trusted CA', async () => {
+    const a = await node('n1', secret, withTls(fs.readFileSync(certs.otherCaFile)));
+    const b = await node('n2', secret, withTls());
+    link(a, b);
+    a.transport.send([heartbeat('n1', 'n2', 1)]);
+    await waitFor('n1 cannot verify n2', () => a.logger.has('n1 → n2 (control)', 'cannot connect'));
+    expect(a.logger.lines.join('\n')).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify/i);
+    expect(b.received).toEqual([]);
   });
 });
 
