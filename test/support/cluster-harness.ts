@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { waitFor, WaitOptions } from '@app/consensus/testing';
-import { getJson } from './e2e-client';
+import { getJson, HttpResult, requestTls } from './e2e-client';
 
 /**
  * Real event-store node processes on 127.0.0.1: the one process-cluster harness of the e2e suites (test/)
@@ -212,6 +212,13 @@ export interface ClusterOptions {
   output?: 'pipe' | 'file';
   /** Keep the data directories after `cleanup()` (default: E2E_KEEP_DATA=1). */
   keepData?: boolean;
+  /** Bearer token the harness itself sends (/cluster, /ready) to nodes started with tokens (`env.TOKENS_FILE`…). */
+  token?: string;
+  /**
+   * Nodes serve HTTPS (and Raft over TLS): TLS_CERT_FILE/TLS_KEY_FILE/TLS_CA_FILE are set from these files,
+   * node URLs are https://, and the harness trusts `ca` (PEM) for its own requests.
+   */
+  tls?: { certFile: string; keyFile: string; caFile: string; ca: Buffer };
 }
 
 export interface ClusterView {
@@ -364,7 +371,7 @@ export class ClusterHarness {
     const n = this.node(id);
     if (n.state !== 'running') return null;
     try {
-      const r = await getJson(`${n.url}/cluster`, timeoutMs);
+      const r = await this.get(`${n.url}/cluster`, timeoutMs);
       return r.status === 200 ? (r.body as ClusterView) : null;
     } catch {
       return null;
@@ -425,7 +432,7 @@ export class ClusterHarness {
     const n = this.node(id);
     await waitFor(
       `${id} GET /ready = 200`,
-      async () => (await getJson(`${n.url}/ready`, 2000)).status === 200,
+      async () => (await this.get(`${n.url}/ready`, 2000)).status === 200,
       {
         timeoutMs,
         intervalMs,
@@ -486,6 +493,16 @@ export class ClusterHarness {
       fs.rmSync(this.root, { recursive: true, force: true });
   }
 
+  /** GET with the harness's token and CA (plain fetch when it has neither). */
+  get(url: string, timeoutMs: number): Promise<HttpResult> {
+    if (!this.opts.token && !this.opts.tls) return getJson(url, timeoutMs);
+    return requestTls('GET', url, {
+      timeoutMs,
+      ca: this.opts.tls?.ca,
+      headers: this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {},
+    });
+  }
+
   private define(id: string, httpPort: number, raftPort: number): ClusterNode {
     const dataDir = path.join(this.root, id);
     const segmentBytes = this.opts.segmentBytes === undefined ? testSegmentBytes : this.opts.segmentBytes;
@@ -493,11 +510,18 @@ export class ClusterHarness {
       id,
       httpPort,
       raftPort,
-      url: `http://127.0.0.1:${httpPort}`,
+      url: `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${httpPort}`,
       raftAddress: `127.0.0.1:${raftPort}`,
       dataDir,
       env: {
         ...(segmentBytes === null ? {} : { RAFT_SEGMENT_BYTES: String(segmentBytes) }),
+        ...(this.opts.tls
+          ? {
+              TLS_CERT_FILE: this.opts.tls.certFile,
+              TLS_KEY_FILE: this.opts.tls.keyFile,
+              TLS_CA_FILE: this.opts.tls.caFile,
+            }
+          : {}),
         ...this.opts.env,
         NODE_ID: id,
         DATA_DIR: dataDir,
@@ -558,7 +582,7 @@ export class ClusterHarness {
       async () => {
         if (n.proc !== proc || proc.exited)
           throw new Error(`node ${n.id} exited during start-up (${n.exitCodes.at(-1)})`);
-        const r = await getJson(`${n.url}/health`, 2000).catch(() => null);
+        const r = await this.get(`${n.url}/health`, 2000).catch(() => null);
         return r?.status === 200;
       },
       { timeoutMs: startTimeoutMs, intervalMs: 20, backoff: false },

@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { randomUUID } from 'node:crypto';
 
 /**
@@ -54,6 +55,51 @@ export async function request(method: string, url: string, opts: RequestOptions 
   const h: Record<string, string> = {};
   res.headers.forEach((v, k) => (h[k] = v));
   return { status: res.status, headers: h, text, body: parsed };
+}
+
+/**
+ * One request through node:http(s) (fetch cannot be given a CA): for https nodes with a private CA. No
+ * retries, redirects not followed; throws on network and TLS errors.
+ */
+export function requestTls(
+  method: string,
+  url: string,
+  opts: RequestOptions & { ca?: Buffer } = {},
+): Promise<HttpResult> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  let body: string | Buffer | undefined = opts.rawBody;
+  if (body === undefined && opts.body !== undefined) {
+    body = JSON.stringify(opts.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const u = new URL(url);
+  const mod = u.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(
+      u,
+      { method, headers, ca: opts.ca, agent: false, timeout: opts.timeoutMs ?? requestTimeoutMsDefault },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown = undefined;
+          try {
+            parsed = text ? JSON.parse(text) : undefined;
+          } catch {
+            parsed = undefined;
+          }
+          const h: Record<string, string> = {};
+          for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h[k] = String(v);
+          resolve({ status: res.statusCode ?? 0, headers: h, text, body: parsed });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} in time`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 export function getJson(url: string, timeoutMs = requestTimeoutMsDefault): Promise<HttpResult> {
