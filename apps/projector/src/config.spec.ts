@@ -1,3 +1,6 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { ConfigError, loadConfig } from './config';
 
 describe('projector configuration', () => {
@@ -31,6 +34,25 @@ describe('projector configuration', () => {
     expect(loadConfig({ LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty');
   });
 
+  it('EVENT_STORE_TOKEN and EVENT_STORE_CA_FILE: the token and the CA for the nodes (none by default)', () => {
+    expect([loadConfig({}).eventStoreToken, loadConfig({}).eventStoreCa]).toEqual([null, null]);
+    expect(loadConfig({ EVENT_STORE_TOKEN: 'est_abc' }).eventStoreToken).toBe('est_abc');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'projector-ca-'));
+    try {
+      const notPem = path.join(dir, 'ca.pem');
+      fs.writeFileSync(notPem, 'not a certificate');
+      expect(() => loadConfig({ EVENT_STORE_CA_FILE: notPem })).toThrow(
+        `EVENT_STORE_CA_FILE: ${notPem} holds no PEM certificate`,
+      );
+      const missing = path.join(dir, 'missing.pem');
+      expect(() => loadConfig({ EVENT_STORE_CA_FILE: missing })).toThrow(
+        `EVENT_STORE_CA_FILE: cannot read ${missing}: ENOENT`,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('flags win over the environment', () => {
     const c = loadConfig({ KAFKA_TOPIC: 'a' }, ['--kafka-topic', 'b', '--projector-batch-events=10']);
     expect(c.kafkaTopic).toBe('b');
@@ -51,6 +73,7 @@ describe('projector configuration', () => {
     [{ PROJECTOR_SINKS: 'postgres,elastic' }, [], 'PROJECTOR_SINKS'],
     [{ PROJECTOR_SCHEMA: 'Drop Table' }, [], 'PROJECTOR_SCHEMA'],
     [{ LOG_FORMAT: 'bogus' }, [], 'LOG_FORMAT'],
+    [{ EVENT_STORE_TOKEN: 'two words' }, [], 'EVENT_STORE_TOKEN'],
     [{}, ['--no-such-flag', 'x'], '--no-such-flag'],
     [{}, ['--kafka-topic'], 'KAFKA_TOPIC'],
   ];

@@ -231,6 +231,29 @@ describe('append', () => {
   });
 });
 
+describe('429 (over a node\'s rate limit)', () => {
+  it('waits for Retry-After and asks the same node again; nothing was done, so an append just succeeds', async () => {
+    let calls = 0;
+    const s = await server((_req, res) => {
+      if (++calls === 1) {
+        res.setHeader('retry-after', '0');
+        return json(res, 429, { error: 'rate_limited', message: 'slow down' });
+      }
+      json(res, 201, appended);
+    });
+    const c = client([s.url], { token: 't' });
+    expect(await c.append('s', [{ type: 'T' }])).toEqual(appended);
+    expect(s.requests).toHaveLength(2);
+    expect(s.requests[1].headers.authorization).toBe('Bearer t');
+  });
+
+  it('ends in UnavailableError (not an unknown outcome) when the limit outlasts the retries', async () => {
+    const s = await server((_req, res) => json(res, 429, { error: 'rate_limited', message: 'slow down' }));
+    const c = client([s.url]);
+    await expect(c.append('s', [{ type: 'T' }])).rejects.toBeInstanceOf(UnavailableError);
+  });
+});
+
 describe('reads', () => {
   it('readStream builds the query and throws StreamNotFoundError on 404', async () => {
     const s = await server((req, res) =>
