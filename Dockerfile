@@ -22,7 +22,8 @@ USER node
 VOLUME ["/data"]
 EXPOSE 2113 2114 2150
 # Inside a container the node listens on all interfaces; RAFT_ADDR is then not loopback, so
-# CLUSTER_SECRET is required (the node refuses to start without it).
+# CLUSTER_SECRET is required (the node refuses to start without it), and so are API tokens (TOKENS_FILE or
+# API_TOKENS; AUTH=off opts out, unsafe) because HTTP_ADDR is not loopback either. /health needs no token.
 ENV HTTP_ADDR=0.0.0.0:2113 RAFT_ADDR=0.0.0.0:2114
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
