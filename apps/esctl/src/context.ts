@@ -91,7 +91,9 @@ export class Context {
     try {
       this.ca = fs.readFileSync(file);
     } catch (err) {
-      throw new UsageError(`--ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new UsageError(
+        `--ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
     if (!this.ca.includes('-----BEGIN CERTIFICATE-----'))
       throw new UsageError(`--ca-file ${file}: no PEM certificate in it`);

@@ -311,13 +311,15 @@ function authSettings(raw: RawConfig, httpHost: string): { tokens: TokenEntry[] 
   const names = new Set<string>();
   for (const t of tokens) {
     if (names.has(t.name))
-      throw new ConfigError('API_TOKENS', `token name "${t.name}" is also in TOKENS_FILE; names must be unique`);
+      throw new ConfigError(
+        'API_TOKENS',
+        `token name "${t.name}" is also in TOKENS_FILE; names must be unique`,
+      );
     names.add(t.name);
   }
   if (mode === 'off') return { tokens: null, off: true };
   if (tokens.length > 0) return { tokens, off: false };
-  if (mode === 'on')
-    throw new ConfigError('TOKENS_FILE', `AUTH=on needs at least one token: ${tokensHowTo}`);
+  if (mode === 'on') throw new ConfigError('TOKENS_FILE', `AUTH=on needs at least one token: ${tokensHowTo}`);
   if (!isLoopbackHost(httpHost))
     throw new ConfigError(
       'TOKENS_FILE',

@@ -231,7 +231,7 @@ describe('append', () => {
   });
 });
 
-describe('429 (over a node\'s rate limit)', () => {
+describe("429 (over a node's rate limit)", () => {
   it('waits for Retry-After and asks the same node again; nothing was done, so an append just succeeds', async () => {
     let calls = 0;
     const s = await server((_req, res) => {

@@ -70,7 +70,10 @@ export function readTlsFiles(
 ): TlsFiles | null {
   if (!files.cert && !files.key) {
     if (files.ca)
-      throw new ConfigError(names.ca, `set only with ${names.cert} and ${names.key} (TLS is off without them)`);
+      throw new ConfigError(
+        names.ca,
+        `set only with ${names.cert} and ${names.key} (TLS is off without them)`,
+      );
     return null;
   }
   if (!files.cert) throw new ConfigError(names.cert, `required with ${names.key}`);

@@ -5,7 +5,8 @@ import type { Runner } from '../context';
 const tokenNamePattern = /^[A-Za-z0-9._-]{1,64}$/;
 
 function tokenName(value: string): string {
-  if (!tokenNamePattern.test(value)) throw new InvalidArgumentError('expected 1-64 characters from [A-Za-z0-9._-].');
+  if (!tokenNamePattern.test(value))
+    throw new InvalidArgumentError('expected 1-64 characters from [A-Za-z0-9._-].');
   return value;
 }
 
@@ -27,18 +28,24 @@ export function registerTokenCommands(program: Command, run: Runner): void {
     .summary('mint a token; print it once, and its line for TOKENS_FILE')
     .description(
       'Mints a random token (printed once: store it where the client reads it) and prints the line to add ' +
-        'to every node\'s TOKENS_FILE (restart the nodes to load it). Roles: read (reads, subscriptions, ' +
+        "to every node's TOKENS_FILE (restart the nodes to load it). Roles: read (reads, subscriptions, " +
         '/cluster, /metrics), write (also appends), admin (also membership, leadership transfer, snapshot, ' +
         'projection reset).',
     )
     .addOption(new Option('--role <role>', 'read, write or admin').choices(roles).makeOptionMandatory())
-    .requiredOption('--name <name>', 'who the token is for (1-64 of [A-Za-z0-9._-]; shown in 403s and rate limits)', tokenName)
+    .requiredOption(
+      '--name <name>',
+      'who the token is for (1-64 of [A-Za-z0-9._-]; shown in 403s and rate limits)',
+      tokenName,
+    )
     .action((opts: { role: Role; name: string }, cmd: Command) =>
       run(cmd, async (ctx) => {
         const secret = mintToken();
         const line = tokenLine(opts.name, opts.role, secret);
         if (ctx.json) return ctx.out.document({ name: opts.name, role: opts.role, token: secret, line });
-        await ctx.out.line(`token (shown only now; give it to the client, e.g. ESCTL_TOKEN or EVENT_STORE_TOKEN):`);
+        await ctx.out.line(
+          `token (shown only now; give it to the client, e.g. ESCTL_TOKEN or EVENT_STORE_TOKEN):`,
+        );
         await ctx.out.line(`  ${secret}`);
         await ctx.out.line(`line for the nodes' TOKENS_FILE:`);
         await ctx.out.line(`  ${line}`);

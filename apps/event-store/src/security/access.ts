@@ -103,7 +103,11 @@ export class AccessControl {
    * Null when the request may go on; else the 401, 403 or 429 to send. `needed` null: a public route (no
    * token, no rate limit). Without tokens, the rate limit is per remote address.
    */
-  check(headers: IncomingHttpHeaders, remoteAddress: string | undefined, needed: Role | null): Refusal | null {
+  check(
+    headers: IncomingHttpHeaders,
+    remoteAddress: string | undefined,
+    needed: Role | null,
+  ): Refusal | null {
     if (needed === null) return null;
     let client: string;
     if (this.tokens === null) {
@@ -150,7 +154,9 @@ function unauthorized(message: string, badToken: boolean): Refusal {
   return {
     status: 401,
     headers: {
-      'WWW-Authenticate': badToken ? 'Bearer realm="event-store", error="invalid_token"' : 'Bearer realm="event-store"',
+      'WWW-Authenticate': badToken
+        ? 'Bearer realm="event-store", error="invalid_token"'
+        : 'Bearer realm="event-store"',
     },
     body: { error: 'unauthorized', message },
   };
