@@ -107,6 +107,7 @@ export class PartitionStore implements PartitionStates {
     this.merges = new Merges<KvRunReader>(
       () => this.runs,
       this.opts.runsPerMerge,
+      this.opts.memtableKeysMax,
       (window) => this.merge(window),
       () => this.failure !== null || this.closed,
     );

@@ -93,6 +93,23 @@ describe('DiskStreamIndex', () => {
     60_000,
   );
 
+  it('runs written at cuts (a few entries each) do not wall tiers off: the run count stays logarithmic', async () => {
+    const index = DiskStreamIndex.open(dir, small);
+    const model = new Model();
+    const prng = new Prng(5);
+    let position = -1;
+    for (let cut = 0; cut < 40; cut++) {
+      // 101 entries: two full tables, then a run of one entry when the cut flushes.
+      position = fill(index, model, prng, 101, 2000, position);
+      await index.flush();
+    }
+    await index.whenIdle();
+    // 80 full tables and 40 one-entry runs: tiers of 4 hold about 3 per level (4,040 entries: ~4 levels).
+    expect(index.stats().runs).toBeLessThanOrEqual(12);
+    expectSame(index, model, prng);
+    await index.close();
+  }, 60_000);
+
   it('reopens from its runs; after a crash the caller re-appends what came after durableThrough', async () => {
     const model = new Model();
     const prng = new Prng(2);

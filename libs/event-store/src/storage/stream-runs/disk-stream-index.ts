@@ -102,6 +102,7 @@ export class DiskStreamIndex {
     this.merges = new Merges<RunReader>(
       () => this.runs,
       this.opts.runsPerMerge,
+      this.opts.memtableEntriesMax,
       (window) => this.merge(window),
       () => this.failure !== null,
     );

@@ -42,7 +42,10 @@ export const MERGES_MAX = 2;
 
 /**
  * The runs a store should merge next, or null: the newest window of `k` adjacent runs of similar size (within
- * 4x) that no merge is reading. When runs have piled up (more than 3k: merges lost to a loaded event loop),
+ * 4x) that no merge is reading. Sizes below `floor` (a full table's entries) count as `floor`: a snapshot cut
+ * writes whatever the table holds as a run, often a few entries, and such a run between full ones used to
+ * fail every window around it; each cut left a wall the tiers could not merge across (at 2M streams 33 index
+ * runs, growing by about one per cut, where 6-8 would do). When runs have piled up (more than 3k: merges lost to a loaded event loop),
  * first a catch-up window of 2k adjacent runs within 16x of each other: one pass over more runs rewrites each
  * entry fewer times, so the pile comes down instead of growing (at 2M streams it had grown to 35 index runs
  * where 6 would do).
@@ -51,12 +54,13 @@ export function mergeWindow<R extends { info: { entries: number } }>(
   runs: R[],
   busy: Set<R>,
   k: number,
+  floor = 1,
 ): R[] | null {
   if (runs.length > 3 * k) {
-    const wide = windowOf(runs, busy, 2 * k, 16);
+    const wide = windowOf(runs, busy, 2 * k, 16, floor);
     if (wide !== null) return wide;
   }
-  return windowOf(runs, busy, k, 4);
+  return windowOf(runs, busy, k, 4, floor);
 }
 
 function windowOf<R extends { info: { entries: number } }>(
@@ -64,11 +68,12 @@ function windowOf<R extends { info: { entries: number } }>(
   busy: Set<R>,
   width: number,
   ratio: number,
+  floor: number,
 ): R[] | null {
   for (let end = runs.length; end >= width; end--) {
     const window = runs.slice(end - width, end);
     if (window.some((r) => busy.has(r))) continue;
-    const sizes = window.map((r) => r.info.entries);
+    const sizes = window.map((r) => Math.max(floor, r.info.entries));
     if (Math.max(...sizes) > ratio * Math.max(1, Math.min(...sizes))) continue;
     return window;
   }
@@ -97,6 +102,8 @@ export class Merges<R extends { info: { entries: number } }> {
   constructor(
     private readonly runs: () => R[],
     private readonly runsPerMerge: number,
+    /** A full table's entries: smaller runs count as this big (see mergeWindow). */
+    private readonly floor: number,
     /** Merges the window and swaps the result in; must not reject (a store records its own failure). */
     private readonly merge: (window: R[]) => Promise<void>,
     private readonly stopped: () => boolean,
@@ -105,7 +112,7 @@ export class Merges<R extends { info: { entries: number } }> {
   /** Starts what merges are due. */
   start(): void {
     while (this.running.size < MERGES_MAX && !this.stopped()) {
-      const window = mergeWindow(this.runs(), this.reading, this.runsPerMerge);
+      const window = mergeWindow(this.runs(), this.reading, this.runsPerMerge, this.floor);
       if (window === null) return;
       for (const r of window) this.reading.add(r);
       const done: Promise<void> = this.merge(window).finally(() => {
