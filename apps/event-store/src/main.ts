@@ -1,4 +1,4 @@
-import { collectOnceWhen } from './gc-tuning';
+import { collectWhenIdle } from './gc-tuning';
 import 'reflect-metadata';
 import { createAppLogger, logPort } from '@app/config';
 import { AppConfig, ConfigError, loadConfig } from './config';
@@ -65,10 +65,9 @@ async function bootstrap(): Promise<void> {
     log.warn(
       `AUTH=off: the HTTP API on ${config.httpHost}:${config.httpPort} answers every request without a token (unsafe off loopback)`,
     );
-  // Once caught up after the start-up replay, its garbage is collected (see gc-tuning.ts).
-  const stopCollect = collectOnceWhen(
-    () => runtime.node.status().caughtUp,
-    (ms) => log.info(`caught up after start: collected the replay's garbage in ${ms.toFixed(0)} ms`),
+  // When the node goes idle (after the start-up replay, after a load), the garbage is collected (gc-tuning.ts).
+  const stopCollect = collectWhenIdle((ms, freed) =>
+    log.debug(`idle: collected ${(freed / 1048576).toFixed(0)} MiB of garbage in ${ms.toFixed(0)} ms`),
   );
 
   let stopping = false;
