@@ -1,19 +1,18 @@
-import * as fs from 'node:fs';
 import { z } from 'zod';
 import {
   ConfigError,
   hostPortSetting,
   intSetting,
+  isLoopbackHost,
   kebabFlag,
   LogFormat,
   logFormatSetting,
   logLevelSetting,
   parseFlags as parseFlagsOf,
   parseSettings,
-  parseTokenLines,
+  readAuthSettings,
   readTlsFiles,
   TokenEntry,
-  TokenListError,
   TlsFiles,
 } from '@app/config';
 import type { ConfigState, MemberAddress } from '@app/consensus';
@@ -79,7 +78,7 @@ export interface AppConfig {
   rateLimit: { perSec: number; burst: number } | null;
 }
 
-export { ConfigError, kebabFlag };
+export { ConfigError, isLoopbackHost, kebabFlag };
 
 const mib = 1024 * 1024;
 const nodeIdPattern = /^[A-Za-z0-9._-]{1,64}$/;
@@ -133,11 +132,6 @@ const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
 /** `--node-id n2`, `--node-id=n2`, or a bare `--repair` (true). Unknown flags are an error. */
 export function parseFlags(argv: readonly string[]): Record<string, string> {
   return parseFlagsOf(argv, variables, { bareIsTrue: true });
-}
-
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 function splitHostPort(addr: string): { host: string; port: number } {
@@ -195,7 +189,7 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
       `required because RAFT_ADDR ${raw.RAFT_ADDR} is not a loopback address`,
     );
   }
-  const auth = authSettings(raw, http.host);
+  const auth = readAuthSettings(raw, { variable: 'HTTP_ADDR', value: raw.HTTP_ADDR });
   const tls = readTlsFiles(
     { cert: 'TLS_CERT_FILE', key: 'TLS_KEY_FILE', ca: 'TLS_CA_FILE' },
     { cert: raw.TLS_CERT_FILE, key: raw.TLS_KEY_FILE, ca: raw.TLS_CA_FILE },
@@ -282,62 +276,4 @@ function build(raw: RawConfig, initialClusterSet: boolean): AppConfig {
     );
   }
   return config;
-}
-
-/** Where to read about configuring tokens, in the errors that ask for them. */
-const tokensHowTo =
-  'mint one with `esctl token create --role admin --name ops` and put the line it prints in a file named by TOKENS_FILE (or in API_TOKENS)';
-
-/**
- * The tokens of TOKENS_FILE and API_TOKENS, and whether requests are checked: with tokens (AUTH unset or
- * `on`), not at all with AUTH=off. A node whose HTTP address is not loopback needs tokens unless AUTH=off.
- */
-function authSettings(raw: RawConfig, httpHost: string): { tokens: TokenEntry[] | null; off: boolean } {
-  const mode = raw.AUTH || 'auto';
-  const tokens: TokenEntry[] = [];
-  if (raw.TOKENS_FILE !== undefined) {
-    const file = raw.TOKENS_FILE;
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new ConfigError('TOKENS_FILE', `cannot read ${file}: ${e.code ?? e.message}`);
-    }
-    tokens.push(...parseTokens('TOKENS_FILE', text, (n) => `${file} line ${n}`, false));
-  }
-  if (raw.API_TOKENS !== undefined)
-    tokens.push(...parseTokens('API_TOKENS', raw.API_TOKENS, (n) => `entry ${n}`, true));
-  const names = new Set<string>();
-  for (const t of tokens) {
-    if (names.has(t.name))
-      throw new ConfigError(
-        'API_TOKENS',
-        `token name "${t.name}" is also in TOKENS_FILE; names must be unique`,
-      );
-    names.add(t.name);
-  }
-  if (mode === 'off') return { tokens: null, off: true };
-  if (tokens.length > 0) return { tokens, off: false };
-  if (mode === 'on') throw new ConfigError('TOKENS_FILE', `AUTH=on needs at least one token: ${tokensHowTo}`);
-  if (!isLoopbackHost(httpHost))
-    throw new ConfigError(
-      'TOKENS_FILE',
-      `required because HTTP_ADDR ${raw.HTTP_ADDR} is not a loopback address: ${tokensHowTo}; AUTH=off serves every request unauthenticated instead (unsafe)`,
-    );
-  return { tokens: null, off: false };
-}
-
-function parseTokens(
-  variable: string,
-  text: string,
-  where: (n: number) => string,
-  commas: boolean,
-): TokenEntry[] {
-  try {
-    return parseTokenLines(text, where, { commas });
-  } catch (err) {
-    if (err instanceof TokenListError) throw new ConfigError(variable, err.message);
-    throw err;
-  }
 }

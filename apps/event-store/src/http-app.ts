@@ -2,7 +2,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { FastifyInstance } from 'fastify';
-import { AppLogger, NestPinoLogger, RequestLog } from '@app/config';
+import { AccessControl, AppLogger, guardAccess, NestPinoLogger, RateLimiter, RequestLog } from '@app/config';
 import { AppModule } from './app.module';
 import { AppConfig } from './config';
 import { AppendFastPath } from './http/append-fast-path';
@@ -10,7 +10,7 @@ import { ApiExceptionFilter } from './http/api-exception.filter';
 import { serveDocsUi } from './http/docs';
 import { countRequests, frameworkErrors, guardRequestBodies } from './http/fastify-setup';
 import { NodeRuntime } from './runtime/node-runtime';
-import { AccessControl, guardAccess, RateLimiter } from './security/access';
+import { requiredRole } from './security/access';
 import { MetricsService } from './services/metrics.service';
 import { StreamsService } from './services/streams.service';
 import { SubscriptionsService } from './services/subscriptions.service';
@@ -59,7 +59,7 @@ export async function startHttp(
     config.auth?.tokens ?? null,
     config.rateLimit ? new RateLimiter(config.rateLimit.perSec, config.rateLimit.burst) : null,
   );
-  guardAccess(fastify, access);
+  guardAccess(fastify, access, requiredRole);
   guardRequestBodies(fastify, config.appendBodyBytesMax);
   const metrics = app.get(MetricsService);
   countRequests(fastify, (m, r, s) => metrics.countRequest(m, r, s));

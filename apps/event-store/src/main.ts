@@ -1,6 +1,6 @@
 import { collectWhenIdle } from './gc-tuning';
 import 'reflect-metadata';
-import { createAppLogger, logPort } from '@app/config';
+import { createAppLogger, describeAuth, logPort } from '@app/config';
 import { AppConfig, ConfigError, loadConfig } from './config';
 import { NodeRuntime } from './runtime/node-runtime';
 
@@ -23,12 +23,7 @@ function readConfig(): AppConfig {
 
 /** Tokens by role (never the tokens or their hashes), or why there are none; the rate limit. */
 function describeAccess(config: AppConfig): string {
-  let auth: string;
-  if (config.auth) {
-    const byRole = new Map<string, number>();
-    for (const t of config.auth.tokens) byRole.set(t.role, (byRole.get(t.role) ?? 0) + 1);
-    auth = `tokens required (${[...byRole].map(([r, n]) => `${n} ${r}`).join(', ')})`;
-  } else auth = config.authOff ? 'no tokens (AUTH=off)' : 'no tokens configured (loopback only)';
+  const auth = describeAuth({ tokens: config.auth?.tokens ?? null, off: config.authOff });
   const rate = config.rateLimit
     ? `rate limit ${config.rateLimit.perSec}/s per client (burst ${config.rateLimit.burst})`
     : 'no rate limit';

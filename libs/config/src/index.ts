@@ -5,12 +5,14 @@ import { ConfigError } from './config-error';
  * What the apps share for reading their settings once at start-up: environment variables, each also a
  * `--kebab-case` flag (flags win), validated by a zod schema into errors that name the variable. And the
  * logger those settings (LOG_LEVEL, LOG_FORMAT) configure: ./logging.ts. API tokens (./api-tokens.ts) and TLS
- * certificate files (./tls-files.ts), read from settings by the node, the projector and esctl.
+ * certificate files (./tls-files.ts), read from settings by the node, the projector and esctl; the access
+ * control of the node's and the projector's HTTP APIs (./access.ts: 401/403/429, start-up refusal off loopback).
  */
 
 export * from './logging';
 export * from './api-tokens';
 export * from './tls-files';
+export * from './access';
 export { ConfigError } from './config-error';
 
 export function kebabFlag(variable: string): string {

@@ -1,9 +1,8 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 // fastify's own JSON parser (a dependency of fastify): same BOM and prototype-poisoning handling.
 import secureJsonParse from 'secure-json-parse';
-import { requestIdHeader, RequestLog } from '@app/config';
+import { AccessControl, requestIdHeader, RequestLog } from '@app/config';
 import { DEFAULT_LIMITS } from '@app/event-store';
-import { AccessControl } from '../security/access';
 import { AppendResponse, StreamsService } from '../services/streams.service';
 import { ApiError } from './api-error';
 import { appendBodySchema, AppendBodyDto, ZodPipe } from './dto';
