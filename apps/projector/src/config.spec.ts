@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { mintToken, tokenLine } from '@app/config';
 import { ConfigError, loadConfig } from './config';
 
 describe('projector configuration', () => {
@@ -53,6 +54,23 @@ describe('projector configuration', () => {
     }
   });
 
+  it('TOKENS_FILE / API_TOKENS / AUTH: tokens for its own API, required off loopback unless AUTH=off', () => {
+    expect([loadConfig({}).tokens, loadConfig({}).authOff]).toEqual([null, false]);
+    const c = loadConfig({
+      API_TOKENS: `${tokenLine('ops', 'admin', mintToken())},${tokenLine('graf', 'read', mintToken())}`,
+    });
+    expect(c.tokens?.map((t) => `${t.name}:${t.role}`)).toEqual(['ops:admin', 'graf:read']);
+    expect(() => loadConfig({ PROJECTOR_HTTP_ADDR: '0.0.0.0:2150' })).toThrow(
+      'TOKENS_FILE: required because PROJECTOR_HTTP_ADDR 0.0.0.0:2150 is not a loopback address',
+    );
+    expect(loadConfig({ PROJECTOR_HTTP_ADDR: '0.0.0.0:2150', AUTH: 'off' })).toMatchObject({
+      tokens: null,
+      authOff: true,
+    });
+    const line = tokenLine('x', 'read', mintToken());
+    expect(loadConfig({ PROJECTOR_HTTP_ADDR: '0.0.0.0:2150', API_TOKENS: line }).tokens).toHaveLength(1);
+  });
+
   it('flags win over the environment', () => {
     const c = loadConfig({ KAFKA_TOPIC: 'a' }, ['--kafka-topic', 'b', '--projector-batch-events=10']);
     expect(c.kafkaTopic).toBe('b');
@@ -74,6 +92,10 @@ describe('projector configuration', () => {
     [{ PROJECTOR_SCHEMA: 'Drop Table' }, [], 'PROJECTOR_SCHEMA'],
     [{ LOG_FORMAT: 'bogus' }, [], 'LOG_FORMAT'],
     [{ EVENT_STORE_TOKEN: 'two words' }, [], 'EVENT_STORE_TOKEN'],
+    [{ AUTH: 'maybe' }, [], 'AUTH'],
+    [{ AUTH: 'on' }, [], 'TOKENS_FILE'],
+    [{ API_TOKENS: 'ops:admin' }, [], 'API_TOKENS'],
+    [{ TOKENS_FILE: '/nonexistent/tokens' }, [], 'TOKENS_FILE'],
     [{}, ['--no-such-flag', 'x'], '--no-such-flag'],
     [{}, ['--kafka-topic'], 'KAFKA_TOPIC'],
   ];

@@ -8,7 +8,9 @@ import {
   logLevelSetting,
   parseFlags as parseFlagsOf,
   parseSettings,
+  readAuthSettings,
   readCertificates,
+  TokenEntry,
 } from '@app/config';
 
 /**
@@ -45,6 +47,13 @@ export interface ProjectorConfig {
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   /** null: pretty on a terminal, JSON lines otherwise. */
   logFormat: LogFormat | null;
+  /**
+   * The API tokens the projector's own HTTP API checks (TOKENS_FILE and API_TOKENS, the node's format), or
+   * null when requests are not authenticated: none configured on a loopback PROJECTOR_HTTP_ADDR, or AUTH=off.
+   */
+  tokens: TokenEntry[] | null;
+  /** AUTH=off: unauthenticated on purpose (logged as unsafe at start). */
+  authOff: boolean;
 }
 
 export { ConfigError };
@@ -84,6 +93,9 @@ const schema = z.object({
   PROJECTOR_READ_MODELS: z.string().min(1).optional(),
   LOG_LEVEL: logLevelSetting,
   LOG_FORMAT: logFormatSetting,
+  TOKENS_FILE: z.string().optional(),
+  API_TOKENS: z.string().optional(),
+  AUTH: z.enum(['auto', 'on', 'off']).optional(),
 });
 type RawConfig = z.infer<typeof schema>;
 const variables = Object.keys(schema.shape) as (keyof RawConfig)[];
@@ -141,6 +153,7 @@ function build(raw: RawConfig): ProjectorConfig {
       throw new ConfigError('PROJECTOR_SINKS', 'names kafka but KAFKA_BROKERS is not set');
   }
   const colon = raw.PROJECTOR_HTTP_ADDR.lastIndexOf(':');
+  const auth = readAuthSettings(raw, { variable: 'PROJECTOR_HTTP_ADDR', value: raw.PROJECTOR_HTTP_ADDR });
   return {
     eventStoreUrls: urls,
     eventStoreToken: raw.EVENT_STORE_TOKEN ?? null,
@@ -164,5 +177,7 @@ function build(raw: RawConfig): ProjectorConfig {
     readModelsModule: raw.PROJECTOR_READ_MODELS ?? null,
     logLevel: raw.LOG_LEVEL,
     logFormat: raw.LOG_FORMAT ?? null,
+    tokens: auth.tokens,
+    authOff: auth.off,
   };
 }

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { createAppLogger, logPort } from '@app/config';
+import { createAppLogger, describeAuth, logPort } from '@app/config';
 import { ConfigError, loadConfig, ProjectorConfig } from './config';
 import type { ReadModel } from './read-models';
 import { loadReadModels } from './read-models/load';
@@ -34,8 +34,12 @@ async function bootstrap(): Promise<void> {
   const base = `http://${config.httpHost.includes(':') ? `[${config.httpHost}]` : config.httpHost}:${config.httpPort}`;
   log.info(
     `projector serving on ${base}: read models at ${base}/read-models, status at ${base}/status; ` +
-      `following ${config.eventStoreUrls.join(', ')}`,
+      `following ${config.eventStoreUrls.join(', ')}; ${describeAuth({ tokens: config.tokens, off: config.authOff })}`,
   );
+  if (config.authOff)
+    log.warn(
+      `AUTH=off: the HTTP API on ${config.httpHost}:${config.httpPort} answers every request without a token (unsafe off loopback)`,
+    );
 
   let stopping = false;
   const stop = async (signal: string) => {

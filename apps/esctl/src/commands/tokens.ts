@@ -11,16 +11,17 @@ function tokenName(value: string): string {
 }
 
 /**
- * `esctl token create`: a new API token and the line that lists it in a node's TOKENS_FILE (or API_TOKENS).
+ * `esctl token create`: a new API token and the line that lists it in a node's (or the projector's) TOKENS_FILE
+ * (or API_TOKENS).
  * Nothing is sent anywhere: the token is random, the line holds only its SHA-256.
  */
 export function registerTokenCommands(program: Command, run: Runner): void {
   const token = program
     .command('token')
-    .summary('API tokens for the nodes (create)')
+    .summary('API tokens for the nodes and the projector (create)')
     .description(
-      'API tokens authenticate requests to the nodes ("Authorization: Bearer <token>"). A node stores only ' +
-        "each token's SHA-256, one line name:role:sha256-hex per token in the file named by TOKENS_FILE.",
+      'API tokens authenticate requests to the nodes and the projector ("Authorization: Bearer <token>"). ' +
+        "They store only each token's SHA-256, one line name:role:sha256-hex per token in the file named by TOKENS_FILE.",
     );
 
   token
@@ -28,9 +29,9 @@ export function registerTokenCommands(program: Command, run: Runner): void {
     .summary('mint a token; print it once, and its line for TOKENS_FILE')
     .description(
       'Mints a random token (printed once: store it where the client reads it) and prints the line to add ' +
-        "to every node's TOKENS_FILE (restart the nodes to load it). Roles: read (reads, subscriptions, " +
-        '/cluster, /metrics), write (also appends), admin (also membership, leadership transfer, snapshot, ' +
-        'projection reset).',
+        "to every node's TOKENS_FILE, and the projector's (restart them to load it). Roles: read (reads, " +
+        'subscriptions, /cluster, /metrics, read models), write (also appends), admin (also membership, ' +
+        'leadership transfer, snapshot, projection reset, read-model rebuild).',
     )
     .addOption(new Option('--role <role>', 'read, write or admin').choices(roles).makeOptionMandatory())
     .requiredOption(
