@@ -18,7 +18,8 @@
  *  7. restart-to-ready as in 1, then each node's RSS and heap
  *
  * Memory: RSS from /proc/<pid>/status (VmRSS), the JS heap from the node's GET /metrics
- * (nodejs_heap_size_used_bytes), each sampled once every node applied everything and sat idle a moment.
+ * (nodejs_heap_size_used_bytes), each sampled once every node applied everything, finished its background
+ * merges (at most a minute) and sat idle a moment.
  * Streams are named `order-…` like real aggregates, so the `orders` example projection holds one partition
  * per stream too (as do the built-in `streams` projection and the stream index).
  *
@@ -64,6 +65,7 @@ const category = 'order';
 const streamsLua = path.join(repoRoot, 'bench', 'streams-fill.lua');
 const warmupS = 3;
 const settleMs = 3000;
+const mergeSettleMaxMs = 60_000;
 const catchUpTimeoutMs = 600_000;
 const readyTimeoutMs = 300_000;
 const wrkTimeoutS = 30;
@@ -243,9 +245,31 @@ async function categoryCounts(cluster: ClusterHarness): Promise<{ streams: numbe
   return { streams: s.streams, events: s.events };
 }
 
-/** Every node applied everything, then a short idle pause (V8 may collect meanwhile). */
+/**
+ * Every node applied everything and finished its background merges (the merge thread ended or idle: a
+ * restarted node merges the runs of the cut it loaded for a few seconds), then a short idle pause (V8 may
+ * collect meanwhile; the node collects when idle). The wait for merges is bounded and printed.
+ */
 async function settle(cluster: ClusterHarness): Promise<void> {
   await cluster.waitCaughtUp(catchUpTimeoutMs);
+  const t0 = performance.now();
+  const deadline = t0 + mergeSettleMaxMs;
+  for (;;) {
+    let busy = 0;
+    for (const n of cluster.running()) {
+      const text = await metricsText(n).catch(() => '');
+      if (metricValue(text, 'eventstore_merge_thread_running') > 0) busy++;
+    }
+    if (busy === 0 || performance.now() > deadline) {
+      const waited = performance.now() - t0;
+      if (waited > 1000)
+        log(
+          `  waited ${ms(waited, 0)} for background merges${busy > 0 ? ` (${busy} node(s) still merging)` : ''}`,
+        );
+      break;
+    }
+    await sleep(500);
+  }
   await sleep(settleMs);
 }
 

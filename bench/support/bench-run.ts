@@ -71,9 +71,12 @@ export function filesystemOf(dir: string): string {
 function nodeArgs(id: string): string[] {
   const args: string[] = [];
   if (process.env.BENCH_CPU_PROF === '1') {
-    const dir = path.join(repoRoot, '.bench-tmp', 'profiles');
+    // One directory per process; Node's own file names tell the threads apart (CPU.<date>.<time>.<pid>.<thread
+    // id>.<n>.cpuprofile; the main thread is 0): with one --cpu-prof-name, the merge thread's profile overwrote
+    // the main thread's.
+    const dir = path.join(repoRoot, '.bench-tmp', 'profiles', `${id}-${Date.now()}`);
     fs.mkdirSync(dir, { recursive: true });
-    args.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${id}-${Date.now()}.cpuprofile`);
+    args.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
   }
   // BENCH_NODE_ARGS: extra node flags for every node process (e.g. --perf-basic-prof for `perf record`).
   if (process.env.BENCH_NODE_ARGS) args.push(...process.env.BENCH_NODE_ARGS.split(' ').filter(Boolean));
