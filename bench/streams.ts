@@ -118,6 +118,8 @@ interface Run {
   leaderId: string;
   /** wrk runs: more than one when the leadership moved during the run. */
   segments: number;
+  /** Each node's mean Raft log persist (write + fdatasync) during the run, ms; and the number of persists. */
+  persist?: Record<string, { meanMs: number; count: number }>;
 }
 
 interface Mem {
@@ -435,6 +437,7 @@ async function streamsRun(
   const nodes = cluster.running();
   const p0 = mode === 'read' ? 0 : await lastPosition(cluster);
   const cpu0 = nodes.map((n) => cpuSeconds(n.proc!.pid));
+  const persist0 = await persistTotals(nodes);
   const t0 = performance.now();
   const deadline = t0 + o.durationS * 1000;
   const segments: StreamsWrkResult[] = [];
@@ -459,6 +462,15 @@ async function streamsRun(
   nodes.forEach((n, i) => (nodeCores[n.id] = (cpuSeconds(n.proc!.pid) - cpu0[i]) / secs));
   const r = merge(segments);
   const events = mode === 'read' ? 0 : (await lastPosition(cluster)) - p0;
+  const persist1 = await persistTotals(nodes);
+  const persist: Record<string, { meanMs: number; count: number }> = {};
+  for (const n of nodes) {
+    const count = persist1[n.id].count - persist0[n.id].count;
+    persist[n.id] = {
+      count,
+      meanMs: (1000 * (persist1[n.id].sum - persist0[n.id].sum)) / Math.max(1, count),
+    };
+  }
   return {
     r,
     events,
@@ -466,7 +478,21 @@ async function streamsRun(
     nodeCores,
     leaderId: leader.id,
     segments: segments.length,
+    persist,
   };
+}
+
+/** Each node's raft_persist_seconds totals (sum, count) now. */
+async function persistTotals(nodes: ClusterNode[]): Promise<Record<string, { sum: number; count: number }>> {
+  const out: Record<string, { sum: number; count: number }> = {};
+  for (const n of nodes) {
+    const text = await metricsText(n).catch(() => '');
+    out[n.id] = {
+      sum: metricValue(text, 'raft_persist_seconds_sum') || 0,
+      count: metricValue(text, 'raft_persist_seconds_count') || 0,
+    };
+  }
+  return out;
 }
 
 function merge(segments: StreamsWrkResult[]): StreamsWrkResult {
@@ -513,6 +539,11 @@ function runNote(what: string, run: Run): string {
     (run.events > 0 ? `, ${int(run.events / run.seconds)} ev/s` : '') +
     `, p50 ${ms(r.latencyUs.p50 / 1000, 2)} p99 ${ms(r.latencyUs.p99 / 1000, 2)} max ${ms(r.latencyUs.max / 1000, 0)}` +
     `; CPU cores ${cores}, wrk ${r.wrkCores.toFixed(2)}` +
+    (run.persist && run.events > 0
+      ? `; Raft persists (count, mean) ${Object.entries(run.persist)
+          .map(([id, p]) => `${id} ${int(p.count)} ${p.meanMs.toFixed(2)} ms`)
+          .join(', ')}`
+      : '') +
     (wrkProblems(r) ? `; ${wrkProblems(r)}` : '')
   );
 }
