@@ -125,6 +125,7 @@ describe('append', () => {
     const err = await c.append('s', [{ type: 'T' }]).catch((e) => e);
     expect(err).toBeInstanceOf(UnavailableError);
     expect(err.message).toMatch(/no quorum/);
+    expect(err.message).toMatch(/gave up after 5 attempts in \d+ ms \(limits: 5 attempts, /);
     expect(s.requests).toHaveLength(5);
   });
 

@@ -282,7 +282,9 @@ export class EventStoreClient {
     /** Some attempt may have been applied (504, timeout, connection lost after sending). */
     let maybeApplied = false;
     let problem = 'no attempt made';
+    let attemptsMade = 0;
     for (let attempt = 0; attempt < this.retry.attempts; attempt++) {
+      attemptsMade = attempt + 1;
       let base = this.pickBase(spec.preferLeader);
       let url = new URL(base + spec.path);
       let waitHintMs: number | null = null;
@@ -372,7 +374,7 @@ export class EventStoreClient {
       if (this.closed) throw new EventStoreError('the client is closed');
     }
     const elapsed = Date.now() - started;
-    const msg = `${what}: gave up after ${elapsed} ms (attempts ${this.retry.attempts}, total ${this.retry.totalTimeoutMs} ms); last: ${problem}`;
+    const msg = `${what}: gave up after ${attemptsMade} attempt${attemptsMade === 1 ? '' : 's'} in ${elapsed} ms (limits: ${this.retry.attempts} attempts, ${this.retry.totalTimeoutMs} ms); last: ${problem}`;
     this.logger?.warn(msg);
     if (spec.kind === 'append' && maybeApplied)
       throw new UnknownOutcomeError(
