@@ -48,7 +48,7 @@ export function registerTokenCommands(program: Command, run: Runner): void {
           `token (shown only now; give it to the client, e.g. ESCTL_TOKEN or EVENT_STORE_TOKEN):`,
         );
         await ctx.out.line(`  ${secret}`);
-        await ctx.out.line(`line for the nodes' TOKENS_FILE:`);
+        await ctx.out.line(`line for the TOKENS_FILE of the nodes and the projector:`);
         await ctx.out.line(`  ${line}`);
       }),
     );
