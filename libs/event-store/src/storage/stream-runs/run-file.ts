@@ -56,7 +56,9 @@ const WRITE_CHUNK_BYTES = 1 << 20;
 
 /**
  * The writing half every kind of run shares: blocks of about BLOCK_BYTES filled in place (a u32 count, then
- * the caller's encoded entries), gathered into chunks of WRITE_CHUNK_BYTES that go out with one writev, the
+ * the caller's encoded entries), copied one after another into one chunk buffer of WRITE_CHUNK_BYTES that goes
+ * out with one write and is then reused (a buffer per block was most of the small allocations a node made
+ * while writing and merging runs, and they fragment the allocator's heaps), the
  * block index and Bloom filter, then the footer; the file goes through a temporary name (fsynced when asked)
  * and is renamed into place, so a run is complete or absent. Memory: one chunk, the block index, the filter.
  */
@@ -68,8 +70,9 @@ export class RunWriter {
   entries = 0;
   private blockCount = 0;
   private readonly refs: BlockRef[] = [];
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** Blocks ended but not yet written, at chunk[0, chunkLen). */
+  private chunk = Buffer.allocUnsafeSlow(WRITE_CHUNK_BYTES + 2 * BLOCK_BYTES);
+  private chunkLen = 0;
   private offset = 0;
   private fileCrc = 0;
   private firstId = '';
@@ -115,7 +118,7 @@ export class RunWriter {
 
   /** Whether a chunk of blocks is ready to go out (then `await flush()`). */
   get chunkFull(): boolean {
-    return this.pendingBytes >= WRITE_CHUNK_BYTES;
+    return this.chunkLen >= WRITE_CHUNK_BYTES;
   }
 
   /**
@@ -137,10 +140,11 @@ export class RunWriter {
   }
 
   async flush(): Promise<void> {
-    for (const b of this.pending) this.fileCrc = crc32c(b, this.fileCrc);
-    await this.fh.writev(this.pending);
-    this.pending = [];
-    this.pendingBytes = 0;
+    const out = this.chunk.subarray(0, this.chunkLen);
+    this.fileCrc = crc32c(out, this.fileCrc);
+    for (let done = 0; done < out.length;)
+      done += (await this.fh.write(out, done, out.length - done)).bytesWritten;
+    this.chunkLen = 0;
   }
 
   /** Writes the last block, the index, the filter and the footer, then renames the file into place. */
@@ -170,7 +174,7 @@ export class RunWriter {
       },
       magic,
     );
-    const rest = [...this.pending, index, bloomBytes, footer];
+    const rest = [this.chunk.subarray(0, this.chunkLen), index, bloomBytes, footer];
     for (const b of rest) this.fileCrc = crc32c(b, this.fileCrc);
     await this.fh.writev(rest);
     if (sync) await this.fh.sync();
@@ -188,7 +192,15 @@ export class RunWriter {
 
   private endBlock(): void {
     this.block.writeUInt32LE(this.blockCount, 0);
-    const buf = Buffer.from(this.block.subarray(0, this.blockLen));
+    const len = this.blockLen;
+    if (this.chunkLen + len > this.chunk.length) {
+      // A block grown for a large entry: a bigger chunk (the next flush comes before the next entry).
+      const grown = Buffer.allocUnsafeSlow(this.chunkLen + len + WRITE_CHUNK_BYTES);
+      this.chunk.copy(grown, 0, 0, this.chunkLen);
+      this.chunk = grown;
+    }
+    this.block.copy(this.chunk, this.chunkLen, 0, len);
+    const buf = this.chunk.subarray(this.chunkLen, this.chunkLen + len);
     this.refs.push({
       firstId: this.firstId,
       firstRev: this.firstRev,
@@ -196,9 +208,8 @@ export class RunWriter {
       length: buf.length,
       crc: crc32c(buf),
     });
-    this.pending.push(buf);
-    this.pendingBytes += buf.length;
-    this.offset += buf.length;
+    this.chunkLen += len;
+    this.offset += len;
     this.blockLen = 4;
     this.blockCount = 0;
   }
