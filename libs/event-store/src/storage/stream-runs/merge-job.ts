@@ -26,10 +26,9 @@ export interface MergeJob {
  * merge thread is available); absent: without ever yielding but for file writes (on the merge thread).
  */
 export async function runMergeJob(job: MergeJob, sliceMs?: () => number): Promise<RunInfo> {
-  // Inputs are read block after block without the cache (readBlockReusing); one is needed to open them.
-  const cache = new BlockCache<never>(0);
+  // Inputs are read block after block without a cache (readBlockReusing); an empty one is needed to open them.
   if (job.kind === 'index') {
-    const runs = job.inputs.map((r) => RunReader.open(r.file, r.info.name, cache as never, r.info.crc32c));
+    const runs = job.inputs.map((r) => RunReader.open(r.file, r.info.name, new BlockCache(0), r.info.crc32c));
     try {
       const merged = mergeNewestWins<RunEntry>(
         runs.map((r) => r.entries()),
@@ -40,7 +39,7 @@ export async function runMergeJob(job: MergeJob, sliceMs?: () => number): Promis
       for (const r of runs) r.close();
     }
   }
-  const runs = job.inputs.map((r) => KvRunReader.open(r.file, r.info, cache as BlockCache<KvBlock>));
+  const runs = job.inputs.map((r) => KvRunReader.open(r.file, r.info, new BlockCache<KvBlock>(0)));
   try {
     const merged = mergeNewestWins<[string, Buffer]>(
       runs.map((r) => r.rawEntries()),
