@@ -492,8 +492,25 @@ describe('operations', () => {
       'http_requests_total',
       'eventstore_append_entries_total',
       'eventstore_append_commands_total',
+      'raft_proposal_stage_seconds',
+      'eventstore_append_stage_seconds',
     ])
       expect(metrics.text).toContain(name);
+    // The leader measures the stages of the appends it serves.
+    const leader = await h.waitForLeader();
+    const appended = await request('POST', `${leader.url}/streams/stage-metrics/events`, {
+      body: { events: [event('Measured')] },
+    });
+    expect(appended.status).toBe(201);
+    const leaderMetrics = (await request('GET', `${leader.url}/metrics`)).text;
+    for (const stage of ['http', 'batch', 'commit', 'answer', 'total'])
+      expect(leaderMetrics).toMatch(
+        new RegExp(`eventstore_append_stage_seconds_count\\{stage="${stage}"\\} [1-9]`),
+      );
+    for (const stage of ['persist', 'quorum', 'apply'])
+      expect(leaderMetrics).toMatch(
+        new RegExp(`raft_proposal_stage_seconds_count\\{stage="${stage}"\\} [1-9]`),
+      );
     expect((await request('GET', `${n.url}/docs`)).status).toBe(200);
     const doc = await request('GET', `${n.url}/docs-json`);
     expect(doc.status).toBe(200);

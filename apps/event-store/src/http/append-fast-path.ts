@@ -104,12 +104,17 @@ export class AppendFastPath {
   private async serve(streamId: string, raw: Buffer, x: Exchange): Promise<void> {
     let out: AppendResponse;
     try {
-      out = await this.streams.append(streamId, this.parse(raw));
+      out = await this.streams.append(streamId, this.parse(raw), x.started);
     } catch (err) {
       this.fail(err, x);
       return;
     }
+    const resultMs = performance.now();
     this.send(x, 201, JSON.stringify(out), null);
+    const sentMs = performance.now();
+    const stages = this.streams.stages;
+    stages.observe('answer', sentMs - resultMs);
+    stages.observe('total', sentMs - x.started);
   }
 
   private parse(raw: Buffer): AppendBodyDto {

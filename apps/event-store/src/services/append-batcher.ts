@@ -1,4 +1,5 @@
 import { AppendResult, encodeBatch } from '@app/event-store';
+import { AppendStages } from './append-stages';
 
 /** Proposes one command through Raft; resolves with the state machine's result once applied. */
 export type ProposeFn = (command: Uint8Array) => Promise<{ index: number; result: unknown }>;
@@ -17,6 +18,8 @@ export const APPEND_BATCH_DEFAULTS: AppendBatcherLimits = {
 
 interface Waiting {
   bytes: Uint8Array;
+  /** performance.now() when submitted. */
+  queuedMs: number;
   resolve: (r: AppendResult) => void;
   reject: (e: unknown) => void;
 }
@@ -39,6 +42,8 @@ export class AppendBatcher {
   constructor(
     private readonly propose: ProposeFn,
     private readonly limits: AppendBatcherLimits = APPEND_BATCH_DEFAULTS,
+    /** Per batch: how long its oldest command waited to be proposed, and proposed until the result was back. */
+    private readonly stages: AppendStages | null = null,
   ) {}
 
   /** Resolves with this command's result once its entry is applied; rejects with the proposal's error. */
@@ -51,7 +56,7 @@ export class AppendBatcher {
       ) {
         this.flush();
       }
-      this.queue.push({ bytes: command, resolve, reject });
+      this.queue.push({ bytes: command, queuedMs: performance.now(), resolve, reject });
       this.queuedBytes += command.length;
       if (!this.scheduled) {
         this.scheduled = true;
@@ -80,9 +85,15 @@ export class AppendBatcher {
     this.queuedBytes = 0;
     this.stats.entries++;
     this.stats.commands += batch.length;
+    const stages = this.stages;
+    const proposedMs = performance.now();
+    stages?.observe('batch', proposedMs - batch[0].queuedMs);
     if (batch.length === 1) {
       const w = batch[0];
-      this.proposeSafely(w.bytes).then((r) => w.resolve(r.result as AppendResult), w.reject);
+      this.proposeSafely(w.bytes).then((r) => {
+        stages?.observe('commit', performance.now() - proposedMs);
+        w.resolve(r.result as AppendResult);
+      }, w.reject);
       return;
     }
     let bytes: Uint8Array;
@@ -94,6 +105,7 @@ export class AppendBatcher {
     }
     this.proposeSafely(bytes).then(
       (r) => {
+        stages?.observe('commit', performance.now() - proposedMs);
         const results = r.result;
         for (let i = 0; i < batch.length; i++) {
           // A batch the state machine could not decode answers once for all (invalid_command).

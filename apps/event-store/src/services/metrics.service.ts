@@ -52,6 +52,7 @@ export class MetricsService {
       labelNames: ['method', 'route', 'status'],
       registers,
     });
+    rt.registry.registerMetric(streams.stages.histogram);
     const store = rt.store;
     new Gauge({
       name: 'eventstore_last_position',

@@ -13,6 +13,7 @@ import { ApiError } from '../http/api-error';
 import { AppendBodyDto, ReadAllQuery, ReadStreamQuery } from '../http/dto';
 import { NodeRuntime } from '../runtime/node-runtime';
 import { AppendBatcher } from './append-batcher';
+import { AppendStages } from './append-stages';
 import { NODE_RUNTIME } from './tokens';
 
 export interface AppendResponse {
@@ -28,6 +29,7 @@ export interface AppendResponse {
 export class StreamsService {
   private readonly limits: EventStoreLimits;
   readonly batcher: AppendBatcher;
+  readonly stages = new AppendStages();
 
   constructor(@Inject(NODE_RUNTIME) private readonly rt: NodeRuntime) {
     const c = rt.config;
@@ -37,10 +39,11 @@ export class StreamsService {
       eventsPerAppendMax: c.appendEventsMax,
       eventBytesMax: c.eventBytesMax,
     };
-    this.batcher = new AppendBatcher((command) => rt.node.propose(command));
+    this.batcher = new AppendBatcher((command) => rt.node.propose(command), undefined, this.stages);
   }
 
-  async append(streamId: string, body: AppendBodyDto): Promise<AppendResponse> {
+  /** `receivedMs`: performance.now() when the request's head was read, for the `http` stage. */
+  async append(streamId: string, body: AppendBodyDto, receivedMs?: number): Promise<AppendResponse> {
     const command = prepareAppend(
       { streamId, expectedRevision: body.expectedRevision, events: body.events },
       this.limits,
@@ -48,7 +51,9 @@ export class StreamsService {
       randomUUID,
     );
     this.rt.requireLeaderToPropose();
-    return toAppendResponse(await this.batcher.submit(encodeCommand(command)));
+    const encoded = encodeCommand(command);
+    if (receivedMs !== undefined) this.stages.observe('http', performance.now() - receivedMs);
+    return toAppendResponse(await this.batcher.submit(encoded));
   }
 
   async readStream(streamId: string, q: ReadStreamQuery): Promise<StreamPage> {

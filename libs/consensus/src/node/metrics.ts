@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { Role } from '../core/ready';
 import { NodeId } from '../core/types';
+import { ProposalStages } from './proposals';
 
 /** Hooks the node calls as it works. Every method is cheap and must not throw. */
 export interface RaftNodeMetrics {
@@ -13,7 +14,28 @@ export interface RaftNodeMetrics {
   /** Leader only, sampled every tick: entries each peer's match index lags behind the leader's last index. */
   peerLag(lagEntries: Record<NodeId, number>): void;
   snapshotTaken(seconds: number, index: number): void;
+  /** A proposal made on this node was applied: the time it spent in each stage. */
+  proposalStages?(stages: ProposalStages): void;
+  /** A local snapshot was taken: the time of its parts. */
+  snapshotStages?(stages: SnapshotStages): void;
 }
+
+/** Milliseconds of one local snapshot's parts. */
+export interface SnapshotStages {
+  /** The synchronous part of the state machine's snapshot() call: the event loop was held this long. */
+  captureSyncMs: number;
+  /** snapshot() called until its content was ready (sync part included). */
+  captureMs: number;
+  /** Storing the content (hard links or copies, fsyncs). */
+  writeMs: number;
+  /** Compacting the log behind it. */
+  compactMs: number;
+}
+
+/** Seconds; fine below a millisecond (single appends), coarse up to the seconds a stall can take. */
+export const stageBuckets = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+];
 
 const roles: Role[] = ['follower', 'pre-candidate', 'candidate', 'leader', 'learner'];
 
@@ -31,6 +53,11 @@ export class PromRaftMetrics implements RaftNodeMetrics {
   private readonly peerLagEntries: Gauge<'peer'>;
   private readonly snapshotSeconds: Histogram;
   private readonly snapshotIndex: Gauge;
+  private readonly stageSeconds: Histogram<'stage'>;
+  private readonly stagePersist: Histogram.Internal<'stage'>;
+  private readonly stageQuorum: Histogram.Internal<'stage'>;
+  private readonly stageApply: Histogram.Internal<'stage'>;
+  private readonly snapshotStageSeconds: Histogram<'stage'>;
 
   constructor(registry: Registry, prefix = 'raft_') {
     const registers = [registry];
@@ -81,6 +108,23 @@ export class PromRaftMetrics implements RaftNodeMetrics {
       buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 30],
       registers,
     });
+    this.stageSeconds = new Histogram({
+      name: `${prefix}proposal_stage_seconds`,
+      help: 'Where a proposal made on this node spent its time until applied: persist (proposed until durable in the local log), quorum (durable until known committed), apply (committed until applied)',
+      labelNames: ['stage'],
+      buckets: stageBuckets,
+      registers,
+    });
+    this.stagePersist = this.stageSeconds.labels({ stage: 'persist' });
+    this.stageQuorum = this.stageSeconds.labels({ stage: 'quorum' });
+    this.stageApply = this.stageSeconds.labels({ stage: 'apply' });
+    this.snapshotStageSeconds = new Histogram({
+      name: `${prefix}snapshot_stage_seconds`,
+      help: "A local snapshot's parts: capture_sync (held the event loop inside the state machine's snapshot call), capture (until its content was ready), write (stored), compact (log compacted behind it)",
+      labelNames: ['stage'],
+      buckets: stageBuckets,
+      registers,
+    });
     this.snapshotIndex = new Gauge({
       name: `${prefix}snapshot_index`,
       help: 'Index of the latest local snapshot',
@@ -108,6 +152,20 @@ export class PromRaftMetrics implements RaftNodeMetrics {
   peerLag(lagEntries: Record<NodeId, number>): void {
     this.peerLagEntries.reset();
     for (const [peer, lag] of Object.entries(lagEntries)) this.peerLagEntries.set({ peer }, lag);
+  }
+
+  proposalStages(stages: ProposalStages): void {
+    this.stagePersist.observe(stages.persistMs / 1000);
+    this.stageQuorum.observe(stages.quorumMs / 1000);
+    this.stageApply.observe(stages.applyMs / 1000);
+  }
+
+  snapshotStages(stages: SnapshotStages): void {
+    const h = this.snapshotStageSeconds;
+    h.observe({ stage: 'capture_sync' }, stages.captureSyncMs / 1000);
+    h.observe({ stage: 'capture' }, stages.captureMs / 1000);
+    h.observe({ stage: 'write' }, stages.writeMs / 1000);
+    h.observe({ stage: 'compact' }, stages.compactMs / 1000);
   }
 
   snapshotTaken(seconds: number, index: number): void {

@@ -1,6 +1,6 @@
 import { emptyConfig } from '../core/types';
 import { AppliedConfigs } from './applied-configs';
-import { PendingProposals } from './proposals';
+import { PendingProposals, ProposalStages } from './proposals';
 
 describe('PendingProposals', () => {
   it('resolves a proposal only when the entry applied at its index has its term', async () => {
@@ -53,5 +53,27 @@ describe('AppliedConfigs', () => {
     expect(configs.at(15)).toBe(c1);
     expect(() => configs.at(5)).toThrow(/before the oldest/);
     expect(() => configs.record(20, c0)).toThrow(/recorded after/);
+  });
+
+  it('reports the time each applied proposal spent being persisted, acknowledged by a quorum and applied', async () => {
+    const seen: ProposalStages[] = [];
+    const p = new PendingProposals('n1', (s) => seen.push(s));
+    const a = p.add(1, 1, Number.MAX_SAFE_INTEGER, 100);
+    const b = p.add(2, 1, Number.MAX_SAFE_INTEGER, 104);
+    p.markPersisted(1, 110); // one fsync covered entry 1 only
+    p.markPersisted(2, 113);
+    p.markCommitted(2, 120); // one acknowledgement committed both
+    p.settle(1, 1, 'a', 121);
+    p.settle(2, 1, 'b', 125);
+    await Promise.all([a, b]);
+    expect(seen).toEqual([
+      { persistMs: 10, quorumMs: 10, applyMs: 1 },
+      { persistMs: 9, quorumMs: 7, applyMs: 5 },
+    ]);
+    // A proposal replaced by another leader's entry is not a measurement.
+    const lost = p.add(3, 1, Number.MAX_SAFE_INTEGER, 130);
+    p.settle(3, 2, 'other', 140);
+    await expect(lost).rejects.toMatchObject({ code: 'unavailable' });
+    expect(seen).toHaveLength(2);
   });
 });

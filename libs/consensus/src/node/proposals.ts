@@ -8,8 +8,22 @@ export interface ProposalOutcome {
 interface Pending {
   term: number;
   deadlineMs: number;
+  /** Clock readings (ms) of the proposal's stages; NaN until reached. */
+  proposedMs: number;
+  persistedMs: number;
+  committedMs: number;
   resolve: (outcome: ProposalOutcome) => void;
   reject: (e: Error) => void;
+}
+
+/** Milliseconds a proposal spent in each stage on this node, reported when it is applied. */
+export interface ProposalStages {
+  /** Proposed → this node's log write durable (queueing for the pump plus the group-committed fsync). */
+  persistMs: number;
+  /** Durable here → known committed (a quorum acknowledged it). */
+  quorumMs: number;
+  /** Known committed → applied (waiting for earlier Readies in order, then the state machine). */
+  applyMs: number;
 }
 
 /**
@@ -20,29 +34,63 @@ interface Pending {
 export class PendingProposals {
   private readonly byIndex = new Map<number, Pending>();
 
-  constructor(private readonly self: string) {}
+  constructor(
+    private readonly self: string,
+    /** Called for each proposal applied with its term: where its time went. */
+    private readonly onStages: ((stages: ProposalStages) => void) | null = null,
+  ) {}
 
   get size(): number {
     return this.byIndex.size;
   }
 
-  add(index: number, term: number, deadlineMs: number): Promise<ProposalOutcome> {
+  add(index: number, term: number, deadlineMs: number, nowMs = NaN): Promise<ProposalOutcome> {
     const old = this.byIndex.get(index);
     if (old) {
       // This node leads again and reuses the index: its own log replaced the old entry, which can never commit.
       this.byIndex.delete(index);
       old.reject(this.notCommitted(index, old.term, term));
     }
-    return new Promise((resolve, reject) => this.byIndex.set(index, { term, deadlineMs, resolve, reject }));
+    return new Promise((resolve, reject) =>
+      this.byIndex.set(index, {
+        term,
+        deadlineMs,
+        proposedMs: nowMs,
+        persistedMs: NaN,
+        committedMs: NaN,
+        resolve,
+        reject,
+      }),
+    );
+  }
+
+  /**
+   * The local log is durable up to `index`. Only the stage clocks move: a proposal still resolves only when
+   * applied. Pending proposals are few (one per group-committed batch), and map order is index order but
+   * for a re-proposed index, so the walk is short and never stops early on a mis-ordered entry.
+   */
+  markPersisted(index: number, nowMs: number): void {
+    if (this.onStages === null) return;
+    for (const [i, p] of this.byIndex)
+      if (i <= index && p.persistedMs !== p.persistedMs) p.persistedMs = nowMs;
+  }
+
+  /** The node learned that the log is committed up to `index`. */
+  markCommitted(index: number, nowMs: number): void {
+    if (this.onStages === null) return;
+    for (const [i, p] of this.byIndex)
+      if (i <= index && p.committedMs !== p.committedMs) p.committedMs = nowMs;
   }
 
   /** The entry at `index` with `term` was applied with `result`. */
-  settle(index: number, term: number, result: unknown): void {
+  settle(index: number, term: number, result: unknown, nowMs = NaN): void {
     const p = this.byIndex.get(index);
     if (!p) return;
     this.byIndex.delete(index);
-    if (p.term === term) p.resolve({ index, result });
-    else p.reject(this.notCommitted(index, p.term, term));
+    if (p.term === term) {
+      if (this.onStages !== null) this.reportStages(p, nowMs);
+      p.resolve({ index, result });
+    } else p.reject(this.notCommitted(index, p.term, term));
   }
 
   /** A snapshot replaced the log up to `index`: whether those proposals committed is unknown here. */
@@ -76,6 +124,18 @@ export class PendingProposals {
     const all = [...this.byIndex.values()];
     this.byIndex.clear();
     for (const p of all) p.reject(error);
+  }
+
+  /** Stages not seen (e.g. a follower's commit learned with the entries) count as zero-length. */
+  private reportStages(p: Pending, appliedMs: number): void {
+    if (appliedMs !== appliedMs || p.proposedMs !== p.proposedMs) return;
+    const committed = p.committedMs === p.committedMs ? p.committedMs : appliedMs;
+    const persisted = p.persistedMs === p.persistedMs ? Math.min(p.persistedMs, committed) : committed;
+    this.onStages?.({
+      persistMs: Math.max(0, persisted - p.proposedMs),
+      quorumMs: Math.max(0, committed - persisted),
+      applyMs: Math.max(0, appliedMs - committed),
+    });
   }
 
   private notCommitted(index: number, term: number, committedTerm: number): NodeError {

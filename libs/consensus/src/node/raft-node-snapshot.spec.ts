@@ -76,19 +76,32 @@ describe('RaftNode snapshots', () => {
     expect(restarted.sm.value).toBe(90);
   });
 
-  it('publishes Prometheus metrics: persist latency, batch sizes, term, role and per-peer lag', async () => {
+  it('publishes Prometheus metrics: persist latency, batch sizes, term, role, per-peer lag, proposal and snapshot stages', async () => {
     const registry = new Registry();
-    cluster = await TestCluster.start(['n1'], { metrics: new PromRaftMetrics(registry) });
+    cluster = await TestCluster.start(['n1'], { metrics: new PromRaftMetrics(registry), ...snapshotPolicy });
     const leader = await cluster.waitLeader();
-    await leader.node.propose(sumCommand(1));
+    for (let i = 0; i < 25; i++) await leader.node.propose(sumCommand(1));
     let text = '';
-    for (let i = 0; i < 500 && !/raft_role\{role="leader"\} 1/.test(text); i++) {
+    for (
+      let i = 0;
+      i < 500 &&
+      !(
+        /raft_role\{role="leader"\} 1/.test(text) &&
+        /raft_snapshot_stage_seconds_count\{stage="write"\} 1/.test(text)
+      );
+      i++
+    ) {
       await new Promise((r) => setTimeout(r, 20));
       text = await registry.metrics();
     }
     expect(text).toMatch(/raft_persist_seconds_count [1-9]/);
     expect(text).toMatch(/raft_ready_entries_bucket/);
     expect(text).toMatch(/raft_role\{role="leader"\} 1/);
-    expect(text).toMatch(/raft_proposals_total\{outcome="accepted"\} 1/);
+    expect(text).toMatch(/raft_proposals_total\{outcome="accepted"\} 25/);
+    // Every proposal applied here is measured in each of its stages, and the snapshot in each of its parts.
+    for (const stage of ['persist', 'quorum', 'apply'])
+      expect(text).toContain(`raft_proposal_stage_seconds_count{stage="${stage}"} 25`);
+    for (const stage of ['capture_sync', 'capture', 'write', 'compact'])
+      expect(text).toContain(`raft_snapshot_stage_seconds_count{stage="${stage}"} 1`);
   });
 });

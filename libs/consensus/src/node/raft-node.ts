@@ -139,7 +139,11 @@ export class RaftNode implements RaftNodeApi {
       id: opts.id,
       random: opts.raft?.random ?? Math.random,
     };
-    this.proposals = new PendingProposals(opts.id);
+    const metrics = opts.metrics;
+    this.proposals = new PendingProposals(
+      opts.id,
+      metrics?.proposalStages ? (stages) => metrics.proposalStages?.(stages) : null,
+    );
   }
 
   onApplied(listener: (applied: AppliedEntry) => void): () => void {
@@ -252,7 +256,8 @@ export class RaftNode implements RaftNodeApi {
     }
     this.opts.metrics?.proposal('accepted');
     this.schedulePump();
-    return this.proposals.add(at.index, at.term, this.clock.now() + this.opts.proposalTimeoutMs);
+    const now = this.clock.now();
+    return this.proposals.add(at.index, at.term, now + this.opts.proposalTimeoutMs, now);
   }
 
   read(consistency: ReadConsistency): Promise<number> {
@@ -425,17 +430,23 @@ export class RaftNode implements RaftNodeApi {
     let persisted: Promise<void> = Promise.resolve();
     if (ready.hardState || ready.entries.length > 0 || ready.snapshotChunk) {
       const startedMs = this.clock.now();
+      const lastEntry = ready.entries.length > 0 ? ready.entries[ready.entries.length - 1].index : 0;
       try {
         persisted = this.opts.storage
           .persist({ hardState: ready.hardState, entries: ready.entries, snapshotChunk: ready.snapshotChunk })
-          .then(() =>
-            this.opts.metrics?.persisted((this.clock.now() - startedMs) / 1000, ready.entries.length),
-          );
+          .then(() => {
+            const now = this.clock.now();
+            this.opts.metrics?.persisted((now - startedMs) / 1000, ready.entries.length);
+            if (lastEntry > 0) this.proposals.markPersisted(lastEntry, now);
+          });
       } catch (e) {
         persisted = Promise.reject(e as Error);
       }
       persisted.catch(() => {}); // handled in order by complete()
     }
+    const committed = ready.committedEntries;
+    if (committed.length > 0)
+      this.proposals.markCommitted(committed[committed.length - 1].index, this.clock.now());
     for (const rs of ready.readStates) this.onReadState(rs.ctx, rs.index);
     for (const fr of ready.failedReads) {
       const error = new NodeError(
@@ -530,7 +541,7 @@ export class RaftNode implements RaftNodeApi {
       this.sinceSnapshotEntries++;
       this.sinceSnapshotBytes += e.data.byteLength;
       if (e.type === EntryType.Config) this.configs.record(e.index, decodeConfig(e.data));
-      this.proposals.settle(e.index, e.term, result);
+      this.proposals.settle(e.index, e.term, result, this.clock.now());
       for (const l of this.appliedListeners) l({ entry: e, result });
     }
   }
@@ -677,7 +688,11 @@ export class RaftNode implements RaftNodeApi {
     // Entries applied from here on count toward the next snapshot (also when this one is deferred or fails).
     this.sinceSnapshotEntries = 0;
     this.sinceSnapshotBytes = 0;
-    const snap = await stateMachine.snapshot();
+    const snapshotting = stateMachine.snapshot();
+    // What the state machine did before handing back its promise held the event loop (and every append).
+    const captureSyncMs = this.clock.now() - startedMs;
+    const snap = await snapshotting;
+    const capturedMs = this.clock.now();
     const index = snap.index;
     // Parts let the storage hard-link the state machine's immutable files instead of copying them.
     const content = 'parts' in snap ? snap.parts : snap.data;
@@ -701,12 +716,20 @@ export class RaftNode implements RaftNodeApi {
     }
     const meta: SnapshotMeta = { index, term, config };
     await storage.saveSnapshot(meta, content);
+    const savedMs = this.clock.now();
     if (this.state !== 'running') return meta;
     this.core.snapshotTaken(meta);
     await storage.compact(Math.max(0, index - this.opts.snapshotKeepEntries));
     this.configs.pruneBefore(index);
     // The core logs "took a snapshot at index N term T" (snapshotTaken); the duration goes to the metrics.
-    this.opts.metrics?.snapshotTaken((this.clock.now() - startedMs) / 1000, index);
+    const doneMs = this.clock.now();
+    this.opts.metrics?.snapshotTaken((doneMs - startedMs) / 1000, index);
+    this.opts.metrics?.snapshotStages?.({
+      captureSyncMs,
+      captureMs: capturedMs - startedMs,
+      writeMs: savedMs - capturedMs,
+      compactMs: doneMs - savedMs,
+    });
     return meta;
   }
 
