@@ -13,10 +13,14 @@ const answer = Buffer.from(
 const server = http.createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   req.on('data', () => undefined);
   req.on('end', () => {
-    res.writeHead(201, {
+    const head: Record<string, string | number> = {
       'content-type': 'application/json; charset=utf-8',
       'content-length': answer.length,
-    });
+    };
+    // Echoed like the event store does (bench/soak.lua keeps each request's send time in it).
+    const id = req.headers['x-request-id'];
+    if (typeof id === 'string') head['x-request-id'] = id;
+    res.writeHead(201, head);
     res.end(answer);
   });
 });

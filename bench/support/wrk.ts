@@ -30,6 +30,18 @@ export interface WrkResult {
   okPerS: number;
   /** CPU used by wrk itself, in cores (1.0 = one core busy for the whole run). */
   wrkCores: number;
+  /** Per second of the run, when the script prints `WRK_TIMELINE` (bench/soak.lua). */
+  timeline?: TimelineSecond[];
+}
+
+/** One second of a run: 201 answers, other answers, and the 201s' latency (microseconds; p50/p99 within 10%). */
+export interface TimelineSecond {
+  s: number;
+  ok: number;
+  other: number;
+  p50: number;
+  p99: number;
+  max: number;
 }
 
 export interface WrkRun {
@@ -43,6 +55,8 @@ export interface WrkRun {
   stopAfterOkPerThread?: number;
   threads?: number;
   timeoutS?: number;
+  /** The Lua script (default bench/append.lua; bench/soak.lua takes the same arguments). */
+  script?: string;
 }
 
 /** Exits with install instructions when wrk is not on PATH. */
@@ -72,7 +86,7 @@ export async function runWrk(run: WrkRun): Promise<WrkResult> {
     '--timeout',
     `${run.timeoutS ?? 30}s`,
     '-s',
-    appendLua,
+    run.script ?? appendLua,
     run.url,
     '--',
     randomBytes(4).toString('hex'),
@@ -123,6 +137,8 @@ export async function spawnWrk(
   if (code !== 0 || !line)
     throw new Error(`bench: wrk ${args.join(' ')} failed (exit ${code}):\n${out}\n${err}`);
   const r = JSON.parse(line.slice('WRK_RESULT '.length)) as WrkResult;
+  const timeline = out.split('\n').find((l) => l.startsWith('WRK_TIMELINE '));
+  if (timeline) r.timeline = JSON.parse(timeline.slice('WRK_TIMELINE '.length)) as TimelineSecond[];
   const seconds = r.durationUs / 1e6;
   r.okPerS = r.ok / seconds;
   r.wrkCores = cpu / seconds;
