@@ -74,6 +74,12 @@ export interface FinalEvent {
 export interface SubscriberLog {
   subscriber: number;
   node: string;
+  /**
+   * The position its first connection asked for (`from`), which must be the first message it received.
+   * Absent means 0 (the workload subscribes with `from=0`); null for a subscription to new events only,
+   * whose first message is then taken as its start.
+   */
+  from?: number | null;
   /** Positions and ids in the order they arrived. */
   received: { position: number; id: string }[];
 }
