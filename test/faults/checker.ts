@@ -224,14 +224,52 @@ function relevant(op: Op): boolean {
   return op.outcome !== 'fail';
 }
 
-function prepare(ops: readonly Op[]): Prepared[] {
-  return ops.filter(relevant).map((op) => {
+/**
+ * Pruning that cannot change the answer. A read invoked after every other operation's (finite) return is
+ * the last thing anyone observes: whatever is linearized after it is invisible. An unknown append whose ids
+ * it does not all show therefore never wrote before it, so wherever it is placed it is a no-op (a 409, an
+ * idempotent re-send) or lands unobserved afterwards: dropping it changes no verdict and saves the search
+ * from trying it at every point. With the final reads `check` adds, this removes every unknown append
+ * that never took effect.
+ */
+function pruneUnknowns(ops: Op[]): { ops: Op[]; finalRead?: ReadOp } {
+  let finalRead: ReadOp | undefined;
+  for (const op of ops) {
+    if (op.kind !== 'read' || op.outcome !== 'ok') continue;
+    const last = ops.every(
+      (o) => o === op || (o.kind === 'append' && o.outcome === 'unknown') || o.completeMs < op.invokeMs,
+    );
+    if (last) finalRead = op;
+  }
+  if (!finalRead) return { ops };
+  const seen = new Set(finalRead.eventIds ?? []);
+  const kept = ops.filter(
+    (o) => o.kind !== 'append' || o.outcome !== 'unknown' || o.eventIds.every((id) => seen.has(id)),
+  );
+  return { ops: kept, finalRead };
+}
+
+/** The prepared operations and, if there is one, the index of the read that follows all others. */
+function prepare(ops: readonly Op[]): { P: Prepared[]; final: number } {
+  const pruned = pruneUnknowns(ops.filter(relevant));
+  const P = pruned.ops.map((op) => {
     // An unknown append may land at any time after it was sent, or never: it never has to precede anything.
     const ret =
       op.kind === 'append' && op.outcome === 'unknown' ? Infinity : Math.max(op.invokeMs, op.completeMs);
     const ids = op.kind === 'read' ? (op.eventIds ?? []) : op.eventIds;
     return { op, ret, ids, hash: hashIds(ids), key: ids.join(',') };
   });
+  return { P, final: pruned.finalRead ? pruned.ops.indexOf(pruned.finalRead) : -1 };
+}
+
+/**
+ * Before the final read is linearized every state must be a prefix of what it shows (streams only grow),
+ * so a write that leaves that prefix can be refused at once instead of failing at the final read.
+ */
+function staysPrefix(final: readonly string[] | null, state: State, ids: readonly string[]): boolean {
+  if (final === null) return true;
+  for (let i = 0; i < ids.length; i++) if (final[state.len + i] !== ids[i]) return false;
+  return true;
 }
 
 /**
@@ -245,8 +283,9 @@ export function checkLinearizable(
   const streams = new Set(ops.map((o) => o.stream));
   if (streams.size > 1) throw new Error(`checkLinearizable takes one stream, got ${[...streams].join(', ')}`);
   const maxStates = opts.maxStates ?? DEFAULT_MAX_STATES_PER_STREAM;
-  const P = prepare(ops);
+  const { P, final } = prepare(ops);
   const n = P.length;
+  const finalIds = final >= 0 ? P[final].ids : null;
 
   // Call and return entries by time; on equal times calls first, so operations that touch at one clock tick
   // count as concurrent (the clock's resolution cannot order them).
@@ -337,6 +376,9 @@ export function checkLinearizable(
       } else {
         const r = applyAppend(p.op, state, index);
         ok = appendMatches(p.op, r);
+        const finalDone = final >= 0 && (linearized[final >>> 5] & (1 << (final & 31))) !== 0;
+        if (ok && r.kind === 'ok' && r.wrote && !finalDone && !staysPrefix(finalIds, state, p.ids))
+          ok = false;
         if (ok && r.kind === 'ok' && r.wrote) {
           next = states.push(state, p.ids, p.key);
           wrote = true;
@@ -367,7 +409,7 @@ export function checkLinearizable(
       // A return entry: the operation it ends had to be linearized by now. Backtrack.
       const top = stack.pop();
       if (!top) {
-        const why = explain(P, best, bestState);
+        const why = explain(P, best, bestState, finalIds);
         return {
           linearizable: false,
           gaveUp: false,
@@ -426,7 +468,12 @@ export function describeOp(op: Op): string {
   );
 }
 
-function whyNot(p: Prepared, state: State, index: ReadonlyMap<string, number>): string {
+function whyNot(
+  p: Prepared,
+  state: State,
+  index: ReadonlyMap<string, number>,
+  finalIds: readonly string[] | null,
+): string {
   const op = p.op;
   if (op.kind === 'read') {
     const have = stateIds(state);
@@ -440,7 +487,11 @@ function whyNot(p: Prepared, state: State, index: ReadonlyMap<string, number>): 
     return `it differs from the stream at revision ${common} (read ${shortId(saw[common] ?? '-')}, stream ${shortId(have[common] ?? '-')})`;
   }
   const r = applyAppend(op, state, index);
-  if (appendMatches(op, r)) return 'it fits here, but nothing fits after it';
+  if (appendMatches(op, r)) {
+    if (r.kind === 'ok' && r.wrote && !staysPrefix(finalIds, state, p.ids))
+      return `it would write revision ${r.first}, where the final stream has ${shortId(finalIds?.[r.first] ?? '(nothing)')}`;
+    return 'it fits here, but nothing fits after it';
+  }
   switch (r.kind) {
     case 'ok':
       return r.wrote
@@ -453,7 +504,12 @@ function whyNot(p: Prepared, state: State, index: ReadonlyMap<string, number>): 
   }
 }
 
-function explain(P: Prepared[], best: number[], bestState: State): { text: string; stuck: number[] } {
+function explain(
+  P: Prepared[],
+  best: number[],
+  bestState: State,
+  finalIds: readonly string[] | null,
+): { text: string; stuck: number[] } {
   const done = new Set(best);
   const index = new Map<string, number>();
   stateIds(bestState).forEach((id, r) => index.set(id, r));
@@ -470,7 +526,9 @@ function explain(P: Prepared[], best: number[], bestState: State): { text: strin
       `${best.length} operations${lastFew.length ? ` (ending ${lastFew.join(', ')})` : ''} and leaves the stream ` +
       `at ${bestState.len} events ${idList(stateIds(bestState))}; ` +
       `none of the ${candidates.length} operations that could come next fits:`,
-    ...candidates.slice(0, 8).map((i) => `  - ${describeOp(P[i].op)}: ${whyNot(P[i], bestState, index)}`),
+    ...candidates
+      .slice(0, 8)
+      .map((i) => `  - ${describeOp(P[i].op)}: ${whyNot(P[i], bestState, index, finalIds)}`),
   ];
   if (candidates.length > 8) lines.push(`  - … and ${candidates.length - 8} more`);
   return { text: lines.join('\n'), stuck: candidates.map((i) => P[i].op.id) };
@@ -628,37 +686,61 @@ function checkAcknowledged(
   }
 }
 
+/**
+ * Each subscriber against the reference `$all` as a sequence: every message is the event that follows the
+ * previous one there (so a hole in `$all` itself is reported once, as a gap, not again per subscriber), the
+ * first is at its `from`, the last is the end of `$all`.
+ */
 function checkSubscribers(history: History, ref: { node: string; all: FinalEvent[] }, out: Anomalies): void {
-  const lastPosition = ref.all.length - 1;
+  const indexOf = new Map<number, number>();
+  ref.all.forEach((e, i) => indexOf.set(e.position, i));
+  const positions = (from: number, to: number) => {
+    const ps = ref.all.slice(from, to).map((e) => e.position);
+    return ps.length > 4 ? `${ps.slice(0, 2).join(', ')} … ${ps[ps.length - 1]}` : ps.join(', ');
+  };
   for (const sub of history.subscribers) {
     const problems: string[] = [];
     const seen = new Set<number>();
-    let high: number | undefined;
+    const from = sub.from === undefined ? 0 : sub.from;
+    // The index in $all it should receive next, once known.
+    let next: number | undefined = from === null ? undefined : (indexOf.get(from) ?? ref.all.length);
+    if (
+      from !== null &&
+      from > 0 &&
+      !indexOf.has(from) &&
+      from <= (ref.all[ref.all.length - 1]?.position ?? -1)
+    )
+      problems.push(`it asked for position ${from}, which ${ref.node}'s $all does not have`);
     for (let k = 0; k < sub.received.length; k++) {
       const { position, id } = sub.received[k];
       if (seen.has(position)) {
         problems.push(`message ${k}: position ${position} again (duplicate)`);
         continue;
       }
-      if (high !== undefined && position < high)
-        problems.push(`message ${k}: position ${position} after ${high} (out of order)`);
-      else if (high !== undefined && position > high + 1)
-        problems.push(
-          `message ${k}: position ${position} after ${high}, skipping ${high + 1}..${position - 1}`,
-        );
-      const e = position >= 0 && position < ref.all.length ? ref.all[position] : undefined;
-      if (!e) problems.push(`message ${k}: position ${position}, which ${ref.node}'s $all does not have`);
-      else if (e.id !== id)
-        problems.push(
-          `message ${k}: position ${position} carried ${shortId(id)}, $all has ${shortId(e.id)} there`,
-        );
       seen.add(position);
-      high = high === undefined ? position : Math.max(high, position);
+      const i = indexOf.get(position);
+      if (i === undefined) {
+        problems.push(`message ${k}: position ${position}, which ${ref.node}'s $all does not have`);
+        continue;
+      }
+      if (ref.all[i].id !== id)
+        problems.push(
+          `message ${k}: position ${position} carried ${shortId(id)}, $all has ${shortId(ref.all[i].id)} there`,
+        );
+      if (next !== undefined && i < next)
+        problems.push(
+          `message ${k}: position ${position} after ${ref.all[next - 1]?.position} (out of order)`,
+        );
+      else if (next !== undefined && i > next)
+        problems.push(`message ${k}: position ${position}, skipping ${positions(next, i)}`);
+      next = next === undefined ? i + 1 : Math.max(next, i + 1);
     }
-    if (lastPosition >= 0 && high !== lastPosition)
-      problems.push(
-        `it ended at ${high === undefined ? 'nothing received' : `position ${high}`}, $all ends at ${lastPosition}`,
-      );
+    if (next !== undefined && next < ref.all.length) {
+      const got = sub.received.length
+        ? `its last message was position ${sub.received[sub.received.length - 1].position}`
+        : 'it received nothing';
+      problems.push(`${got}, but $all goes on to ${positions(next, ref.all.length)}`);
+    }
     if (problems.length) {
       const shown = problems.slice(0, 5).join('; ');
       const more = problems.length > 5 ? `; … ${problems.length - 5} more` : '';
