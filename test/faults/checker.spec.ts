@@ -299,14 +299,17 @@ describe('checker: histories that must be reported', () => {
       const v = expectReported(withReceived([0, 1, 3]), 'subscriber');
       expect(kinds(v)).toEqual(['subscriber']);
       expect(v.anomalies[0].message).toContain('subscriber 2');
+      expect(v.anomalies[0].message).toContain('skipping 2');
     });
 
     it('that received an event twice', () => {
-      expectReported(withReceived([0, 1, 1, 2, 3]), 'subscriber');
+      const v = expectReported(withReceived([0, 1, 1, 2, 3]), 'subscriber');
+      expect(v.anomalies[0].message).toContain('position 1 again (duplicate)');
     });
 
     it('that received events out of order', () => {
-      expectReported(withReceived([0, 2, 1, 3]), 'subscriber');
+      const v = expectReported(withReceived([0, 2, 1, 3]), 'subscriber');
+      expect(v.anomalies[0].message).toContain('position 1 after 2 (out of order)');
     });
 
     it('that stopped before the end of $all', () => {
