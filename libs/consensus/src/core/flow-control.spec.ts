@@ -74,6 +74,40 @@ describe('flow control', () => {
     expect(s.core.status().progress.n2).toMatchObject({ state: 'probe', next: 1 });
   });
 
+  it('only the first rejection of a window restarts replication; rejections of older messages are stale', () => {
+    // Found by the simulator's swarm (a reordering network, one entry per message, 64 in flight): every stale
+    // rejection restarted the window, each restart drew more rejections, and the messages multiplied.
+    const s = leaderWith({ inflightMsgsMax: 64, msgBytesMax: 1 });
+    s.core.step(ack('n2', 2, 2));
+    s.persist();
+    for (let i = 0; i < 6; i++) s.core.propose(bytes(1));
+    const window = appendsTo(s.persist().messages, 'n2').filter((m) => m.entries.length > 0);
+    expect(window.map((m) => m.prevLogIndex)).toEqual([2, 3, 4, 5, 6, 7]);
+    // Index 3 is delayed on the way; the follower rejects every later message of the window.
+    const reject = (m: AppendRequest) =>
+      s.core.step({
+        type: 'AppendResponse',
+        from: 'n2',
+        to: 'n1',
+        term: 2,
+        success: false,
+        matchIndex: 0,
+        conflictTerm: 0,
+        conflictIndex: 3,
+        lastLogIndex: 2,
+        seq: m.seq,
+      });
+    reject(window[1]);
+    expect(s.core.status().progress.n2).toMatchObject({ state: 'probe', next: 3 });
+    const probe = appendsTo(s.persist().messages, 'n2');
+    expect(probe.map((m) => m.prevLogIndex)).toEqual([2]);
+    for (const m of window.slice(2)) reject(m);
+    expect(appendsTo(s.persist().messages, 'n2')).toEqual([]);
+    // The probe's own rejection is news: it is acted on.
+    reject(probe[0]);
+    expect(appendsTo(s.persist().messages, 'n2').map((m) => m.prevLogIndex)).toEqual([2]);
+  });
+
   it('a heartbeat carries commit = min(follower match, commit)', () => {
     const s = leaderWith({ heartbeatTicks: 1 });
     s.core.step(ack('n2', 2, 2));

@@ -88,6 +88,11 @@ export class Progress {
   ackedSeq = 0;
   /** Sequence number of the last AppendRequest carrying entries (detects lost appends). */
   lastAppendSeq = 0;
+  /**
+   * Rejections of messages sent before this sequence number are stale: the last rejection acted on restarted
+   * replication from the follower's position after all of them had been sent.
+   */
+  rejectionsFromSeq = 0;
   snapshot: SnapshotTransfer | null = null;
 
   constructor(next: number, inflightMsgsMax: number, inflightBytesMax?: number) {

@@ -221,8 +221,13 @@ function handleAppendResponse(r: RaftCore, m: AppendResponse): void {
   if (!pr) return;
   noteResponse(r, pr, m.seq);
   if (!m.success) {
-    if (pr.state !== 'snapshot') {
+    // Only the first rejection of what was in flight counts: the probe it sends finds the follower's position.
+    // Acting on every rejection restarted the pipeline once per stale answer; with many small messages in
+    // flight on a reordering network, each restart's window drew several rejections in turn, and the
+    // messages multiplied without bound (a simulator seed reached 5 million events in 4 virtual seconds).
+    if (pr.state !== 'snapshot' && m.seq >= pr.rejectionsFromSeq) {
       pr.becomeProbe(fastBackupNext(r, m));
+      pr.rejectionsFromSeq = r.seq + 1;
       sendAppends(r, m.from);
     }
     return;
