@@ -16,7 +16,10 @@ export interface FaultRecord {
   /** What exactly was done (targets, halves, rates). */
   detail: string;
   targets: string[];
+  /** When the fault was fully in effect (every rule in place, the process killed or stopped): measures start here. */
   startMs: number;
+  /** When injecting it began (a partition of 5 nodes takes a dozen iptables commands). */
+  injectStartMs: number;
   /** When the heal began (ms since the run started); null if it never was (harness error). */
   healMs: number | null;
   /** When the heal was done (restarted nodes answer /health). */
@@ -101,6 +104,7 @@ export class Nemesis {
         detail: '',
         targets: [],
         startMs: this.opts.now(),
+        injectStartMs: this.opts.now(),
         healMs: null,
         healedMs: null,
         leaderBefore: before.leader,
@@ -112,6 +116,7 @@ export class Nemesis {
       let heal: () => Promise<void> = async () => undefined;
       try {
         heal = await this.inject(rec, before.leader);
+        rec.startMs = this.opts.now();
         log(`fault ${n} at ${(rec.startMs / 1000).toFixed(1)} s: ${kind}: ${rec.detail}`);
         await sleep(length);
       } catch (err) {

@@ -85,7 +85,7 @@ export function renderReport(
         s(f.healMs),
         f.newLeaderAfterMs === null
           ? `- (kept ${f.leaderBefore ?? 'none'})`
-          : `${s(f.newLeaderAfterMs)} (${f.newLeader})`,
+          : `${s(f.newLeaderAfterMs)} (${f.newLeader}${f.healMs !== null && f.startMs + f.newLeaderAfterMs > f.healMs ? ', after the heal' : ''})`,
         s(writesBackAfterMs(f, history.ops)),
         f.detail + (f.error ? ` ERROR: ${f.error}` : ''),
       ]),

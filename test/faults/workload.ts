@@ -235,7 +235,9 @@ export function classify(result: RawResult, kind: 'append' | 'read'): { outcome:
   const s = result.status;
   const err = (result.json as { error?: string } | undefined)?.error;
   const message = (result.json as { message?: string } | undefined)?.message;
-  const note = err ? `${s} ${err}${s === 400 && message ? `: ${message.slice(0, 160)}` : ''}` : String(s);
+  const note = err
+    ? `${s} ${err}${(s === 400 || s === 503) && message ? `: ${message.slice(0, 160)}` : ''}`
+    : String(s);
   if (kind === 'append') {
     if (s === 201) return { outcome: 'ok', note };
     // Both 409s of an append are rejections that wrote nothing; only wrong_expected_revision has actualRevision.
