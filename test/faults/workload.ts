@@ -276,7 +276,7 @@ export class Subscriber {
     private readonly url: string,
     private readonly token: string,
   ) {
-    this.log = { subscriber, node, received: [] };
+    this.log = { subscriber, node, from: 0, received: [] };
   }
 
   start(): void {
