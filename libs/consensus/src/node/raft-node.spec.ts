@@ -210,13 +210,17 @@ describe('RaftNode', () => {
     }
   });
 
-  it('a storage failure makes the node refuse writes with storage_failed, and nothing is acknowledged', async () => {
+  it('a storage failure makes the node refuse writes with storage_failed (in-flight ones end unknown), and nothing is acknowledged', async () => {
     cluster = await TestCluster.start(['n1', 'n2', 'n3']);
     const leader = await cluster.waitLeader();
     await leader.node.propose(sumCommand(1));
     leader.storage.failWrites(new Error('EIO: simulated disk failure'));
     const pending = leader.node.propose(sumCommand(100));
-    await expect(pending).rejects.toMatchObject({ code: 'storage_failed' });
+    // It was in the log (maybe on the followers too): its outcome is unknown, not refused.
+    await expect(pending).rejects.toMatchObject({
+      code: 'timeout',
+      message: expect.stringMatching(/EIO.*unknown/),
+    });
     expect(leader.node.status().storageFailed).toMatch(/EIO/);
     await expect(leader.node.propose(sumCommand(1))).rejects.toBeInstanceOf(NodeError);
     await expect(leader.node.propose(sumCommand(1))).rejects.toMatchObject({ code: 'storage_failed' });
@@ -226,7 +230,7 @@ describe('RaftNode', () => {
     expect(leader.sm.value).toBe(1);
   });
 
-  it('a proposal that cannot commit fails with timeout after proposalTimeoutMs, and stop() rejects the rest with stopped', async () => {
+  it('a proposal that cannot commit fails with timeout after proposalTimeoutMs, and stop() ends the in-flight ones unknown (timeout) and refuses new ones with stopped', async () => {
     cluster = await TestCluster.start(['n1', 'n2', 'n3'], { proposalTimeoutMs: 1_000 });
     const leader = await cluster.waitLeader();
     await leader.node.propose(sumCommand(1));
@@ -238,7 +242,10 @@ describe('RaftNode', () => {
     cluster.net.isolate(second.id);
     const stranded = second.node.propose(sumCommand(1000));
     await cluster.stopNode(second.id, false);
-    await expect(stranded).rejects.toMatchObject({ code: 'stopped' });
+    await expect(stranded).rejects.toMatchObject({
+      code: 'timeout',
+      message: expect.stringMatching(/stopping.*unknown/),
+    });
     await expect(second.node.propose(sumCommand(1))).rejects.toMatchObject({ code: 'stopped' });
     expect(second.sm.value).toBeLessThan(1000);
   });

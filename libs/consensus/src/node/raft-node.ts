@@ -771,7 +771,11 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private rejectEverything(error: NodeError): void {
-    this.proposals.rejectAll(error);
+    // A proposal in the log may already be on a majority and commit under the next leader: its outcome is
+    // unknown (retry with the same ids), never a definite refusal.
+    this.proposals.rejectAll(
+      new NodeError('timeout', `${error.message}; the outcome of this proposal is unknown, retry`),
+    );
     this.waiters.rejectAll(error);
     for (const [ctx] of this.pendingReads) this.onFailedRead(ctx, error);
     for (const batch of this.readBatches) for (const c of batch.callers) c.reject(error);
