@@ -8,12 +8,13 @@
  */
 import { CustomTransportStrategy, Server } from '@nestjs/microservices';
 import { BaseRpcContext } from '@nestjs/microservices/ctx-host/base-rpc.context';
-import { Message, NodeId, PeerTransport, TcpPeerTransport } from '@app/consensus';
+import { Message, NodeId, PeerTransport, TcpPeerTransport, TransportEvents } from '@app/consensus';
 
 export const RAFT_MESSAGE_PATTERN = 'raft.message';
 
 export class RaftTransportStrategy extends Server implements CustomTransportStrategy {
   private handler: ((m: Message) => void) | null;
+  private events: TransportEvents = {};
   private starting: Promise<void> | null = null;
 
   constructor(
@@ -37,8 +38,9 @@ export class RaftTransportStrategy extends Server implements CustomTransportStra
     await this.transport.close();
   }
 
-  setHandler(handler: (m: Message) => void): void {
+  setHandler(handler: (m: Message) => void, events: TransportEvents = {}): void {
     this.handler = handler;
+    this.events = events;
   }
 
   /**
@@ -47,8 +49,8 @@ export class RaftTransportStrategy extends Server implements CustomTransportStra
    */
   peerTransport(): PeerTransport {
     return {
-      start: async (onMessage) => {
-        this.setHandler(onMessage);
+      start: async (onMessage, events) => {
+        this.setHandler(onMessage, events);
         await this.ensureStarted();
       },
       send: (messages) => this.transport.send(messages),
@@ -68,7 +70,10 @@ export class RaftTransportStrategy extends Server implements CustomTransportStra
   }
 
   private ensureStarted(): Promise<void> {
-    this.starting ??= this.transport.start((m) => this.dispatch(m));
+    // The node's events go through a field: the node may register after Nest started the transport.
+    this.starting ??= this.transport.start((m) => this.dispatch(m), {
+      peerGone: (peer) => this.events.peerGone?.(peer),
+    });
     return this.starting;
   }
 

@@ -49,6 +49,21 @@ export interface RaftCoreApi {
   transferLeadership(to: NodeId | null): void;
   /** Start an election now (tests; a single-node cluster elects itself on its first timeout anyway). */
   campaign(): void;
+  /**
+   * The shell learned that `id`'s process is gone (its Raft port refuses connections). If `id` is this
+   * follower's leader, the follower forgets it: it reports no leader and answers (pre-)vote requests again,
+   * as it would once the election timeout passed without a word from the leader. Returns whether it did.
+   * Only timing changes (no safety property rests on when a follower gives up on its leader); a wrong hint
+   * about a live leader lets this one node vote early, and a majority must be wrong for an election to win.
+   * Ignored with lease reads on: then the old leader's lease must run out first.
+   */
+  leaderGone(id: NodeId): boolean;
+  /**
+   * A promotable follower with no known leader starts a (pre-)election now, or a pre-candidate starts its
+   * pre-vote round again (it changes no term: the voters that ignored the first round may answer now); false
+   * (nothing done) otherwise.
+   */
+  campaignIfLeaderless(): boolean;
   hasReady(): boolean;
   ready(): Ready;
   advance(ready: Ready): void;

@@ -314,4 +314,69 @@ describe('elections', () => {
     expect(s.core.status().role).toBe('learner');
     expect(s.core.hasReady()).toBe(false);
   });
+
+  describe('a hint that the leader is gone (its Raft port refuses connections)', () => {
+    const heartbeat = {
+      type: 'AppendRequest',
+      from: 'n1',
+      to: 'n2',
+      term: 1,
+      prevLogIndex: 1,
+      prevLogTerm: 1,
+      entries: [],
+      leaderCommit: 1,
+      seq: 1,
+    } as const;
+    const followerOfN1 = (opts: { leaseReads?: boolean } = {}) => {
+      const s = soloCore(
+        'n2',
+        ['n1', 'n2', 'n3'],
+        { terms: [1], term: 1 },
+        { keepStartupGuard: true, electionTicks: 10, ...opts },
+      );
+      s.core.step(heartbeat);
+      s.persist();
+      return s;
+    };
+
+    it('makes a follower forget its leader and answer vote requests at once', () => {
+      const s = followerOfN1();
+      s.core.step(voteRequest('n3', 'n2', 2, 1, 1));
+      expect(s.core.hasReady()).toBe(false); // still guarded by the live leader
+      expect(s.core.leaderGone('n3')).toBe(false); // not its leader: nothing changes
+      expect(s.core.leaderGone('n1')).toBe(true);
+      expect(s.core.status().leaderId).toBeNull();
+      s.core.step(voteRequest('n3', 'n2', 2, 1, 1));
+      expect(votesIn(s.persist().persistedMessages)[0].granted).toBe(true);
+    });
+
+    it('lets a leaderless follower start a pre-vote round at once, and a pre-candidate start it again', () => {
+      const s = followerOfN1();
+      expect(s.core.campaignIfLeaderless()).toBe(false); // it has a leader
+      s.core.leaderGone('n1');
+      expect(s.core.campaignIfLeaderless()).toBe(true);
+      expect(s.core.status().role).toBe('pre-candidate');
+      expect(s.core.term).toBe(1); // a pre-vote changes no term
+      const first = s.persist();
+      expect(
+        [...first.messages, ...first.persistedMessages].filter((m) => m.type === 'VoteRequest'),
+      ).toHaveLength(2);
+      expect(s.core.campaignIfLeaderless()).toBe(true);
+      const again = s.persist();
+      expect(
+        [...again.messages, ...again.persistedMessages].filter((m) => m.type === 'VoteRequest'),
+      ).toHaveLength(2);
+      // A leader of the term appears: nothing more to do.
+      s.core.step({ ...heartbeat, term: 2, from: 'n3' });
+      expect(s.core.campaignIfLeaderless()).toBe(false);
+    });
+
+    it('is ignored with lease reads on: the old leader may still serve reads under its lease', () => {
+      const s = followerOfN1({ leaseReads: true });
+      expect(s.core.leaderGone('n1')).toBe(false);
+      expect(s.core.status().leaderId).toBe('n1');
+      s.core.step(voteRequest('n3', 'n2', 2, 1, 1));
+      expect(s.core.hasReady()).toBe(false);
+    });
+  });
 });

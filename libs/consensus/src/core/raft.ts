@@ -209,6 +209,22 @@ export class RaftCore implements RaftCoreApi {
     this.startCampaign(false);
   }
 
+  leaderGone(id: NodeId): boolean {
+    // With lease reads the guard also protects the old leader's lease: only its expiry may lift it.
+    if (this.state !== 'follower' || this.leaderId !== id || this.opts.leaseReads) return false;
+    this.leaderId = null;
+    this.logLine(`lost leader ${id}: its process is gone`);
+    return true;
+  }
+
+  campaignIfLeaderless(): boolean {
+    const waiting = this.state === 'follower' || (this.state === 'pre-candidate' && this.opts.preVote);
+    if (!waiting || this.leaderId !== null || !this.promotable()) return false;
+    this.electionElapsed = 0;
+    this.startCampaign(false);
+    return true;
+  }
+
   snapshotTaken(meta: SnapshotMeta): void {
     if (meta.index > this.log.applying) {
       throw new Error(

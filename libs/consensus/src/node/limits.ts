@@ -21,3 +21,16 @@ export const catchUpTimeoutMsDefault = 60_000;
 
 /** Start-up scans the applied part of the log for configuration entries, this many bytes per read. */
 export const configScanBytesMax = 4 * 1024 * 1024;
+
+/**
+ * When the leader's process is gone (its Raft port refuses connections), the remaining voters campaign in the
+ * order of their ids: the first after leaderGoneFirstMs (+ jitter), each next one leaderGoneStepMs later, so
+ * that followers which all saw the leader die do not split the vote. The first wait lets the others notice
+ * too (a voter that still counts on its leader ignores vote requests). Each later one campaigns only if no
+ * leader appeared meanwhile.
+ */
+export const leaderGoneFirstMs = 5;
+export const leaderGoneStepMs = 40;
+export const leaderGoneJitterMs = 10;
+/** A voter whose first round failed (the others had not noticed yet) tries once more this much later. */
+export const leaderGoneRetryMs = 150;

@@ -41,9 +41,18 @@ export type SnapshotContent = AsyncIterable<Uint8Array> | SnapshotPart[];
 export type StateMachineSnapshot =
   { index: number; data: AsyncIterable<Uint8Array> } | { index: number; parts: SnapshotPart[] };
 
+/** What a transport may tell the node besides messages. */
+export interface TransportEvents {
+  /**
+   * A connection to `peer` was refused: no process listens on its Raft address (it died or is
+   * restarting). A hint for fast failover, never a basis for safety: see RaftCoreApi.leaderGone.
+   */
+  peerGone?(peer: NodeId): void;
+}
+
 export interface PeerTransport {
   /** Starts listening; every authenticated inbound message is passed to `onMessage`. */
-  start(onMessage: (message: Message) => void): Promise<void>;
+  start(onMessage: (message: Message) => void, events?: TransportEvents): Promise<void>;
   /** Best effort, never throws, never blocks: a message to an unreachable peer is dropped. */
   send(messages: Message[]): void;
   /** Where to reach each peer (raft host:port). Called whenever the configuration changes. */

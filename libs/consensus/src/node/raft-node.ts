@@ -19,6 +19,10 @@ import {
   applySliceMsMax,
   catchUpSlackEntries,
   catchUpTimeoutMsDefault,
+  leaderGoneFirstMs,
+  leaderGoneJitterMs,
+  leaderGoneRetryMs,
+  leaderGoneStepMs,
   configScanBytesMax,
   readiesInflightMax,
   stopTransferTimeoutMs,
@@ -200,7 +204,7 @@ export class RaftNode implements RaftNodeApi {
     this.softState = { leaderId: null, role: this.core.status().role };
     this.emitSoftState();
     this.refreshPeers();
-    await this.opts.transport.start((m) => this.onMessage(m));
+    await this.opts.transport.start((m) => this.onMessage(m), { peerGone: (id) => this.onPeerGone(id) });
     this.state = 'running';
     this.cancelTicks = this.scheduler.every(this.opts.tickMs, () => this.onTick());
     this.logger.log(
@@ -360,6 +364,30 @@ export class RaftNode implements RaftNodeApi {
   }
 
   // ---- inputs --------------------------------------------------------------------------------------
+
+  /** The transport found `peer`'s Raft port closed: fast failover if it was our leader (see limits.ts). */
+  private onPeerGone(peer: NodeId): void {
+    if (this.state !== 'running' || this.failure !== null) return;
+    if (!this.core.leaderGone(peer)) return;
+    this.logger.log(`node ${this.id}: leader ${peer} is gone (its Raft port refuses connections)`);
+    this.schedulePump();
+    const voters = this.core
+      .status()
+      .config.voters.filter((id) => id !== peer)
+      .sort();
+    const rank = voters.indexOf(this.id);
+    if (rank < 0) return;
+    const delayMs =
+      leaderGoneFirstMs + rank * leaderGoneStepMs + this.raftOptions.random() * leaderGoneJitterMs;
+    // A second round in case the first met voters that had not yet noticed (they ignore vote requests).
+    for (const atMs of [delayMs, delayMs + leaderGoneRetryMs]) {
+      const cancel = this.scheduler.every(atMs, () => {
+        cancel();
+        if (this.state !== 'running' || this.failure !== null) return;
+        if (this.core.campaignIfLeaderless()) this.schedulePump();
+      });
+    }
+  }
 
   private onMessage(m: Parameters<RaftCoreApi['step']>[0]): void {
     if (this.state !== 'running' || this.failure !== null) return;

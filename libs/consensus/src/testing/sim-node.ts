@@ -19,6 +19,7 @@ import {
   Scheduler,
   StateMachine,
   StateMachineSnapshot,
+  TransportEvents,
 } from '../node/ports';
 import { ClusterChecker, Violation } from './checkers';
 import { CounterStateMachine, entryKey } from './counter-state-machine';
@@ -120,6 +121,7 @@ export class SimNode {
   private storage: MemoryNodeStorage | null = null;
   private machine: SimStateMachine;
   private handler: ((m: Message) => void) | null = null;
+  private transportEvents: TransportEvents = {};
   private durableHard: HardState = { term: 0, vote: null, commit: 0 };
   private commitSeen = 0;
   private hardCommitSeen = 0;
@@ -236,6 +238,13 @@ export class SimNode {
     this.lastStatus = null;
   }
 
+  /** The transport's hint that `peer`'s process is gone (a refused connection), true or not. */
+  peerGone(peer: NodeId): void {
+    if (!this.up || this.handler === null) return;
+    this.host.trace.note(this.host.now(), `${this.id} hears that ${peer}'s port refuses connections`);
+    this.transportEvents.peerGone?.(peer);
+  }
+
   /** A message arrives from the network. */
   deliver(m: Message): void {
     if (!this.up || this.handler === null) return;
@@ -321,8 +330,10 @@ export class SimNode {
 
   private transportFor(inc: number): PeerTransport {
     return {
-      start: async (onMessage) => {
-        if (inc === this.incarnation) this.handler = onMessage;
+      start: async (onMessage, events) => {
+        if (inc !== this.incarnation) return;
+        this.handler = onMessage;
+        this.transportEvents = events ?? {};
       },
       send: (messages) => {
         if (inc === this.incarnation && this.up) this.sendChecked(messages);
@@ -413,6 +424,8 @@ export class SimNode {
           this.transfersAccepted++;
         }),
       campaign: () => call('campaign', () => core.campaign()),
+      leaderGone: (id) => call('leaderGone', () => core.leaderGone(id)),
+      campaignIfLeaderless: () => call('campaignIfLeaderless', () => core.campaignIfLeaderless()),
       hasReady: () => call('hasReady', () => core.hasReady()),
       ready: () =>
         call('ready', () => {

@@ -150,6 +150,8 @@ const echoingStaleSeqCore: CoreFactory = (options, log, initial) => {
     changeMembership: (change) => core.changeMembership(change),
     transferLeadership: (to) => core.transferLeadership(to),
     campaign: () => core.campaign(),
+    leaderGone: (id) => core.leaderGone(id),
+    campaignIfLeaderless: () => core.campaignIfLeaderless(),
     hasReady: () => core.hasReady(),
     ready: () => {
       const rd = core.ready();

@@ -65,6 +65,8 @@ type SimEvent =
   | { k: 'stop'; id: NodeId }
   | { k: 'crash' }
   | { k: 'crashNode'; id: NodeId }
+  /** `to`'s transport finds `about`'s Raft port refusing connections (RaftNode's fast-failover hint). */
+  | { k: 'peerGone'; to: NodeId; about: NodeId }
   | { k: 'partition' }
   | { k: 'heal' }
   | { k: 'propose' }
@@ -79,6 +81,13 @@ const EVENTS_PER_RUN_MAX = 5_000_000;
 const LIVENESS_CHECK_EVERY_MS = 10;
 /** Share of crash events that take down every node at once. */
 const POWER_OUTAGE_RATE = 0.05;
+/**
+ * How often a crash is noticed by a peer that can reach the crashed node's host (its port refuses the next
+ * dial): drawn per seed from these, so some seeds never notice (a host that died takes its RST with it).
+ */
+const CRASH_NOTICE_RATES = [0, 0.5, 0.9, 1];
+/** Per crash, the chance of a wrong hint too: a live node said to be gone (a port that refused once, say). */
+const WRONG_HINT_RATE = 0.1;
 const TRACE_TAIL_DEFAULT = 80;
 /** Events between two real macrotask turns (the others settle with drainMicrotasks, ~15x cheaper). */
 const MACROTASK_EVERY_EVENTS = 256;
@@ -167,11 +176,16 @@ export class Simulation implements NodeHost {
   private pendingViolation: Violation | null = null;
   private readonly touchedNodes = new Set<SimNode>();
   private sinceMacrotask = 0;
+  /** Its own stream, so that the hints do not shift the other draws of a seed. */
+  private readonly hints: Prng;
+  private readonly crashNoticeRate: number;
 
   constructor(private readonly options: SimOptions) {
     this.s = options.scenario;
     this.prng = new Prng(this.s.seed);
     this.network = new SimNetwork(this.prng.derive('network'), this.s.network);
+    this.hints = this.prng.derive('peer-gone hints');
+    this.crashNoticeRate = this.hints.pick(CRASH_NOTICE_RATES);
     this.trace = new TraceRing(options.traceTail ?? TRACE_TAIL_DEFAULT, options.liveTrace ?? null);
   }
 
@@ -305,10 +319,13 @@ export class Simulation implements NodeHost {
         this.crashSomeone();
         this.scheduler.after(this.prng.range(0.5, 1.5) * this.s.crashEveryMs, { k: 'crash' });
         return;
+      case 'peerGone':
+        return this.nodes.get(ev.to)?.peerGone(ev.about);
       case 'crashNode': {
         const n = this.nodes.get(ev.id)!;
         if (this.phase !== 'faults' || !n.up) return;
         n.crash();
+        this.noticeCrash(n.id);
         this.counters.crashes++;
         this.scheduler.after(this.prng.range(this.s.downMsMin, this.s.downMsMax), { k: 'restart', id: n.id });
         return;
@@ -420,6 +437,25 @@ export class Simulation implements NodeHost {
 
   // ---- faults ----
 
+  /**
+   * The peers that can reach a crashed node's host may find its port closed within a few ms (the shell then
+   * fails over early); sometimes a live node is wrongly said to be gone. Hints only change timing: any
+   * safety violation they lead to is a real bug.
+   */
+  private noticeCrash(id: NodeId): void {
+    const h = this.hints;
+    for (const n of this.liveNodes()) {
+      if (n.id === id || !this.network.canReach(n.id, id) || !h.chance(this.crashNoticeRate)) continue;
+      this.scheduler.after(h.range(0.05, 3), { k: 'peerGone', to: n.id, about: id });
+    }
+    const live = this.liveNodes();
+    if (live.length >= 2 && h.chance(WRONG_HINT_RATE)) {
+      const about = h.pick(live);
+      const to = h.pick(live.filter((n) => n !== about));
+      this.scheduler.after(h.range(0, 50), { k: 'peerGone', to: to.id, about: about.id });
+    }
+  }
+
   private crashSomeone(): void {
     const live = this.liveNodes();
     if (live.length === 0) return;
@@ -437,6 +473,7 @@ export class Simulation implements NodeHost {
     const victim =
       leader !== null && this.prng.chance(this.s.leaderCrashBias) ? leader : this.prng.pick(live);
     victim.crash();
+    this.noticeCrash(victim.id);
     this.counters.crashes++;
     this.scheduler.after(this.prng.range(this.s.downMsMin, this.s.downMsMax), {
       k: 'restart',

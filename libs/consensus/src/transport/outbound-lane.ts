@@ -37,6 +37,8 @@ export interface LaneContext {
   /** This node's advertised Raft address, sent in every Auth ('' = none). */
   advertise(): string;
   counters(peer: NodeId): PeerCounters;
+  /** A connection attempt to `peer` was refused (nothing listens there now). */
+  peerGone(peer: NodeId): void;
 }
 
 interface Queued {
@@ -46,6 +48,10 @@ interface Queued {
 }
 
 type State = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed';
+
+/** Dials after a lost control connection to tell a dead peer (refused) from a live one (accepted). */
+const probeDialsMax = 5;
+const probeRedialMs = 5;
 
 /** The delay before reconnect attempt n (n ≥ 1 consecutive failures): random in [d/2, d]. */
 export function reconnectDelayMs(failures: number, limits: TransportLimits, random: () => number): number {
@@ -67,6 +73,8 @@ export class OutboundLane {
   private flushScheduled = false;
   private failures = 0;
   private lastFailure = '';
+  /** Control lane: dials left to tell whether a peer whose connection dropped is still there (see fail()). */
+  private probesLeft = 0;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -300,6 +308,7 @@ export class OutboundLane {
       this.ctx.logger.log(`${this.describe()}: connected after ${this.failures} failed attempts`);
     this.failures = 0;
     this.lastFailure = '';
+    this.probesLeft = 0;
     this.state = 'open';
     this.flush();
   }
@@ -317,14 +326,29 @@ export class OutboundLane {
       );
     this.lastFailure = reason;
     this.state = 'backoff';
+    // A connection that was open and is now gone: the control lane dials again at once, even with nothing to
+    // send, so that a peer whose process died is known within a round trip (refused) rather than after the
+    // election timeout. A peer that merely closed one connection accepts the new one. A dying process may
+    // still take a dial and reset it: a few more dials, a few ms apart, until refused or connected.
+    if (this.lane === 'control' && wasOpen) this.probesLeft = probeDialsMax;
+    if (reason === 'ECONNREFUSED') {
+      this.probesLeft = 0;
+      this.ctx.peerGone(this.peerId);
+    }
+    const probe = this.probesLeft > 0;
+    if (probe) this.probesLeft--;
     this.timer = setTimeout(
       () => {
         this.timer = null;
         if (this.state !== 'backoff') return;
-        if (this.queue.length > this.head) this.connect();
+        if (probe || this.queue.length > this.head) this.connect();
         else this.state = 'idle';
       },
-      reconnectDelayMs(wasOpen ? 1 : this.failures, this.ctx.limits, this.ctx.random),
+      probe
+        ? wasOpen
+          ? 0
+          : probeRedialMs
+        : reconnectDelayMs(wasOpen ? 1 : this.failures, this.ctx.limits, this.ctx.random),
     );
   }
 

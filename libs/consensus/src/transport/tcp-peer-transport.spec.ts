@@ -193,6 +193,28 @@ describe('TcpPeerTransport', () => {
     expect(b2.received[0]).toMatchObject({ type: 'AppendRequest', from: 'n1' });
   });
 
+  it('tells the node when a peer it was connected to is gone (a dial right after the loss is refused)', async () => {
+    const gone: string[] = [];
+    const a = new TcpPeerTransport({
+      nodeId: 'n1',
+      listen: '127.0.0.1:0',
+      secret,
+      logger: new CapturingLogger(),
+    });
+    started.push(a);
+    await a.start(() => {}, { peerGone: (peer) => gone.push(peer) });
+    const b = await node('n2');
+    const c = await node('n3');
+    a.setPeers({ n2: b.transport.listenAddress, n3: c.transport.listenAddress });
+    a.send([heartbeat('n1', 'n2', 1), heartbeat('n1', 'n3', 1)]);
+    await waitFor('both deliveries', () => b.received.length === 1 && c.received.length === 1);
+    await b.transport.close(); // n2's process is gone: its port refuses; n3 stays
+    await waitFor('n2 reported gone, with nothing to send to it', () => gone.includes('n2'));
+    expect(gone).toEqual(['n2']);
+    a.send([heartbeat('n1', 'n3', 2)]);
+    await waitFor('n3 still served', () => c.received.length === 2);
+  });
+
   it('refuses and logs a peer with the wrong secret, delivering nothing', async () => {
     const a = await node('n1', 'another secret');
     const b = await node('n2');

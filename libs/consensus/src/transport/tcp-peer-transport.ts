@@ -34,7 +34,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { Message } from '../core/messages';
 import { NodeId } from '../core/types';
-import { PeerTransport } from '../node/ports';
+import { PeerTransport, TransportEvents } from '../node/ports';
 import { HostPort, formatHostPort, parseHostPort } from './address';
 import { messageBytesUpperBound } from './codec';
 import { InboundConnection } from './inbound-connection';
@@ -117,6 +117,7 @@ export class TcpPeerTransport implements PeerTransport {
   private server: net.Server | null = null;
   private bound: HostPort | null = null;
   private onMessage: ((m: Message) => void) | null = null;
+  private events: TransportEvents = {};
   private closing: Promise<void> | null = null;
   private authFailures = 0;
   private protocolErrors = 0;
@@ -151,6 +152,7 @@ export class TcpPeerTransport implements PeerTransport {
       tls: opts.tls ? { ca: opts.tls.ca ?? undefined } : null,
       advertise: () => this.advertised(),
       counters: (peer) => this.counters(peer),
+      peerGone: (peer) => this.events.peerGone?.(peer),
     };
   }
 
@@ -167,10 +169,11 @@ export class TcpPeerTransport implements PeerTransport {
     return this.bound ? formatHostPort(this.bound) : formatHostPort(this.listenAt);
   }
 
-  async start(onMessage: (message: Message) => void): Promise<void> {
+  async start(onMessage: (message: Message) => void, events: TransportEvents = {}): Promise<void> {
     if (this.server) throw new Error(`TcpPeerTransport of ${this.opts.nodeId}: already started`);
     if (this.closing) throw new Error(`TcpPeerTransport of ${this.opts.nodeId}: closed; create a new one`);
     this.onMessage = onMessage;
+    this.events = events;
     const t = this.opts.tls;
     const server = t
       ? tls.createServer(
