@@ -73,8 +73,10 @@ export class Nemesis {
   startMonitor(): void {
     this.monitor = (async () => {
       for (let i = 0; i < 1_000_000 && !this.stopMonitor; i++) {
+        // Stamped when the poll starts: a view asked for before a fault must not count as seen after it.
+        const t = this.opts.now();
         const { leader, term } = await this.currentLeader();
-        this.samples.push({ t: this.opts.now(), leader, term });
+        this.samples.push({ t, leader, term });
         await sleep(150);
       }
     })();
