@@ -26,7 +26,11 @@ export interface FaultRecord {
   healedMs: number | null;
   leaderBefore: string | null;
   termBefore: number;
-  /** ms from startMs until a leader other than leaderBefore, or of a higher term, was seen; null: none. */
+  /**
+   * ms from injectStartMs (a kill takes effect at once; followers see the leader's Raft port refuse and
+   * campaign early) until a poll, started after it, saw a leader other than leaderBefore or of a higher
+   * term; null: none.
+   */
   newLeaderAfterMs: number | null;
   newLeader: string | null;
   error?: string;
@@ -145,13 +149,13 @@ export class Nemesis {
       const until = k + 1 < this.faults.length ? this.faults[k + 1].startMs : Infinity;
       const s = this.samples.find(
         (x) =>
-          x.t >= f.startMs &&
+          x.t >= f.injectStartMs &&
           x.t < until &&
           x.leader !== null &&
           (x.leader !== f.leaderBefore || x.term > f.termBefore),
       );
       if (s) {
-        f.newLeaderAfterMs = s.t - f.startMs;
+        f.newLeaderAfterMs = s.t - f.injectStartMs;
         f.newLeader = s.leader;
       }
     }
