@@ -1,4 +1,4 @@
-import { Message, VoteRequest, VoteResponse } from './messages';
+import { AppendRequest, Message, VoteRequest, VoteResponse } from './messages';
 import { InteractionCluster, soloCore } from '../testing/interaction';
 
 const voteRequest = (
@@ -316,7 +316,7 @@ describe('elections', () => {
   });
 
   describe('a hint that the leader is gone (its Raft port refuses connections)', () => {
-    const heartbeat = {
+    const heartbeat: AppendRequest = {
       type: 'AppendRequest',
       from: 'n1',
       to: 'n2',
@@ -326,7 +326,7 @@ describe('elections', () => {
       entries: [],
       leaderCommit: 1,
       seq: 1,
-    } as const;
+    };
     const followerOfN1 = (opts: { leaseReads?: boolean } = {}) => {
       const s = soloCore(
         'n2',
