@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { BlockCache } from '../storage/stream-runs/block-cache';
 import { KvBlock, KvEntry, KvRunReader, writeKvRun } from '../storage/stream-runs/kv-run-file';
 import { mergeRuns } from '../storage/stream-runs/merge-thread';
-import { RUN_SUFFIX, RunInfo } from '../storage/stream-runs/run-file';
-import { CHECK_EVERY, mergeSliceMs, Merges, Slicer, writerSliceMs } from '../storage/stream-runs/yield';
+import { BATCH_ENTRIES, Batches, RUN_SUFFIX, RunInfo } from '../storage/stream-runs/run-file';
+import { mergeSliceMs, Merges, Slicer, writerSliceMs } from '../storage/stream-runs/yield';
 
 /** Where a partitioned projection keeps its partition states. */
 export interface PartitionStates {
@@ -358,13 +358,22 @@ function runNumber(name: string): number {
 }
 
 /** A frozen table's pairs in key order, encoded as JSON a slice at a time (the event loop gets turns). */
-async function* encodeTable(states: Map<string, unknown>, backlog: () => number): AsyncGenerator<KvEntry> {
-  // Folds that outpace the writer pile frozen tables up (memory, and every lookup of a new key asks each):
-  // the further behind, the longer the writer's turns, up to holding the event loop until it caught up.
-  const slicer = new Slicer(() => writerSliceMs(backlog()));
-  const keys = [...states.keys()].sort();
-  for (let k = 0; k < keys.length; k++) {
-    yield [keys[k], JSON.stringify(states.get(keys[k]) ?? null)];
-    if (k % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
-  }
+function encodeTable(states: Map<string, unknown>, backlog: () => number): Batches<KvEntry> {
+  return new Batches(
+    (async function* () {
+      // Folds that outpace the writer pile frozen tables up (memory, and every lookup of a new key asks each):
+      // the further behind, the longer the writer's turns, up to holding the event loop until it caught up.
+      const slicer = new Slicer(() => writerSliceMs(backlog()));
+      const keys = [...states.keys()].sort();
+      let batch: KvEntry[] = [];
+      for (let k = 0; k < keys.length; k++) {
+        batch.push([keys[k], JSON.stringify(states.get(keys[k]) ?? null)]);
+        if (batch.length < BATCH_ENTRIES) continue;
+        yield batch;
+        batch = [];
+        if (slicer.due()) await Slicer.yieldNow();
+      }
+      if (batch.length > 0) yield batch;
+    })(),
+  );
 }

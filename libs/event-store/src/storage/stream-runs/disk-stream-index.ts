@@ -3,8 +3,8 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { BlockCache } from './block-cache';
 import { mergeRuns } from './merge-thread';
-import { CHECK_EVERY, mergeSliceMs, Merges, Slicer, writerSliceMs } from './yield';
-import { RUN_SUFFIX, RunEntry, RunInfo, RunReader, writeRun } from './run-file';
+import { mergeSliceMs, Merges, Slicer, writerSliceMs } from './yield';
+import { BATCH_ENTRIES, Batches, RUN_SUFFIX, RunEntry, RunInfo, RunReader, writeRun } from './run-file';
 
 /**
  * The stream index on disk: stream id → the positions of its events by revision, in bounded memory.
@@ -418,13 +418,25 @@ export class DiskStreamIndex {
 }
 
 /** A table's entries in key order, giving the event loop turns. */
-async function* tableEntries(table: Table, waiting: () => number): AsyncGenerator<RunEntry> {
-  const slicer = new Slicer(() => writerSliceMs(waiting()));
-  const ids = [...table.streams.keys()].sort();
-  for (let n = 0; n < ids.length; n++) {
-    const id = ids[n];
-    const s = table.streams.get(id)!;
-    for (let k = 0; k < s.positions.length; k++) yield [id, s.firstRev + k, s.positions[k]];
-    if (n % CHECK_EVERY === 0 && slicer.due()) await Slicer.yieldNow();
-  }
+/** The table's entries in key order, in batches; the slice is checked per batch, not per stream (few busy streams hold most entries). */
+function tableEntries(table: Table, waiting: () => number): Batches<RunEntry> {
+  return new Batches(
+    (async function* () {
+      const slicer = new Slicer(() => writerSliceMs(waiting()));
+      const ids = [...table.streams.keys()].sort();
+      let batch: RunEntry[] = [];
+      for (let n = 0; n < ids.length; n++) {
+        const id = ids[n];
+        const s = table.streams.get(id)!;
+        for (let k = 0; k < s.positions.length; k++) {
+          batch.push([id, s.firstRev + k, s.positions[k]]);
+          if (batch.length < BATCH_ENTRIES) continue;
+          yield batch;
+          batch = [];
+          if (slicer.due()) await Slicer.yieldNow();
+        }
+      }
+      if (batch.length > 0) yield batch;
+    })(),
+  );
 }

@@ -1,6 +1,6 @@
 import { BlockCache, Cached } from './block-cache';
 import { BloomFilter } from './bloom';
-import { BlockRef, keyBytes, keyScratch, RunFrame, RunInfo, RunWriter } from './run-file';
+import { Batches, BlockRef, keyBytes, keyScratch, RunFrame, RunInfo, RunWriter } from './run-file';
 
 /**
  * A key → value run: an immutable file of (key, value) pairs in key order, one value per key, where the
@@ -41,7 +41,7 @@ function valueAt(block: KvBlock, k: number): string {
 export async function writeKvRun(
   file: string,
   name: string,
-  entries: Iterable<KvWriteEntry> | AsyncIterable<KvWriteEntry>,
+  entries: Iterable<KvWriteEntry> | AsyncIterable<KvWriteEntry> | Batches<KvWriteEntry>,
   keysMax: number,
   asOfPosition: number,
   sync = true,

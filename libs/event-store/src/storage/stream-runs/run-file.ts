@@ -55,6 +55,18 @@ export function compareKey(idA: string, revA: number, idB: string, revB: number)
 const WRITE_CHUNK_BYTES = 1 << 20;
 
 /**
+ * Entries handed to a run writer in arrays. An async generator that yields each entry costs a promise and
+ * microtask hops per entry and never gives the event loop a turn on its own; batches cost one await each,
+ * and the producer yields to the loop between them when its slice is used up.
+ */
+export class Batches<T> {
+  constructor(readonly batches: AsyncIterable<T[]>) {}
+}
+
+/** Entries per batch from the main thread's table writers: small enough to check the slice often. */
+export const BATCH_ENTRIES = 512;
+
+/**
  * The writing half every kind of run shares: blocks of about BLOCK_BYTES filled in place (a u32 count, then
  * the caller's encoded entries), copied one after another into one chunk buffer of WRITE_CHUNK_BYTES that goes
  * out with one write and is then reused (a buffer per block was most of the small allocations a node made
@@ -123,9 +135,21 @@ export class RunWriter {
 
   /**
    * Feeds every entry to `add` (which writes it into the block), sending chunks out as they fill. A plain
-   * iterable is read without an await per entry (a merge on the merge thread), an async one item by item.
+   * iterable is read without an await per entry (a merge on the merge thread), Batches one await per batch
+   * (the main thread's table writes), an async iterable item by item.
    */
-  async consume<T>(entries: Iterable<T> | AsyncIterable<T>, add: (entry: T) => void): Promise<void> {
+  async consume<T>(
+    entries: Iterable<T> | AsyncIterable<T> | Batches<T>,
+    add: (entry: T) => void,
+  ): Promise<void> {
+    if (entries instanceof Batches) {
+      for await (const batch of entries.batches)
+        for (let i = 0; i < batch.length; i++) {
+          if (this.chunkFull) await this.flush();
+          add(batch[i]);
+        }
+      return;
+    }
     if (Symbol.asyncIterator in entries) {
       for await (const e of entries) {
         if (this.chunkFull) await this.flush();
@@ -222,7 +246,7 @@ export class RunWriter {
 export async function writeRun(
   file: string,
   name: string,
-  entries: Iterable<RunEntry> | AsyncIterable<RunEntry>,
+  entries: Iterable<RunEntry> | AsyncIterable<RunEntry> | Batches<RunEntry>,
   streamsMax: number,
   sync = true,
 ): Promise<RunInfo> {
