@@ -39,6 +39,12 @@ const rowSeconds = envInt('SOAK_SECONDS', 60);
 const oneConnectionSeconds = envInt('SOAK_ONE_CONNECTION_SECONDS', 20);
 const ceilingSeconds = envInt('SOAK_CEILING_SECONDS', 20);
 const printTimeline = process.env.SOAK_TIMELINE !== '0';
+/**
+ * SOAK_WATCH_METRICS=1: every node's /metrics each second too (loop delay, merges, GC per second in the
+ * timeline). Diagnostic: the scrapes cost the nodes a little, and each resets the loop-delay maximum, so the
+ * row's "loop max" is then the largest per-second one.
+ */
+const watchMetrics = process.env.SOAK_WATCH_METRICS === '1';
 const connections = (process.env.SOAK_CONNECTIONS ?? '1,32,256').split(',').map((c) => {
   const n = Number(c);
   if (!Number.isInteger(n) || n < 1) {
@@ -86,6 +92,11 @@ function parseMetrics(text: string): Sample[] {
     out.push({ name: m[1], labels, value: Number(m[3]) });
   }
   return out;
+}
+
+/** The sum of every series of `name` (all label sets). */
+function samples(all: Sample[], name: string): number {
+  return all.filter((x) => x.name === name).reduce((n, x) => n + x.value, 0);
 }
 
 function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
@@ -147,6 +158,8 @@ interface ClusterSample {
   atMs: number;
   /** Per node: leader it knows, term, snapshot index; null when it did not answer. */
   nodes: Record<string, { leaderId: string | null; term: number; snapshotIndex: number } | null>;
+  /** SOAK_WATCH_METRICS=1: per node, the longest event-loop delay since the previous sample (ms), merges and GC so far. */
+  metrics?: Record<string, { loopMaxMs: number; merges: number; gcMs: number }>;
 }
 
 class ClusterWatch {
@@ -181,7 +194,17 @@ class ClusterWatch {
           }
         }),
       );
-      this.samples.push({ atMs: started - this.t0, nodes });
+      const sample: ClusterSample = { atMs: started - this.t0, nodes };
+      if (watchMetrics) {
+        sample.metrics = {};
+        for (const [id, m] of Object.entries(await scrape(this.cluster)))
+          sample.metrics[id] = {
+            loopMaxMs: value(m, 'nodejs_eventloop_lag_max_seconds') * 1000,
+            merges: value(m, 'eventstore_merge_thread_jobs_total'),
+            gcMs: samples(m, 'nodejs_gc_duration_seconds_sum') * 1000,
+          };
+      }
+      this.samples.push(sample);
       const wait = pollMs - (performance.now() - started);
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
@@ -290,19 +313,22 @@ function snapshotsTaken(row: Row): Record<string, number> {
 
 function loopDelayMaxMs(row: Row): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const id of Object.keys(row.after))
+  for (const id of Object.keys(row.after)) {
     out[id] = value(row.after[id], 'nodejs_eventloop_lag_max_seconds') * 1000;
+    for (const w of row.watch) out[id] = Math.max(out[id], w.metrics?.[id]?.loopMaxMs ?? 0);
+  }
   return out;
 }
 
 function printRow(row: Row): void {
+  const row0 = row;
   const r = row.cluster;
   const cuts = cutsBySecond(row.watch);
   if (printTimeline && r.timeline) {
     const rows = r.timeline.map((t) => {
       const watch = row.watch.find((w) => Math.floor(w.atMs / 1000) === t.s);
       const leader = watch ? (Object.values(watch.nodes).find((n) => n?.leaderId)?.leaderId ?? '?') : '';
-      return [
+      const cells = [
         String(t.s),
         int(t.ok),
         t.other > 0 ? int(t.other) : '',
@@ -312,10 +338,35 @@ function printRow(row: Row): void {
         (cuts.get(t.s) ?? []).join(' '),
         leader,
       ];
+      if (watchMetrics) {
+        const i = row0.watch.findIndex((w) => Math.floor(w.atMs / 1000) === t.s);
+        const now = i >= 0 ? row0.watch[i].metrics : undefined;
+        const prev = i > 0 ? row0.watch[i - 1].metrics : undefined;
+        const ids = Object.keys(now ?? {}).sort();
+        cells.push(
+          ids.map((id) => (now![id].loopMaxMs || 0).toFixed(0)).join('/'),
+          ids.map((id) => (prev?.[id] ? now![id].merges - prev[id].merges : 0)).join('/'),
+          ids.map((id) => (prev?.[id] ? (now![id].gcMs - prev[id].gcMs).toFixed(0) : '-')).join('/'),
+        );
+      }
+      return cells;
     });
     process.stdout.write(
       `\nTimeline at ${row.connections} connection(s) (per second; p50/p99 within 10%, from bench/soak.lua):\n` +
-        table(['s', '201/s', 'other', 'p50', 'p99', 'max', 'cut on', 'leader'], rows) +
+        table(
+          [
+            's',
+            '201/s',
+            'other',
+            'p50',
+            'p99',
+            'max',
+            'cut on',
+            'leader',
+            ...(watchMetrics ? ['loop max ms', 'merges', 'gc ms'] : []),
+          ],
+          rows,
+        ) +
         '\n',
     );
   }
