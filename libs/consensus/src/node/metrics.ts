@@ -34,7 +34,8 @@ export interface SnapshotStages {
 
 /** Seconds; fine below a millisecond (single appends), coarse up to the seconds a stall can take. */
 export const stageBuckets = [
-  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+  0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075, 0.001, 0.0015, 0.0025, 0.005, 0.01,
+  0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 ];
 
 const roles: Role[] = ['follower', 'pre-candidate', 'candidate', 'leader', 'learner'];
