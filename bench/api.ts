@@ -32,6 +32,7 @@ import {
   sleep,
   startBenchCluster,
   stopBenchCluster,
+  nodeEnvFromProcess,
 } from './support/bench-run';
 import { envInt, int, log, ms, pct, ratio, runBench, table } from './support/report';
 import { SseCounter } from './support/sse';
@@ -58,16 +59,6 @@ const settleTimeoutMs = 60_000;
 const only = new Set(
   (process.env.BENCH_ONLY ?? 'singles,batch,subscriber,history').split(',').map((s) => s.trim()),
 );
-const passThrough = [
-  'TICK_MS',
-  'ELECTION_TICKS',
-  'SNAPSHOT_EVERY_ENTRIES',
-  'SNAPSHOT_EVERY_BYTES',
-  'SNAPSHOT_KEEP_ENTRIES',
-  'PROPOSAL_TIMEOUT_MS',
-  'LOG_LEVEL',
-  'RAFT_SEGMENT_BYTES',
-];
 
 const target = {
   appendsPerS: 20_000,
@@ -140,9 +131,7 @@ interface Results {
 }
 
 function nodeEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of passThrough) if (process.env[k]) env[k] = process.env[k]!;
-  return env;
+  return nodeEnvFromProcess();
 }
 
 async function lastPosition(cluster: ClusterHarness): Promise<number> {

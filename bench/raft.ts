@@ -28,6 +28,7 @@ import {
   filesystemOf,
   startBenchCluster,
   stopBenchCluster,
+  nodeEnvFromProcess,
 } from './support/bench-run';
 import { envInt, int, log, ms, percentile, ratio, runBench, table } from './support/report';
 import { requireWrk, wrkProblems } from './support/wrk';
@@ -42,20 +43,9 @@ const probeTimeoutMs = 3000;
 const probeInFlightPerNodeMax = 3;
 const failoverGiveUpMs = 60_000;
 const warmupS = 3;
-const passThrough = [
-  'TICK_MS',
-  'ELECTION_TICKS',
-  'SNAPSHOT_EVERY_ENTRIES',
-  'SNAPSHOT_EVERY_BYTES',
-  'PROPOSAL_TIMEOUT_MS',
-  'LOG_LEVEL',
-  'RAFT_SEGMENT_BYTES',
-];
 
 function nodeEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of passThrough) if (process.env[k]) env[k] = process.env[k]!;
-  return env;
+  return nodeEnvFromProcess();
 }
 
 const probeAgent = new http.Agent({ keepAlive: true, maxSockets: probeInFlightPerNodeMax * 2 });

@@ -31,6 +31,7 @@ import {
   repoRoot,
   startBenchCluster,
   stopBenchCluster,
+  nodeEnvFromProcess,
 } from './support/bench-run';
 import { envInt, int, log, ms, ratio, runBench, table } from './support/report';
 import { CeilingServer, requireWrk, runWrk, WrkResult, WrkRun, wrkProblems } from './support/wrk';
@@ -58,16 +59,6 @@ const eventBytes = 200;
 const streams = 1000;
 const warmupS = 5;
 const pollMs = 1000;
-const passThrough = [
-  'TICK_MS',
-  'ELECTION_TICKS',
-  'SNAPSHOT_EVERY_ENTRIES',
-  'SNAPSHOT_EVERY_BYTES',
-  'SNAPSHOT_KEEP_ENTRIES',
-  'PROPOSAL_TIMEOUT_MS',
-  'LOG_LEVEL',
-  'RAFT_SEGMENT_BYTES',
-];
 const appendStages = ['http', 'batch', 'commit', 'answer', 'total'];
 const raftStages = ['persist', 'quorum', 'apply'];
 const snapshotStages = ['capture_sync', 'capture', 'write', 'compact'];
@@ -510,8 +501,7 @@ async function main(): Promise<void> {
   log(`fsync ceiling in ${dir} (${filesystemOf(dir)})`);
   const fsync = fsyncCeiling(dir, eventBytes);
   const ceiling = await CeilingServer.start(dir);
-  const env: Record<string, string> = {};
-  for (const k of passThrough) if (process.env[k]) env[k] = process.env[k]!;
+  const env = nodeEnvFromProcess();
   log(
     `starting a 3-node cluster (${Object.keys(env).length > 0 ? JSON.stringify(env) : 'default settings'})`,
   );

@@ -44,6 +44,7 @@ import {
   sleep,
   startBenchCluster,
   stopBenchCluster,
+  nodeEnvFromProcess,
 } from './support/bench-run';
 import { waitFor } from '@app/consensus/testing';
 import { getJson } from './support/http';
@@ -73,24 +74,6 @@ const rssPollMs = 2000;
 const runsPollMs = 10_000;
 /** wrk restarts against a new leader at most this many times in one run. */
 const maxSegments = 50;
-const passThrough = [
-  'TICK_MS',
-  'ELECTION_TICKS',
-  'SNAPSHOT_EVERY_ENTRIES',
-  'SNAPSHOT_EVERY_BYTES',
-  'SNAPSHOT_KEEP_ENTRIES',
-  'PROPOSAL_TIMEOUT_MS',
-  'LOG_LEVEL',
-  'RAFT_SEGMENT_BYTES',
-  'STREAM_INDEX',
-  'STREAM_INDEX_CACHE_BYTES',
-  'PROJECTION_STATE',
-  'PROJECTION_CACHE_BYTES',
-  // glibc's allocator, read at process start (to see how much of the RSS is malloc arenas)
-  'MALLOC_ARENA_MAX',
-  'MALLOC_TRIM_THRESHOLD_',
-  'MALLOC_MMAP_THRESHOLD_',
-];
 
 /** The targets (at 2,000,000 streams). */
 const target = {
@@ -218,9 +201,16 @@ interface Results {
 }
 
 function nodeEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const k of passThrough) if (process.env[k]) env[k] = process.env[k]!;
-  return env;
+  return nodeEnvFromProcess([
+    'STREAM_INDEX',
+    'STREAM_INDEX_CACHE_BYTES',
+    'PROJECTION_STATE',
+    'PROJECTION_CACHE_BYTES',
+    // glibc's allocator, read at process start (to see how much of the RSS is malloc arenas)
+    'MALLOC_ARENA_MAX',
+    'MALLOC_TRIM_THRESHOLD_',
+    'MALLOC_MMAP_THRESHOLD_',
+  ]);
 }
 
 async function lastPosition(cluster: ClusterHarness): Promise<number> {

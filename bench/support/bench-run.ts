@@ -116,3 +116,22 @@ export async function stopBenchCluster(cluster: ClusterHarness): Promise<void> {
     keepLogsIn: path.join(repoRoot, '.bench-tmp', `logs-${path.basename(cluster.root).replace(/-\d+$/, '')}`),
   });
 }
+
+/** The node settings a benchmark passes through from its own environment to every node it starts. */
+const nodeTunables = [
+  'TICK_MS',
+  'ELECTION_TICKS',
+  'SNAPSHOT_EVERY_ENTRIES',
+  'SNAPSHOT_EVERY_BYTES',
+  'SNAPSHOT_KEEP_ENTRIES',
+  'PROPOSAL_TIMEOUT_MS',
+  'LOG_LEVEL',
+  'RAFT_SEGMENT_BYTES',
+];
+
+/** Those of `nodeTunables` (and `extra`) set in this process's environment. */
+export function nodeEnvFromProcess(extra: string[] = []): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of [...nodeTunables, ...extra]) if (process.env[k]) env[k] = process.env[k]!;
+  return env;
+}
