@@ -1,7 +1,16 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { Role } from '../core/ready';
 import { NodeId } from '../core/types';
-import { ProposalStages } from './proposals';
+
+/** Milliseconds a proposal spent in each stage on this node, reported when it is applied. */
+export interface ProposalStages {
+  /** Proposed → this node's log write durable (queueing for the pump plus the group-committed fsync). */
+  persistMs: number;
+  /** Durable here → known committed (a quorum acknowledged it). */
+  quorumMs: number;
+  /** Known committed → applied (waiting for earlier Readies in order, then the state machine). */
+  applyMs: number;
+}
 
 /** Hooks the node calls as it works. Every method is cheap and must not throw. */
 export interface RaftNodeMetrics {

@@ -1,6 +1,7 @@
 import { emptyConfig } from '../core/types';
 import { AppliedConfigs } from './applied-configs';
-import { PendingProposals, ProposalStages } from './proposals';
+import type { ProposalStages } from './metrics';
+import { PendingProposals } from './proposals';
 
 describe('PendingProposals', () => {
   it('resolves a proposal only when the entry applied at its index has its term', async () => {

@@ -1,4 +1,5 @@
 import { NodeError } from './api';
+import type { ProposalStages } from './metrics';
 
 export interface ProposalOutcome {
   index: number;
@@ -14,16 +15,6 @@ interface Pending {
   committedMs: number;
   resolve: (outcome: ProposalOutcome) => void;
   reject: (e: Error) => void;
-}
-
-/** Milliseconds a proposal spent in each stage on this node, reported when it is applied. */
-export interface ProposalStages {
-  /** Proposed → this node's log write durable (queueing for the pump plus the group-committed fsync). */
-  persistMs: number;
-  /** Durable here → known committed (a quorum acknowledged it). */
-  quorumMs: number;
-  /** Known committed → applied (waiting for earlier Readies in order, then the state machine). */
-  applyMs: number;
 }
 
 /**
