@@ -9,6 +9,7 @@ export * from './node/api';
 export * from './node/ports';
 export { RaftNode } from './node/raft-node';
 export { PromRaftMetrics, stageBuckets } from './node/metrics';
+export { StageHistogram } from './node/stage-histogram';
 export type { ProposalStages, RaftNodeMetrics, SnapshotStages } from './node/metrics';
 export { TcpPeerTransport } from './transport/tcp-peer-transport';
 export type { TcpPeerTransportOptions, TransportTls } from './transport/tcp-peer-transport';

@@ -1,5 +1,4 @@
-import { Histogram } from 'prom-client';
-import { stageBuckets } from '@app/consensus';
+import { StageHistogram, stageBuckets } from '@app/consensus';
 
 export type AppendStage = 'http' | 'batch' | 'commit' | 'answer' | 'total';
 
@@ -13,27 +12,26 @@ export type AppendStage = 'http' | 'batch' | 'commit' | 'answer' | 'total';
  * The histogram is registered by MetricsService; until then observations are kept but not served.
  */
 export class AppendStages {
-  readonly histogram = new Histogram({
-    name: 'eventstore_append_stage_seconds',
-    help: 'Append latency by stage on the serving node: http (head until handed to the batcher), batch (waiting to be proposed), commit (proposed until applied), answer (applied until the response is written), total',
-    labelNames: ['stage'],
-    buckets: stageBuckets,
-    registers: [],
-  });
-  private readonly byStage: Record<AppendStage, Histogram.Internal<'stage'>>;
+  readonly histogram = new StageHistogram(
+    'eventstore_append_stage_seconds',
+    'Append latency by stage on the serving node: http (head until handed to the batcher), batch (waiting to be proposed), commit (proposed until applied), answer (applied until the response is written), total',
+    'stage',
+    stageBuckets,
+  );
+  private readonly byStage: Record<AppendStage, (seconds: number) => void>;
 
   constructor() {
     const h = this.histogram;
     this.byStage = {
-      http: h.labels({ stage: 'http' }),
-      batch: h.labels({ stage: 'batch' }),
-      commit: h.labels({ stage: 'commit' }),
-      answer: h.labels({ stage: 'answer' }),
-      total: h.labels({ stage: 'total' }),
+      http: h.child('http'),
+      batch: h.child('batch'),
+      commit: h.child('commit'),
+      answer: h.child('answer'),
+      total: h.child('total'),
     };
   }
 
   observe(stage: AppendStage, ms: number): void {
-    this.byStage[stage].observe(ms > 0 ? ms / 1000 : 0);
+    this.byStage[stage](ms > 0 ? ms / 1000 : 0);
   }
 }

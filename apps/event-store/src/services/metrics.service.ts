@@ -52,7 +52,7 @@ export class MetricsService {
       labelNames: ['method', 'route', 'status'],
       registers,
     });
-    rt.registry.registerMetric(streams.stages.histogram);
+    rt.registry.registerMetric(streams.stages.histogram.asMetric());
     const store = rt.store;
     new Gauge({
       name: 'eventstore_last_position',

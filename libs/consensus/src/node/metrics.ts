@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { Role } from '../core/ready';
 import { NodeId } from '../core/types';
+import { StageHistogram } from './stage-histogram';
 
 /** Milliseconds a proposal spent in each stage on this node, reported when it is applied. */
 export interface ProposalStages {
@@ -63,10 +64,9 @@ export class PromRaftMetrics implements RaftNodeMetrics {
   private readonly peerLagEntries: Gauge<'peer'>;
   private readonly snapshotSeconds: Histogram;
   private readonly snapshotIndex: Gauge;
-  private readonly stageSeconds: Histogram<'stage'>;
-  private readonly stagePersist: Histogram.Internal<'stage'>;
-  private readonly stageQuorum: Histogram.Internal<'stage'>;
-  private readonly stageApply: Histogram.Internal<'stage'>;
+  private readonly stagePersist: (seconds: number) => void;
+  private readonly stageQuorum: (seconds: number) => void;
+  private readonly stageApply: (seconds: number) => void;
   private readonly snapshotStageSeconds: Histogram<'stage'>;
 
   constructor(registry: Registry, prefix = 'raft_') {
@@ -118,16 +118,16 @@ export class PromRaftMetrics implements RaftNodeMetrics {
       buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 30],
       registers,
     });
-    this.stageSeconds = new Histogram({
-      name: `${prefix}proposal_stage_seconds`,
-      help: 'Where a proposal made on this node spent its time until applied: persist (proposed until durable in the local log), quorum (durable until known committed), apply (committed until applied)',
-      labelNames: ['stage'],
-      buckets: stageBuckets,
+    const stages = new StageHistogram(
+      `${prefix}proposal_stage_seconds`,
+      'Where a proposal made on this node spent its time until applied: persist (proposed until durable in the local log), quorum (durable until known committed), apply (committed until applied)',
+      'stage',
+      stageBuckets,
       registers,
-    });
-    this.stagePersist = this.stageSeconds.labels({ stage: 'persist' });
-    this.stageQuorum = this.stageSeconds.labels({ stage: 'quorum' });
-    this.stageApply = this.stageSeconds.labels({ stage: 'apply' });
+    );
+    this.stagePersist = stages.child('persist');
+    this.stageQuorum = stages.child('quorum');
+    this.stageApply = stages.child('apply');
     this.snapshotStageSeconds = new Histogram({
       name: `${prefix}snapshot_stage_seconds`,
       help: "A local snapshot's parts: capture_sync (held the event loop inside the state machine's snapshot call), capture (until its content was ready), write (stored), compact (log compacted behind it)",
@@ -165,9 +165,9 @@ export class PromRaftMetrics implements RaftNodeMetrics {
   }
 
   proposalStages(stages: ProposalStages): void {
-    this.stagePersist.observe(stages.persistMs / 1000);
-    this.stageQuorum.observe(stages.quorumMs / 1000);
-    this.stageApply.observe(stages.applyMs / 1000);
+    this.stagePersist(stages.persistMs / 1000);
+    this.stageQuorum(stages.quorumMs / 1000);
+    this.stageApply(stages.applyMs / 1000);
   }
 
   snapshotStages(stages: SnapshotStages): void {
