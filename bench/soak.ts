@@ -312,7 +312,6 @@ function loopDelayMaxMs(row: Row): Record<string, number> {
 }
 
 function printRow(row: Row): void {
-  const row0 = row;
   const r = row.cluster;
   const cuts = cutsBySecond(row.watch);
   if (printTimeline && r.timeline) {
@@ -330,9 +329,9 @@ function printRow(row: Row): void {
         leader,
       ];
       if (watchMetrics) {
-        const i = row0.watch.findIndex((w) => Math.floor(w.atMs / 1000) === t.s);
-        const now = i >= 0 ? row0.watch[i].metrics : undefined;
-        const prev = i > 0 ? row0.watch[i - 1].metrics : undefined;
+        const i = row.watch.findIndex((w) => Math.floor(w.atMs / 1000) === t.s);
+        const now = i >= 0 ? row.watch[i].metrics : undefined;
+        const prev = i > 0 ? row.watch[i - 1].metrics : undefined;
         const ids = Object.keys(now ?? {}).sort();
         cells.push(
           ids.map((id) => (now![id].loopMaxMs || 0).toFixed(0)).join('/'),

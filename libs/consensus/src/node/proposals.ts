@@ -62,15 +62,13 @@ export class PendingProposals {
    */
   markPersisted(index: number, nowMs: number): void {
     if (this.onStages === null) return;
-    for (const [i, p] of this.byIndex)
-      if (i <= index && p.persistedMs !== p.persistedMs) p.persistedMs = nowMs;
+    for (const [i, p] of this.byIndex) if (i <= index && Number.isNaN(p.persistedMs)) p.persistedMs = nowMs;
   }
 
   /** The node learned that the log is committed up to `index`. */
   markCommitted(index: number, nowMs: number): void {
     if (this.onStages === null) return;
-    for (const [i, p] of this.byIndex)
-      if (i <= index && p.committedMs !== p.committedMs) p.committedMs = nowMs;
+    for (const [i, p] of this.byIndex) if (i <= index && Number.isNaN(p.committedMs)) p.committedMs = nowMs;
   }
 
   /** The entry at `index` with `term` was applied with `result`. */
@@ -119,9 +117,9 @@ export class PendingProposals {
 
   /** Stages not seen (e.g. a follower's commit learned with the entries) count as zero-length. */
   private reportStages(p: Pending, appliedMs: number): void {
-    if (appliedMs !== appliedMs || p.proposedMs !== p.proposedMs) return;
-    const committed = p.committedMs === p.committedMs ? p.committedMs : appliedMs;
-    const persisted = p.persistedMs === p.persistedMs ? Math.min(p.persistedMs, committed) : committed;
+    if (Number.isNaN(appliedMs) || Number.isNaN(p.proposedMs)) return;
+    const committed = Number.isNaN(p.committedMs) ? appliedMs : p.committedMs;
+    const persisted = Number.isNaN(p.persistedMs) ? committed : Math.min(p.persistedMs, committed);
     this.onStages?.({
       persistMs: Math.max(0, persisted - p.proposedMs),
       quorumMs: Math.max(0, committed - persisted),

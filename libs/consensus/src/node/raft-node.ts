@@ -143,11 +143,7 @@ export class RaftNode implements RaftNodeApi {
       id: opts.id,
       random: opts.raft?.random ?? Math.random,
     };
-    const metrics = opts.metrics;
-    this.proposals = new PendingProposals(
-      opts.id,
-      metrics?.proposalStages ? (stages) => metrics.proposalStages?.(stages) : null,
-    );
+    this.proposals = new PendingProposals(opts.id, opts.metrics?.proposalStages?.bind(opts.metrics) ?? null);
   }
 
   onApplied(listener: (applied: AppliedEntry) => void): () => void {
